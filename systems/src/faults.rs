@@ -1,0 +1,211 @@
+//! Runtime fault injection: rules added through the admin RPC and consulted by every handler.
+
+use crate::rng::SplitMix64;
+use promo_contracts::{money::parse_decimal, retail::v1 as wire};
+use rust_decimal::prelude::ToPrimitive;
+use std::{sync::Mutex, time::Duration};
+use tonic::Status;
+
+/// A call being served, as fault rules see it.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    /// Short service name ("inventory", "publication", ...).
+    pub service: &'a str,
+    /// Method name ("Publish").
+    pub method: &'a str,
+    /// Channel (publication calls), 0 otherwise.
+    pub channel: i32,
+    /// Region (publication calls), empty otherwise.
+    pub region_id: &'a str,
+}
+
+/// What the matching rules ask of one call.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Effects {
+    /// Latency to add before serving.
+    pub latency: Duration,
+    /// Fail the call with UNAVAILABLE before doing anything.
+    pub fail: bool,
+    /// Commit, then fail with UNAVAILABLE.
+    pub lose_response: bool,
+    /// Override of the acknowledgment delay.
+    pub ack_delay_ms: Option<u64>,
+    /// Never acknowledge.
+    pub ack_never: bool,
+}
+
+#[derive(Debug)]
+struct Rule {
+    id: u64,
+    fault: wire::Fault,
+    error_rate: f64,
+    hits: u32,
+}
+
+impl Rule {
+    fn matches(&self, call: &Call<'_>) -> bool {
+        let f = &self.fault;
+        (f.service.is_empty() || f.service.eq_ignore_ascii_case(call.service))
+            && (f.method.is_empty() || f.method.eq_ignore_ascii_case(call.method))
+            && (f.channel == 0 || f.channel == call.channel)
+            && (f.region_id.is_empty() || f.region_id == call.region_id)
+            && (f.max_hits == 0 || self.hits < f.max_hits)
+    }
+}
+
+/// The active rules.
+#[derive(Debug)]
+pub struct Faults {
+    state: Mutex<(Vec<Rule>, u64, SplitMix64)>,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Self { state: Mutex::new((Vec::new(), 0, SplitMix64::new(0xFA17))) }
+    }
+}
+
+impl Faults {
+    /// Adds a rule after validating it; returns its id.
+    pub fn inject(&self, fault: wire::Fault) -> Result<u64, Status> {
+        let error_rate = if fault.error_rate.is_empty() {
+            0.0
+        } else {
+            let d = parse_decimal("fault.error_rate", &fault.error_rate, 6)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let r = d.to_f64().unwrap_or(-1.0);
+            if !(0.0..=1.0).contains(&r) {
+                return Err(Status::invalid_argument(format!(
+                    "fault.error_rate: {:?} must be between 0 and 1",
+                    fault.error_rate
+                )));
+            }
+            r
+        };
+        const SERVICES: [&str; 10] = [
+            "",
+            "location",
+            "product",
+            "inventory",
+            "demand",
+            "funding",
+            "price",
+            "replenishment",
+            "publication",
+            "sales",
+        ];
+        if !SERVICES.iter().any(|s| s.eq_ignore_ascii_case(&fault.service)) {
+            return Err(Status::invalid_argument(format!(
+                "fault.service: unknown service {:?}; expected one of {}",
+                fault.service,
+                SERVICES[1..].join(", ")
+            )));
+        }
+        let mut st = self.state.lock().expect("faults lock");
+        st.1 += 1;
+        let id = st.1;
+        st.0.push(Rule { id, fault, error_rate, hits: 0 });
+        Ok(id)
+    }
+
+    /// Removes every rule; returns how many there were.
+    pub fn clear(&self) -> u32 {
+        let mut st = self.state.lock().expect("faults lock");
+        let n = st.0.len() as u32;
+        st.0.clear();
+        n
+    }
+
+    /// The active rules.
+    pub fn list(&self) -> Vec<wire::ActiveFault> {
+        let st = self.state.lock().expect("faults lock");
+        st.0.iter()
+            .map(|r| wire::ActiveFault { fault_id: r.id, fault: Some(r.fault.clone()), hits: r.hits })
+            .collect()
+    }
+
+    /// Combines the effects of every rule matching `call`, counting hits.
+    pub fn effects(&self, call: Call<'_>) -> Effects {
+        let mut st = self.state.lock().expect("faults lock");
+        let (rules, _, rng) = &mut *st;
+        let mut out = Effects::default();
+        for rule in rules.iter_mut().filter(|r| r.matches(&call)) {
+            rule.hits += 1;
+            let f = &rule.fault;
+            out.latency += Duration::from_millis(u64::from(f.latency_ms));
+            if rule.error_rate > 0.0 && rng.unit() < rule.error_rate {
+                out.fail = true;
+            }
+            out.lose_response |= f.lose_response;
+            if f.ack_delay_ms > 0 {
+                out.ack_delay_ms = Some(u64::from(f.ack_delay_ms));
+            }
+            out.ack_never |= f.ack_never;
+        }
+        out
+    }
+
+    /// Applies the pre-call effects (latency, injected failure) and returns the rest.
+    pub async fn before(&self, call: Call<'_>) -> Result<Effects, Status> {
+        let fx = self.effects(call);
+        if !fx.latency.is_zero() {
+            tokio::time::sleep(fx.latency).await;
+        }
+        if fx.fail {
+            return Err(Status::unavailable(format!(
+                "injected fault: {}.{} unavailable",
+                call.service, call.method
+            )));
+        }
+        Ok(fx)
+    }
+}
+
+/// The error an ambiguous commit returns after the write succeeded.
+pub fn lost_response(call: Call<'_>) -> Status {
+    Status::unavailable(format!(
+        "injected fault: {}.{} committed but the response was lost",
+        call.service, call.method
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call<'a>(service: &'a str, method: &'a str) -> Call<'a> {
+        Call { service, method, channel: 1, region_id: "R1" }
+    }
+
+    #[test]
+    fn rules_match_by_selector_and_expire() {
+        let f = Faults::default();
+        f.inject(wire::Fault {
+            service: "publication".into(),
+            ack_never: true,
+            max_hits: 1,
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(!f.effects(call("inventory", "StreamPositions")).ack_never);
+        assert!(f.effects(call("publication", "Publish")).ack_never);
+        assert!(!f.effects(call("publication", "Publish")).ack_never, "max_hits=1 expired");
+        assert_eq!(f.clear(), 1);
+    }
+
+    #[test]
+    fn bad_rules_are_refused_with_the_field() {
+        let f = Faults::default();
+        let e = f.inject(wire::Fault { error_rate: "1.5".into(), ..Default::default() }).unwrap_err();
+        assert!(e.message().contains("fault.error_rate"), "{e}");
+        let e = f.inject(wire::Fault { service: "erp".into(), ..Default::default() }).unwrap_err();
+        assert!(e.message().contains("unknown service \"erp\""), "{e}");
+    }
+
+    #[test]
+    fn error_rate_one_always_fails() {
+        let f = Faults::default();
+        f.inject(wire::Fault { error_rate: "1".into(), ..Default::default() }).unwrap();
+        assert!((0..10).all(|_| f.effects(call("sales", "GetSalesActuals")).fail));
+    }
+}

@@ -1,0 +1,1194 @@
+//! The gRPC services. One handler type, [`Handler`], implements every contract over the shared
+//! [`Systems`]; SQLite work runs on the blocking pool.
+
+use crate::{
+    Systems,
+    faults::{Call, lost_response},
+    next_id, now_ms, sales,
+};
+use pbjson_types::Timestamp;
+use promo_contracts::{
+    money::{FieldError, parse_decimal, parse_price},
+    retail::v1::*,
+};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use rust_decimal::prelude::ToPrimitive;
+use std::{collections::HashSet, sync::Arc};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, transport::server::Router};
+
+/// Serves every contract from one [`Systems`].
+#[derive(Debug, Clone)]
+pub struct Handler(pub Arc<Systems>);
+
+/// A router with every service mounted.
+pub fn router(systems: Arc<Systems>) -> Router {
+    let h = Handler(systems);
+    tonic::transport::Server::builder()
+        .add_service(location_service_server::LocationServiceServer::new(h.clone()))
+        .add_service(product_service_server::ProductServiceServer::new(h.clone()))
+        .add_service(inventory_service_server::InventoryServiceServer::new(h.clone()))
+        .add_service(demand_service_server::DemandServiceServer::new(h.clone()))
+        .add_service(funding_service_server::FundingServiceServer::new(h.clone()))
+        .add_service(price_service_server::PriceServiceServer::new(h.clone()))
+        .add_service(replenishment_service_server::ReplenishmentServiceServer::new(h.clone()))
+        .add_service(publication_service_server::PublicationServiceServer::new(h.clone()))
+        .add_service(sales_service_server::SalesServiceServer::new(h.clone()))
+        .add_service(admin_service_server::AdminServiceServer::new(h))
+}
+
+fn db(e: rusqlite::Error) -> Status {
+    Status::internal(format!("reference store: sqlite error: {e}"))
+}
+
+fn field(e: FieldError) -> Status {
+    Status::invalid_argument(e.to_string())
+}
+
+fn ts(unix_seconds: i64) -> Option<Timestamp> {
+    Some(Timestamp { seconds: unix_seconds, nanos: 0 })
+}
+
+fn ts_ms(ms: Option<i64>) -> Option<Timestamp> {
+    ms.map(|ms| Timestamp { seconds: ms.div_euclid(1000), nanos: (ms.rem_euclid(1000) * 1_000_000) as i32 })
+}
+
+fn call<'a>(service: &'a str, method: &'a str) -> Call<'a> {
+    Call { service, method, channel: 0, region_id: "" }
+}
+
+/// Runs blocking SQLite work off the async runtime.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Status> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(format!("worker thread failed: {e}")))?
+}
+
+/// Which stores and SKUs a streaming read covers.
+struct Selection {
+    stores: Vec<usize>,
+    dcs: Vec<usize>,
+    /// Product index → position in the dictionary, or u32::MAX when not selected.
+    dict_of_sku: Vec<u32>,
+    dictionary: Vec<String>,
+}
+
+impl Handler {
+    fn select(
+        &self,
+        skus: &[String],
+        region_ids: &[String],
+        store_ids: &[String],
+        include_dcs: bool,
+    ) -> Result<Selection, Status> {
+        let m = self.0.master();
+        let mut dict_of_sku = vec![u32::MAX; m.products.len()];
+        let dictionary: Vec<String> = if skus.is_empty() {
+            m.products.iter().map(|p| p.sku.clone()).collect()
+        } else {
+            let unknown: Vec<&str> =
+                skus.iter().filter(|s| !m.sku_index.contains_key(*s)).map(String::as_str).collect();
+            if !unknown.is_empty() {
+                return Err(Status::not_found(format!("unknown SKUs: {}", unknown.join(", "))));
+            }
+            let mut seen = HashSet::new();
+            skus.iter().filter(|s| seen.insert(s.as_str())).cloned().collect()
+        };
+        for (i, sku) in dictionary.iter().enumerate() {
+            dict_of_sku[m.sku_index[sku]] = i as u32;
+        }
+        let unknown: Vec<&str> =
+            region_ids.iter().filter(|r| !m.region_index.contains_key(*r)).map(String::as_str).collect();
+        if !unknown.is_empty() {
+            return Err(Status::not_found(format!("unknown regions: {}", unknown.join(", "))));
+        }
+        let unknown: Vec<&str> =
+            store_ids.iter().filter(|s| !m.store_index.contains_key(*s)).map(String::as_str).collect();
+        if !unknown.is_empty() {
+            return Err(Status::not_found(format!("unknown stores: {}", unknown.join(", "))));
+        }
+        let regions: HashSet<usize> = region_ids.iter().map(|r| m.region_index[r]).collect();
+        let explicit: HashSet<usize> = store_ids.iter().map(|s| m.store_index[s]).collect();
+        let all = regions.is_empty() && explicit.is_empty();
+        let stores: Vec<usize> = (0..m.stores.len())
+            .filter(|&i| all || regions.contains(&m.stores[i].region_idx) || explicit.contains(&i))
+            .collect();
+        let dcs = if include_dcs {
+            let mut dcs: Vec<usize> =
+                stores.iter().map(|&s| m.regions[m.stores[s].region_idx].dc_idx).collect();
+            dcs.sort_unstable();
+            dcs.dedup();
+            dcs
+        } else {
+            Vec::new()
+        };
+        Ok(Selection { stores, dcs, dict_of_sku, dictionary })
+    }
+}
+
+#[tonic::async_trait]
+impl location_service_server::LocationService for Handler {
+    async fn list_locations(
+        &self,
+        _: Request<ListLocationsRequest>,
+    ) -> Result<Response<ListLocationsResponse>, Status> {
+        self.0.faults.before(call("location", "ListLocations")).await?;
+        let m = self.0.master();
+        Ok(Response::new(ListLocationsResponse {
+            regions: m
+                .regions
+                .iter()
+                .map(|r| Region {
+                    region_id: r.region_id.clone(),
+                    name: r.name.clone(),
+                    time_zone: r.time_zone.clone(),
+                    dc_id: m.dcs[r.dc_idx].0.clone(),
+                })
+                .collect(),
+            stores: m
+                .stores
+                .iter()
+                .map(|s| Store {
+                    store_id: s.store_id.clone(),
+                    region_id: m.regions[s.region_idx].region_id.clone(),
+                    name: s.name.clone(),
+                })
+                .collect(),
+            dcs: m
+                .dcs
+                .iter()
+                .enumerate()
+                .map(|(i, (id, name))| DistributionCenter {
+                    dc_id: id.clone(),
+                    name: name.clone(),
+                    region_ids: m
+                        .regions
+                        .iter()
+                        .filter(|r| r.dc_idx == i)
+                        .map(|r| r.region_id.clone())
+                        .collect(),
+                })
+                .collect(),
+        }))
+    }
+}
+
+fn product(p: &crate::ProductRow) -> Product {
+    Product {
+        sku: p.sku.clone(),
+        name: p.name.clone(),
+        category: p.category.clone(),
+        supplier_id: p.supplier_id.clone(),
+        cost: p.cost.clone(),
+        regular_price: p.regular_price.clone(),
+        price_band: p.price_band,
+        eligible_channels: (1..=4).filter(|c| p.channels & crate::dataset::channel_bit(*c) != 0).collect(),
+    }
+}
+
+#[tonic::async_trait]
+impl product_service_server::ProductService for Handler {
+    async fn get_products(
+        &self,
+        req: Request<GetProductsRequest>,
+    ) -> Result<Response<GetProductsResponse>, Status> {
+        self.0.faults.before(call("product", "GetProducts")).await?;
+        let req = req.into_inner();
+        if req.skus.len() > 10_000 {
+            return Err(Status::invalid_argument(format!(
+                "skus: {} requested; at most 10000 per call",
+                req.skus.len()
+            )));
+        }
+        let m = self.0.master();
+        let unknown: Vec<&str> =
+            req.skus.iter().filter(|s| !m.sku_index.contains_key(*s)).map(String::as_str).collect();
+        if !unknown.is_empty() {
+            return Err(Status::not_found(format!("unknown SKUs: {}", unknown.join(", "))));
+        }
+        Ok(Response::new(GetProductsResponse {
+            products: req.skus.iter().map(|s| product(&m.products[m.sku_index[s]])).collect(),
+        }))
+    }
+
+    async fn list_comparable_products(
+        &self,
+        req: Request<ListComparableProductsRequest>,
+    ) -> Result<Response<ListComparableProductsResponse>, Status> {
+        self.0.faults.before(call("product", "ListComparableProducts")).await?;
+        let sku = req.into_inner().sku;
+        let m = self.0.master();
+        let Some(&i) = m.sku_index.get(&sku) else {
+            return Err(Status::not_found(format!("unknown SKUs: {sku}")));
+        };
+        let me = &m.products[i];
+        Ok(Response::new(ListComparableProductsResponse {
+            products: m
+                .products
+                .iter()
+                .filter(|p| p.sku != me.sku && p.category == me.category && p.price_band == me.price_band)
+                .map(product)
+                .collect(),
+        }))
+    }
+}
+
+type Stream<T> = ReceiverStream<Result<T, Status>>;
+
+#[tonic::async_trait]
+impl inventory_service_server::InventoryService for Handler {
+    type StreamPositionsStream = Stream<StreamPositionsResponse>;
+
+    async fn stream_positions(
+        &self,
+        req: Request<StreamPositionsRequest>,
+    ) -> Result<Response<Self::StreamPositionsStream>, Status> {
+        self.0.faults.before(call("inventory", "StreamPositions")).await?;
+        let req = req.into_inner();
+        let sel = self.select(&req.skus, &req.region_ids, &req.store_ids, req.include_dcs)?;
+        let per_message =
+            if req.locations_per_message == 0 { 64 } else { req.locations_per_message as usize };
+        let (tx, rx) = mpsc::channel(4);
+        let systems = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = stream_positions(&systems, sel, per_message, &tx) {
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+fn read_positions(
+    row: &Row<'_>,
+    loc: &mut LocationPositions,
+    dict: u32,
+    anchor: i64,
+) -> rusqlite::Result<()> {
+    let eta = |offset: i64, units: i64| if units > 0 { anchor + offset } else { 0 };
+    loc.sku_index.push(dict);
+    loc.on_hand.push(row.get(1)?);
+    let (it, ite): (i64, i64) = (row.get(2)?, row.get(3)?);
+    loc.in_transit.push(it);
+    loc.in_transit_eta.push(eta(ite, it));
+    let (c, ce): (i64, i64) = (row.get(4)?, row.get(5)?);
+    loc.supplier_confirmed.push(c);
+    loc.supplier_confirmed_eta.push(eta(ce, c));
+    Ok(())
+}
+
+fn stream_positions(
+    systems: &Systems,
+    sel: Selection,
+    per_message: usize,
+    tx: &mpsc::Sender<Result<StreamPositionsResponse, Status>>,
+) -> Result<(), Status> {
+    let m = systems.master();
+    let anchor = systems.anchor();
+    let conn = systems.reader().map_err(db)?;
+    let mut dictionary = Some(sel.dictionary);
+    let mut batch: Vec<LocationPositions> = Vec::with_capacity(per_message);
+    let cap = dictionary.as_ref().map_or(0, Vec::len);
+    let mut flush = |batch: &mut Vec<LocationPositions>, last: bool| -> bool {
+        if batch.is_empty() && !(last && dictionary.is_some()) {
+            return true;
+        }
+        let msg = StreamPositionsResponse {
+            sku_dictionary: dictionary.take().unwrap_or_default(),
+            locations: std::mem::take(batch),
+        };
+        tx.blocking_send(Ok(msg)).is_ok()
+    };
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT sku_idx, on_hand, in_transit, in_transit_eta, confirmed, confirmed_eta
+             FROM store_positions WHERE store_idx = ?1 ORDER BY sku_idx",
+        )
+        .map_err(db)?;
+    for &s in &sel.stores {
+        let store = &m.stores[s];
+        let mut loc = LocationPositions {
+            location_id: store.store_id.clone(),
+            kind: LocationKind::Store as i32,
+            region_id: m.regions[store.region_idx].region_id.clone(),
+            ..with_capacity(cap)
+        };
+        let mut rows = stmt.query([s as i64]).map_err(db)?;
+        while let Some(row) = rows.next().map_err(db)? {
+            let dict = sel.dict_of_sku[row.get::<_, i64>(0).map_err(db)? as usize];
+            if dict != u32::MAX {
+                read_positions(row, &mut loc, dict, anchor).map_err(db)?;
+            }
+        }
+        batch.push(loc);
+        if batch.len() >= per_message && !flush(&mut batch, false) {
+            return Ok(()); // client went away
+        }
+    }
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT sku_idx, on_hand, in_transit, in_transit_eta, confirmed, confirmed_eta
+             FROM dc_positions WHERE dc_idx = ?1 ORDER BY sku_idx",
+        )
+        .map_err(db)?;
+    for &d in &sel.dcs {
+        let mut loc = LocationPositions {
+            location_id: m.dcs[d].0.clone(),
+            kind: LocationKind::Dc as i32,
+            ..with_capacity(cap)
+        };
+        let mut rows = stmt.query([d as i64]).map_err(db)?;
+        while let Some(row) = rows.next().map_err(db)? {
+            let dict = sel.dict_of_sku[row.get::<_, i64>(0).map_err(db)? as usize];
+            if dict != u32::MAX {
+                read_positions(row, &mut loc, dict, anchor).map_err(db)?;
+            }
+        }
+        batch.push(loc);
+    }
+    flush(&mut batch, true);
+    Ok(())
+}
+
+fn with_capacity(n: usize) -> LocationPositions {
+    LocationPositions {
+        sku_index: Vec::with_capacity(n),
+        on_hand: Vec::with_capacity(n),
+        in_transit: Vec::with_capacity(n),
+        in_transit_eta: Vec::with_capacity(n),
+        supplier_confirmed: Vec::with_capacity(n),
+        supplier_confirmed_eta: Vec::with_capacity(n),
+        ..Default::default()
+    }
+}
+
+#[tonic::async_trait]
+impl demand_service_server::DemandService for Handler {
+    type StreamBaselineDemandStream = Stream<StreamBaselineDemandResponse>;
+
+    async fn stream_baseline_demand(
+        &self,
+        req: Request<StreamBaselineDemandRequest>,
+    ) -> Result<Response<Self::StreamBaselineDemandStream>, Status> {
+        self.0.faults.before(call("demand", "StreamBaselineDemand")).await?;
+        let req = req.into_inner();
+        let sel = self.select(&req.skus, &req.region_ids, &req.store_ids, false)?;
+        let per_message = if req.stores_per_message == 0 { 64 } else { req.stores_per_message as usize };
+        let (tx, rx) = mpsc::channel(4);
+        let systems = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = stream_demand(&systems, sel, per_message, &tx) {
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn get_promotion_history(
+        &self,
+        req: Request<GetPromotionHistoryRequest>,
+    ) -> Result<Response<GetPromotionHistoryResponse>, Status> {
+        self.0.faults.before(call("demand", "GetPromotionHistory")).await?;
+        let skus = req.into_inner().skus;
+        self.select(&skus, &[], &[], false)?; // validates SKUs
+        let systems = self.0.clone();
+        let history = blocking(move || {
+            let conn = systems.reader().map_err(db)?;
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT sku, promotion_id, discount_depth, realised_uplift, duration_days
+                     FROM promo_history WHERE sku = ?1 ORDER BY promotion_id",
+                )
+                .map_err(db)?;
+            let mut out = Vec::new();
+            for sku in &skus {
+                let rows = stmt
+                    .query_map([sku], |r| {
+                        Ok(PastPromotion {
+                            sku: r.get(0)?,
+                            promotion_id: r.get(1)?,
+                            discount_depth: r.get(2)?,
+                            realised_uplift: r.get(3)?,
+                            duration_days: r.get(4)?,
+                        })
+                    })
+                    .map_err(db)?;
+                for r in rows {
+                    out.push(r.map_err(db)?);
+                }
+            }
+            Ok(out)
+        })
+        .await?;
+        Ok(Response::new(GetPromotionHistoryResponse { history }))
+    }
+}
+
+fn stream_demand(
+    systems: &Systems,
+    sel: Selection,
+    per_message: usize,
+    tx: &mpsc::Sender<Result<StreamBaselineDemandResponse, Status>>,
+) -> Result<(), Status> {
+    let m = systems.master();
+    let conn = systems.reader().map_err(db)?;
+    let mut stmt = conn
+        .prepare_cached("SELECT sku_idx, baseline FROM store_positions WHERE store_idx = ?1 ORDER BY sku_idx")
+        .map_err(db)?;
+    let cap = sel.dictionary.len();
+    let mut dictionary = Some(sel.dictionary);
+    let mut batch = Vec::with_capacity(per_message);
+    let n = sel.stores.len();
+    for (k, &s) in sel.stores.iter().enumerate() {
+        let store = &m.stores[s];
+        let mut d = StoreDemand {
+            store_id: store.store_id.clone(),
+            region_id: m.regions[store.region_idx].region_id.clone(),
+            sku_index: Vec::with_capacity(cap),
+            daily_units: Vec::with_capacity(cap),
+        };
+        let mut rows = stmt.query([s as i64]).map_err(db)?;
+        while let Some(row) = rows.next().map_err(db)? {
+            let dict = sel.dict_of_sku[row.get::<_, i64>(0).map_err(db)? as usize];
+            if dict != u32::MAX {
+                d.sku_index.push(dict);
+                d.daily_units.push(row.get::<_, f64>(1).map_err(db)? as f32);
+            }
+        }
+        batch.push(d);
+        if batch.len() >= per_message || k + 1 == n {
+            let msg = StreamBaselineDemandResponse {
+                sku_dictionary: dictionary.take().unwrap_or_default(),
+                stores: std::mem::take(&mut batch),
+                history_days: m.history_days,
+            };
+            if tx.blocking_send(Ok(msg)).is_err() {
+                return Ok(());
+            }
+        }
+    }
+    if let Some(dictionary) = dictionary {
+        let _ = tx.blocking_send(Ok(StreamBaselineDemandResponse {
+            sku_dictionary: dictionary,
+            stores: vec![],
+            history_days: m.history_days,
+        }));
+    }
+    Ok(())
+}
+
+#[tonic::async_trait]
+impl funding_service_server::FundingService for Handler {
+    async fn get_agreements(
+        &self,
+        req: Request<GetAgreementsRequest>,
+    ) -> Result<Response<GetAgreementsResponse>, Status> {
+        self.0.faults.before(call("funding", "GetAgreements")).await?;
+        let ids = req.into_inner().agreement_ids;
+        let systems = self.0.clone();
+        let resp = blocking(move || {
+            let conn = systems.reader().map_err(db)?;
+            let anchor = systems.anchor();
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT agreement_id, supplier_id, status, valid_from, valid_to, funding_per_unit, cap_amount
+                     FROM agreements WHERE agreement_id = ?1",
+                )
+                .map_err(db)?;
+            let mut skus = conn
+                .prepare_cached("SELECT sku FROM agreement_skus WHERE agreement_id = ?1 ORDER BY sku")
+                .map_err(db)?;
+            let mut out = GetAgreementsResponse::default();
+            let mut seen = HashSet::new();
+            for id in ids.iter().filter(|i| seen.insert(i.as_str())) {
+                let found = stmt
+                    .query_row([id], |r| {
+                        Ok(FundingAgreement {
+                            agreement_id: r.get(0)?,
+                            supplier_id: r.get(1)?,
+                            status: r.get(2)?,
+                            valid_from: ts(anchor + r.get::<_, i64>(3)?),
+                            valid_to: ts(anchor + r.get::<_, i64>(4)?),
+                            skus: vec![],
+                            funding_per_unit: r.get(5)?,
+                            cap_amount: r.get(6)?,
+                        })
+                    })
+                    .optional()
+                    .map_err(db)?;
+                match found {
+                    Some(mut a) => {
+                        a.skus = skus.query_map([id], |r| r.get(0)).map_err(db)?.collect::<Result<_, _>>().map_err(db)?;
+                        out.agreements.push(a);
+                    }
+                    None => out.unknown_ids.push(id.clone()),
+                }
+            }
+            out.agreements.sort_by(|a, b| a.agreement_id.cmp(&b.agreement_id));
+            Ok(out)
+        })
+        .await?;
+        Ok(Response::new(resp))
+    }
+}
+
+fn seconds(t: &Option<Timestamp>, name: &str) -> Result<i64, Status> {
+    t.as_ref().map(|t| t.seconds).ok_or_else(|| Status::invalid_argument(format!("{name}: is required")))
+}
+
+fn price_change(r: &Row<'_>) -> rusqlite::Result<PriceChange> {
+    let regions: String = r.get(4)?;
+    Ok(PriceChange {
+        price_change_id: r.get(0)?,
+        idempotency_key: r.get(1)?,
+        promotion_id: r.get(2)?,
+        revision: r.get(3)?,
+        region_ids: regions.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        effective_from: ts(r.get(5)?),
+        effective_to: ts(r.get(6)?),
+        line_count: r.get(7)?,
+        state: r.get(8)?,
+        created_at: ts_ms(r.get(9)?),
+        reverted_at: ts_ms(r.get(10)?),
+    })
+}
+
+const PRICE_CHANGE_COLUMNS: &str = "price_change_id, idempotency_key, promotion_id, revision, region_ids, \
+     effective_from, effective_to, line_count, state, created_ms, reverted_ms";
+
+fn get_price_change(conn: &Connection, key_column: &str, key: &str) -> rusqlite::Result<Option<PriceChange>> {
+    conn.query_row(
+        &format!("SELECT {PRICE_CHANGE_COLUMNS} FROM price_changes WHERE {key_column} = ?1"),
+        [key],
+        price_change,
+    )
+    .optional()
+}
+
+fn require(value: &str, name: &str) -> Result<(), Status> {
+    if value.trim().is_empty() {
+        return Err(Status::invalid_argument(format!("{name}: is required")));
+    }
+    Ok(())
+}
+
+#[tonic::async_trait]
+impl price_service_server::PriceService for Handler {
+    async fn stage_price_change(
+        &self,
+        req: Request<StagePriceChangeRequest>,
+    ) -> Result<Response<StagePriceChangeResponse>, Status> {
+        let c = call("price", "StagePriceChange");
+        let fx = self.0.faults.before(c).await?;
+        let req = req.into_inner();
+        require(&req.idempotency_key, "idempotency_key")?;
+        require(&req.promotion_id, "promotion_id")?;
+        let (from, to) =
+            (seconds(&req.effective_from, "effective_from")?, seconds(&req.effective_to, "effective_to")?);
+        if to <= from {
+            return Err(Status::invalid_argument("effective_to: must be after effective_from"));
+        }
+        let m = self.0.master();
+        let unknown: Vec<&str> =
+            req.lines.iter().map(|l| l.sku.as_str()).filter(|s| !m.sku_index.contains_key(*s)).collect();
+        if !unknown.is_empty() {
+            return Err(Status::not_found(format!("unknown SKUs: {}", unknown.join(", "))));
+        }
+        for (i, l) in req.lines.iter().enumerate() {
+            parse_price(&format!("lines[{i}].promo_price"), &l.promo_price).map_err(field)?;
+        }
+        let unknown: Vec<&str> =
+            req.region_ids.iter().map(String::as_str).filter(|r| !m.region_index.contains_key(*r)).collect();
+        if !unknown.is_empty() {
+            return Err(Status::not_found(format!("unknown regions: {}", unknown.join(", "))));
+        }
+        let systems = self.0.clone();
+        let (pc, replayed) = blocking(move || {
+            systems.write(|conn| {
+                if let Some(existing) = get_price_change(conn, "idempotency_key", &req.idempotency_key).map_err(db)? {
+                    if existing.promotion_id != req.promotion_id || existing.revision != req.revision {
+                        return Err(Status::failed_precondition(format!(
+                            "idempotency_key {:?} was used for {} revision {}",
+                            req.idempotency_key, existing.promotion_id, existing.revision
+                        )));
+                    }
+                    return Ok((existing, true));
+                }
+                let tx = conn.transaction().map_err(db)?;
+                let id = next_id(&tx, "price_changes", "PC").map_err(db)?;
+                tx.execute(
+                    "INSERT INTO price_changes(price_change_id, idempotency_key, promotion_id, revision, region_ids,
+                     effective_from, effective_to, line_count, state, created_ms) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+                    params![
+                        id,
+                        req.idempotency_key,
+                        req.promotion_id,
+                        req.revision,
+                        req.region_ids.join(","),
+                        from,
+                        to,
+                        req.lines.len() as i64,
+                        PriceChangeState::Staged as i32,
+                        now_ms()
+                    ],
+                )
+                .map_err(db)?;
+                {
+                    let mut ins = tx
+                        .prepare_cached("INSERT OR REPLACE INTO price_lines(price_change_id, sku, promo_price) VALUES (?1,?2,?3)")
+                        .map_err(db)?;
+                    for l in &req.lines {
+                        ins.execute(params![id, l.sku, l.promo_price]).map_err(db)?;
+                    }
+                }
+                tx.commit().map_err(db)?;
+                let pc = get_price_change(conn, "price_change_id", &id).map_err(db)?.ok_or_else(|| Status::internal("lost write"))?;
+                Ok((pc, false))
+            })
+        })
+        .await?;
+        if fx.lose_response {
+            return Err(lost_response(c));
+        }
+        Ok(Response::new(StagePriceChangeResponse { price_change: Some(pc), replayed }))
+    }
+
+    async fn revert_price_change(
+        &self,
+        req: Request<RevertPriceChangeRequest>,
+    ) -> Result<Response<RevertPriceChangeResponse>, Status> {
+        let c = call("price", "RevertPriceChange");
+        let fx = self.0.faults.before(c).await?;
+        let req = req.into_inner();
+        let systems = self.0.clone();
+        let pc = blocking(move || {
+            systems.write(|conn| {
+                conn.execute(
+                    "UPDATE price_changes SET state = ?2, reverted_ms = ?3, revert_reason = ?4
+                     WHERE price_change_id = ?1 AND state = ?5",
+                    params![
+                        req.price_change_id,
+                        PriceChangeState::Reverted as i32,
+                        now_ms(),
+                        req.reason,
+                        PriceChangeState::Staged as i32
+                    ],
+                )
+                .map_err(db)?;
+                get_price_change(conn, "price_change_id", &req.price_change_id).map_err(db)?.ok_or_else(
+                    || Status::not_found(format!("unknown price change {:?}", req.price_change_id)),
+                )
+            })
+        })
+        .await?;
+        if fx.lose_response {
+            return Err(lost_response(c));
+        }
+        Ok(Response::new(RevertPriceChangeResponse { price_change: Some(pc) }))
+    }
+
+    async fn list_price_changes(
+        &self,
+        req: Request<ListPriceChangesRequest>,
+    ) -> Result<Response<ListPriceChangesResponse>, Status> {
+        self.0.faults.before(call("price", "ListPriceChanges")).await?;
+        let promotion = req.into_inner().promotion_id;
+        let systems = self.0.clone();
+        let price_changes = blocking(move || {
+            let conn = systems.reader().map_err(db)?;
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT {PRICE_CHANGE_COLUMNS} FROM price_changes WHERE ?1 = '' OR promotion_id = ?1 ORDER BY created_ms, price_change_id"
+                ))
+                .map_err(db)?;
+            let rows = stmt.query_map([promotion], price_change).map_err(db)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db)
+        })
+        .await?;
+        Ok(Response::new(ListPriceChangesResponse { price_changes }))
+    }
+}
+
+const ORDER_COLUMNS: &str = "order_id, idempotency_key, promotion_id, from_dc_id, to_region_id, total_units, line_count, eta_ms, state";
+
+fn order(r: &Row<'_>) -> rusqlite::Result<TransferOrder> {
+    Ok(TransferOrder {
+        order_id: r.get(0)?,
+        idempotency_key: r.get(1)?,
+        promotion_id: r.get(2)?,
+        from_dc_id: r.get(3)?,
+        to_region_id: r.get(4)?,
+        total_units: r.get(5)?,
+        line_count: r.get(6)?,
+        eta: ts_ms(r.get(7)?),
+        state: r.get(8)?,
+    })
+}
+
+fn get_order(conn: &Connection, key_column: &str, key: &str) -> rusqlite::Result<Option<TransferOrder>> {
+    conn.query_row(
+        &format!("SELECT {ORDER_COLUMNS} FROM transfer_orders WHERE {key_column} = ?1"),
+        [key],
+        order,
+    )
+    .optional()
+}
+
+/// Lead time of a transfer order from DC to stores.
+const TRANSFER_LEAD_MS: i64 = 24 * 3600 * 1000;
+
+#[tonic::async_trait]
+impl replenishment_service_server::ReplenishmentService for Handler {
+    async fn create_transfer_order(
+        &self,
+        req: Request<CreateTransferOrderRequest>,
+    ) -> Result<Response<CreateTransferOrderResponse>, Status> {
+        let c = call("replenishment", "CreateTransferOrder");
+        let fx = self.0.faults.before(c).await?;
+        let req = req.into_inner();
+        require(&req.idempotency_key, "idempotency_key")?;
+        require(&req.promotion_id, "promotion_id")?;
+        let m = self.0.master();
+        if !m.dcs.iter().any(|d| d.0 == req.from_dc_id) {
+            return Err(Status::not_found(format!("from_dc_id: unknown DC {:?}", req.from_dc_id)));
+        }
+        if !m.region_index.contains_key(&req.to_region_id) {
+            return Err(Status::not_found(format!("to_region_id: unknown region {:?}", req.to_region_id)));
+        }
+        let unknown: Vec<&str> =
+            req.lines.iter().map(|l| l.sku.as_str()).filter(|s| !m.sku_index.contains_key(*s)).collect();
+        if !unknown.is_empty() {
+            return Err(Status::not_found(format!("unknown SKUs: {}", unknown.join(", "))));
+        }
+        if let Some((i, l)) = req.lines.iter().enumerate().find(|(_, l)| l.units <= 0) {
+            return Err(Status::invalid_argument(format!(
+                "lines[{i}].units: {} must be above zero",
+                l.units
+            )));
+        }
+        let systems = self.0.clone();
+        let (o, replayed) = blocking(move || {
+            systems.write(|conn| {
+                if let Some(existing) = get_order(conn, "idempotency_key", &req.idempotency_key).map_err(db)? {
+                    return Ok((existing, true));
+                }
+                let id = next_id(conn, "transfer_orders", "TO").map_err(db)?;
+                let now = now_ms();
+                conn.execute(
+                    "INSERT INTO transfer_orders(order_id, idempotency_key, promotion_id, from_dc_id, to_region_id,
+                     total_units, line_count, eta_ms, state, created_ms) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+                    params![
+                        id,
+                        req.idempotency_key,
+                        req.promotion_id,
+                        req.from_dc_id,
+                        req.to_region_id,
+                        req.lines.iter().map(|l| l.units).sum::<i64>(),
+                        req.lines.len() as i64,
+                        now + TRANSFER_LEAD_MS,
+                        OrderState::Released as i32,
+                        now
+                    ],
+                )
+                .map_err(db)?;
+                let o = get_order(conn, "order_id", &id).map_err(db)?.ok_or_else(|| Status::internal("lost write"))?;
+                Ok((o, false))
+            })
+        })
+        .await?;
+        if fx.lose_response {
+            return Err(lost_response(c));
+        }
+        Ok(Response::new(CreateTransferOrderResponse { order: Some(o), replayed }))
+    }
+
+    async fn cancel_order(
+        &self,
+        req: Request<CancelOrderRequest>,
+    ) -> Result<Response<CancelOrderResponse>, Status> {
+        let c = call("replenishment", "CancelOrder");
+        let fx = self.0.faults.before(c).await?;
+        let req = req.into_inner();
+        let systems = self.0.clone();
+        let o = blocking(move || {
+            systems.write(|conn| {
+                conn.execute(
+                    "UPDATE transfer_orders SET state = ?2, cancel_reason = ?3 WHERE order_id = ?1",
+                    params![req.order_id, OrderState::Cancelled as i32, req.reason],
+                )
+                .map_err(db)?;
+                get_order(conn, "order_id", &req.order_id)
+                    .map_err(db)?
+                    .ok_or_else(|| Status::not_found(format!("unknown order {:?}", req.order_id)))
+            })
+        })
+        .await?;
+        if fx.lose_response {
+            return Err(lost_response(c));
+        }
+        Ok(Response::new(CancelOrderResponse { order: Some(o) }))
+    }
+
+    async fn list_orders(
+        &self,
+        req: Request<ListOrdersRequest>,
+    ) -> Result<Response<ListOrdersResponse>, Status> {
+        self.0.faults.before(call("replenishment", "ListOrders")).await?;
+        let promotion = req.into_inner().promotion_id;
+        let systems = self.0.clone();
+        let orders = blocking(move || {
+            let conn = systems.reader().map_err(db)?;
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT {ORDER_COLUMNS} FROM transfer_orders WHERE ?1 = '' OR promotion_id = ?1 ORDER BY created_ms, order_id"
+                ))
+                .map_err(db)?;
+            let rows = stmt.query_map([promotion], order).map_err(db)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db)
+        })
+        .await?;
+        Ok(Response::new(ListOrdersResponse { orders }))
+    }
+}
+
+const PUBLICATION_COLUMNS: &str = "publication_id, idempotency_key, promotion_id, revision, channel, region_id, kind, \
+     price_change_id, state, published_ms, acknowledged_ms, ack_due_ms";
+
+fn publication(r: &Row<'_>) -> rusqlite::Result<(Publication, Option<i64>)> {
+    Ok((
+        Publication {
+            publication_id: r.get(0)?,
+            idempotency_key: r.get(1)?,
+            promotion_id: r.get(2)?,
+            revision: r.get(3)?,
+            channel: r.get(4)?,
+            region_id: r.get(5)?,
+            kind: r.get(6)?,
+            price_change_id: r.get(7)?,
+            state: r.get(8)?,
+            published_at: ts_ms(r.get(9)?),
+            acknowledged_at: ts_ms(r.get(10)?),
+        },
+        r.get(11)?,
+    ))
+}
+
+/// Reads a publication, first recording its acknowledgment if it has come due.
+fn get_publication(conn: &Connection, key_column: &str, key: &str) -> rusqlite::Result<Option<Publication>> {
+    let found = conn
+        .query_row(
+            &format!("SELECT {PUBLICATION_COLUMNS} FROM publications WHERE {key_column} = ?1"),
+            [key],
+            publication,
+        )
+        .optional()?;
+    let Some((mut p, ack_due)) = found else { return Ok(None) };
+    if p.state == PublicationState::PendingAck as i32
+        && let Some(due) = ack_due.filter(|&due| due <= now_ms())
+    {
+        conn.execute(
+            "UPDATE publications SET state = ?2, acknowledged_ms = ?3 WHERE publication_id = ?1 AND state = ?4",
+            params![p.publication_id, PublicationState::Acknowledged as i32, due, PublicationState::PendingAck as i32],
+        )?;
+        p.state = PublicationState::Acknowledged as i32;
+        p.acknowledged_at = ts_ms(Some(due));
+    }
+    Ok(Some(p))
+}
+
+fn is_regional(channel: Channel) -> bool {
+    matches!(channel, Channel::Pos | Channel::StoreComms)
+}
+
+#[tonic::async_trait]
+impl publication_service_server::PublicationService for Handler {
+    async fn publish(&self, req: Request<PublishRequest>) -> Result<Response<PublishResponse>, Status> {
+        let req = req.into_inner();
+        let target_region = req.region_id.clone();
+        let c = Call {
+            service: "publication",
+            method: "Publish",
+            channel: req.channel,
+            region_id: &target_region,
+        };
+        let fx = self.0.faults.before(c).await?;
+        require(&req.idempotency_key, "idempotency_key")?;
+        require(&req.promotion_id, "promotion_id")?;
+        let channel = Channel::try_from(req.channel)
+            .ok()
+            .filter(|c| *c != Channel::Unspecified)
+            .ok_or_else(|| Status::invalid_argument(format!("channel: {} is not a channel", req.channel)))?;
+        if PublicationKind::try_from(req.kind).ok().filter(|k| *k != PublicationKind::Unspecified).is_none() {
+            return Err(Status::invalid_argument(format!("kind: {} is not a publication kind", req.kind)));
+        }
+        let m = self.0.master();
+        if is_regional(channel) {
+            if !m.region_index.contains_key(&req.region_id) {
+                return Err(Status::not_found(format!(
+                    "region_id: unknown region {:?} (required for {})",
+                    req.region_id,
+                    channel.as_str_name()
+                )));
+            }
+        } else if !req.region_id.is_empty() {
+            return Err(Status::invalid_argument(format!(
+                "region_id: {} is a national channel; leave region_id empty",
+                channel.as_str_name()
+            )));
+        }
+        let systems = self.0.clone();
+        let region = req.region_id.clone();
+        let (p, replayed) = blocking(move || {
+            systems.write(|conn| {
+                if let Some(existing) = get_publication(conn, "idempotency_key", &req.idempotency_key).map_err(db)? {
+                    if existing.promotion_id != req.promotion_id
+                        || existing.channel != req.channel
+                        || existing.region_id != req.region_id
+                        || existing.kind != req.kind
+                    {
+                        return Err(Status::failed_precondition(format!(
+                            "idempotency_key {:?} was used for a different publication ({} {} {})",
+                            req.idempotency_key,
+                            existing.promotion_id,
+                            existing.channel().as_str_name(),
+                            existing.region_id
+                        )));
+                    }
+                    return Ok((existing, true));
+                }
+                let delay: i64 = conn
+                    .query_row(
+                        "SELECT delay_ms FROM ack_profiles WHERE channel = ?1 AND region_id = ?2",
+                        params![req.channel, region],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(db)?
+                    .unwrap_or(0);
+                let delay = fx.ack_delay_ms.map_or(delay, |d| d as i64);
+                let now = now_ms();
+                let ack_due = (!fx.ack_never).then_some(now + delay);
+                let id = next_id(conn, "publications", "PUB").map_err(db)?;
+                conn.execute(
+                    "INSERT INTO publications(publication_id, idempotency_key, promotion_id, revision, channel, region_id,
+                     kind, price_change_id, state, published_ms, ack_due_ms) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
+                    params![
+                        id,
+                        req.idempotency_key,
+                        req.promotion_id,
+                        req.revision,
+                        req.channel,
+                        req.region_id,
+                        req.kind,
+                        req.price_change_id,
+                        PublicationState::PendingAck as i32,
+                        now,
+                        ack_due
+                    ],
+                )
+                .map_err(db)?;
+                let p = get_publication(conn, "publication_id", &id).map_err(db)?.ok_or_else(|| Status::internal("lost write"))?;
+                Ok((p, false))
+            })
+        })
+        .await?;
+        if fx.lose_response {
+            return Err(lost_response(c));
+        }
+        Ok(Response::new(PublishResponse { publication: Some(p), replayed }))
+    }
+
+    async fn get_publication(
+        &self,
+        req: Request<GetPublicationRequest>,
+    ) -> Result<Response<GetPublicationResponse>, Status> {
+        self.0.faults.before(call("publication", "GetPublication")).await?;
+        let id = req.into_inner().publication_id;
+        let systems = self.0.clone();
+        let p = blocking(move || {
+            systems.write(|conn| {
+                get_publication(conn, "publication_id", &id)
+                    .map_err(db)?
+                    .ok_or_else(|| Status::not_found(format!("unknown publication {id:?}")))
+            })
+        })
+        .await?;
+        Ok(Response::new(GetPublicationResponse { publication: Some(p) }))
+    }
+
+    async fn withdraw(&self, req: Request<WithdrawRequest>) -> Result<Response<WithdrawResponse>, Status> {
+        let c = call("publication", "Withdraw");
+        let fx = self.0.faults.before(c).await?;
+        let req = req.into_inner();
+        let systems = self.0.clone();
+        let p = blocking(move || {
+            systems.write(|conn| {
+                conn.execute(
+                    "UPDATE publications SET state = ?2, withdrawn_ms = ?3, withdraw_reason = ?4
+                     WHERE publication_id = ?1 AND state != ?2",
+                    params![req.publication_id, PublicationState::Withdrawn as i32, now_ms(), req.reason],
+                )
+                .map_err(db)?;
+                get_publication(conn, "publication_id", &req.publication_id)
+                    .map_err(db)?
+                    .ok_or_else(|| Status::not_found(format!("unknown publication {:?}", req.publication_id)))
+            })
+        })
+        .await?;
+        if fx.lose_response {
+            return Err(lost_response(c));
+        }
+        Ok(Response::new(WithdrawResponse { publication: Some(p) }))
+    }
+
+    async fn list_publications(
+        &self,
+        req: Request<ListPublicationsRequest>,
+    ) -> Result<Response<ListPublicationsResponse>, Status> {
+        self.0.faults.before(call("publication", "ListPublications")).await?;
+        let promotion = req.into_inner().promotion_id;
+        let systems = self.0.clone();
+        let publications = blocking(move || {
+            systems.write(|conn| {
+                let ids: Vec<String> = conn
+                    .prepare("SELECT publication_id FROM publications WHERE ?1 = '' OR promotion_id = ?1 ORDER BY published_ms, publication_id")
+                    .map_err(db)?
+                    .query_map([promotion], |r| r.get(0))
+                    .map_err(db)?
+                    .collect::<Result<_, _>>()
+                    .map_err(db)?;
+                ids.iter()
+                    .map(|id| get_publication(conn, "publication_id", id).map_err(db)?.ok_or_else(|| Status::internal("lost row")))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+        })
+        .await?;
+        Ok(Response::new(ListPublicationsResponse { publications }))
+    }
+}
+
+#[tonic::async_trait]
+impl sales_service_server::SalesService for Handler {
+    async fn get_sales_actuals(
+        &self,
+        req: Request<GetSalesActualsRequest>,
+    ) -> Result<Response<GetSalesActualsResponse>, Status> {
+        self.0.faults.before(call("sales", "GetSalesActuals")).await?;
+        let req = req.into_inner();
+        let m = self.0.master();
+        let unknown: Vec<&str> =
+            req.lines.iter().map(|l| l.sku.as_str()).filter(|s| !m.sku_index.contains_key(*s)).collect();
+        if !unknown.is_empty() {
+            return Err(Status::not_found(format!("unknown SKUs: {}", unknown.join(", "))));
+        }
+        let mut lines = Vec::with_capacity(req.lines.len());
+        for (i, l) in req.lines.iter().enumerate() {
+            let price = parse_price(&format!("lines[{i}].promo_price"), &l.promo_price).map_err(field)?;
+            let sku_idx = m.sku_index[&l.sku];
+            let regular =
+                parse_decimal("regular_price", &m.products[sku_idx].regular_price, 4).map_err(field)?;
+            let depth = ((regular - price) / regular).to_f64().unwrap_or(0.0).clamp(0.0, 0.95);
+            lines.push(sales::Line { sku_idx, promo_price: price, depth });
+        }
+        let mut scopes = Vec::with_capacity(req.scopes.len());
+        for (i, s) in req.scopes.iter().enumerate() {
+            let region_idx = *m.region_index.get(&s.region_id).ok_or_else(|| {
+                Status::not_found(format!("scopes[{i}].region_id: unknown region {:?}", s.region_id))
+            })?;
+            let w = s
+                .window
+                .as_ref()
+                .ok_or_else(|| Status::invalid_argument(format!("scopes[{i}].window: is required")))?;
+            let (start, end) = (
+                seconds(&w.start, &format!("scopes[{i}].window.start"))?,
+                seconds(&w.end, &format!("scopes[{i}].window.end"))?,
+            );
+            if end < start {
+                return Err(Status::invalid_argument(format!("scopes[{i}].window: end is before start")));
+            }
+            scopes.push(sales::Scope { region_idx, start, end });
+        }
+        let systems = self.0.clone();
+        let actuals = blocking(move || {
+            let conn = systems.reader().map_err(db)?;
+            sales::simulate(&systems, &conn, &lines, &scopes).map_err(db)
+        })
+        .await?;
+        Ok(Response::new(GetSalesActualsResponse { actuals }))
+    }
+}
+
+#[tonic::async_trait]
+impl admin_service_server::AdminService for Handler {
+    async fn get_dataset_info(
+        &self,
+        _: Request<GetDatasetInfoRequest>,
+    ) -> Result<Response<GetDatasetInfoResponse>, Status> {
+        let systems = self.0.clone();
+        let (store_positions, dc_positions, agreements) = blocking(move || {
+            let conn = systems.reader().map_err(db)?;
+            let count = |t: &str| {
+                conn.query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get::<_, i64>(0)).map_err(db)
+            };
+            Ok((count("store_positions")?, count("dc_positions")?, count("agreements")?))
+        })
+        .await?;
+        let m = self.0.master();
+        let mut built_in_failures = Vec::new();
+        if !m.short_region.is_empty() {
+            built_in_failures.push(format!(
+                "{}: allocation incomplete — stores hold days of cover; inbound stock arrives 4–6 days after the anchor",
+                m.short_region
+            ));
+        }
+        if !m.late_ack_region.is_empty() {
+            built_in_failures.push(format!("{}: POS acknowledgments arrive late", m.late_ack_region));
+        }
+        if !m.invalid_agreements.is_empty() {
+            built_in_failures.push(format!(
+                "funding agreements {} are not valid (unsigned or expired)",
+                m.invalid_agreements.join(", ")
+            ));
+        }
+        Ok(Response::new(GetDatasetInfoResponse {
+            seed: m.seed,
+            regions: m.regions.len() as u32,
+            stores: m.stores.len() as u32,
+            dcs: m.dcs.len() as u32,
+            skus: m.products.len() as u32,
+            store_positions: store_positions as u64,
+            dc_positions: dc_positions as u64,
+            agreements: agreements as u32,
+            built_in_failures,
+            short_region_id: m.short_region.clone(),
+            late_ack_region_id: m.late_ack_region.clone(),
+            invalid_agreement_ids: m.invalid_agreements.clone(),
+            name: m.name.clone(),
+        }))
+    }
+
+    async fn inject_fault(
+        &self,
+        req: Request<InjectFaultRequest>,
+    ) -> Result<Response<InjectFaultResponse>, Status> {
+        let fault = req.into_inner().fault.ok_or_else(|| Status::invalid_argument("fault: is required"))?;
+        Ok(Response::new(InjectFaultResponse { fault_id: self.0.faults.inject(fault)? }))
+    }
+
+    async fn clear_faults(
+        &self,
+        _: Request<ClearFaultsRequest>,
+    ) -> Result<Response<ClearFaultsResponse>, Status> {
+        Ok(Response::new(ClearFaultsResponse { removed: self.0.faults.clear() }))
+    }
+
+    async fn list_faults(
+        &self,
+        _: Request<ListFaultsRequest>,
+    ) -> Result<Response<ListFaultsResponse>, Status> {
+        Ok(Response::new(ListFaultsResponse { faults: self.0.faults.list() }))
+    }
+}

@@ -1,0 +1,521 @@
+//! Contract tests: real gRPC clients against the reference server over a real SQLite file.
+
+use promo_contracts::{
+    pbjson_types::Timestamp,
+    retail::v1::{
+        admin_service_client::AdminServiceClient, demand_service_client::DemandServiceClient,
+        funding_service_client::FundingServiceClient, inventory_service_client::InventoryServiceClient,
+        location_service_client::LocationServiceClient, price_service_client::PriceServiceClient,
+        product_service_client::ProductServiceClient, publication_service_client::PublicationServiceClient,
+        sales_service_client::SalesServiceClient, *,
+    },
+};
+use promo_systems::{RunningSystems, Systems, dataset::DatasetSpec};
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+use tonic::{Code, transport::Channel as Conn};
+
+/// The canonical dataset is generated once per test binary; each test serves its own copy.
+fn canonical_file() -> &'static PathBuf {
+    static FILE: OnceLock<PathBuf> = OnceLock::new();
+    FILE.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("promo-contracts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("canonical.db");
+        let systems = Systems::open(&path, &DatasetSpec::canonical(), true, Some(1_800_000_000)).unwrap();
+        // Checkpoint the WAL into the main file so a plain copy carries everything.
+        systems.write(|c| c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")).unwrap();
+        path
+    })
+}
+
+async fn serve_canonical(name: &str) -> RunningSystems {
+    let src = canonical_file();
+    let dst = src.with_file_name(format!("{name}.db"));
+    std::fs::copy(src, &dst).unwrap();
+    let systems = Systems::open(&dst, &DatasetSpec::canonical(), false, None).unwrap();
+    RunningSystems::start(systems).await.unwrap()
+}
+
+async fn serve_small(name: &str) -> (RunningSystems, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("promo-contracts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.db"));
+    let systems = Systems::open(&path, &DatasetSpec::small(), true, None).unwrap();
+    (RunningSystems::start(systems).await.unwrap(), path)
+}
+
+async fn connect(s: &RunningSystems) -> Conn {
+    Conn::from_shared(s.url()).unwrap().connect().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canonical_dataset_has_the_national_launch_shape() {
+    let s = serve_canonical("shape").await;
+    let conn = connect(&s).await;
+    let info = AdminServiceClient::new(conn.clone())
+        .get_dataset_info(GetDatasetInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((info.regions, info.stores, info.dcs, info.skus), (6, 600, 3, 1200));
+    assert_eq!(info.store_positions, 720_000);
+    assert_eq!(info.built_in_failures.len(), 3, "{:?}", info.built_in_failures);
+
+    let loc = LocationServiceClient::new(conn.clone())
+        .list_locations(ListLocationsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((loc.regions.len(), loc.stores.len(), loc.dcs.len()), (6, 600, 3));
+    for r in &loc.regions {
+        assert_eq!(
+            loc.stores.iter().filter(|st| st.region_id == r.region_id).count(),
+            100,
+            "{}",
+            r.region_id
+        );
+    }
+
+    // Stream every store position and count them.
+    let t = Instant::now();
+    let mut stream = InventoryServiceClient::new(conn.clone())
+        .stream_positions(StreamPositionsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let (mut positions, mut locations, mut dictionary) = (0usize, 0usize, 0usize);
+    while let Some(msg) = stream.message().await.unwrap() {
+        dictionary += msg.sku_dictionary.len();
+        for l in &msg.locations {
+            assert_eq!(l.sku_index.len(), l.on_hand.len());
+            assert_eq!(l.sku_index.len(), l.supplier_confirmed_eta.len());
+            positions += l.sku_index.len();
+            locations += 1;
+        }
+    }
+    println!("streamed {positions} positions from {locations} locations in {:?} (debug build)", t.elapsed());
+    assert_eq!(dictionary, 1200);
+    assert_eq!(locations, 600);
+    assert_eq!(positions, 720_000);
+    s.stop().await;
+}
+
+/// Sums units and demand per region from the two streams.
+async fn region_cover(conn: &Conn, anchor: i64) -> HashMap<String, (f64, f64, i64)> {
+    let mut demand: HashMap<(String, u32), f64> = HashMap::new();
+    let mut ds = DemandServiceClient::new(conn.clone())
+        .stream_baseline_demand(StreamBaselineDemandRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    while let Some(msg) = ds.message().await.unwrap() {
+        for st in msg.stores {
+            for (k, d) in st.sku_index.iter().zip(&st.daily_units) {
+                *demand.entry((st.store_id.clone(), *k)).or_default() += f64::from(*d);
+            }
+        }
+    }
+    // region -> (on hand + inbound before anchor+2d, 14-day baseline demand, latest inbound ETA)
+    let mut out: HashMap<String, (f64, f64, i64)> = HashMap::new();
+    let mut ps = InventoryServiceClient::new(conn.clone())
+        .stream_positions(StreamPositionsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    while let Some(msg) = ps.message().await.unwrap() {
+        for l in msg.locations {
+            let e = out.entry(l.region_id.clone()).or_default();
+            for i in 0..l.sku_index.len() {
+                let mut units = l.on_hand[i] as f64;
+                if l.in_transit[i] > 0 && l.in_transit_eta[i] <= anchor + 2 * 86_400 {
+                    units += l.in_transit[i] as f64;
+                }
+                e.0 += units;
+                e.1 += 14.0 * demand[&(l.location_id.clone(), l.sku_index[i])];
+                e.2 = e.2.max(l.in_transit_eta[i]);
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn built_in_failures_are_observable_through_the_contracts() {
+    let s = serve_canonical("failures").await;
+    let conn = connect(&s).await;
+    let info = AdminServiceClient::new(conn.clone())
+        .get_dataset_info(GetDatasetInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let anchor = s.systems.anchor();
+
+    // 1. Incomplete allocation: the short region cannot cover two weeks of baseline by launch,
+    //    every other region can; its inbound stock arrives days later.
+    let cover = region_cover(&conn, anchor).await;
+    for (region, (units, demand, latest_eta)) in &cover {
+        let ratio = units / demand;
+        println!("{region}: stock by launch / 14-day baseline = {ratio:.2}");
+        if *region == info.short_region_id {
+            assert!(ratio < 0.7, "{region} should be short: {ratio}");
+            assert!(*latest_eta > anchor + 4 * 86_400, "{region} inbound arrives after 4 days");
+        } else {
+            assert!(ratio > 1.2, "{region} should be covered: {ratio}");
+        }
+    }
+
+    // 2. Missing funding: every agreement id, 3 not active; an unknown id is listed as unknown.
+    let mut ids: Vec<String> = (0..32).map(DatasetSpec::agreement_id).collect();
+    ids.push("FA-999".into());
+    let funding = FundingServiceClient::new(conn.clone())
+        .get_agreements(GetAgreementsRequest { agreement_ids: ids })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(funding.unknown_ids, vec!["FA-999".to_string()]);
+    let invalid: Vec<&str> = funding
+        .agreements
+        .iter()
+        .filter(|a| a.status() != AgreementStatus::Active)
+        .map(|a| a.agreement_id.as_str())
+        .collect();
+    assert_eq!(invalid, info.invalid_agreement_ids.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(invalid.len(), 3);
+
+    // 3. Late POS acknowledgments: the late region's POS publication is still pending after a
+    //    normal region's has been acknowledged.
+    let mut publ = PublicationServiceClient::new(conn.clone());
+    let publish = |region: &str| {
+        let req = PublishRequest {
+            idempotency_key: format!("ack-test:{region}"),
+            promotion_id: "ACK-TEST".into(),
+            revision: 1,
+            channel: Channel::Pos as i32,
+            region_id: region.into(),
+            kind: PublicationKind::Activate as i32,
+            price_change_id: "PC-x".into(),
+            ..Default::default()
+        };
+        let mut c = publ.clone();
+        async move { c.publish(req).await.unwrap().into_inner().publication.unwrap() }
+    };
+    let normal = publish("R1").await;
+    let late = publish(&info.late_ack_region_id).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let p = publ
+            .get_publication(GetPublicationRequest { publication_id: normal.publication_id.clone() })
+            .await
+            .unwrap()
+            .into_inner()
+            .publication
+            .unwrap();
+        if p.state() == PublicationState::Acknowledged {
+            break;
+        }
+        assert!(Instant::now() < deadline, "R1 POS never acknowledged");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let p = publ
+        .get_publication(GetPublicationRequest { publication_id: late.publication_id.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .publication
+        .unwrap();
+    assert_eq!(p.state(), PublicationState::PendingAck, "late region acknowledged too early");
+    s.stop().await;
+}
+
+fn publish_req(key: &str, channel: Channel, region: &str) -> PublishRequest {
+    PublishRequest {
+        idempotency_key: key.into(),
+        promotion_id: "IDEM-1".into(),
+        revision: 1,
+        channel: channel as i32,
+        region_id: region.into(),
+        kind: PublicationKind::Activate as i32,
+        price_change_id: "PC-000001".into(),
+        effective: Some(TimeRange {
+            start: Some(Timestamp { seconds: 1_900_000_000, nanos: 0 }),
+            end: Some(Timestamp { seconds: 1_901_209_600, nanos: 0 }),
+        }),
+        line_count: 3,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_is_idempotent_by_key_and_durable() {
+    let (s, path) = serve_small("idempotent").await;
+    let mut publ = PublicationServiceClient::new(connect(&s).await);
+    let first = publ
+        .publish(publish_req("IDEM-1:r1:POS:R1:activate", Channel::Pos, "R1"))
+        .await
+        .unwrap()
+        .into_inner();
+    let again = publ
+        .publish(publish_req("IDEM-1:r1:POS:R1:activate", Channel::Pos, "R1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!first.replayed);
+    assert!(again.replayed);
+    assert_eq!(first.publication.as_ref().unwrap().publication_id, again.publication.unwrap().publication_id);
+    let listed = publ
+        .list_publications(ListPublicationsRequest { promotion_id: "IDEM-1".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.publications.len(), 1);
+
+    // The same key for a different target is refused, not silently replayed.
+    let err =
+        publ.publish(publish_req("IDEM-1:r1:POS:R1:activate", Channel::Ecommerce, "")).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().contains("IDEM-1:r1:POS:R1:activate"), "{err}");
+
+    // Durable: a new server over the same file sees the one record.
+    s.stop().await;
+    let systems = Systems::open(&path, &DatasetSpec::small(), false, None).unwrap();
+    let s = RunningSystems::start(systems).await.unwrap();
+    let mut publ = PublicationServiceClient::new(connect(&s).await);
+    let listed = publ
+        .list_publications(ListPublicationsRequest { promotion_id: "IDEM-1".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.publications.len(), 1);
+    assert_eq!(listed.publications[0].publication_id, first.publication.unwrap().publication_id);
+
+    // Price changes too.
+    let mut prices = PriceServiceClient::new(connect(&s).await);
+    let stage = || StagePriceChangeRequest {
+        idempotency_key: "IDEM-1:r1:erp".into(),
+        promotion_id: "IDEM-1".into(),
+        revision: 1,
+        region_ids: vec!["R1".into()],
+        effective_from: Some(Timestamp { seconds: 1_900_000_000, nanos: 0 }),
+        effective_to: Some(Timestamp { seconds: 1_901_209_600, nanos: 0 }),
+        lines: vec![PriceLine { sku: DatasetSpec::sku(0), promo_price: "1.99".into() }],
+    };
+    let a = prices.stage_price_change(stage()).await.unwrap().into_inner();
+    let b = prices.stage_price_change(stage()).await.unwrap().into_inner();
+    assert_eq!(a.price_change.unwrap().price_change_id, b.price_change.unwrap().price_change_id);
+    assert!(b.replayed);
+    let all = prices
+        .list_price_changes(ListPriceChangesRequest { promotion_id: "IDEM-1".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(all.price_changes.len(), 1);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_faults_are_observed_by_clients() {
+    let (s, _) = serve_small("faults").await;
+    let conn = connect(&s).await;
+    let mut admin = AdminServiceClient::new(conn.clone());
+
+    // Error rate 1 on inventory: every stream fails with UNAVAILABLE; other services are untouched.
+    admin
+        .inject_fault(InjectFaultRequest {
+            fault: Some(Fault { service: "inventory".into(), error_rate: "1".into(), ..Default::default() }),
+        })
+        .await
+        .unwrap();
+    let err = InventoryServiceClient::new(conn.clone())
+        .stream_positions(StreamPositionsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable);
+    assert!(err.message().contains("injected fault"), "{err}");
+    ProductServiceClient::new(conn.clone())
+        .get_products(GetProductsRequest { skus: vec![DatasetSpec::sku(0)] })
+        .await
+        .unwrap();
+
+    // Added latency is observed.
+    admin
+        .inject_fault(InjectFaultRequest {
+            fault: Some(Fault {
+                service: "product".into(),
+                latency_ms: 300,
+                max_hits: 1,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let t = Instant::now();
+    ProductServiceClient::new(conn.clone())
+        .get_products(GetProductsRequest { skus: vec![DatasetSpec::sku(0)] })
+        .await
+        .unwrap();
+    assert!(t.elapsed() >= Duration::from_millis(300), "latency not applied: {:?}", t.elapsed());
+    assert_eq!(admin.list_faults(ListFaultsRequest {}).await.unwrap().into_inner().faults.len(), 2);
+
+    // Ambiguous commit: the publication is written, the response lost; the retry gets it back.
+    admin
+        .inject_fault(InjectFaultRequest {
+            fault: Some(Fault {
+                service: "publication".into(),
+                method: "Publish".into(),
+                lose_response: true,
+                max_hits: 1,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let mut publ = PublicationServiceClient::new(conn.clone());
+    let err = publ.publish(publish_req("IDEM-1:lost", Channel::Ecommerce, "")).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable);
+    let retry = publ.publish(publish_req("IDEM-1:lost", Channel::Ecommerce, "")).await.unwrap().into_inner();
+    assert!(retry.replayed, "the lost write was committed and must be replayed");
+    let all = publ
+        .list_publications(ListPublicationsRequest { promotion_id: "IDEM-1".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(all.publications.len(), 1);
+
+    // Acknowledgment never arrives while the rule is active.
+    admin
+        .inject_fault(InjectFaultRequest {
+            fault: Some(Fault {
+                service: "publication".into(),
+                channel: Channel::Loyalty as i32,
+                ack_never: true,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let p = publ
+        .publish(publish_req("IDEM-1:never", Channel::Loyalty, ""))
+        .await
+        .unwrap()
+        .into_inner()
+        .publication
+        .unwrap();
+    let got = s.systems.write(|c| {
+        c.query_row(
+            "SELECT ack_due_ms FROM publications WHERE publication_id = ?1",
+            [&p.publication_id],
+            |r| r.get::<_, Option<i64>>(0),
+        )
+    });
+    assert_eq!(got.unwrap(), None, "ack_never publications have no acknowledgment due");
+
+    assert_eq!(admin.clear_faults(ClearFaultsRequest {}).await.unwrap().into_inner().removed, 4);
+    InventoryServiceClient::new(conn).stream_positions(StreamPositionsRequest::default()).await.unwrap();
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_with_messages_that_name_it() {
+    let (s, _) = serve_small("bad-input").await;
+    let conn = connect(&s).await;
+    let err = ProductServiceClient::new(conn.clone())
+        .get_products(GetProductsRequest {
+            skus: vec![DatasetSpec::sku(0), "SKU-NOPE".into(), "SKU-GONE".into()],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    assert_eq!(err.message(), "unknown SKUs: SKU-NOPE, SKU-GONE");
+
+    let err = InventoryServiceClient::new(conn.clone())
+        .stream_positions(StreamPositionsRequest { region_ids: vec!["R9".into()], ..Default::default() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.message(), "unknown regions: R9");
+
+    let mut prices = PriceServiceClient::new(conn.clone());
+    let req = |price: &str| StagePriceChangeRequest {
+        idempotency_key: format!("bad:{price}"),
+        promotion_id: "BAD".into(),
+        revision: 1,
+        region_ids: vec!["R1".into()],
+        effective_from: Some(Timestamp { seconds: 1_900_000_000, nanos: 0 }),
+        effective_to: Some(Timestamp { seconds: 1_901_000_000, nanos: 0 }),
+        lines: vec![
+            PriceLine { sku: DatasetSpec::sku(0), promo_price: "1.99".into() },
+            PriceLine { sku: DatasetSpec::sku(1), promo_price: price.into() },
+        ],
+    };
+    for (bad, why) in [
+        ("12,50", "is not a decimal number"),
+        ("1.999", "3 decimal places"),
+        ("0", "above zero"),
+        ("-2", "above zero"),
+    ] {
+        let err = prices.stage_price_change(req(bad)).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{bad}");
+        assert!(err.message().starts_with("lines[1].promo_price: "), "{bad}: {err}");
+        assert!(err.message().contains(why), "{bad}: {err}");
+    }
+    let err = SalesServiceClient::new(conn)
+        .get_sales_actuals(GetSalesActualsRequest {
+            promotion_id: "BAD".into(),
+            lines: vec![SalesLine { sku: "SKU-NOPE".into(), promo_price: "1".into() }],
+            scopes: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.message(), "unknown SKUs: SKU-NOPE");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sales_simulation_is_deterministic_and_stock_capped() {
+    let (s, _) = serve_small("sales").await;
+    let conn = connect(&s).await;
+    let products = ProductServiceClient::new(conn.clone())
+        .get_products(GetProductsRequest { skus: (0..40).map(DatasetSpec::sku).collect() })
+        .await
+        .unwrap()
+        .into_inner()
+        .products;
+    let lines: Vec<SalesLine> = products
+        .iter()
+        .map(|p| {
+            let regular: f64 = p.regular_price.parse().unwrap();
+            SalesLine { sku: p.sku.clone(), promo_price: format!("{:.2}", regular * 0.8) }
+        })
+        .collect();
+    let start = s.systems.anchor() + 2 * 86_400;
+    let window = TimeRange {
+        start: Some(Timestamp { seconds: start, nanos: 0 }),
+        end: Some(Timestamp { seconds: start + 14 * 86_400, nanos: 0 }),
+    };
+    let req = GetSalesActualsRequest {
+        promotion_id: "SALES".into(),
+        lines,
+        scopes: ["R1", "R2", "R3"]
+            .iter()
+            .map(|r| SalesScope { region_id: (*r).into(), window: Some(window) })
+            .collect(),
+    };
+    let mut sales = SalesServiceClient::new(conn);
+    let a = sales.get_sales_actuals(req.clone()).await.unwrap().into_inner();
+    let b = sales.get_sales_actuals(req).await.unwrap().into_inner();
+    assert_eq!(a, b, "same request, same answer");
+    assert_eq!(a.actuals.len(), 3 * 40);
+    let stockouts =
+        |r: &str| a.actuals.iter().filter(|x| x.region_id == r).map(|x| x.stockout_store_days).sum::<u32>();
+    let short = DatasetSpec::small().short_region.map(DatasetSpec::region_id).unwrap();
+    println!("stockout store-days: R1 {} R2 {} R3 {}", stockouts("R1"), stockouts("R2"), stockouts("R3"));
+    assert!(stockouts(&short) > 2 * stockouts("R1").max(1), "the short region stocks out far more");
+    for x in &a.actuals {
+        assert!(x.units_sold <= x.available_units, "{x:?}");
+        assert_eq!(x.ending_units, x.available_units - x.units_sold, "{x:?}");
+    }
+    s.stop().await;
+}
