@@ -2,4 +2,5 @@
 //! servers for them: an isolated `temporal server start-dev` and the time-skipping test server,
 //! both from the project venv that `make bootstrap` installs (see [`temporal`]).
 
+pub mod env;
 pub mod temporal;

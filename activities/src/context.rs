@@ -1,0 +1,481 @@
+//! What an assessment needs, loaded through the contracts: resolved lines (prices, costs, uplift,
+//! funding), the regions and stores in scope, and the streamed store × SKU data.
+
+use crate::{
+    Systems, business,
+    engines::{alignment, forecast::uplift_from_history, funding},
+    status_error,
+};
+use promo_contracts::{
+    domain::{FundingAgreement, PastPromotion, Product},
+    money::{format_money, format_ratio},
+    promo::v1 as pb,
+    retail::v1::*,
+};
+use promo_workflows::{api::Adjustments, plan::Plan};
+use rust_decimal::{
+    Decimal,
+    prelude::{FromPrimitive, ToPrimitive},
+};
+use std::collections::{BTreeSet, HashMap};
+use temporalio_sdk::activities::ActivityError;
+
+const DAY: f64 = 86_400.0;
+
+/// A line with everything the engines need.
+#[derive(Debug, Clone)]
+pub struct Line {
+    /// SKU.
+    pub sku: String,
+    /// Promo price.
+    pub promo_price: Decimal,
+    /// Promo price as f64 (for the hot loops).
+    pub price_f64: f64,
+    /// Regular price.
+    pub regular: Decimal,
+    /// Unit cost.
+    pub cost: Decimal,
+    /// Uplift used for the forecast.
+    pub uplift: f64,
+    /// "planner" or "history".
+    pub uplift_source: &'static str,
+    /// Agreement id and funding per unit, when validly funded.
+    pub funding: Option<(String, Decimal)>,
+    /// Agreement id and why it does not fund, when the line references an invalid agreement.
+    pub funding_issue: Option<(String, String)>,
+    /// promo − cost + valid funding, per unit.
+    pub unit_margin: Decimal,
+    /// `unit_margin` as f64.
+    pub unit_margin_f64: f64,
+}
+
+/// The assessment context of one plan.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// Promotion id.
+    pub promotion_id: String,
+    /// Lines in plan order.
+    pub lines: Vec<Line>,
+    /// Regions in scope.
+    pub regions: Vec<String>,
+    /// Stores per region in scope.
+    pub stores_per_region: Vec<u32>,
+    /// Store id → region index, for stores in scope.
+    pub store_region: HashMap<String, u16>,
+    /// Launch per region (remediation delays applied).
+    pub launch: Vec<i64>,
+    /// Window start.
+    pub starts_at: i64,
+    /// Window end.
+    pub ends_at: i64,
+    /// `excluded[region][line]`.
+    pub excluded: Vec<Vec<bool>>,
+    /// Agreements referenced, by id.
+    pub agreements: HashMap<String, FundingAgreement>,
+    region_ids_req: Vec<String>,
+    store_ids_req: Vec<String>,
+}
+
+/// Loads products, agreements, history and locations for `plan`.
+pub async fn load_context(
+    systems: &Systems,
+    plan: &Plan,
+    adjustments: &Adjustments,
+    only_regions: &[String],
+) -> Result<Context, ActivityError> {
+    let skus: Vec<String> = plan.lines.iter().map(|l| l.sku.clone()).collect();
+    let agreement_ids: Vec<String> = plan
+        .lines
+        .iter()
+        .filter_map(|l| l.funding_agreement_id.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let history_skus: Vec<String> =
+        plan.lines.iter().filter(|l| l.planned_uplift.is_none()).map(|l| l.sku.clone()).collect();
+    let (mut products, mut funding_client, mut demand, mut locations) =
+        (systems.products(), systems.funding(), systems.demand(), systems.locations());
+    let (products, agreements, history, locations) = tokio::join!(
+        products.get_products(GetProductsRequest { skus }),
+        funding_client.get_agreements(GetAgreementsRequest { agreement_ids }),
+        demand.get_promotion_history(GetPromotionHistoryRequest { skus: history_skus }),
+        locations.list_locations(ListLocationsRequest {}),
+    );
+    let products = products.map_err(|s| status_error("product master", s))?.into_inner().products;
+    let agreements = agreements.map_err(|s| status_error("funding", s))?.into_inner().agreements;
+    let history = history.map_err(|s| status_error("demand history", s))?.into_inner().history;
+    let locations = locations.map_err(|s| status_error("locations", s))?.into_inner();
+
+    let products: HashMap<String, Product> = products
+        .iter()
+        .map(|p| Product::try_from(p).map(|d| (d.sku.clone(), d)))
+        .collect::<Result<_, _>>()
+        .map_err(|e| business(e.to_string()))?;
+    let agreements: HashMap<String, FundingAgreement> = agreements
+        .iter()
+        .map(|a| FundingAgreement::try_from(a).map(|d| (d.agreement_id.clone(), d)))
+        .collect::<Result<_, _>>()
+        .map_err(|e| business(e.to_string()))?;
+    let mut by_sku: HashMap<String, Vec<(Decimal, Decimal)>> = HashMap::new();
+    for h in &history {
+        let h = PastPromotion::try_from(h).map_err(|e| business(e.to_string()))?;
+        by_sku.entry(h.sku.clone()).or_default().push((h.discount_depth, h.realised_uplift));
+    }
+
+    let mut lines = Vec::with_capacity(plan.lines.len());
+    for l in &plan.lines {
+        let p = products.get(&l.sku).ok_or_else(|| business(format!("unknown SKU {}", l.sku)))?;
+        let promo_price = l.promo_price(p.regular_price);
+        let depth = ((p.regular_price - promo_price) / p.regular_price).to_f64().unwrap_or(0.0);
+        let (uplift, uplift_source) = match l.planned_uplift {
+            Some(u) => (u.to_f64().unwrap_or(1.0), "planner"),
+            None => (uplift_from_history(by_sku.get(&l.sku).map_or(&[][..], |v| v), depth), "history"),
+        };
+        let (mut funding, mut funding_issue) = (None, None);
+        if let Some(id) = &l.funding_agreement_id {
+            match funding::funding_problem(agreements.get(id), &l.sku, plan.starts_at, plan.ends_at) {
+                None => funding = Some((id.clone(), agreements[id].funding_per_unit)),
+                Some(why) => funding_issue = Some((id.clone(), why)),
+            }
+        }
+        let unit_margin = promo_price - p.cost + funding.as_ref().map_or(Decimal::ZERO, |f| f.1);
+        lines.push(Line {
+            sku: l.sku.clone(),
+            promo_price,
+            price_f64: promo_price.to_f64().unwrap_or(0.0),
+            regular: p.regular_price,
+            cost: p.cost,
+            uplift,
+            uplift_source,
+            funding,
+            funding_issue,
+            unit_margin,
+            unit_margin_f64: unit_margin.to_f64().unwrap_or(0.0),
+        });
+    }
+
+    // Regions in scope: whole regions and the regions of individual stores.
+    let store_region_id: HashMap<&str, &str> =
+        locations.stores.iter().map(|s| (s.store_id.as_str(), s.region_id.as_str())).collect();
+    let mut regions: Vec<String> = plan.regions.clone();
+    for s in &plan.stores {
+        if let Some(r) = store_region_id.get(s.as_str())
+            && !regions.iter().any(|x| x == r)
+        {
+            regions.push((*r).to_owned());
+        }
+    }
+    if !only_regions.is_empty() {
+        regions.retain(|r| only_regions.contains(r));
+    }
+    let region_index: HashMap<&str, u16> =
+        regions.iter().enumerate().map(|(i, r)| (r.as_str(), i as u16)).collect();
+    let whole: BTreeSet<&str> = plan.regions.iter().map(String::as_str).collect();
+    let named: BTreeSet<&str> = plan.stores.iter().map(String::as_str).collect();
+    let mut store_region = HashMap::new();
+    let mut stores_per_region = vec![0u32; regions.len()];
+    for s in &locations.stores {
+        let Some(&r) = region_index.get(s.region_id.as_str()) else { continue };
+        if whole.contains(s.region_id.as_str()) || named.contains(s.store_id.as_str()) {
+            store_region.insert(s.store_id.clone(), r);
+            stores_per_region[r as usize] += 1;
+        }
+    }
+    let launch: Vec<i64> = regions
+        .iter()
+        .map(|r| adjustments.delays.get(r).copied().unwrap_or(plan.starts_at).max(plan.starts_at))
+        .collect();
+    let excluded = regions
+        .iter()
+        .map(|r| {
+            let dropped = adjustments.dropped.get(r);
+            lines.iter().map(|l| dropped.is_some_and(|d| d.contains(&l.sku))).collect()
+        })
+        .collect();
+    Ok(Context {
+        promotion_id: plan.promotion_id.clone(),
+        lines,
+        region_ids_req: plan
+            .regions
+            .iter()
+            .filter(|r| region_index.contains_key(r.as_str()))
+            .cloned()
+            .collect(),
+        store_ids_req: plan.stores.iter().filter(|s| store_region.contains_key(*s)).cloned().collect(),
+        regions,
+        stores_per_region,
+        store_region,
+        launch,
+        starts_at: plan.starts_at,
+        ends_at: plan.ends_at,
+        excluded,
+        agreements,
+    })
+}
+
+impl Context {
+    fn skus(&self) -> Vec<String> {
+        self.lines.iter().map(|l| l.sku.clone()).collect()
+    }
+
+    /// Days live per region.
+    pub fn days(&self) -> Vec<f32> {
+        self.launch.iter().map(|l| ((self.ends_at - l).max(0) as f64 / DAY) as f32).collect()
+    }
+
+    /// The alignment scenario (launches, days, uplift, exclusions).
+    pub fn scenario(&self) -> alignment::Scenario {
+        alignment::Scenario {
+            launch: self.launch.clone(),
+            days: self.days(),
+            uplift: self.lines.iter().map(|l| l.uplift as f32).collect(),
+            excluded: self.excluded.clone(),
+        }
+    }
+
+    /// Streams baseline demand; returns `[region][line]` summed daily units.
+    pub async fn demand_by_region_line(&self, systems: &Systems) -> Result<Vec<Vec<f64>>, ActivityError> {
+        let mut out = vec![vec![0f64; self.lines.len()]; self.regions.len()];
+        if self.region_ids_req.is_empty() && self.store_ids_req.is_empty() {
+            return Ok(out);
+        }
+        let mut stream = systems
+            .demand()
+            .stream_baseline_demand(StreamBaselineDemandRequest {
+                skus: self.skus(),
+                region_ids: self.region_ids_req.clone(),
+                store_ids: self.store_ids_req.clone(),
+                stores_per_message: 0,
+            })
+            .await
+            .map_err(|s| status_error("demand", s))?
+            .into_inner();
+        while let Some(msg) = stream.message().await.map_err(|s| status_error("demand stream", s))? {
+            for st in msg.stores {
+                let Some(&r) = self.store_region.get(&st.store_id) else { continue };
+                let row = &mut out[r as usize];
+                for (k, d) in st.sku_index.iter().zip(&st.daily_units) {
+                    row[*k as usize] += f64::from(*d);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Streams positions and demand concurrently into store × SKU cells.
+    pub async fn cells(&self, systems: &Systems) -> Result<alignment::Cells, ActivityError> {
+        let mut cells = alignment::Cells::default();
+        if self.region_ids_req.is_empty() && self.store_ids_req.is_empty() {
+            return Ok(cells);
+        }
+        let (mut inv, mut dem) = (systems.inventory(), systems.demand());
+        let positions = inv.stream_positions(StreamPositionsRequest {
+            skus: self.skus(),
+            region_ids: self.region_ids_req.clone(),
+            store_ids: self.store_ids_req.clone(),
+            include_dcs: false,
+            locations_per_message: 0,
+        });
+        let demand = async {
+            let mut stream = dem
+                .stream_baseline_demand(StreamBaselineDemandRequest {
+                    skus: self.skus(),
+                    region_ids: self.region_ids_req.clone(),
+                    store_ids: self.store_ids_req.clone(),
+                    stores_per_message: 0,
+                })
+                .await?
+                .into_inner();
+            let mut by_store: HashMap<String, Vec<f32>> = HashMap::with_capacity(self.store_region.len());
+            while let Some(msg) = stream.message().await? {
+                for st in msg.stores {
+                    let mut row = vec![0f32; self.lines.len()];
+                    for (k, d) in st.sku_index.iter().zip(&st.daily_units) {
+                        row[*k as usize] = *d;
+                    }
+                    by_store.insert(st.store_id, row);
+                }
+            }
+            Ok::<_, tonic::Status>(by_store)
+        };
+        let positions = async {
+            let mut stream = positions.await?.into_inner();
+            let mut all = Vec::new();
+            while let Some(msg) = stream.message().await? {
+                all.extend(msg.locations);
+            }
+            Ok::<_, tonic::Status>(all)
+        };
+        let (demand, positions) = tokio::join!(demand, positions);
+        let demand = demand.map_err(|s| status_error("demand", s))?;
+        let positions = positions.map_err(|s| status_error("inventory", s))?;
+        let n: usize = positions.iter().map(|l| l.sku_index.len()).sum();
+        cells.reserve(n);
+        for loc in &positions {
+            let Some(&r) = self.store_region.get(&loc.location_id) else { continue };
+            let daily = demand.get(&loc.location_id);
+            for i in 0..loc.sku_index.len() {
+                let k = loc.sku_index[i];
+                cells.push(
+                    r,
+                    k,
+                    daily.map_or(0.0, |d| d[k as usize]),
+                    loc.on_hand[i] as i32,
+                    loc.in_transit[i] as i32,
+                    loc.in_transit_eta[i],
+                    loc.supplier_confirmed[i] as i32,
+                    loc.supplier_confirmed_eta[i],
+                );
+            }
+        }
+        Ok(cells)
+    }
+
+    /// Forecast units per line, from summed daily demand per region.
+    fn forecast_units(&self, demand: &[Vec<f64>]) -> Vec<f64> {
+        let days = self.days();
+        (0..self.lines.len())
+            .map(|k| {
+                (0..self.regions.len())
+                    .filter(|&r| !self.excluded[r][k])
+                    .map(|r| demand[r][k] * self.lines[k].uplift * f64::from(days[r]))
+                    .sum()
+            })
+            .collect()
+    }
+
+    /// Margin and compliance summary.
+    pub fn margin(&self, demand: &[Vec<f64>], floor: Decimal) -> pb::MarginSummary {
+        let units = self.forecast_units(demand);
+        let (mut revenue, mut margin, mut exposure, mut total_units) =
+            (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO, 0f64);
+        let mut exceptions = Vec::new();
+        for (l, u) in self.lines.iter().zip(&units) {
+            let du = Decimal::from_f64(u.round()).unwrap_or_default();
+            total_units += u.round();
+            revenue += du * l.promo_price;
+            margin += du * l.unit_margin;
+            exposure += du * (l.regular - l.promo_price);
+            let rate =
+                if l.promo_price > Decimal::ZERO { l.unit_margin / l.promo_price } else { Decimal::ZERO };
+            if rate < floor {
+                exceptions.push((rate, l));
+            }
+        }
+        exceptions.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.sku.cmp(&b.1.sku)));
+        pb::MarginSummary {
+            forecast_units: total_units as i64,
+            forecast_revenue: format_money(revenue),
+            forecast_margin: format_money(margin),
+            margin_rate: format_ratio(if revenue > Decimal::ZERO { margin / revenue } else { Decimal::ZERO }),
+            discount_exposure: format_money(exposure),
+            exception_count: exceptions.len() as u32,
+            exceptions: exceptions
+                .iter()
+                .take(100)
+                .map(|(rate, l)| pb::LineMargin {
+                    sku: l.sku.clone(),
+                    promo_price: format_money(l.promo_price),
+                    cost: format_money(l.cost),
+                    funding_per_unit: format_money(l.funding.as_ref().map_or(Decimal::ZERO, |f| f.1)),
+                    margin_rate: format_ratio(*rate),
+                    uplift: format!("{:.3}", l.uplift),
+                    uplift_source: l.uplift_source.to_owned(),
+                })
+                .collect(),
+            lines: self.lines.len() as u32,
+        }
+    }
+
+    /// Supplier funding summary.
+    pub fn funding(&self, demand: &[Vec<f64>]) -> pb::FundingSummary {
+        let units = self.forecast_units(demand);
+        let mut claims = Vec::new();
+        let mut issues = Vec::new();
+        let mut invalid = BTreeSet::new();
+        let mut funded = 0;
+        for (l, u) in self.lines.iter().zip(&units) {
+            if let Some((id, per_unit)) = &l.funding {
+                funded += 1;
+                claims.push((id.clone(), Decimal::from_f64(u.round()).unwrap_or_default() * per_unit));
+            }
+            if let Some((id, why)) = &l.funding_issue {
+                funded += 1;
+                invalid.insert(id.clone());
+                issues.push(pb::FundingIssue {
+                    sku: l.sku.clone(),
+                    agreement_id: id.clone(),
+                    reason: why.clone(),
+                });
+            }
+        }
+        pb::FundingSummary {
+            funded_lines: funded,
+            issue_count: issues.len() as u32,
+            issues: issues.into_iter().take(100).collect(),
+            forecast_claim: format_money(claims.iter().map(|c| c.1).sum()),
+            over_cap_agreements: funding::over_cap(&claims, &self.agreements),
+            invalid_agreements: invalid.into_iter().collect(),
+        }
+    }
+
+    /// The post-event report from region × SKU actuals.
+    pub fn report(&self, actuals: &[SalesActual], assessment: &pb::AssessmentSummary) -> pb::PostEventReport {
+        let line_of: HashMap<&str, &Line> = self.lines.iter().map(|l| (l.sku.as_str(), l)).collect();
+        let (mut sold, mut available, mut stockouts) = (0i64, 0i64, 0u64);
+        let (mut revenue, mut margin, mut markdown) = (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO);
+        let mut claims: HashMap<&str, Decimal> = HashMap::new();
+        let mut regions: std::collections::BTreeMap<&str, (i64, Decimal, u64, i64)> = Default::default();
+        for a in actuals {
+            let Some(l) = line_of.get(a.sku.as_str()) else { continue };
+            let units = Decimal::from(a.units_sold);
+            sold += a.units_sold;
+            available += a.available_units;
+            stockouts += u64::from(a.stockout_store_days);
+            let rev = units * l.promo_price;
+            revenue += rev;
+            margin += units * l.unit_margin;
+            markdown += Decimal::from(a.ending_units) * (l.regular - l.promo_price);
+            if let Some((id, per_unit)) = &l.funding {
+                *claims.entry(id.as_str()).or_default() += units * per_unit;
+            }
+            let e = regions.entry(a.region_id.as_str()).or_default();
+            e.0 += a.units_sold;
+            e.1 += rev;
+            e.2 += u64::from(a.stockout_store_days);
+            e.3 += a.available_units;
+        }
+        let claim: Decimal = claims
+            .iter()
+            .map(|(id, c)| self.agreements.get(*id).map_or(*c, |a| (*c).min(a.cap_amount)))
+            .sum();
+        let margin_summary = assessment.margin.clone().unwrap_or_default();
+        let forecast = margin_summary.forecast_units;
+        let ratio = |a: Decimal, b: Decimal| format_ratio(if b.is_zero() { Decimal::ZERO } else { a / b });
+        pb::PostEventReport {
+            units_sold: sold,
+            forecast_units: forecast,
+            available_units: available,
+            sell_through: ratio(Decimal::from(sold), Decimal::from(available)),
+            forecast_variance: ratio(Decimal::from(sold - forecast), Decimal::from(forecast)),
+            stockout_store_days: stockouts,
+            markdown_exposure: format_money(markdown),
+            revenue: format_money(revenue),
+            realised_margin: format_money(margin),
+            planned_margin: margin_summary.forecast_margin.clone(),
+            funding_claim: format_money(claim),
+            regions: regions
+                .into_iter()
+                .map(|(r, (u, rev, so, av))| pb::RegionResult {
+                    region_id: r.to_owned(),
+                    units_sold: u,
+                    revenue: format_money(rev),
+                    stockout_store_days: so,
+                    sell_through: ratio(Decimal::from(u), Decimal::from(av)),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+}

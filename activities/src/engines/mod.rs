@@ -1,0 +1,6 @@
+//! The assessment engines: pure functions over data streamed from the integration services.
+//! No I/O here, so they are unit-tested directly and benchmarked on in-memory columns.
+
+pub mod alignment;
+pub mod forecast;
+pub mod funding;

@@ -1,0 +1,584 @@
+//! Activities of the promotion workflow: every piece of I/O and heavy computation.
+//!
+//! - [`PromotionActivities`] implements the activity definitions of
+//!   `promo_workflows::api::PromotionActivities` over the gRPC integration contracts
+//!   ([`Systems`]) and, for collision checks, Temporal visibility;
+//! - [`engines`] holds the pure assessment engines (alignment, forecast, funding);
+//! - [`context`] loads what an assessment needs (master data, streamed positions and demand).
+//!
+//! Every write carries an idempotency key derived from promotion id + revision + target, so a
+//! retried activity or a restarted worker never writes twice. Business refusals from the systems
+//! (unknown SKU, invalid request) are non-retryable; transport failures retry with backoff.
+
+pub mod context;
+pub mod engines;
+pub mod intake;
+
+use context::{Context, load_context};
+use engines::alignment::{self, Alignment};
+use promo_contracts::{
+    money::{format_money, format_ratio},
+    pbjson_types::Timestamp,
+    promo::v1 as pb,
+    retail::v1::{self as wire, *},
+};
+use promo_workflows::{
+    api::{
+        self, AssessInput, AwaitAcksInput, CompensateInput, CompensateOutput, IntakeInput, IntakeOutput,
+        InventoryAssessment, MonitorReport, OrdersInput, PublicationRef, PublishInput, SalesInput,
+        StagePricesInput, activity_names,
+    },
+    policy::Policy,
+};
+use rust_decimal::{Decimal, prelude::FromPrimitive};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use temporalio_client::Client;
+use temporalio_macros::activities;
+use temporalio_sdk::{
+    ApplicationFailure,
+    activities::{ActivityContext, ActivityError},
+};
+use tonic::{Code, Status, transport::Channel as Conn};
+
+/// Connections to the retail integration services (one HTTP/2 channel shared by all clients).
+#[derive(Debug, Clone)]
+pub struct Systems {
+    conn: Conn,
+}
+
+impl Systems {
+    /// A lazily connecting channel to `url` (e.g. `http://127.0.0.1:50051`); with `tls` set,
+    /// the channel uses TLS with the system roots (https URLs).
+    pub fn new(url: &str) -> Result<Self, String> {
+        let conn = Conn::from_shared(url.to_owned())
+            .map_err(|e| format!("systems address {url:?}: {e}"))?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .connect_lazy();
+        Ok(Self { conn })
+    }
+
+    /// Product master.
+    pub fn products(&self) -> product_service_client::ProductServiceClient<Conn> {
+        product_service_client::ProductServiceClient::new(self.conn.clone())
+    }
+    /// Locations.
+    pub fn locations(&self) -> location_service_client::LocationServiceClient<Conn> {
+        location_service_client::LocationServiceClient::new(self.conn.clone())
+    }
+    /// Inventory.
+    pub fn inventory(&self) -> inventory_service_client::InventoryServiceClient<Conn> {
+        inventory_service_client::InventoryServiceClient::new(self.conn.clone())
+            .max_decoding_message_size(64 << 20)
+    }
+    /// Demand.
+    pub fn demand(&self) -> demand_service_client::DemandServiceClient<Conn> {
+        demand_service_client::DemandServiceClient::new(self.conn.clone()).max_decoding_message_size(64 << 20)
+    }
+    /// Funding.
+    pub fn funding(&self) -> funding_service_client::FundingServiceClient<Conn> {
+        funding_service_client::FundingServiceClient::new(self.conn.clone())
+    }
+    /// ERP prices.
+    pub fn prices(&self) -> price_service_client::PriceServiceClient<Conn> {
+        price_service_client::PriceServiceClient::new(self.conn.clone())
+    }
+    /// Replenishment.
+    pub fn replenishment(&self) -> replenishment_service_client::ReplenishmentServiceClient<Conn> {
+        replenishment_service_client::ReplenishmentServiceClient::new(self.conn.clone())
+    }
+    /// Channel publication.
+    pub fn publication(&self) -> publication_service_client::PublicationServiceClient<Conn> {
+        publication_service_client::PublicationServiceClient::new(self.conn.clone())
+    }
+    /// Sales.
+    pub fn sales(&self) -> sales_service_client::SalesServiceClient<Conn> {
+        sales_service_client::SalesServiceClient::new(self.conn.clone())
+    }
+}
+
+/// Maps a systems error: business refusals are non-retryable, the rest retry.
+pub fn status_error(what: &str, s: Status) -> ActivityError {
+    let msg = format!("{what}: {} ({:?})", s.message(), s.code());
+    match s.code() {
+        Code::NotFound | Code::InvalidArgument | Code::FailedPrecondition | Code::AlreadyExists => {
+            business(msg)
+        }
+        _ => anyhow::anyhow!(msg).into(),
+    }
+}
+
+/// A non-retryable business-rule failure.
+pub fn business(msg: impl Into<String>) -> ActivityError {
+    ActivityError::application(
+        ApplicationFailure::builder(msg.into())
+            .type_name("BusinessRule".to_owned())
+            .non_retryable(true)
+            .build(),
+    )
+}
+
+/// The implementation of every activity of the promotion workflow.
+pub struct PromotionActivities {
+    systems: Systems,
+    policy: Policy,
+    temporal: Option<Client>,
+}
+
+impl PromotionActivities {
+    /// Activities over `systems` handing out `policy`; `temporal` enables collision checks
+    /// against other running promotions.
+    pub fn new(systems: Systems, policy: Policy, temporal: Option<Client>) -> Self {
+        Self { systems, policy, temporal }
+    }
+}
+
+fn ts(seconds: i64) -> Option<Timestamp> {
+    Some(Timestamp { seconds, nanos: 0 })
+}
+
+fn dec(x: f64) -> Decimal {
+    Decimal::from_f64(x).unwrap_or_default()
+}
+
+/// Idempotency key of a write: promotion id + revision + target.
+pub fn idempotency_key(promotion_id: &str, revision: u32, target: &str) -> String {
+    format!("{promotion_id}:r{revision}:{target}")
+}
+
+/// Keeps an activity visibly alive during long I/O.
+async fn heartbeat(ctx: &ActivityContext, progress: &str) {
+    let _ = ctx.record_heartbeat(progress.to_owned()).await;
+}
+
+#[activities]
+impl PromotionActivities {
+    /// Returns the worker's policy.
+    #[activity(name = activity_names::LOAD_POLICY)]
+    pub async fn load_policy(self: Arc<Self>, _ctx: ActivityContext, _: ()) -> Result<Policy, ActivityError> {
+        Ok(self.policy.clone())
+    }
+
+    /// Validates a spec against master data and other running promotions.
+    #[activity(name = activity_names::VALIDATE_SPEC)]
+    pub async fn validate_spec(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: IntakeInput,
+    ) -> Result<IntakeOutput, ActivityError> {
+        intake::validate(&self.systems, self.temporal.as_ref(), &input).await
+    }
+
+    /// Margin and compliance of every line.
+    #[activity(name = activity_names::ASSESS_MARGIN)]
+    pub async fn assess_margin(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: AssessInput,
+    ) -> Result<pb::MarginSummary, ActivityError> {
+        let c = load_context(&self.systems, &input.plan, &input.adjustments, &input.only_regions).await?;
+        heartbeat(&ctx, "master data loaded").await;
+        let demand = c.demand_by_region_line(&self.systems).await?;
+        let floor = promo_contracts::money::parse_decimal("min_margin_rate", &input.min_margin_rate, 6)
+            .map_err(|e| business(e.to_string()))?;
+        Ok(c.margin(&demand, floor))
+    }
+
+    /// Inventory alignment per region and store, with remediation options for failing regions.
+    #[activity(name = activity_names::ASSESS_INVENTORY)]
+    pub async fn assess_inventory(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: AssessInput,
+    ) -> Result<InventoryAssessment, ActivityError> {
+        let c = load_context(&self.systems, &input.plan, &input.adjustments, &input.only_regions).await?;
+        heartbeat(&ctx, "master data loaded").await;
+        let cells = c.cells(&self.systems).await?;
+        heartbeat(&ctx, &format!("{} positions read", cells.len())).await;
+        let floor: f64 =
+            input.min_fill_rate.parse().map_err(|_| business("min_fill_rate is not a number"))?;
+        let scenario = c.scenario();
+        let a = alignment::align(&cells, &scenario, c.regions.len(), c.lines.len());
+        Ok(c.inventory_summary(&cells, &scenario, &a, floor))
+    }
+
+    /// Supplier funding of every funded line.
+    #[activity(name = activity_names::ASSESS_FUNDING)]
+    pub async fn assess_funding(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: AssessInput,
+    ) -> Result<pb::FundingSummary, ActivityError> {
+        let c = load_context(&self.systems, &input.plan, &input.adjustments, &input.only_regions).await?;
+        let demand = c.demand_by_region_line(&self.systems).await?;
+        Ok(c.funding(&demand))
+    }
+
+    /// Stages the promotional prices in the ERP (idempotent by promotion + revision).
+    #[activity(name = activity_names::STAGE_PRICES)]
+    pub async fn stage_prices(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: StagePricesInput,
+    ) -> Result<String, ActivityError> {
+        let c = load_context(&self.systems, &input.plan, &input.adjustments, &[]).await?;
+        let req = StagePriceChangeRequest {
+            idempotency_key: idempotency_key(&input.plan.promotion_id, input.revision, "erp-prices"),
+            promotion_id: input.plan.promotion_id.clone(),
+            revision: input.revision,
+            region_ids: input.regions.clone(),
+            effective_from: ts(input.plan.starts_at),
+            effective_to: ts(input.plan.ends_at),
+            lines: c
+                .lines
+                .iter()
+                .map(|l| PriceLine { sku: l.sku.clone(), promo_price: format_money(l.promo_price) })
+                .collect(),
+        };
+        let resp = self.systems.prices().stage_price_change(req).await.map_err(|s| status_error("ERP", s))?;
+        Ok(resp.into_inner().price_change.map(|p| p.price_change_id).unwrap_or_default())
+    }
+
+    /// Creates transfer orders from each region's DC (idempotent by promotion + revision + region).
+    #[activity(name = activity_names::CREATE_TRANSFER_ORDERS)]
+    pub async fn create_transfer_orders(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: OrdersInput,
+    ) -> Result<Vec<String>, ActivityError> {
+        let mut ids = Vec::new();
+        for (region, (dc, lines)) in &input.orders {
+            let req = CreateTransferOrderRequest {
+                idempotency_key: idempotency_key(
+                    &input.promotion_id,
+                    input.revision,
+                    &format!("transfer:{region}"),
+                ),
+                promotion_id: input.promotion_id.clone(),
+                from_dc_id: dc.clone(),
+                to_region_id: region.clone(),
+                lines: lines
+                    .iter()
+                    .map(|(sku, units)| OrderLine { sku: sku.clone(), units: *units })
+                    .collect(),
+            };
+            let resp = self
+                .systems
+                .replenishment()
+                .create_transfer_order(req)
+                .await
+                .map_err(|s| status_error("replenishment", s))?;
+            ids.extend(resp.into_inner().order.map(|o| o.order_id));
+        }
+        Ok(ids)
+    }
+
+    /// Publishes to one channel target (idempotent by promotion + revision + channel + region + kind).
+    #[activity(name = activity_names::PUBLISH)]
+    pub async fn publish(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: PublishInput,
+    ) -> Result<PublicationRef, ActivityError> {
+        let channel =
+            wire::Channel::try_from(input.target.channel).map_err(|_| business("unknown channel"))?;
+        let kind = PublicationKind::try_from(input.kind).map_err(|_| business("unknown publication kind"))?;
+        let target = format!(
+            "publish:{}:{}:{}",
+            channel.as_str_name(),
+            if input.target.region_id.is_empty() { "national" } else { &input.target.region_id },
+            kind.as_str_name()
+        );
+        let req = PublishRequest {
+            idempotency_key: idempotency_key(&input.promotion_id, input.revision, &target),
+            promotion_id: input.promotion_id.clone(),
+            revision: input.revision,
+            channel: input.target.channel,
+            region_id: input.target.region_id.clone(),
+            kind: input.kind,
+            price_change_id: input.price_change_id.clone(),
+            effective: Some(TimeRange { start: ts(input.effective.0), end: ts(input.effective.1) }),
+            line_count: input.line_count,
+        };
+        let p = self
+            .systems
+            .publication()
+            .publish(req)
+            .await
+            .map_err(|s| status_error("publication", s))?
+            .into_inner()
+            .publication
+            .ok_or_else(|| business("publication: empty response"))?;
+        Ok(publication_ref(&p, input.target.clone()))
+    }
+
+    /// Polls the publications until all are acknowledged or `timeout_ms` passes, heartbeating.
+    #[activity(name = activity_names::AWAIT_ACKNOWLEDGMENTS)]
+    pub async fn await_acknowledgments(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: AwaitAcksInput,
+    ) -> Result<Vec<PublicationRef>, ActivityError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(input.timeout_ms);
+        let mut pubs = input.publications.clone();
+        let mut client = self.systems.publication();
+        loop {
+            for p in pubs.iter_mut().filter(|p| p.acknowledged_at_ms.is_none()) {
+                let got = client
+                    .get_publication(GetPublicationRequest { publication_id: p.publication_id.clone() })
+                    .await
+                    .map_err(|s| status_error("publication", s))?
+                    .into_inner()
+                    .publication
+                    .ok_or_else(|| business("publication: empty response"))?;
+                *p = publication_ref(&got, p.target.clone());
+            }
+            let waiting = pubs.iter().filter(|p| p.acknowledged_at_ms.is_none()).count();
+            if waiting == 0 || tokio::time::Instant::now() >= deadline {
+                return Ok(pubs);
+            }
+            heartbeat(&ctx, &format!("{waiting} acknowledgments pending")).await;
+            if ctx.is_cancelled() {
+                return Err(ActivityError::cancelled());
+            }
+            let pause = Duration::from_millis(250)
+                .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+            tokio::time::sleep(pause.max(Duration::from_millis(10))).await;
+        }
+    }
+
+    /// Compensation: withdraw publications, revert the price change, cancel orders.
+    #[activity(name = activity_names::COMPENSATE)]
+    pub async fn compensate(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: CompensateInput,
+    ) -> Result<CompensateOutput, ActivityError> {
+        let mut out = CompensateOutput::default();
+        for id in &input.publications {
+            self.systems
+                .publication()
+                .withdraw(WithdrawRequest { publication_id: id.clone(), reason: input.reason.clone() })
+                .await
+                .map_err(|s| status_error("publication", s))?;
+            out.withdrawn += 1;
+        }
+        if let Some(pc) = &input.price_change_id {
+            self.systems
+                .prices()
+                .revert_price_change(RevertPriceChangeRequest {
+                    price_change_id: pc.clone(),
+                    reason: input.reason.clone(),
+                })
+                .await
+                .map_err(|s| status_error("ERP", s))?;
+            out.reverted = true;
+        }
+        for id in &input.orders {
+            self.systems
+                .replenishment()
+                .cancel_order(CancelOrderRequest { order_id: id.clone(), reason: input.reason.clone() })
+                .await
+                .map_err(|s| status_error("replenishment", s))?;
+            out.cancelled += 1;
+        }
+        Ok(out)
+    }
+
+    /// Reverts the staged price change at the end of the window.
+    #[activity(name = activity_names::REVERT_PRICES)]
+    pub async fn revert_prices(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        price_change_id: String,
+    ) -> Result<(), ActivityError> {
+        self.systems
+            .prices()
+            .revert_price_change(RevertPriceChangeRequest {
+                price_change_id,
+                reason: "promotion window ended".into(),
+            })
+            .await
+            .map_err(|s| status_error("ERP", s))?;
+        Ok(())
+    }
+
+    /// Sell-through so far, from sales actuals of the live windows.
+    #[activity(name = activity_names::MONITOR)]
+    pub async fn monitor(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: SalesInput,
+    ) -> Result<MonitorReport, ActivityError> {
+        let actuals = sales_actuals(&self.systems, &input).await?;
+        let sold: i64 = actuals.iter().map(|a| a.units_sold).sum();
+        let available: i64 = actuals.iter().map(|a| a.available_units).sum();
+        let mut stockouts = BTreeMap::new();
+        for a in actuals.iter().filter(|a| a.stockout_store_days > 0) {
+            *stockouts.entry(a.region_id.clone()).or_insert(0u64) += u64::from(a.stockout_store_days);
+        }
+        Ok(MonitorReport {
+            units_sold: sold,
+            sell_through: format_ratio(if available > 0 {
+                Decimal::from(sold) / Decimal::from(available)
+            } else {
+                Decimal::ZERO
+            }),
+            stockouts,
+        })
+    }
+
+    /// The post-event report from sales actuals against the plan.
+    #[activity(name = activity_names::POST_EVENT_ANALYSIS)]
+    pub async fn post_event_analysis(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: SalesInput,
+    ) -> Result<pb::PostEventReport, ActivityError> {
+        let c = load_context(&self.systems, &input.plan, &input.adjustments, &[]).await?;
+        let actuals = sales_actuals(&self.systems, &input).await?;
+        Ok(c.report(&actuals, &input.assessment))
+    }
+}
+
+fn publication_ref(p: &Publication, target: api::Target) -> PublicationRef {
+    PublicationRef {
+        publication_id: p.publication_id.clone(),
+        target,
+        kind: p.kind,
+        acknowledged_at_ms: (p.state() == PublicationState::Acknowledged).then(|| {
+            p.acknowledged_at.as_ref().map_or(0, |t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
+        }),
+    }
+}
+
+async fn sales_actuals(systems: &Systems, input: &SalesInput) -> Result<Vec<SalesActual>, ActivityError> {
+    if input.windows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let c = load_context(systems, &input.plan, &input.adjustments, &[]).await?;
+    let req = GetSalesActualsRequest {
+        promotion_id: input.plan.promotion_id.clone(),
+        lines: c
+            .lines
+            .iter()
+            .map(|l| SalesLine { sku: l.sku.clone(), promo_price: format_money(l.promo_price) })
+            .collect(),
+        scopes: input
+            .windows
+            .iter()
+            .map(|(r, (a, b))| SalesScope {
+                region_id: r.clone(),
+                window: Some(TimeRange { start: ts(*a), end: ts(*b) }),
+            })
+            .collect(),
+    };
+    Ok(systems
+        .sales()
+        .get_sales_actuals(req)
+        .await
+        .map_err(|s| status_error("sales", s))?
+        .into_inner()
+        .actuals)
+}
+
+impl Context {
+    /// Region rows and remediation options from an alignment pass.
+    fn inventory_summary(
+        &self,
+        cells: &alignment::Cells,
+        scenario: &alignment::Scenario,
+        a: &Alignment,
+        floor: f64,
+    ) -> InventoryAssessment {
+        let mut regions = Vec::new();
+        let mut options = Vec::new();
+        for (r, region_id) in self.regions.iter().enumerate() {
+            let t = &a.regions[r];
+            let fill = t.fill_rate();
+            let passes = fill >= floor;
+            // SKUs whose regional fill is under the floor, worst shortfall first.
+            let mut short: Vec<(usize, f32)> = (0..self.lines.len())
+                .filter(|&k| a.demand[r][k] > 0.0 && (1.0 - a.short[r][k] / a.demand[r][k]) < floor as f32)
+                .map(|k| (k, a.short[r][k]))
+                .collect();
+            short.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
+            let revenue_at_risk: f64 =
+                (0..self.lines.len()).map(|k| f64::from(a.short[r][k]) * self.lines[k].price_f64).sum();
+            let passes_from = if passes {
+                None
+            } else {
+                alignment::earliest_passing_launch(cells, scenario, r as u16, floor, self.ends_at)
+            };
+            regions.push(pb::RegionAlignment {
+                region_id: region_id.clone(),
+                stores: self.stores_per_region[r],
+                demand_units: t.demand.round() as i64,
+                covered_units: t.covered.round() as i64,
+                fill_rate: format_ratio(dec(fill)),
+                coverage: format_ratio(dec(t.coverage())),
+                short_skus: short.iter().take(50).map(|(k, _)| self.lines[*k].sku.clone()).collect(),
+                short_sku_count: short.len() as u32,
+                passes,
+                passes_from: passes_from.map(|(at, _)| at.to_string()).unwrap_or_default(),
+                revenue_at_risk: format_money(dec(revenue_at_risk)),
+                short_units: short.iter().take(50).map(|(_, u)| u.ceil() as i64).collect(),
+            });
+            if passes {
+                continue;
+            }
+            // Option 1: drop the short SKUs in this region.
+            let (mut lost_revenue, mut lost_margin, mut dropped_demand, mut dropped_covered) =
+                (0f64, 0f64, 0f64, 0f64);
+            for (k, _) in &short {
+                let covered = f64::from(a.demand[r][*k] - a.short[r][*k]);
+                lost_revenue += covered * self.lines[*k].price_f64;
+                lost_margin += covered * self.lines[*k].unit_margin_f64;
+                dropped_demand += f64::from(a.demand[r][*k]);
+                dropped_covered += covered;
+            }
+            let remaining_demand = t.demand - dropped_demand;
+            let resulting =
+                if remaining_demand > 0.0 { (t.covered - dropped_covered) / remaining_demand } else { 1.0 };
+            options.push(pb::RemediationOption {
+                option_id: format!("{region_id}:drop-short"),
+                region_id: region_id.clone(),
+                kind: "drop-short".into(),
+                description: format!("drop {} short SKUs in {region_id} (narrower assortment)", short.len()),
+                revenue_effect: format_money(dec(-lost_revenue)),
+                margin_effect: format_money(dec(-lost_margin)),
+                resulting_fill_rate: format_ratio(dec(resulting)),
+                delay_until: None,
+                skus: short.iter().map(|(k, _)| self.lines[*k].sku.clone()).collect(),
+                substitutes: vec![],
+            });
+            // Option 2: delay the region until inbound stock makes it pass.
+            if let Some((at, f)) = passes_from {
+                let launch = scenario.launch[r];
+                let share = (at - launch) as f64 / (self.ends_at - launch).max(1) as f64;
+                let region_revenue: f64 = (0..self.lines.len())
+                    .map(|k| f64::from(a.demand[r][k] - a.short[r][k]) * self.lines[k].price_f64)
+                    .sum();
+                let region_margin: f64 = (0..self.lines.len())
+                    .map(|k| f64::from(a.demand[r][k] - a.short[r][k]) * self.lines[k].unit_margin_f64)
+                    .sum();
+                options.push(pb::RemediationOption {
+                    option_id: format!("{region_id}:delay"),
+                    region_id: region_id.clone(),
+                    kind: "delay".into(),
+                    description: format!(
+                        "delay {region_id} by {:.0} days, until inbound stock arrives",
+                        (at - launch) as f64 / 86_400.0
+                    ),
+                    revenue_effect: format_money(dec(-region_revenue * share)),
+                    margin_effect: format_money(dec(-region_margin * share)),
+                    resulting_fill_rate: format_ratio(dec(f)),
+                    delay_until: ts(at),
+                    skus: vec![],
+                    substitutes: vec![],
+                });
+            }
+        }
+        InventoryAssessment { regions, options, positions_read: cells.len() as u64 }
+    }
+}

@@ -1,0 +1,175 @@
+//! A whole promotion environment for integration tests: an isolated Temporal dev server, the
+//! reference systems over a fresh SQLite file (small dataset), and helpers to start promotions,
+//! send messages and wait on conditions through the workflow's own queries.
+
+use crate::temporal::{DevServer, run_worker_until, start_dev_server};
+use anyhow::{Context, anyhow};
+use promo_activities::{PromotionActivities, Systems};
+use promo_contracts::{
+    promo::v1::{
+        PromotionLine, PromotionResult, PromotionSpec, PromotionStatus, PromotionWindow,
+        promotion_line::Offer,
+    },
+    retail::v1::Channel,
+};
+use promo_systems::{RunningSystems, Systems as Store, dataset::DatasetSpec};
+use promo_workflows::{PromotionWorkflow, api, policy::Policy};
+use std::{
+    future::Future,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+use temporalio_client::{
+    Client, WorkflowGetResultOptions, WorkflowHandle, WorkflowQueryOptions, WorkflowStartOptions,
+};
+use temporalio_sdk::WorkerOptions;
+
+/// Business seconds per wall-clock second in tests: one business day passes in two seconds.
+pub const TEST_TIME_SCALE: u32 = 43_200;
+
+/// A policy for tests: the default thresholds and directory, time compressed.
+pub fn test_policy() -> Policy {
+    let mut p = Policy { time_scale: TEST_TIME_SCALE, ..Policy::default() };
+    p.durations.ack_deadline = "6h".parse().expect("span");
+    p.durations.approval_deadline_before_launch = "12h".parse().expect("span");
+    p.durations.final_recheck_before_launch = "6h".parse().expect("span");
+    p
+}
+
+/// Unix seconds now.
+pub fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Formats Unix seconds as a local UTC date-time for a spec window.
+pub fn local(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0).expect("valid time").format("%Y-%m-%dT%H:%M:%S").to_string()
+}
+
+/// A spec on the small dataset: `skus` (0-based product indexes) at 20% off, in `regions`,
+/// starting `start_days` business days from now and lasting `days`.
+pub fn spec(
+    id: &str,
+    regions: &[&str],
+    skus: std::ops::Range<usize>,
+    start_days: f64,
+    days: f64,
+) -> PromotionSpec {
+    let start = now() + (start_days * 86_400.0) as i64;
+    PromotionSpec {
+        promotion_id: id.into(),
+        name: format!("{id} test promotion"),
+        window: Some(PromotionWindow {
+            starts_at: local(start),
+            ends_at: local(start + (days * 86_400.0) as i64),
+            time_zone: "Etc/UTC".into(),
+        }),
+        regions: regions.iter().map(|r| (*r).to_owned()).collect(),
+        stores: vec![],
+        channels: vec![Channel::Pos as i32, Channel::StoreComms as i32],
+        lines: skus
+            .map(|i| PromotionLine {
+                sku: DatasetSpec::sku(i),
+                offer: Some(Offer::DiscountPercent("20".into())),
+                funding_agreement_id: String::new(),
+                planned_uplift: String::new(),
+            })
+            .collect(),
+        planner_id: "E0042".into(),
+        description: "integration test".into(),
+    }
+}
+
+/// Dev server + reference systems + a client.
+pub struct PromoEnv {
+    /// The Temporal dev server.
+    pub dev: DevServer,
+    /// A client of it.
+    pub client: Client,
+    /// The reference systems.
+    pub systems: RunningSystems,
+    /// The worker's policy.
+    pub policy: Policy,
+    /// Task queue of this environment.
+    pub task_queue: String,
+}
+
+impl PromoEnv {
+    /// Starts everything with `policy` on the small dataset.
+    pub async fn start(policy: Policy) -> anyhow::Result<Self> {
+        let dev = start_dev_server().await?;
+        let client = dev.client();
+        let dir = std::env::temp_dir().join(format!("promo-it-{}-{}", std::process::id(), now_nanos()));
+        std::fs::create_dir_all(&dir)?;
+        let store = Store::open(&dir.join("systems.db"), &DatasetSpec::small(), true, None)?;
+        let systems = RunningSystems::start(store).await?;
+        Ok(Self { dev, client, systems, policy, task_queue: api::TASK_QUEUE.to_owned() })
+    }
+
+    /// Worker options with real activities against this environment's systems.
+    pub fn worker_options(&self) -> anyhow::Result<WorkerOptions> {
+        let systems = Systems::new(&self.systems.url()).map_err(|e| anyhow!(e))?;
+        promo_worker::worker_options(
+            &self.task_queue,
+            PromotionActivities::new(systems, self.policy.clone(), Some(self.client.clone())),
+        )
+    }
+
+    /// Runs a worker while `fut` runs.
+    pub async fn with_worker<F: Future>(&self, fut: F) -> anyhow::Result<F::Output> {
+        run_worker_until(&self.client, self.worker_options()?, fut).await
+    }
+
+    /// Starts a promotion.
+    pub async fn start_promotion(&self, spec: PromotionSpec) -> anyhow::Result<()> {
+        let id = api::workflow_id(&spec.promotion_id);
+        self.client
+            .start_workflow(
+                PromotionWorkflow::run,
+                spec,
+                WorkflowStartOptions::new(&self.task_queue, &id).build(),
+            )
+            .await
+            .with_context(|| format!("starting {id}"))?;
+        Ok(())
+    }
+
+    /// A handle by promotion id.
+    pub fn handle(&self, promotion_id: &str) -> WorkflowHandle<Client, PromotionWorkflow> {
+        self.client.get_workflow_handle::<PromotionWorkflow>(api::workflow_id(promotion_id))
+    }
+
+    /// Polls the `status` query until `pred` holds (at most `limit`).
+    pub async fn wait_status(
+        &self,
+        promotion_id: &str,
+        what: &str,
+        limit: Duration,
+        pred: impl Fn(&PromotionStatus) -> bool,
+    ) -> anyhow::Result<PromotionStatus> {
+        let h = self.handle(promotion_id);
+        let deadline = Instant::now() + limit;
+        loop {
+            let last = h.query(PromotionWorkflow::status, (), WorkflowQueryOptions::default()).await;
+            if let Ok(s) = &last
+                && pred(s)
+            {
+                return Ok(s.clone());
+            }
+            if Instant::now() > deadline {
+                return Err(anyhow!(
+                    "{promotion_id}: timed out after {limit:?} waiting for {what}; last status: {last:?}"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The workflow result.
+    pub async fn result(&self, promotion_id: &str) -> anyhow::Result<PromotionResult> {
+        Ok(self.handle(promotion_id).get_result(WorkflowGetResultOptions::default()).await?)
+    }
+}
+
+fn now_nanos() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+}

@@ -1,0 +1,80 @@
+//! The promotion worker: one process polling the `promotions` task queue with the workflow and
+//! its activities. Any number of these may run against the same Temporal namespace; nothing here
+//! assumes it is the only one.
+
+use anyhow::Context;
+use promo_activities::{PromotionActivities, Systems};
+use promo_workflows::{PromotionWorkflow, api, policy::Policy};
+use std::{net::SocketAddr, sync::Arc};
+use temporalio_common::telemetry::{
+    PrometheusExporterOptions, TelemetryOptions, metrics::CoreMeter, start_prometheus_metric_exporter,
+};
+use temporalio_sdk::{Runtime, Worker, WorkerOptions, runtime::RuntimeOptions};
+
+/// What a worker needs besides the Temporal connection (which comes from Temporal's env config).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Address of the retail integration services.
+    pub systems: String,
+    /// The policy handed to new promotions.
+    pub policy: Policy,
+    /// Task queue to poll.
+    pub task_queue: String,
+    /// Where to serve Prometheus metrics, if anywhere.
+    pub metrics: Option<SocketAddr>,
+}
+
+/// Loads a policy file, or the built-in defaults when `path` is `None`.
+pub fn load_policy(path: Option<&std::path::Path>) -> anyhow::Result<Policy> {
+    match path {
+        None => Ok(Policy::default()),
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading policy file {}", p.display()))?;
+            Policy::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
+        }
+    }
+}
+
+/// The workflow and activities registered on `task_queue`.
+pub fn worker_options(task_queue: &str, activities: PromotionActivities) -> anyhow::Result<WorkerOptions> {
+    Ok(WorkerOptions::new(task_queue)
+        .register_workflow::<PromotionWorkflow>()
+        .map_err(|e| anyhow::anyhow!("registering PromotionWorkflow: {e}"))?
+        .register_activities(activities)
+        .build())
+}
+
+/// Connects, builds the worker and polls until ctrl-c, then drains in-flight tasks.
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let mut telemetry = TelemetryOptions::builder().build();
+    if let Some(addr) = settings.metrics {
+        let prom =
+            start_prometheus_metric_exporter(PrometheusExporterOptions::builder().socket_addr(addr).build())
+                .with_context(|| format!("--metrics: cannot serve Prometheus metrics on {addr}"))?;
+        tracing::info!(addr = %prom.bound_addr, "serving Prometheus metrics at /metrics");
+        telemetry = TelemetryOptions::builder().metrics(prom.meter as Arc<dyn CoreMeter>).build();
+    }
+    let runtime = Runtime::from_current_tokio(
+        RuntimeOptions::builder().telemetry_options(telemetry).build().map_err(anyhow::Error::msg)?,
+    )?;
+    let client = api::connect(&format!("promo-worker@{}", hostname())).await.map_err(anyhow::Error::msg)?;
+    let systems = Systems::new(&settings.systems).map_err(anyhow::Error::msg)?;
+    let activities = PromotionActivities::new(systems, settings.policy.clone(), Some(client.clone()));
+    let mut worker = Worker::new(&runtime, client, worker_options(&settings.task_queue, activities)?)?;
+    let shutdown = worker.shutdown_handle();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::info!("ctrl-c: draining in-flight tasks, then stopping");
+            shutdown();
+        }
+    });
+    tracing::info!(task_queue = %settings.task_queue, systems = %settings.systems, "worker polling");
+    worker.run().await?;
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| std::process::id().to_string())
+}

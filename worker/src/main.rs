@@ -1,0 +1,51 @@
+//! `promo-worker`: polls Temporal for promotion workflows and runs their activities.
+//!
+//! The Temporal connection comes from Temporal's own env config (`TEMPORAL_ADDRESS`,
+//! `TEMPORAL_NAMESPACE`, `TEMPORAL_API_KEY`, `TEMPORAL_TLS*`, `temporal.toml` profiles), exactly as
+//! for the `temporal` CLI. Everything else is a flag or a `PROMO_…` variable.
+
+use clap::Parser;
+use std::{net::SocketAddr, path::PathBuf};
+
+/// The promotion lifecycle worker.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Retail integration services (the gRPC contracts of proto/retail/v1).
+    #[arg(long, env = "PROMO_SYSTEMS_ADDR", default_value = "http://127.0.0.1:50051")]
+    systems: String,
+    /// Policy file (TOML, see config/policy.toml); built-in defaults when unset.
+    #[arg(long, env = "PROMO_POLICY")]
+    policy: Option<PathBuf>,
+    /// Task queue.
+    #[arg(long, env = "PROMO_TASK_QUEUE", default_value = promo_workflows::api::TASK_QUEUE)]
+    task_queue: String,
+    /// Serve Prometheus metrics on this address ("off" to disable).
+    #[arg(long, env = "PROMO_METRICS_ADDR", default_value = "127.0.0.1:9464")]
+    metrics: String,
+    /// Log format: "text" or "json".
+    #[arg(long, env = "PROMO_LOG_FORMAT", default_value = "text")]
+    log_format: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    match args.log_format.as_str() {
+        "json" => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
+        "text" => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        other => anyhow::bail!("--log-format: {other:?} is not \"text\" or \"json\""),
+    }
+    let metrics = match args.metrics.as_str() {
+        "off" | "" => None,
+        a => Some(a.parse::<SocketAddr>().map_err(|e| anyhow::anyhow!("--metrics: {a:?}: {e}"))?),
+    };
+    let settings = promo_worker::Settings {
+        systems: args.systems,
+        policy: promo_worker::load_policy(args.policy.as_deref())?,
+        task_queue: args.task_queue,
+        metrics,
+    };
+    promo_worker::run(settings).await
+}

@@ -1,0 +1,402 @@
+//! The contract of the promotion workflow: task queue, workflow id, message names, search
+//! attributes, and the activities it calls (declared here, implemented in `promo-activities`).
+//!
+//! Other Temporal clients (the `temporal` CLI, any SDK) can drive a promotion with these names
+//! and the proto3-JSON messages of `promo.v1`.
+
+use crate::plan::{Plan, Problem};
+use promo_contracts::promo::v1 as pb;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use temporalio_common::search_attributes::SearchAttributeKey;
+use temporalio_macros::activity_definitions;
+use temporalio_sdk::activities::ActivityError;
+
+/// Task queue the worker polls.
+pub const TASK_QUEUE: &str = "promotions";
+/// Workflow type name.
+pub const WORKFLOW_TYPE: &str = "PromotionWorkflow";
+
+/// Workflow id of a promotion: the business key makes starts idempotent.
+pub fn workflow_id(promotion_id: &str) -> String {
+    format!("promotion-{promotion_id}")
+}
+
+/// Signal and update names (each message is accepted as both).
+pub mod names {
+    /// Approve (`ApprovalDecision`).
+    pub const APPROVE: &str = "approve";
+    /// Reject (`ApprovalDecision`).
+    pub const REJECT: &str = "reject";
+    /// Request changes with an amended spec (`ChangeRequest`).
+    pub const REQUEST_CHANGES: &str = "request_changes";
+    /// Choose a remediation option (`RemediationChoice`).
+    pub const CHOOSE_REMEDIATION: &str = "choose_remediation";
+    /// Cancel (`OperatorAction`).
+    pub const CANCEL: &str = "cancel";
+    /// Pause (`OperatorAction`).
+    pub const PAUSE: &str = "pause";
+    /// Resume (`OperatorAction`).
+    pub const RESUME: &str = "resume";
+    /// Override a stuck gate (`GateOverride`).
+    pub const OVERRIDE: &str = "override";
+    /// Query: `PromotionStatus`.
+    pub const STATUS: &str = "status";
+    /// Query: `AssessmentSummary`.
+    pub const ASSESSMENT: &str = "assessment";
+    /// Query: `AuditTrail`.
+    pub const AUDIT: &str = "audit";
+    /// Query: the footprint (for collision checks).
+    pub const FOOTPRINT: &str = "footprint";
+}
+
+/// `PromotionId` (Keyword).
+pub const PROMOTION_ID: SearchAttributeKey<String> = SearchAttributeKey::keyword("PromotionId");
+/// `PromotionStage` (Keyword): the stage name without the `STAGE_` prefix, e.g. `APPROVAL`.
+pub const PROMOTION_STAGE: SearchAttributeKey<String> = SearchAttributeKey::keyword("PromotionStage");
+/// `PromotionRegions` (KeywordList).
+pub const PROMOTION_REGIONS: SearchAttributeKey<Vec<String>> =
+    SearchAttributeKey::keyword_list("PromotionRegions");
+/// `PromotionRisk` (Keyword): `low`, `medium`, `high`.
+pub const PROMOTION_RISK: SearchAttributeKey<String> = SearchAttributeKey::keyword("PromotionRisk");
+/// `PendingApprovals` (KeywordList): roles still to approve, e.g. `FINANCE`.
+pub const PENDING_APPROVALS: SearchAttributeKey<Vec<String>> =
+    SearchAttributeKey::keyword_list("PendingApprovals");
+/// `OpenExceptions` (Int).
+pub const OPEN_EXCEPTIONS: SearchAttributeKey<i64> = SearchAttributeKey::int("OpenExceptions");
+/// `LaunchAt` (Datetime).
+pub const LAUNCH_AT: SearchAttributeKey<temporalio_common::search_attributes::Timestamp> =
+    SearchAttributeKey::datetime("LaunchAt");
+
+/// Every custom search attribute with its type name, for server registration.
+pub const SEARCH_ATTRIBUTES: &[(&str, &str)] = &[
+    ("PromotionId", "Keyword"),
+    ("PromotionStage", "Keyword"),
+    ("PromotionRegions", "KeywordList"),
+    ("PromotionRisk", "Keyword"),
+    ("PendingApprovals", "KeywordList"),
+    ("OpenExceptions", "Int"),
+    ("LaunchAt", "Datetime"),
+];
+
+/// Changes applied to the plan by remediation, per region.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Adjustments {
+    /// Region → launch instant (Unix seconds) later than the window start.
+    pub delays: BTreeMap<String, i64>,
+    /// Region → SKUs dropped there.
+    pub dropped: BTreeMap<String, BTreeSet<String>>,
+    /// Region → (SKU → substitute SKU).
+    pub substitutes: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// Input of `promo.validate_spec`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IntakeInput {
+    /// The spec.
+    pub spec: pb::PromotionSpec,
+    /// Workflow time, Unix seconds.
+    pub now: i64,
+}
+
+/// A region of the promotion with what the workflow needs to know about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionInfo {
+    /// Region id.
+    pub region_id: String,
+    /// Serving DC.
+    pub dc_id: String,
+    /// Stores of the promotion in the region.
+    pub stores: u32,
+}
+
+/// Output of `promo.validate_spec`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IntakeOutput {
+    /// Every problem found (empty when valid).
+    pub problems: Vec<Problem>,
+    /// The plan, when valid.
+    pub plan: Option<Plan>,
+    /// Regions touched (whole regions and the regions of individual stores).
+    pub regions: Vec<RegionInfo>,
+}
+
+/// Input of the assessment activities.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AssessInput {
+    /// Revision assessed.
+    pub revision: u32,
+    /// The plan.
+    pub plan: Plan,
+    /// Remediation applied so far.
+    pub adjustments: Adjustments,
+    /// Policy fill-rate floor (decimal string).
+    pub min_fill_rate: String,
+    /// Policy margin floor (decimal string).
+    pub min_margin_rate: String,
+    /// Regions to assess (empty: all of the plan's).
+    pub only_regions: Vec<String>,
+}
+
+/// Output of `promo.assess_inventory`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InventoryAssessment {
+    /// Per region.
+    pub regions: Vec<pb::RegionAlignment>,
+    /// Remediation options for failing regions.
+    pub options: Vec<pb::RemediationOption>,
+    /// Positions read.
+    pub positions_read: u64,
+}
+
+/// Input of `promo.stage_prices`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StagePricesInput {
+    /// Revision.
+    pub revision: u32,
+    /// The plan.
+    pub plan: Plan,
+    /// Regions to stage in.
+    pub regions: Vec<String>,
+    /// Remediation (dropped SKUs are excluded in their region — staged nationally here, the
+    /// publication per region carries the exclusion).
+    pub adjustments: Adjustments,
+}
+
+/// Input of `promo.create_transfer_orders`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrdersInput {
+    /// Promotion.
+    pub promotion_id: String,
+    /// Revision.
+    pub revision: u32,
+    /// Region → (DC, [(SKU, units)]).
+    pub orders: BTreeMap<String, (String, Vec<(String, i64)>)>,
+}
+
+/// A channel target.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Target {
+    /// `retail.v1.Channel` number.
+    pub channel: i32,
+    /// Region for regional channels, empty for national ones.
+    pub region_id: String,
+}
+
+/// Input of `promo.publish`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublishInput {
+    /// Promotion.
+    pub promotion_id: String,
+    /// Revision.
+    pub revision: u32,
+    /// Target.
+    pub target: Target,
+    /// Activate or revert (`retail.v1.PublicationKind` number).
+    pub kind: i32,
+    /// ERP price change carried.
+    pub price_change_id: String,
+    /// Effective window, Unix seconds.
+    pub effective: (i64, i64),
+    /// Lines carried.
+    pub line_count: u32,
+}
+
+/// A publication made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicationRef {
+    /// Id in the channel system.
+    pub publication_id: String,
+    /// Target.
+    pub target: Target,
+    /// Kind.
+    pub kind: i32,
+    /// Acknowledged (Unix ms of the acknowledgment).
+    pub acknowledged_at_ms: Option<i64>,
+}
+
+/// Input of `promo.await_acknowledgments`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AwaitAcksInput {
+    /// Publications to watch.
+    pub publications: Vec<PublicationRef>,
+    /// Give up after this many milliseconds (wall clock).
+    pub timeout_ms: u64,
+}
+
+/// Input of `promo.compensate`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompensateInput {
+    /// Why.
+    pub reason: String,
+    /// Publications to withdraw (in this order).
+    pub publications: Vec<String>,
+    /// Price change to revert.
+    pub price_change_id: Option<String>,
+    /// Orders to cancel.
+    pub orders: Vec<String>,
+}
+
+/// What compensation undid.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CompensateOutput {
+    /// Publications withdrawn.
+    pub withdrawn: u32,
+    /// Whether the price change was reverted.
+    pub reverted: bool,
+    /// Orders cancelled.
+    pub cancelled: u32,
+}
+
+/// Input of `promo.monitor` and `promo.post_event_analysis`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SalesInput {
+    /// The plan.
+    pub plan: Plan,
+    /// Remediation.
+    pub adjustments: Adjustments,
+    /// Region → live window (Unix seconds) so far / in total.
+    pub windows: BTreeMap<String, (i64, i64)>,
+    /// The assessment, for forecast and planned margin.
+    pub assessment: pb::AssessmentSummary,
+}
+
+/// Output of `promo.monitor`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MonitorReport {
+    /// Units sold so far.
+    pub units_sold: i64,
+    /// Sell-through so far (decimal string).
+    pub sell_through: String,
+    /// Regions with stockouts so far and their store-days.
+    pub stockouts: BTreeMap<String, u64>,
+}
+
+/// Activity type names (clean names for the Web UI and other SDKs).
+pub mod activity_names {
+    /// `promo.load_policy`.
+    pub const LOAD_POLICY: &str = "promo.load_policy";
+    /// `promo.validate_spec`.
+    pub const VALIDATE_SPEC: &str = "promo.validate_spec";
+    /// `promo.assess_margin`.
+    pub const ASSESS_MARGIN: &str = "promo.assess_margin";
+    /// `promo.assess_inventory`.
+    pub const ASSESS_INVENTORY: &str = "promo.assess_inventory";
+    /// `promo.assess_funding`.
+    pub const ASSESS_FUNDING: &str = "promo.assess_funding";
+    /// `promo.stage_prices`.
+    pub const STAGE_PRICES: &str = "promo.stage_prices";
+    /// `promo.create_transfer_orders`.
+    pub const CREATE_TRANSFER_ORDERS: &str = "promo.create_transfer_orders";
+    /// `promo.publish`.
+    pub const PUBLISH: &str = "promo.publish";
+    /// `promo.await_acknowledgments`.
+    pub const AWAIT_ACKNOWLEDGMENTS: &str = "promo.await_acknowledgments";
+    /// `promo.compensate`.
+    pub const COMPENSATE: &str = "promo.compensate";
+    /// `promo.revert_prices`.
+    pub const REVERT_PRICES: &str = "promo.revert_prices";
+    /// `promo.monitor`.
+    pub const MONITOR: &str = "promo.monitor";
+    /// `promo.post_event_analysis`.
+    pub const POST_EVENT_ANALYSIS: &str = "promo.post_event_analysis";
+}
+
+/// The activities of the promotion workflow. Implemented by `promo_activities::PromotionActivities`.
+pub struct PromotionActivities;
+
+#[activity_definitions]
+impl PromotionActivities {
+    /// Returns the worker's policy.
+    #[activity(name = activity_names::LOAD_POLICY)]
+    pub fn load_policy(_: ()) -> Result<crate::policy::Policy, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Validates a spec against master data and other promotions.
+    #[activity(name = activity_names::VALIDATE_SPEC)]
+    pub fn validate_spec(_: IntakeInput) -> Result<IntakeOutput, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Margin and compliance.
+    #[activity(name = activity_names::ASSESS_MARGIN)]
+    pub fn assess_margin(_: AssessInput) -> Result<pb::MarginSummary, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Inventory alignment per region and store, with remediation options.
+    #[activity(name = activity_names::ASSESS_INVENTORY)]
+    pub fn assess_inventory(_: AssessInput) -> Result<InventoryAssessment, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Supplier funding.
+    #[activity(name = activity_names::ASSESS_FUNDING)]
+    pub fn assess_funding(_: AssessInput) -> Result<pb::FundingSummary, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Stages the price change in the ERP; returns its id.
+    #[activity(name = activity_names::STAGE_PRICES)]
+    pub fn stage_prices(_: StagePricesInput) -> Result<String, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Creates transfer orders; returns their ids.
+    #[activity(name = activity_names::CREATE_TRANSFER_ORDERS)]
+    pub fn create_transfer_orders(_: OrdersInput) -> Result<Vec<String>, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Publishes to one channel target.
+    #[activity(name = activity_names::PUBLISH)]
+    pub fn publish(_: PublishInput) -> Result<PublicationRef, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Waits (heartbeating) until the publications are acknowledged or the timeout passes.
+    #[activity(name = activity_names::AWAIT_ACKNOWLEDGMENTS)]
+    pub fn await_acknowledgments(_: AwaitAcksInput) -> Result<Vec<PublicationRef>, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Withdraws publications, reverts the price change, cancels orders (reverse order).
+    #[activity(name = activity_names::COMPENSATE)]
+    pub fn compensate(_: CompensateInput) -> Result<CompensateOutput, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Reverts the staged price change at the end of the window.
+    #[activity(name = activity_names::REVERT_PRICES)]
+    pub fn revert_prices(_: String) -> Result<(), ActivityError> {
+        unimplemented!()
+    }
+
+    /// Sell-through so far.
+    #[activity(name = activity_names::MONITOR)]
+    pub fn monitor(_: SalesInput) -> Result<MonitorReport, ActivityError> {
+        unimplemented!()
+    }
+
+    /// The post-event report.
+    #[activity(name = activity_names::POST_EVENT_ANALYSIS)]
+    pub fn post_event_analysis(_: SalesInput) -> Result<pb::PostEventReport, ActivityError> {
+        unimplemented!()
+    }
+}
+
+/// Connects to Temporal the way the `temporal` CLI does: `TEMPORAL_ADDRESS`,
+/// `TEMPORAL_NAMESPACE`, `TEMPORAL_API_KEY`, `TEMPORAL_TLS*`, `TEMPORAL_PROFILE` and the
+/// `temporal.toml` config file (`TEMPORAL_CONFIG_FILE`); defaults to `localhost:7233`, namespace
+/// `default`. `identity` names this process in the Web UI.
+pub async fn connect(identity: &str) -> Result<temporalio_client::Client, String> {
+    use temporalio_client::{Client, ClientOptions, envconfig::LoadClientConfigProfileOptions};
+    let (mut conn, opts) = ClientOptions::load_from_config(LoadClientConfigProfileOptions::default())
+        .map_err(|e| format!("Temporal connection config: {e}"))?;
+    conn.identity = identity.to_owned();
+    let target = conn.target.to_string();
+    Client::connect(conn, opts).await.map_err(|e| {
+        format!("cannot reach Temporal at {target}: {e} (set TEMPORAL_ADDRESS or start a server: make demo starts one)")
+    })
+}

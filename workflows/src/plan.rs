@@ -1,0 +1,529 @@
+//! Intake: turning a [`PromotionSpec`] into a validated [`Plan`], reporting every problem at once
+//! with the promotion line (1-based) and field it is on. Pure functions: the CLI runs them before
+//! starting a workflow, and the intake activity runs them again with master data.
+
+use chrono::{LocalResult, NaiveDateTime, TimeZone};
+use chrono_tz::Tz;
+use promo_contracts::{
+    domain::Product,
+    money::{parse_decimal, parse_price},
+    promo::v1::{PromotionSpec, promotion_line::Offer},
+    retail::v1::Channel,
+};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use std::{
+    collections::{BTreeSet, HashMap, HashSet},
+    fmt,
+};
+
+/// Largest spec accepted, in bytes of JSON: keeps the workflow input far below Temporal's 2 MB
+/// payload limit and the history lean.
+pub const MAX_SPEC_BYTES: usize = 256 * 1024;
+/// Most lines a promotion may have.
+pub const MAX_LINES: usize = 2_000;
+
+/// One problem with a spec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    /// Promotion line (1-based) the problem is on, if it is on a line.
+    pub line: Option<usize>,
+    /// Field path, e.g. `lines[2].promo_price` or `window.starts_at`.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "line {l}: {}: {}", self.field, self.message),
+            None => write!(f, "{}: {}", self.field, self.message),
+        }
+    }
+}
+
+/// Renders problems one per line, for errors shown to people.
+pub fn describe(problems: &[Problem]) -> String {
+    problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")
+}
+
+/// The offer of a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OfferKind {
+    /// An explicit promotional price.
+    Price(Decimal),
+    /// A percentage off the regular price.
+    DiscountPercent(Decimal),
+}
+
+/// A validated line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanLine {
+    /// SKU.
+    pub sku: String,
+    /// Offer.
+    pub offer: OfferKind,
+    /// Funding agreement, if funded.
+    pub funding_agreement_id: Option<String>,
+    /// Planner's uplift, if given.
+    pub planned_uplift: Option<Decimal>,
+}
+
+impl PlanLine {
+    /// The promotional price given the regular price (discounts rounded to cents).
+    pub fn promo_price(&self, regular: Decimal) -> Decimal {
+        match self.offer {
+            OfferKind::Price(p) => p,
+            OfferKind::DiscountPercent(d) => (regular * (Decimal::ONE_HUNDRED - d) / Decimal::ONE_HUNDRED)
+                .round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero),
+        }
+    }
+}
+
+/// A validated spec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Promotion id.
+    pub promotion_id: String,
+    /// Start, Unix seconds.
+    pub starts_at: i64,
+    /// End (exclusive), Unix seconds.
+    pub ends_at: i64,
+    /// Regions.
+    pub regions: Vec<String>,
+    /// Individual stores.
+    pub stores: Vec<String>,
+    /// Channels.
+    pub channels: Vec<Channel>,
+    /// Lines.
+    pub lines: Vec<PlanLine>,
+}
+
+/// Resolves a local date-time in `tz`, refusing times that do not exist (DST gap); ambiguous
+/// times (DST overlap) take the earlier instant.
+pub fn resolve_local(field: &str, local: &str, tz: Tz) -> Result<i64, Problem> {
+    let problem = |m: String| Problem { line: None, field: field.to_owned(), message: m };
+    let naive = NaiveDateTime::parse_from_str(local, "%Y-%m-%dT%H:%M")
+        .or_else(|_| NaiveDateTime::parse_from_str(local, "%Y-%m-%dT%H:%M:%S"))
+        .map_err(|_| problem(format!("{local:?} is not a local date-time like \"2026-12-05T00:00\"")))?;
+    match tz.from_local_datetime(&naive) {
+        LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => Ok(t.timestamp()),
+        LocalResult::None => Err(problem(format!("{local:?} does not exist in {tz} (daylight-saving gap)"))),
+    }
+}
+
+fn valid_id(s: &str) -> bool {
+    (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+/// Validates the shape of a spec (no master data). `now` is Unix seconds (workflow time in a
+/// workflow, the clock in the CLI). Returns every problem found.
+pub fn validate_spec(spec: &PromotionSpec, now: i64) -> Result<Plan, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let mut top =
+        |field: &str, message: String| problems.push(Problem { line: None, field: field.into(), message });
+    if !valid_id(&spec.promotion_id) {
+        top(
+            "promotion_id",
+            format!("{:?} must be 1–64 characters of letters, digits, '-', '_' or '.'", spec.promotion_id),
+        );
+    }
+    if spec.name.trim().is_empty() {
+        top("name", "is required".into());
+    }
+    if spec.planner_id.trim().is_empty() {
+        top("planner_id", "is required (the planner's employee id)".into());
+    }
+    let mut window = None;
+    match &spec.window {
+        None => top("window", "is required".into()),
+        Some(w) => match w.time_zone.parse::<Tz>() {
+            Err(_) => top(
+                "window.time_zone",
+                format!("{:?} is not an IANA time zone like \"America/New_York\"", w.time_zone),
+            ),
+            Ok(tz) => {
+                let start = resolve_local("window.starts_at", &w.starts_at, tz);
+                let end = resolve_local("window.ends_at", &w.ends_at, tz);
+                match (start, end) {
+                    (Ok(s), Ok(e)) => {
+                        if e <= s {
+                            top(
+                                "window.ends_at",
+                                format!("{:?} must be after starts_at {:?}", w.ends_at, w.starts_at),
+                            );
+                        } else if s <= now {
+                            top("window.starts_at", format!("{:?} is not in the future", w.starts_at));
+                        } else {
+                            window = Some((s, e));
+                        }
+                    }
+                    (s, e) => {
+                        problems.extend(s.err());
+                        problems.extend(e.err());
+                    }
+                }
+            }
+        },
+    }
+    let mut top =
+        |field: &str, message: String| problems.push(Problem { line: None, field: field.into(), message });
+    if spec.regions.is_empty() && spec.stores.is_empty() {
+        top("regions", "name at least one region or store".into());
+    }
+    for (field, list) in [("regions", &spec.regions), ("stores", &spec.stores)] {
+        let mut seen = HashSet::new();
+        for (i, r) in list.iter().enumerate() {
+            if r.trim().is_empty() {
+                top(&format!("{field}[{i}]"), "is empty".into());
+            } else if !seen.insert(r) {
+                top(&format!("{field}[{i}]"), format!("{r:?} is listed twice"));
+            }
+        }
+    }
+    let mut channels = Vec::new();
+    if spec.channels.is_empty() {
+        top("channels", "name at least one channel".into());
+    }
+    for (i, c) in spec.channels.iter().enumerate() {
+        match Channel::try_from(*c) {
+            Ok(Channel::Unspecified) | Err(_) => {
+                top(&format!("channels[{i}]"), format!("{c} is not a channel"))
+            }
+            Ok(ch) if channels.contains(&ch) => {
+                top(&format!("channels[{i}]"), format!("{} is listed twice", ch.as_str_name()))
+            }
+            Ok(ch) => channels.push(ch),
+        }
+    }
+    if spec.lines.is_empty() {
+        top("lines", "a promotion needs at least one line".into());
+    }
+    if spec.lines.len() > MAX_LINES {
+        top("lines", format!("{} lines; at most {MAX_LINES} are allowed", spec.lines.len()));
+    }
+    let mut lines = Vec::with_capacity(spec.lines.len());
+    let mut seen = HashMap::new();
+    for (i, l) in spec.lines.iter().enumerate() {
+        let n = i + 1;
+        let mut at = |field: &str, message: String| {
+            problems.push(Problem { line: Some(n), field: format!("lines[{i}].{field}"), message })
+        };
+        if l.sku.trim().is_empty() {
+            at("sku", "is required".into());
+        } else if let Some(first) = seen.insert(l.sku.clone(), n) {
+            at("sku", format!("{} is already on line {first}", l.sku));
+        }
+        let offer = match &l.offer {
+            None => {
+                at("offer", "set promo_price or discount_percent".into());
+                None
+            }
+            Some(Offer::PromoPrice(p)) => parse_price("promo_price", p)
+                .map(OfferKind::Price)
+                .map_err(|e| at("promo_price", e.reason))
+                .ok(),
+            Some(Offer::DiscountPercent(d)) => match parse_decimal("discount_percent", d, 2) {
+                Err(e) => {
+                    at("discount_percent", e.reason);
+                    None
+                }
+                Ok(v) if v <= Decimal::ZERO || v >= Decimal::ONE_HUNDRED => {
+                    at("discount_percent", format!("{d:?} must be above 0 and below 100"));
+                    None
+                }
+                Ok(v) => Some(OfferKind::DiscountPercent(v)),
+            },
+        };
+        let funding = (!l.funding_agreement_id.is_empty()).then(|| l.funding_agreement_id.clone());
+        if funding.as_deref().is_some_and(|f| !valid_id(f)) {
+            at("funding_agreement_id", format!("{:?} is not an agreement id", l.funding_agreement_id));
+        }
+        let uplift = if l.planned_uplift.is_empty() {
+            None
+        } else {
+            match parse_decimal("planned_uplift", &l.planned_uplift, 4) {
+                Err(e) => {
+                    at("planned_uplift", e.reason);
+                    None
+                }
+                Ok(u) if u < Decimal::ONE || u > Decimal::from(20) => {
+                    at("planned_uplift", format!("{:?} must be between 1 and 20", l.planned_uplift));
+                    None
+                }
+                Ok(u) => Some(u),
+            }
+        };
+        if let Some(offer) = offer {
+            lines.push(PlanLine {
+                sku: l.sku.clone(),
+                offer,
+                funding_agreement_id: funding,
+                planned_uplift: uplift,
+            });
+        }
+    }
+    match window {
+        Some((starts_at, ends_at)) if problems.is_empty() => Ok(Plan {
+            promotion_id: spec.promotion_id.clone(),
+            starts_at,
+            ends_at,
+            regions: spec.regions.clone(),
+            stores: spec.stores.clone(),
+            channels,
+            lines,
+        }),
+        _ => Err(problems),
+    }
+}
+
+/// Master data an intake check needs.
+#[derive(Debug, Clone, Default)]
+pub struct MasterData {
+    /// Products by SKU (only those found).
+    pub products: HashMap<String, Product>,
+    /// Known region ids.
+    pub regions: HashSet<String>,
+    /// Known store id → region id.
+    pub stores: HashMap<String, String>,
+}
+
+/// Checks a plan against master data: SKUs exist, promo price above zero and below regular,
+/// channels eligible per SKU, regions and stores exist.
+pub fn check_master(plan: &Plan, master: &MasterData) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for (i, r) in plan.regions.iter().enumerate() {
+        if !master.regions.contains(r) {
+            problems.push(Problem {
+                line: None,
+                field: format!("regions[{i}]"),
+                message: format!("unknown region {r:?}"),
+            });
+        }
+    }
+    for (i, s) in plan.stores.iter().enumerate() {
+        if !master.stores.contains_key(s) {
+            problems.push(Problem {
+                line: None,
+                field: format!("stores[{i}]"),
+                message: format!("unknown store {s:?}"),
+            });
+        }
+    }
+    for (i, l) in plan.lines.iter().enumerate() {
+        let at = |field: &str, message: String| Problem {
+            line: Some(i + 1),
+            field: format!("lines[{i}].{field}"),
+            message,
+        };
+        let Some(p) = master.products.get(&l.sku) else {
+            problems.push(at("sku", format!("unknown SKU {:?}", l.sku)));
+            continue;
+        };
+        let price = l.promo_price(p.regular_price);
+        if price >= p.regular_price {
+            problems.push(at(
+                "promo_price",
+                format!("{} {price} is not below the regular price {}", l.sku, p.regular_price),
+            ));
+        } else if price <= Decimal::ZERO {
+            problems.push(at("discount_percent", format!("{} leaves a price of {price}", l.sku)));
+        }
+        let ineligible: Vec<&str> = plan
+            .channels
+            .iter()
+            .filter(|c| !p.eligible_channels.contains(c))
+            .map(|c| c.as_str_name())
+            .collect();
+        if !ineligible.is_empty() {
+            problems.push(at("sku", format!("{} is not eligible for {}", l.sku, ineligible.join(", "))));
+        }
+    }
+    problems
+}
+
+/// What another promotion occupies, for collision checks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Footprint {
+    /// Its promotion id.
+    pub promotion_id: String,
+    /// Start, Unix seconds.
+    pub starts_at: i64,
+    /// End, Unix seconds.
+    pub ends_at: i64,
+    /// Locations it covers: region ids and store ids.
+    pub regions: Vec<String>,
+    /// Stores named individually.
+    pub stores: Vec<String>,
+    /// Its SKUs.
+    pub skus: Vec<String>,
+}
+
+impl Footprint {
+    /// The footprint of a plan.
+    pub fn of(plan: &Plan) -> Self {
+        Self {
+            promotion_id: plan.promotion_id.clone(),
+            starts_at: plan.starts_at,
+            ends_at: plan.ends_at,
+            regions: plan.regions.clone(),
+            stores: plan.stores.clone(),
+            skus: plan.lines.iter().map(|l| l.sku.clone()).collect(),
+        }
+    }
+}
+
+/// Problems for every line of `plan` that collides with `other`: same SKU, overlapping
+/// locations (a region, or a store of it) and overlapping dates. `store_region` maps stores to
+/// their regions.
+pub fn collisions(plan: &Plan, other: &Footprint, store_region: &HashMap<String, String>) -> Vec<Problem> {
+    if other.promotion_id == plan.promotion_id
+        || other.ends_at <= plan.starts_at
+        || plan.ends_at <= other.starts_at
+    {
+        return Vec::new();
+    }
+    let locations = |regions: &[String], stores: &[String]| -> (BTreeSet<String>, BTreeSet<String>) {
+        (regions.iter().cloned().collect(), stores.iter().cloned().collect())
+    };
+    let (my_regions, my_stores) = locations(&plan.regions, &plan.stores);
+    let (their_regions, their_stores) = locations(&other.regions, &other.stores);
+    let region_of = |s: &String| store_region.get(s).cloned().unwrap_or_default();
+    let mut shared: Vec<String> = my_regions.intersection(&their_regions).cloned().collect();
+    shared.extend(
+        my_stores
+            .iter()
+            .filter(|s| their_regions.contains(&region_of(s)) || their_stores.contains(*s))
+            .cloned(),
+    );
+    shared.extend(their_stores.iter().filter(|s| my_regions.contains(&region_of(s))).cloned());
+    if shared.is_empty() {
+        return Vec::new();
+    }
+    shared.sort();
+    shared.dedup();
+    let theirs: HashSet<&str> = other.skus.iter().map(String::as_str).collect();
+    plan.lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| theirs.contains(l.sku.as_str()))
+        .map(|(i, l)| Problem {
+            line: Some(i + 1),
+            field: format!("lines[{i}].sku"),
+            message: format!(
+                "{} collides with promotion {} in {} over overlapping dates",
+                l.sku,
+                other.promotion_id,
+                shared.join(", ")
+            ),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use promo_contracts::promo::v1::{PromotionLine, PromotionWindow};
+
+    pub(crate) fn spec() -> PromotionSpec {
+        PromotionSpec {
+            promotion_id: "SPRING-26".into(),
+            name: "Spring".into(),
+            window: Some(PromotionWindow {
+                starts_at: "2030-04-01T00:00".into(),
+                ends_at: "2030-04-15T00:00".into(),
+                time_zone: "America/New_York".into(),
+            }),
+            regions: vec!["R1".into(), "R2".into()],
+            stores: vec![],
+            channels: vec![Channel::Pos as i32, Channel::Ecommerce as i32],
+            lines: vec![
+                PromotionLine {
+                    sku: "SKU-1".into(),
+                    offer: Some(Offer::PromoPrice("7.99".into())),
+                    ..Default::default()
+                },
+                PromotionLine {
+                    sku: "SKU-2".into(),
+                    offer: Some(Offer::DiscountPercent("25".into())),
+                    ..Default::default()
+                },
+            ],
+            planner_id: "E0042".into(),
+            description: String::new(),
+        }
+    }
+
+    const NOW: i64 = 1_900_000_000; // 2030-03-17
+
+    #[test]
+    fn a_good_spec_becomes_a_plan() {
+        let plan = validate_spec(&spec(), NOW).unwrap();
+        assert_eq!(plan.ends_at - plan.starts_at, 14 * 86_400);
+        assert_eq!(plan.lines[1].promo_price(Decimal::new(1000, 2)), Decimal::new(750, 2));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_with_its_line() {
+        let mut s = spec();
+        s.promotion_id = "bad id!".into();
+        s.window.as_mut().unwrap().ends_at = "2030-03-31T00:00".into();
+        s.lines[0].offer = Some(Offer::PromoPrice("7.999".into()));
+        s.lines[1].sku = "SKU-1".into();
+        s.lines.push(PromotionLine {
+            sku: "SKU-3".into(),
+            offer: None,
+            planned_uplift: "0.5".into(),
+            ..Default::default()
+        });
+        let problems = validate_spec(&s, NOW).unwrap_err();
+        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert!(text.iter().any(|p| p.starts_with("promotion_id: ")), "{text:?}");
+        assert!(text.iter().any(|p| p.starts_with("window.ends_at: ")), "{text:?}");
+        assert!(
+            text.contains(
+                &"line 1: lines[0].promo_price: \"7.999\" has 3 decimal places; at most 2 are allowed"
+                    .to_string()
+            ),
+            "{text:?}"
+        );
+        assert!(text.contains(&"line 2: lines[1].sku: SKU-1 is already on line 1".to_string()), "{text:?}");
+        assert!(text.iter().any(|p| p.starts_with("line 3: lines[2].offer")), "{text:?}");
+        assert!(text.iter().any(|p| p.starts_with("line 3: lines[2].planned_uplift")), "{text:?}");
+    }
+
+    #[test]
+    fn dst_gap_and_past_windows_are_refused() {
+        let mut s = spec();
+        s.window.as_mut().unwrap().starts_at = "2030-03-10T02:30".into();
+        let p = validate_spec(&s, NOW - 30 * 86_400).unwrap_err();
+        assert!(p[0].message.contains("daylight-saving gap"), "{p:?}");
+        let p = validate_spec(&spec(), NOW + 60 * 86_400).unwrap_err();
+        assert!(p[0].message.contains("not in the future"), "{p:?}");
+    }
+
+    #[test]
+    fn collisions_need_sku_location_and_date_overlap() {
+        let plan = validate_spec(&spec(), NOW).unwrap();
+        let mut other = Footprint::of(&plan);
+        other.promotion_id = "OTHER".into();
+        other.regions = vec!["R2".into(), "R3".into()];
+        other.skus = vec!["SKU-2".into()];
+        let stores = HashMap::new();
+        let p = collisions(&plan, &other, &stores);
+        assert_eq!(p.len(), 1);
+        assert_eq!(
+            p[0].to_string(),
+            "line 2: lines[1].sku: SKU-2 collides with promotion OTHER in R2 over overlapping dates"
+        );
+        other.starts_at = plan.ends_at;
+        other.ends_at = plan.ends_at + 10;
+        assert!(collisions(&plan, &other, &stores).is_empty(), "adjacent windows do not overlap");
+        let mut other =
+            Footprint { regions: vec!["R3".into()], stores: vec!["S1".into()], ..Footprint::of(&plan) };
+        other.promotion_id = "OTHER".into();
+        let stores: HashMap<String, String> = [("S1".to_string(), "R1".to_string())].into();
+        assert_eq!(collisions(&plan, &other, &stores).len(), 2, "a store of a shared region collides");
+    }
+}

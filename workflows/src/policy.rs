@@ -1,0 +1,283 @@
+//! The promotion policy: thresholds, required approvals, SLA and deadline durations, monitoring
+//! cadence and the approver directory. Loaded by the worker from a TOML file (see
+//! `config/policy.toml`) and handed to each workflow through the `promo.load_policy` activity,
+//! so a run keeps the policy it started with (it is in its history) even if the file changes.
+
+use promo_contracts::{money::parse_decimal, promo::v1::Role};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use std::{collections::BTreeMap, fmt, str::FromStr, time::Duration};
+
+/// What to do when a region's channels have not acknowledged by the deadline (after retries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LateAckAction {
+    /// Launch the other regions on time; the late region launches once acknowledged.
+    DelayRegion,
+    /// Hold the whole launch until every channel acknowledges (or an operator overrides).
+    HoldLaunch,
+}
+
+/// A duration written as `"90s"`, `"15m"`, `"4h"`, `"2d"` or a combination (`"1h30m"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Span(pub Duration);
+
+impl FromStr for Span {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad =
+            || format!("{s:?} is not a duration (use e.g. \"90s\", \"15m\", \"4h\", \"2d\", \"1h30m\")");
+        let mut total = 0u64;
+        let mut digits = String::new();
+        if s.is_empty() {
+            return Err(bad());
+        }
+        for c in s.chars() {
+            if c.is_ascii_digit() {
+                digits.push(c);
+                continue;
+            }
+            let unit = match c {
+                's' => 1,
+                'm' => 60,
+                'h' => 3600,
+                'd' => 86_400,
+                _ => return Err(bad()),
+            };
+            let n: u64 = digits.parse().map_err(|_| bad())?;
+            total = total.checked_add(n.checked_mul(unit).ok_or_else(bad)?).ok_or_else(bad)?;
+            digits.clear();
+        }
+        if !digits.is_empty() {
+            return Err(bad());
+        }
+        Ok(Span(Duration::from_secs(total)))
+    }
+}
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = self.0.as_secs();
+        if s == 0 {
+            return f.write_str("0s");
+        }
+        for (unit, n) in [('d', 86_400), ('h', 3600), ('m', 60), ('s', 1)] {
+            if s >= n {
+                write!(f, "{}{unit}", s / n)?;
+                s %= n;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for Span {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Durations of the lifecycle, in business time (see [`Policy::time_scale`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Durations {
+    /// Remind approvers after this long without a decision.
+    pub approval_reminder: Span,
+    /// Raise an approval-SLA exception after this long.
+    pub approval_escalation: Span,
+    /// Approvals must be complete this long before launch, or the promotion EXPIRES.
+    pub approval_deadline_before_launch: Span,
+    /// How long channels have to acknowledge a publication.
+    pub ack_deadline: Span,
+    /// Re-check readiness (stock, acknowledgments, funding) this long before launch.
+    pub final_recheck_before_launch: Span,
+    /// Monitoring cadence while active.
+    pub monitor_every: Span,
+}
+
+impl Default for Durations {
+    fn default() -> Self {
+        let h = |n: u64| Span(Duration::from_secs(n * 3600));
+        Self {
+            approval_reminder: h(4),
+            approval_escalation: h(12),
+            approval_deadline_before_launch: h(24),
+            ack_deadline: h(2),
+            final_recheck_before_launch: h(1),
+            monitor_every: h(24),
+        }
+    }
+}
+
+/// The policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Policy {
+    /// A region passes inventory alignment when covered units / demand units ≥ this (0–1).
+    pub min_fill_rate: String,
+    /// Lines whose promo margin rate is below this are margin exceptions (0–1).
+    pub min_margin_rate: String,
+    /// Remediation options whose revenue loss is at most this share of forecast revenue are
+    /// applied automatically (0 disables auto-remediation).
+    pub auto_remediation_max_revenue_share: String,
+    /// Extra acknowledgment rounds after the first deadline before `late_ack_action` applies.
+    pub ack_retries: u32,
+    /// What a missing acknowledgment does after the retries.
+    pub late_ack_action: LateAckAction,
+    /// Clock compression for demos and tests: business durations (the spec window, the policy
+    /// durations) pass this many times faster on the workflow's timers. 1 in production.
+    pub time_scale: u32,
+    /// Durations.
+    pub durations: Durations,
+    /// The approver directory: employee id → roles held.
+    pub approvers: BTreeMap<String, Vec<RoleName>>,
+}
+
+/// A role as written in the policy file: `merchandising`, `finance`, `supply-chain`, `operations`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RoleName {
+    /// Merchandising.
+    Merchandising,
+    /// Finance.
+    Finance,
+    /// Supply chain.
+    SupplyChain,
+    /// Operations.
+    Operations,
+}
+
+impl From<RoleName> for Role {
+    fn from(r: RoleName) -> Role {
+        match r {
+            RoleName::Merchandising => Role::Merchandising,
+            RoleName::Finance => Role::Finance,
+            RoleName::SupplyChain => Role::SupplyChain,
+            RoleName::Operations => Role::Operations,
+        }
+    }
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        let mut approvers = BTreeMap::new();
+        approvers.insert("E1001".to_owned(), vec![RoleName::Merchandising]);
+        approvers.insert("E2001".to_owned(), vec![RoleName::Finance]);
+        approvers.insert("E3001".to_owned(), vec![RoleName::SupplyChain]);
+        approvers.insert("E4001".to_owned(), vec![RoleName::Operations]);
+        Self {
+            min_fill_rate: "0.90".into(),
+            min_margin_rate: "0.10".into(),
+            auto_remediation_max_revenue_share: "0".into(),
+            ack_retries: 1,
+            late_ack_action: LateAckAction::DelayRegion,
+            time_scale: 1,
+            durations: Durations::default(),
+            approvers,
+        }
+    }
+}
+
+/// A policy with its ratios parsed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    /// See [`Policy::min_fill_rate`].
+    pub min_fill_rate: Decimal,
+    /// See [`Policy::min_margin_rate`].
+    pub min_margin_rate: Decimal,
+    /// See [`Policy::auto_remediation_max_revenue_share`].
+    pub auto_remediation_max_revenue_share: Decimal,
+}
+
+impl Policy {
+    /// Parses and validates a TOML policy; every problem is named with its key.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        let p: Policy = toml::from_str(text).map_err(|e| format!("policy: {e}"))?;
+        p.validate()?;
+        Ok(p)
+    }
+
+    /// Checks ranges and the directory.
+    pub fn validate(&self) -> Result<(), String> {
+        self.thresholds()?;
+        if self.time_scale == 0 {
+            return Err("policy: time_scale must be at least 1".into());
+        }
+        if !self.approvers.values().flatten().any(|r| *r == RoleName::Merchandising) {
+            return Err("policy: approvers must include someone with the merchandising role".into());
+        }
+        Ok(())
+    }
+
+    /// The ratios, parsed.
+    pub fn thresholds(&self) -> Result<Thresholds, String> {
+        let ratio = |key: &str, v: &str| -> Result<Decimal, String> {
+            let d = parse_decimal(&format!("policy: {key}"), v, 6).map_err(|e| e.to_string())?;
+            if d < Decimal::ZERO || d > Decimal::ONE {
+                return Err(format!("policy: {key}: {v:?} must be between 0 and 1"));
+            }
+            Ok(d)
+        };
+        Ok(Thresholds {
+            min_fill_rate: ratio("min_fill_rate", &self.min_fill_rate)?,
+            min_margin_rate: ratio("min_margin_rate", &self.min_margin_rate)?,
+            auto_remediation_max_revenue_share: ratio(
+                "auto_remediation_max_revenue_share",
+                &self.auto_remediation_max_revenue_share,
+            )?,
+        })
+    }
+
+    /// Roles `approver` holds, or `None` when not in the directory.
+    pub fn roles_of(&self, approver: &str) -> Option<Vec<Role>> {
+        self.approvers.get(approver).map(|rs| rs.iter().map(|r| Role::from(*r)).collect())
+    }
+
+    /// A business duration as wall-clock time on the workflow's timers.
+    pub fn scaled(&self, business: Duration) -> Duration {
+        business / self.time_scale.max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_parse_and_print() {
+        assert_eq!("1h30m".parse::<Span>().unwrap().0, Duration::from_secs(5400));
+        assert_eq!("2d".parse::<Span>().unwrap().to_string(), "2d");
+        assert_eq!(Span(Duration::from_secs(93_784)).to_string(), "1d2h3m4s");
+        for bad in ["", "5", "h", "1x", "1.5h", "-1h"] {
+            assert!(bad.parse::<Span>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn policy_file_round_trips_and_is_validated() {
+        let text = toml::to_string(&Policy::default()).unwrap();
+        assert_eq!(Policy::from_toml(&text).unwrap(), Policy::default());
+        let e = Policy::from_toml("min_fill_rate = \"1.5\"").unwrap_err();
+        assert!(e.contains("min_fill_rate"), "{e}");
+        let e = Policy::from_toml("min_fil_rate = \"0.5\"").unwrap_err();
+        assert!(e.contains("unknown field"), "{e}");
+        let e = Policy::from_toml("[durations]\nack_deadline = \"soon\"").unwrap_err();
+        assert!(e.contains("\"soon\" is not a duration"), "{e}");
+    }
+
+    #[test]
+    fn scaled_durations() {
+        let p = Policy { time_scale: 3600, ..Policy::default() };
+        assert_eq!(p.scaled(Duration::from_secs(7200)), Duration::from_secs(2));
+        assert_eq!(p.roles_of("E2001"), Some(vec![Role::Finance]));
+        assert_eq!(p.roles_of("nobody"), None);
+    }
+}
