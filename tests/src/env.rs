@@ -79,6 +79,29 @@ pub fn spec(
     }
 }
 
+/// Worker options for the promotion task queue with real activities against `systems_url`.
+/// `visibility` is the client for collision checks (None on the time-skipping test server, which
+/// has no list-with-query visibility).
+pub fn worker_options(
+    visibility: Option<&Client>,
+    systems_url: &str,
+    policy: &Policy,
+) -> anyhow::Result<WorkerOptions> {
+    let systems = Systems::new(systems_url).map_err(|e| anyhow!(e))?;
+    promo_worker::worker_options(
+        api::TASK_QUEUE,
+        PromotionActivities::new(systems, policy.clone(), visibility.cloned()),
+    )
+}
+
+/// Reference systems over a fresh SQLite file with the small dataset.
+pub async fn small_systems() -> anyhow::Result<RunningSystems> {
+    let dir = std::env::temp_dir().join(format!("promo-it-{}-{}", std::process::id(), now_nanos()));
+    std::fs::create_dir_all(&dir)?;
+    let store = Store::open(&dir.join("systems.db"), &DatasetSpec::small(), true, None)?;
+    Ok(RunningSystems::start(store).await?)
+}
+
 /// Dev server + reference systems + a client.
 pub struct PromoEnv {
     /// The Temporal dev server.
@@ -98,20 +121,13 @@ impl PromoEnv {
     pub async fn start(policy: Policy) -> anyhow::Result<Self> {
         let dev = start_dev_server().await?;
         let client = dev.client();
-        let dir = std::env::temp_dir().join(format!("promo-it-{}-{}", std::process::id(), now_nanos()));
-        std::fs::create_dir_all(&dir)?;
-        let store = Store::open(&dir.join("systems.db"), &DatasetSpec::small(), true, None)?;
-        let systems = RunningSystems::start(store).await?;
+        let systems = small_systems().await?;
         Ok(Self { dev, client, systems, policy, task_queue: api::TASK_QUEUE.to_owned() })
     }
 
     /// Worker options with real activities against this environment's systems.
     pub fn worker_options(&self) -> anyhow::Result<WorkerOptions> {
-        let systems = Systems::new(&self.systems.url()).map_err(|e| anyhow!(e))?;
-        promo_worker::worker_options(
-            &self.task_queue,
-            PromotionActivities::new(systems, self.policy.clone(), Some(self.client.clone())),
-        )
+        worker_options(Some(&self.client), &self.systems.url(), &self.policy)
     }
 
     /// Runs a worker while `fut` runs.
@@ -167,6 +183,90 @@ impl PromoEnv {
     /// The workflow result.
     pub async fn result(&self, promotion_id: &str) -> anyhow::Result<PromotionResult> {
         Ok(self.handle(promotion_id).get_result(WorkflowGetResultOptions::default()).await?)
+    }
+}
+
+/// A decision message.
+pub fn decision(
+    approver: &str,
+    role: promo_contracts::promo::v1::Role,
+    comment: &str,
+) -> promo_contracts::promo::v1::ApprovalDecision {
+    promo_contracts::promo::v1::ApprovalDecision {
+        approver_id: approver.into(),
+        role: role as i32,
+        revision: 0,
+        comment: comment.into(),
+    }
+}
+
+impl PromoEnv {
+    /// Sends the `approve` update; `Err` carries the workflow's refusal message.
+    pub async fn approve(
+        &self,
+        id: &str,
+        approver: &str,
+        role: promo_contracts::promo::v1::Role,
+    ) -> Result<String, String> {
+        update_message(
+            self.handle(id)
+                .execute_update(
+                    PromotionWorkflow::approve,
+                    decision(approver, role, "ok"),
+                    temporalio_client::WorkflowExecuteUpdateOptions::default(),
+                )
+                .await,
+        )
+    }
+
+    /// The audit trail.
+    pub async fn audit(&self, id: &str) -> anyhow::Result<promo_contracts::promo::v1::AuditTrail> {
+        Ok(self.handle(id).query(PromotionWorkflow::audit, (), WorkflowQueryOptions::default()).await?)
+    }
+
+    /// A client of the reference systems' admin service.
+    pub async fn admin(
+        &self,
+    ) -> anyhow::Result<
+        promo_contracts::retail::v1::admin_service_client::AdminServiceClient<tonic::transport::Channel>,
+    > {
+        Ok(promo_contracts::retail::v1::admin_service_client::AdminServiceClient::connect(self.systems.url())
+            .await?)
+    }
+
+    /// A client of the reference systems' publication service.
+    pub async fn publications(
+        &self,
+    ) -> anyhow::Result<
+        promo_contracts::retail::v1::publication_service_client::PublicationServiceClient<
+            tonic::transport::Channel,
+        >,
+    > {
+        Ok(promo_contracts::retail::v1::publication_service_client::PublicationServiceClient::connect(
+            self.systems.url(),
+        )
+        .await?)
+    }
+
+    /// A client of the reference systems' price service.
+    pub async fn prices(
+        &self,
+    ) -> anyhow::Result<
+        promo_contracts::retail::v1::price_service_client::PriceServiceClient<tonic::transport::Channel>,
+    > {
+        Ok(promo_contracts::retail::v1::price_service_client::PriceServiceClient::connect(self.systems.url())
+            .await?)
+    }
+}
+
+/// The message of an accepted update, or the refusal the workflow gave.
+pub fn update_message(
+    r: Result<promo_contracts::promo::v1::ActionResult, temporalio_client::errors::WorkflowUpdateError>,
+) -> Result<String, String> {
+    match r {
+        Ok(a) => Ok(a.message),
+        Err(temporalio_client::errors::WorkflowUpdateError::Failed(f)) => Err(f.message.clone()),
+        Err(e) => Err(format!("update error: {e}")),
     }
 }
 

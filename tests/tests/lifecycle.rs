@@ -1,53 +1,454 @@
-//! The promotion lifecycle against a real Temporal dev server and the reference systems,
-//! with business time compressed (one business day = two seconds).
+//! The promotion lifecycle against a real Temporal dev server and the reference systems (small
+//! dataset), with business time compressed: one business day passes in two seconds.
+//!
+//! Small dataset facts used here: R2 is the region with incomplete allocation (inbound 4–6 days
+//! after the anchor), R3's POS acknowledgments are late (5 s), agreement FA-002 (supplier
+//! SUP-002, SKUs with index ≡ 1 mod 6) is unsigned.
 
-use promo_contracts::promo::v1::*;
-use promo_tests::env::{PromoEnv, spec, test_policy};
-use promo_workflows::PromotionWorkflow;
+use futures::StreamExt;
+use promo_contracts::{
+    promo::v1::*,
+    retail::v1::{
+        self as wire, Fault, InjectFaultRequest, ListPriceChangesRequest, ListPublicationsRequest,
+        PriceChangeState, PublicationState,
+    },
+};
+use promo_tests::env::{PromoEnv, spec, test_policy, update_message};
+use promo_workflows::{PromotionWorkflow, api};
 use std::time::Duration;
-use temporalio_client::{WorkflowExecuteUpdateOptions, WorkflowQueryOptions};
+use temporalio_client::{WorkflowExecuteUpdateOptions, WorkflowListOptions, errors::WorkflowGetResultError};
 
-fn decision(approver: &str, role: Role, comment: &str) -> ApprovalDecision {
-    ApprovalDecision { approver_id: approver.into(), role: role as i32, revision: 0, comment: comment.into() }
+const LIMIT: Duration = Duration::from_secs(60);
+
+async fn at_stage(env: &PromoEnv, id: &str, stage: Stage) -> PromotionStatus {
+    env.wait_status(id, &format!("stage {stage:?}"), LIMIT, |s| s.stage() == stage).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn happy_path_completes_with_a_post_event_report() {
     let env = PromoEnv::start(test_policy()).await.unwrap();
-    let out = env
+    let (result, audit) = env
         .with_worker(async {
-            env.start_promotion(spec("HAPPY-1", &["R1"], 0..10, 2.0, 3.0)).await.unwrap();
-            env.wait_status("HAPPY-1", "approval stage", Duration::from_secs(30), |s| {
-                s.stage() == Stage::Approval
-            })
-            .await
-            .unwrap();
-            let r = env
-                .handle("HAPPY-1")
-                .execute_update(
-                    PromotionWorkflow::approve,
-                    decision("E1001", Role::Merchandising, "looks good"),
-                    WorkflowExecuteUpdateOptions::default(),
-                )
-                .await
-                .unwrap();
-            assert!(r.accepted, "{r:?}");
-            let result = env.result("HAPPY-1").await.unwrap();
-            let audit = env
-                .handle("HAPPY-1")
-                .query(PromotionWorkflow::audit, (), WorkflowQueryOptions::default())
-                .await
-                .unwrap();
-            (result, audit)
+            env.start_promotion(spec("HAPPY-1", &["R1"], 0..10, 3.0, 3.0)).await.unwrap();
+            let s = at_stage(&env, "HAPPY-1", Stage::Approval).await;
+            assert_eq!(s.approvals.len(), 1, "merchandising only: {s:?}");
+            assert_eq!(
+                env.approve("HAPPY-1", "E1001", Role::Merchandising).await,
+                Ok("approved as MERCHANDISING; pending: ".into())
+            );
+            (env.result("HAPPY-1").await.unwrap(), env.audit("HAPPY-1").await.unwrap())
         })
         .await
         .unwrap();
-    let (result, audit) = out;
-    println!("{}", serde_json::to_string_pretty(&result).unwrap());
     assert_eq!(result.outcome(), Outcome::Completed);
     let report = result.report.expect("a completed promotion has a report");
     assert!(report.units_sold > 0, "{report:?}");
     assert!(!report.cycle_times.is_empty());
+    assert_eq!(report.regions.len(), 1);
+    assert!(report.regions[0].launched_on_time);
     assert!(audit.entries.iter().any(|e| e.action == "approve" && e.actor == "E1001"));
-    assert!(audit.entries.iter().any(|e| e.action == "region-activated"));
+    assert!(audit.entries.iter().any(|e| e.action == "region-activated" && e.detail == "R1"));
+    // Prices were staged and reverted at the close; every publication was acknowledged.
+    let pcs = env
+        .prices()
+        .await
+        .unwrap()
+        .list_price_changes(ListPriceChangesRequest { promotion_id: "HAPPY-1".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(pcs.price_changes.len(), 1);
+    assert_eq!(pcs.price_changes[0].state(), PriceChangeState::Reverted);
+    let pubs = env
+        .publications()
+        .await
+        .unwrap()
+        .list_publications(ListPublicationsRequest { promotion_id: "HAPPY-1".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(pubs.publications.len(), 2, "POS and store comms for R1");
+    assert!(pubs.publications.iter().all(|p| p.state() == PublicationState::Acknowledged));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reject_ends_the_promotion() {
+    let env = PromoEnv::start(test_policy()).await.unwrap();
+    let result = env
+        .with_worker(async {
+            env.start_promotion(spec("REJ-1", &["R1"], 0..5, 3.0, 3.0)).await.unwrap();
+            at_stage(&env, "REJ-1", Stage::Approval).await;
+            let r = env
+                .handle("REJ-1")
+                .execute_update(
+                    PromotionWorkflow::reject,
+                    promo_tests::env::decision("E1001", Role::Merchandising, "wrong season"),
+                    WorkflowExecuteUpdateOptions::default(),
+                )
+                .await;
+            assert_eq!(update_message(r), Ok("rejected as MERCHANDISING".into()));
+            env.result("REJ-1").await.unwrap()
+        })
+        .await
+        .unwrap();
+    assert_eq!(result.outcome(), Outcome::Rejected);
+    assert!(result.reason.contains("E1001") && result.reason.contains("wrong season"), "{}", result.reason);
+    assert!(result.report.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unapproved_promotion_expires_after_reminder_and_escalation() {
+    let mut policy = test_policy();
+    policy.durations.approval_reminder = "6h".parse().unwrap();
+    policy.durations.approval_escalation = "12h".parse().unwrap();
+    let env = PromoEnv::start(policy).await.unwrap();
+    let (result, audit, status) = env
+        .with_worker(async {
+            env.start_promotion(spec("EXP-1", &["R1"], 0..5, 2.0, 2.0)).await.unwrap();
+            let r = env.result("EXP-1").await.unwrap();
+            let status = env.wait_status("EXP-1", "done", LIMIT, |s| s.stage() == Stage::Done).await.unwrap();
+            (r, env.audit("EXP-1").await.unwrap(), status)
+        })
+        .await
+        .unwrap();
+    assert_eq!(result.outcome(), Outcome::Expired);
+    assert!(audit.entries.iter().any(|e| e.action == "approval-reminder"), "{audit:?}");
+    assert!(
+        audit.entries.iter().any(|e| e.action == "exception-raised" && e.detail.starts_with("approval-sla"))
+    );
+    assert_eq!(status.outcome(), Outcome::Expired);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_requested_start_a_new_revision_that_needs_fresh_approval() {
+    let env = PromoEnv::start(test_policy()).await.unwrap();
+    let result = env
+        .with_worker(async {
+            let first = spec("CHG-1", &["R1"], 0..5, 3.0, 3.0);
+            env.start_promotion(first.clone()).await.unwrap();
+            at_stage(&env, "CHG-1", Stage::Approval).await;
+            let mut amended = first.clone();
+            amended.lines.truncate(3);
+            amended.name = "CHG-1 narrower".into();
+            let r = env
+                .handle("CHG-1")
+                .execute_update(
+                    PromotionWorkflow::request_changes,
+                    ChangeRequest {
+                        approver_id: "E1001".into(),
+                        role: Role::Merchandising as i32,
+                        revision: 1,
+                        comment: "fewer lines".into(),
+                        amended_spec: Some(amended),
+                    },
+                    WorkflowExecuteUpdateOptions::default(),
+                )
+                .await;
+            assert_eq!(update_message(r), Ok("changes requested; revision 2 will be assessed".into()));
+            let s = env
+                .wait_status("CHG-1", "revision 2 awaiting approval", LIMIT, |s| {
+                    s.revision == 2 && s.stage() == Stage::Approval
+                })
+                .await
+                .unwrap();
+            assert!(s.approvals.iter().all(|a| a.approved_by.is_empty()), "fresh approvals: {s:?}");
+            // A decision about the old revision is refused.
+            let stale = env
+                .handle("CHG-1")
+                .execute_update(
+                    PromotionWorkflow::approve,
+                    ApprovalDecision {
+                        approver_id: "E1001".into(),
+                        role: Role::Merchandising as i32,
+                        revision: 1,
+                        comment: String::new(),
+                    },
+                    WorkflowExecuteUpdateOptions::default(),
+                )
+                .await;
+            assert_eq!(update_message(stale), Err("revision 1 is not the current revision 2".into()));
+            env.approve("CHG-1", "E1002", Role::Merchandising).await.unwrap();
+            env.result("CHG-1").await.unwrap()
+        })
+        .await
+        .unwrap();
+    assert_eq!(result.outcome(), Outcome::Completed);
+    assert_eq!(result.revision, 2);
+    assert_eq!(result.report.unwrap().regions.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_region_gets_remediation_options_and_launches_after_the_choice() {
+    let env = PromoEnv::start(test_policy()).await.unwrap();
+    let (result, status) = env
+        .with_worker(async {
+            env.start_promotion(spec("SHORT-1", &["R1", "R2"], 0..12, 2.0, 7.0)).await.unwrap();
+            let s = at_stage(&env, "SHORT-1", Stage::Remediation).await;
+            let r2 = s.regions.iter().find(|r| r.region_id == "R2").unwrap();
+            assert_eq!(r2.state(), RegionState::AtRisk);
+            assert!(
+                s.open_exceptions.iter().any(|e| e.kind() == ExceptionKind::StockRisk && e.region_id == "R2")
+            );
+            let ids: Vec<&str> = s.remediation_options.iter().map(|o| o.option_id.as_str()).collect();
+            assert_eq!(ids, vec!["R2:drop-short", "R2:delay"], "{s:?}");
+            for o in &s.remediation_options {
+                assert!(o.revenue_effect.starts_with('-'), "{o:?}");
+            }
+            // A wrong option is refused with the valid ones listed.
+            let bad = env
+                .handle("SHORT-1")
+                .execute_update(
+                    PromotionWorkflow::choose_remediation,
+                    RemediationChoice {
+                        region_id: "R2".into(),
+                        option_id: "R2:teleport".into(),
+                        chosen_by: "E0042".into(),
+                        comment: String::new(),
+                    },
+                    WorkflowExecuteUpdateOptions::default(),
+                )
+                .await;
+            assert_eq!(
+                update_message(bad),
+                Err("\"R2:teleport\" is not an option for region \"R2\"; options: R2:drop-short, R2:delay"
+                    .into())
+            );
+            let ok = env
+                .handle("SHORT-1")
+                .execute_update(
+                    PromotionWorkflow::choose_remediation,
+                    RemediationChoice {
+                        region_id: "R2".into(),
+                        option_id: "R2:delay".into(),
+                        chosen_by: "E0042".into(),
+                        comment: "wait for inbound".into(),
+                    },
+                    WorkflowExecuteUpdateOptions::default(),
+                )
+                .await;
+            assert_eq!(update_message(ok), Ok("R2:delay chosen for R2".into()));
+            let s = at_stage(&env, "SHORT-1", Stage::Approval).await;
+            let roles: Vec<Role> = s.approvals.iter().map(|a| a.role()).collect();
+            assert_eq!(roles, vec![Role::Merchandising, Role::SupplyChain], "supply chain after remediation");
+            assert_eq!(s.regions.iter().find(|r| r.region_id == "R2").unwrap().state(), RegionState::Delayed);
+            env.approve("SHORT-1", "E1001", Role::Merchandising).await.unwrap();
+            env.approve("SHORT-1", "E3001", Role::SupplyChain).await.unwrap();
+            let r = env.result("SHORT-1").await.unwrap();
+            (r, env.wait_status("SHORT-1", "done", LIMIT, |s| s.stage() == Stage::Done).await.unwrap())
+        })
+        .await
+        .unwrap();
+    assert_eq!(result.outcome(), Outcome::Completed);
+    let r1 = status.regions.iter().find(|r| r.region_id == "R1").unwrap();
+    let r2 = status.regions.iter().find(|r| r.region_id == "R2").unwrap();
+    let (a1, a2) = (r1.activated_at.unwrap().seconds, r2.activated_at.unwrap().seconds);
+    assert!(a2 >= a1 + 86_400, "R2 launched later than R1: {a1} vs {a2}");
+    let report = result.report.unwrap();
+    assert_eq!(report.regions.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unfunded_lines_require_finance_approval_visible_in_search_attributes() {
+    let env = PromoEnv::start(test_policy()).await.unwrap();
+    let result = env
+        .with_worker(async {
+            let mut s = spec("FUND-1", &["R1"], 0..8, 3.0, 3.0);
+            // SKU-00002 and SKU-00008 (supplier SUP-002) reference its unsigned agreement.
+            for l in s.lines.iter_mut().filter(|l| l.sku == "SKU-00002" || l.sku == "SKU-00008") {
+                l.funding_agreement_id = "FA-002".into();
+            }
+            env.start_promotion(s).await.unwrap();
+            let st = at_stage(&env, "FUND-1", Stage::Approval).await;
+            let finance = st.approvals.iter().find(|a| a.role() == Role::Finance).expect("finance required");
+            assert!(finance.reason.contains("2 funded lines without valid funding"), "{finance:?}");
+            assert!(st.open_exceptions.iter().any(|e| e.kind() == ExceptionKind::FundingMissing && e.detail.contains("FA-002")));
+            let a = env.handle("FUND-1").query(PromotionWorkflow::assessment, (), Default::default()).await.unwrap();
+            let f = a.funding.unwrap();
+            assert_eq!(f.issue_count, 2);
+            assert!(f.issues[0].reason.contains("PENDING_SIGNATURE"), "{f:?}");
+            env.approve("FUND-1", "E1001", Role::Merchandising).await.unwrap();
+            // Visibility: the promotion is listed as waiting for finance, with open exceptions.
+            let query = "PromotionStage = 'APPROVAL' AND PendingApprovals = 'FINANCE' AND OpenExceptions > 0 AND PromotionRegions = 'R1'";
+            let deadline = std::time::Instant::now() + LIMIT;
+            loop {
+                let listed: Vec<_> = env.client.list_workflows(query, WorkflowListOptions::default()).collect().await;
+                if listed.iter().any(|w| w.as_ref().is_ok_and(|w| w.id() == api::workflow_id("FUND-1"))) {
+                    break;
+                }
+                assert!(std::time::Instant::now() < deadline, "not listed by {query}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            env.approve("FUND-1", "E2001", Role::Finance).await.unwrap();
+            env.result("FUND-1").await.unwrap()
+        })
+        .await
+        .unwrap();
+    assert_eq!(result.outcome(), Outcome::Completed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_acknowledgments_raise_an_exception_and_block_activation() {
+    let env = PromoEnv::start(test_policy()).await.unwrap();
+    // R1's POS never acknowledges; R3's POS is late (5 s) by the dataset.
+    env.admin()
+        .await
+        .unwrap()
+        .inject_fault(InjectFaultRequest {
+            fault: Some(Fault {
+                service: "publication".into(),
+                channel: wire::Channel::Pos as i32,
+                region_id: "R1".into(),
+                ack_never: true,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let status = env
+        .with_worker(async {
+            env.start_promotion(spec("ACK-1", &["R1", "R3"], 0..6, 3.0, 2.0)).await.unwrap();
+            at_stage(&env, "ACK-1", Stage::Approval).await;
+            env.approve("ACK-1", "E1001", Role::Merchandising).await.unwrap();
+            let s = env
+                .wait_status("ACK-1", "channel-sync exception and R1 delayed", LIMIT, |s| {
+                    s.open_exceptions
+                        .iter()
+                        .any(|e| e.kind() == ExceptionKind::ChannelSync && e.region_id == "R1")
+                        && s.regions.iter().any(|r| r.region_id == "R1" && r.state() == RegionState::Delayed)
+                })
+                .await
+                .unwrap();
+            let r1 = s.regions.iter().find(|r| r.region_id == "R1").unwrap();
+            assert_eq!(r1.state(), RegionState::Delayed, "{r1:?}");
+            assert!(r1.awaiting_ack.contains(&(wire::Channel::Pos as i32)));
+            env.result("ACK-1").await.unwrap();
+            env.wait_status("ACK-1", "done", LIMIT, |s| s.stage() == Stage::Done).await.unwrap()
+        })
+        .await
+        .unwrap();
+    let r1 = status.regions.iter().find(|r| r.region_id == "R1").unwrap();
+    let r3 = status.regions.iter().find(|r| r.region_id == "R3").unwrap();
+    assert!(r1.activated_at.is_none(), "R1 must never activate without its POS acknowledgment: {r1:?}");
+    assert!(r3.activated_at.is_some(), "R3 launches once its late acknowledgment arrives: {r3:?}");
+    assert!(
+        status.open_exceptions.iter().any(|e| e.kind() == ExceptionKind::ChannelSync && e.region_id == "R1")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_after_publishing_withdraws_and_reverts() {
+    let env = PromoEnv::start(test_policy()).await.unwrap();
+    let result = env
+        .with_worker(async {
+            env.start_promotion(spec("CAN-1", &["R1"], 0..5, 4.0, 3.0)).await.unwrap();
+            at_stage(&env, "CAN-1", Stage::Approval).await;
+            env.approve("CAN-1", "E1001", Role::Merchandising).await.unwrap();
+            at_stage(&env, "CAN-1", Stage::LaunchGate).await;
+            let r = env
+                .handle("CAN-1")
+                .execute_update(
+                    PromotionWorkflow::cancel,
+                    OperatorAction { operator_id: "E4001".into(), reason: "supplier recall".into() },
+                    WorkflowExecuteUpdateOptions::default(),
+                )
+                .await;
+            assert_eq!(update_message(r), Ok("cancel accepted".into()));
+            env.result("CAN-1").await.unwrap()
+        })
+        .await
+        .unwrap();
+    assert_eq!(result.outcome(), Outcome::Cancelled);
+    assert!(result.reason.contains("supplier recall"));
+    let pubs = env
+        .publications()
+        .await
+        .unwrap()
+        .list_publications(ListPublicationsRequest { promotion_id: "CAN-1".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(pubs.publications.len(), 2);
+    assert!(pubs.publications.iter().all(|p| p.state() == PublicationState::Withdrawn), "{pubs:?}");
+    let pcs = env
+        .prices()
+        .await
+        .unwrap()
+        .list_price_changes(ListPriceChangesRequest { promotion_id: "CAN-1".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(pcs.price_changes.len(), 1);
+    assert_eq!(pcs.price_changes[0].state(), PriceChangeState::Reverted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthorised_approvals_are_refused_with_a_reason_and_audited() {
+    let env = PromoEnv::start(test_policy()).await.unwrap();
+    let (refusals, audit) = env
+        .with_worker(async {
+            env.start_promotion(spec("AUTH-1", &["R1"], 0..5, 3.0, 3.0)).await.unwrap();
+            at_stage(&env, "AUTH-1", Stage::Approval).await;
+            let refusals = vec![
+                env.approve("AUTH-1", "E9999", Role::Merchandising).await,
+                env.approve("AUTH-1", "E2001", Role::Merchandising).await,
+                env.approve("AUTH-1", "E2001", Role::Finance).await,
+            ];
+            let audit = env.audit("AUTH-1").await.unwrap();
+            env.handle("AUTH-1")
+                .execute_update(
+                    PromotionWorkflow::cancel,
+                    OperatorAction { operator_id: "E4001".into(), reason: "test over".into() },
+                    WorkflowExecuteUpdateOptions::default(),
+                )
+                .await
+                .unwrap();
+            (refusals, audit)
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        refusals,
+        vec![
+            Err("approver \"E9999\" is not in the approver directory".to_string()),
+            Err("approver \"E2001\" does not hold the MERCHANDISING role".to_string()),
+            Err("the FINANCE role is not required for revision 1".to_string()),
+        ]
+    );
+    let refused: Vec<&AuditEntry> = audit.entries.iter().filter(|e| e.action == "approve-refused").collect();
+    assert_eq!(refused.len(), 3, "{audit:?}");
+    assert_eq!(refused[0].actor, "E9999");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_start_and_collisions_are_refused() {
+    let env = PromoEnv::start(test_policy()).await.unwrap();
+    let (dup, collision) = env
+        .with_worker(async {
+            env.start_promotion(spec("COL-A", &["R1"], 0..10, 3.0, 3.0)).await.unwrap();
+            let dup = env.start_promotion(spec("COL-A", &["R1"], 0..10, 3.0, 3.0)).await.unwrap_err();
+            at_stage(&env, "COL-A", Stage::Approval).await;
+            // Same SKUs 5..10 in R1 over overlapping dates.
+            env.start_promotion(spec("COL-B", &["R1", "R2"], 5..15, 4.0, 3.0)).await.unwrap();
+            let collision = env.result("COL-B").await.unwrap_err();
+            env.handle("COL-A")
+                .execute_update(
+                    PromotionWorkflow::cancel,
+                    OperatorAction { operator_id: "E4001".into(), reason: "test over".into() },
+                    WorkflowExecuteUpdateOptions::default(),
+                )
+                .await
+                .unwrap();
+            (dup, collision)
+        })
+        .await
+        .unwrap();
+    assert!(format!("{dup:#}").contains("already"), "{dup:#}");
+    let WorkflowGetResultError::Failed(failure) = collision.downcast::<WorkflowGetResultError>().unwrap()
+    else {
+        panic!("COL-B must fail")
+    };
+    let text = format!("{failure:?}");
+    assert!(text.contains("line 1: lines[0].sku: SKU-00006 collides with promotion COL-A in R1"), "{text}");
+    assert!(text.contains("line 5: lines[4].sku: SKU-00010 collides with promotion COL-A in R1"), "{text}");
+    assert!(!text.contains("SKU-00011"), "{text}");
 }

@@ -170,6 +170,7 @@ impl Default for Policy {
     fn default() -> Self {
         let mut approvers = BTreeMap::new();
         approvers.insert("E1001".to_owned(), vec![RoleName::Merchandising]);
+        approvers.insert("E1002".to_owned(), vec![RoleName::Merchandising]);
         approvers.insert("E2001".to_owned(), vec![RoleName::Finance]);
         approvers.insert("E3001".to_owned(), vec![RoleName::SupplyChain]);
         approvers.insert("E4001".to_owned(), vec![RoleName::Operations]);

@@ -581,14 +581,21 @@ impl PromotionWorkflow {
                         s.raise(t, e);
                     }
                     for r in &assessment.regions {
+                        let delayed = s.adjustments.delays.get(&r.region_id).copied();
                         if let Some(x) = s.readiness.get_mut(&r.region_id) {
                             x.fill_rate = r.fill_rate.clone();
-                            x.state = if r.passes { RegionState::Ready } else { RegionState::AtRisk } as i32;
-                            x.note = if r.passes {
-                                String::new()
+                            x.state = match (r.passes, delayed) {
+                                (_, Some(_)) => RegionState::Delayed,
+                                (true, None) => RegionState::Ready,
+                                (false, None) => RegionState::AtRisk,
+                            } as i32;
+                            if let Some(d) = delayed {
+                                x.launch_at = pb_ts(d);
+                            } else if r.passes {
+                                x.note.clear();
                             } else {
-                                format!("{} SKUs short", r.short_sku_count)
-                            };
+                                x.note = format!("{} SKUs short", r.short_sku_count);
+                            }
                         }
                     }
                     s.assessment = Some(assessment.clone());

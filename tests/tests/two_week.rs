@@ -1,0 +1,73 @@
+//! A realistic two-week promotion on the time-skipping test server: approval SLA in hours, launch
+//! three days ahead, fourteen days live with daily monitoring — completed in seconds of wall time
+//! with the production clock (time_scale 1).
+
+use promo_contracts::promo::v1::*;
+use promo_tests::{
+    env::{decision, small_systems, spec, update_message, worker_options},
+    temporal::{run_worker_until, start_time_skipping_server},
+};
+use promo_workflows::{PromotionWorkflow, api, policy::Policy};
+use std::time::{Duration, Instant};
+use temporalio_client::{WorkflowExecuteUpdateOptions, WorkflowGetResultOptions, WorkflowQueryOptions};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_week_promotion_completes_in_seconds() {
+    let wall = Instant::now();
+    let server = start_time_skipping_server().await.unwrap();
+    let client = server.client();
+    let systems = small_systems().await.unwrap();
+    let policy = Policy::default();
+    assert_eq!(policy.time_scale, 1);
+    let opts = worker_options(None, &systems.url(), &policy).unwrap();
+    let s = spec("TWO-WEEK", &["R1"], 0..12, 3.0, 14.0);
+    let (result, status) = run_worker_until(&client, opts, async {
+        client
+            .start_workflow(PromotionWorkflow::run, s.clone(), api::start_options(api::TASK_QUEUE, &s))
+            .await
+            .unwrap();
+        let h = client.get_workflow_handle::<PromotionWorkflow>(api::workflow_id("TWO-WEEK"));
+        // Time skipping is locked until we unlock it, so the approval wait holds while we look.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let st = h.query(PromotionWorkflow::status, (), WorkflowQueryOptions::default()).await;
+            if st.as_ref().is_ok_and(|s| s.stage() == Stage::Approval) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "never reached approval: {st:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let r = h
+            .execute_update(
+                PromotionWorkflow::approve,
+                decision("E1001", Role::Merchandising, "two weeks, go"),
+                WorkflowExecuteUpdateOptions::default(),
+            )
+            .await;
+        assert!(update_message(r).is_ok());
+        server.unlock().await.unwrap();
+        let result = h.get_result(WorkflowGetResultOptions::default()).await;
+        server.lock().await.unwrap();
+        let status = h.query(PromotionWorkflow::status, (), WorkflowQueryOptions::default()).await.unwrap();
+        (result.unwrap(), status)
+    })
+    .await
+    .unwrap();
+    let elapsed = wall.elapsed();
+    let first = status.timeline.first().unwrap().entered_at.unwrap().seconds;
+    let last = status.timeline.last().unwrap().entered_at.unwrap().seconds;
+    let days = (last - first) as f64 / 86_400.0;
+    println!(
+        "two-week promotion: {days:.2} days of workflow time in {elapsed:?} wall; outcome {:?}",
+        result.outcome()
+    );
+    assert_eq!(result.outcome(), Outcome::Completed, "{result:?}");
+    assert!(days >= 17.0, "3 days to launch + 14 days live, got {days:.2}");
+    let report = result.report.unwrap();
+    assert!(report.units_sold > 0);
+    let active = report.cycle_times.iter().find(|c| c.stage() == Stage::Active).unwrap();
+    assert!(active.seconds >= 13 * 86_400, "{active:?}");
+    assert!(elapsed < Duration::from_secs(120), "{elapsed:?}");
+    systems.stop().await;
+    server.shutdown().await.unwrap();
+}
