@@ -1,0 +1,305 @@
+//! The command line (clap derive): parsing only, no I/O. [`crate::run`] applies it.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use promo_contracts::promo::v1::{Role, Stage};
+use std::path::PathBuf;
+
+/// Default address of the retail integration services (same as the worker's).
+pub const DEFAULT_SYSTEMS_ADDR: &str = "http://127.0.0.1:50051";
+
+/// `promo`: start, approve and inspect promotions run by the promotion worker on Temporal.
+///
+/// The Temporal connection comes from Temporal's own environment configuration, like the
+/// `temporal` CLI: TEMPORAL_ADDRESS (default localhost:7233), TEMPORAL_NAMESPACE, TEMPORAL_API_KEY,
+/// TEMPORAL_TLS*, TEMPORAL_PROFILE and the temporal.toml config file.
+#[derive(Debug, Parser)]
+#[command(name = "promo", version, propagate_version = true)]
+pub struct Cli {
+    /// Print machine-readable JSON (proto3 JSON for workflow messages) instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Seconds to wait for the workflow to answer a query or an update (a worker must be running).
+    #[arg(long, global = true, value_name = "SECONDS", env = "PROMO_TIMEOUT", default_value_t = 30)]
+    pub timeout: u64,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate a spec file and start its promotion workflow.
+    Start(StartArgs),
+    /// Stage, risk, timeline, approvals, open exceptions and per-region readiness.
+    Status(IdArgs),
+    /// Approve the current revision in a role.
+    Approve(DecisionArgs),
+    /// Reject the promotion (ends it as REJECTED).
+    Reject(DecisionArgs),
+    /// Request changes with an amended spec (starts a new revision).
+    RequestChanges(ChangeArgs),
+    /// Choose a remediation option for a failing region.
+    ChooseRemediation(RemediationArgs),
+    /// Cancel the promotion; everything done so far is compensated.
+    Cancel(OperatorArgs),
+    /// Pause: no region activates and monitoring stops until resumed.
+    Pause(OperatorArgs),
+    /// Resume after a pause.
+    Resume(OperatorArgs),
+    /// Open a stuck launch gate (missing acknowledgments) for a region or the whole promotion.
+    Override(OverrideArgs),
+    /// List promotions from Temporal visibility (search attributes).
+    List(ListArgs),
+    /// The post-event report (waits for the promotion to end unless --no-wait).
+    Report(ReportArgs),
+    /// The audit trail: every decision, refusal, override and system action.
+    Audit(IdArgs),
+}
+
+/// `promo start`.
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// The spec: promo.v1.PromotionSpec in proto3 JSON.
+    pub spec: PathBuf,
+    /// Retail integration services for the master-data and collision checks; skipped (with a
+    /// note) when unreachable, since the workflow validates again at intake.
+    #[arg(long, value_name = "URL", env = "PROMO_SYSTEMS_ADDR", default_value = DEFAULT_SYSTEMS_ADDR)]
+    pub systems: String,
+    /// Validate only; do not start the workflow.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// A promotion id.
+#[derive(Debug, Args)]
+pub struct IdArgs {
+    /// Promotion id, e.g. SPRING-26 (the workflow id is promotion-<id>).
+    pub id: String,
+}
+
+/// An approval role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    /// Owns the offer; approves every promotion.
+    Merchandising,
+    /// Margin exceptions and unfunded or under-funded lines.
+    Finance,
+    /// Promotions whose stock positioning was remediated.
+    #[value(alias = "supply_chain")]
+    SupplyChain,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Role {
+        match r {
+            RoleArg::Merchandising => Role::Merchandising,
+            RoleArg::Finance => Role::Finance,
+            RoleArg::SupplyChain => Role::SupplyChain,
+        }
+    }
+}
+
+/// How a message is delivered.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct Delivery {
+    /// Send a signal instead of an update: fire-and-forget, no answer; refusals only show in
+    /// `promo audit`.
+    #[arg(long)]
+    pub signal: bool,
+}
+
+/// `promo approve` / `promo reject`.
+#[derive(Debug, Args)]
+pub struct DecisionArgs {
+    /// Promotion id.
+    pub id: String,
+    /// Approver's employee id (must be in the approver directory).
+    #[arg(long = "as", value_name = "APPROVER_ID")]
+    pub approver: String,
+    /// Role the approver acts in.
+    #[arg(long, ignore_case = true)]
+    pub role: RoleArg,
+    /// Comment for the audit trail.
+    #[arg(long, default_value = "")]
+    pub comment: String,
+    /// Revision the decision is about (default: the current one). Guards against approving a
+    /// revision you have not seen.
+    #[arg(long, value_name = "N")]
+    pub revision: Option<u32>,
+    /// Update (answered) or signal (fire-and-forget).
+    #[command(flatten)]
+    pub delivery: Delivery,
+}
+
+/// `promo request-changes`.
+#[derive(Debug, Args)]
+pub struct ChangeArgs {
+    /// Promotion id.
+    pub id: String,
+    /// Approver's employee id.
+    #[arg(long = "as", value_name = "APPROVER_ID")]
+    pub approver: String,
+    /// Role the approver acts in.
+    #[arg(long, ignore_case = true)]
+    pub role: RoleArg,
+    /// The amended spec file (same promotion id).
+    #[arg(long, value_name = "FILE")]
+    pub spec: PathBuf,
+    /// What must change, for the audit trail.
+    #[arg(long, default_value = "")]
+    pub comment: String,
+    /// Revision the request is about (default: the current one).
+    #[arg(long, value_name = "N")]
+    pub revision: Option<u32>,
+    /// Update (answered) or signal (fire-and-forget).
+    #[command(flatten)]
+    pub delivery: Delivery,
+}
+
+/// `promo choose-remediation`.
+#[derive(Debug, Args)]
+pub struct RemediationArgs {
+    /// Promotion id.
+    pub id: String,
+    /// Region the choice is for.
+    #[arg(long, value_name = "REGION")]
+    pub region: String,
+    /// Option id as listed by `promo status`, e.g. R2:drop-short.
+    #[arg(long = "option", value_name = "OPTION_ID")]
+    pub option: String,
+    /// Employee id of the planner choosing.
+    #[arg(long = "as", value_name = "EMPLOYEE_ID")]
+    pub chosen_by: String,
+    /// Comment for the audit trail.
+    #[arg(long, default_value = "")]
+    pub comment: String,
+    /// Update (answered) or signal (fire-and-forget).
+    #[command(flatten)]
+    pub delivery: Delivery,
+}
+
+/// `promo cancel` / `pause` / `resume`.
+#[derive(Debug, Args)]
+pub struct OperatorArgs {
+    /// Promotion id.
+    pub id: String,
+    /// Operator's employee id.
+    #[arg(long = "as", value_name = "OPERATOR_ID")]
+    pub operator: String,
+    /// Why, for the audit trail.
+    #[arg(long)]
+    pub reason: String,
+    /// Update (answered) or signal (fire-and-forget).
+    #[command(flatten)]
+    pub delivery: Delivery,
+}
+
+/// `promo override`.
+#[derive(Debug, Args)]
+pub struct OverrideArgs {
+    /// Promotion id.
+    pub id: String,
+    /// Operator's employee id (must hold the operations role).
+    #[arg(long = "as", value_name = "OPERATOR_ID")]
+    pub operator: String,
+    /// Region whose gate to open (default: the promotion-wide gate).
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+    /// Why the gate may be passed, for the audit trail.
+    #[arg(long)]
+    pub reason: String,
+    /// Update (answered) or signal (fire-and-forget).
+    #[command(flatten)]
+    pub delivery: Delivery,
+}
+
+/// `promo list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only promotions in this stage (e.g. approval, launch-gate, active, done).
+    #[arg(long, value_parser = parse_stage)]
+    pub stage: Option<Stage>,
+    /// Only promotions running in this region.
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+    /// Only promotions with open exceptions.
+    #[arg(long)]
+    pub open_exceptions: bool,
+    /// Only promotions waiting for this role's approval.
+    #[arg(long, value_name = "ROLE", ignore_case = true)]
+    pub pending: Option<RoleArg>,
+    /// Only running workflows (ended promotions are listed too by default).
+    #[arg(long)]
+    pub running: bool,
+    /// At most this many promotions.
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+}
+
+/// `promo report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Promotion id.
+    pub id: String,
+    /// Fail at once if the promotion is still running instead of waiting for it to end.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+/// Parses a stage name: `approval`, `APPROVAL`, `STAGE_APPROVAL`, `launch-gate`, `launch_gate`.
+pub fn parse_stage(s: &str) -> Result<Stage, String> {
+    let norm = s.trim().to_ascii_uppercase().replace('-', "_");
+    let norm = norm.strip_prefix("STAGE_").unwrap_or(&norm);
+    match Stage::from_str_name(&format!("STAGE_{norm}")) {
+        Some(Stage::Unspecified) | None => {
+            let names: Vec<String> = (1..=11)
+                .filter_map(|i| Stage::try_from(i).ok())
+                .map(|st| {
+                    st.as_str_name().trim_start_matches("STAGE_").to_ascii_lowercase().replace('_', "-")
+                })
+                .collect();
+            Err(format!("{s:?} is not a stage; stages: {}", names.join(", ")))
+        }
+        Some(st) => Ok(st),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stages_parse_in_any_spelling() {
+        for s in ["approval", "APPROVAL", "STAGE_APPROVAL", "Approval"] {
+            assert_eq!(parse_stage(s), Ok(Stage::Approval));
+        }
+        assert_eq!(parse_stage("launch-gate"), Ok(Stage::LaunchGate));
+        let e = parse_stage("launched").unwrap_err();
+        assert!(e.contains("stages: intake, assessment, remediation, approval"), "{e}");
+        assert!(parse_stage("unspecified").is_err());
+    }
+
+    #[test]
+    fn json_and_timeout_are_global() {
+        let cli = Cli::try_parse_from(["promo", "status", "X", "--json", "--timeout", "5"]).unwrap();
+        assert!(cli.json);
+        assert_eq!(cli.timeout, 5);
+        assert!(matches!(cli.command, Command::Status(IdArgs { ref id }) if id == "X"));
+    }
+
+    #[test]
+    fn roles_are_checked_by_the_parser() {
+        let e = Cli::try_parse_from(["promo", "approve", "X", "--as", "E1", "--role", "ceo"]).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("possible values: merchandising, finance, supply-chain"), "{text}");
+        let ok = Cli::try_parse_from(["promo", "approve", "X", "--as", "E1", "--role", "SUPPLY-CHAIN"]);
+        assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

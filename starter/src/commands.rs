@@ -1,0 +1,655 @@
+//! The commands against Temporal (and, for `start`, the retail systems). Each returns an
+//! [`Output`] — text for people and JSON for machines — or a [`CliError`] that says what to do
+//! next. Every wait on the workflow is bounded by `--timeout`, except `report`, whose point is
+//! to wait for the end.
+
+use crate::{
+    cli::{ChangeArgs, Cli, Command, DecisionArgs, ListArgs, ReportArgs, StartArgs},
+    error::CliError,
+    messages, query, render, spec,
+};
+use futures::StreamExt;
+use promo_activities::{Systems, intake};
+use promo_contracts::{
+    promo::v1::{ActionResult, Outcome, PromotionResult},
+    retail::v1::ListLocationsRequest,
+};
+use promo_workflows::{
+    PromotionWorkflow,
+    api::{self, IntakeInput, RegionInfo, TASK_QUEUE, workflow_id},
+    plan::Problem,
+};
+use serde_json::{Value, json};
+use std::{
+    future::Future,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+use temporalio_client::{
+    Client, WorkflowDescribeOptions, WorkflowExecuteUpdateOptions, WorkflowExecutionStatus,
+    WorkflowGetResultOptions, WorkflowHandle, WorkflowIdReusePolicy, WorkflowListOptions,
+    WorkflowQueryOptions, WorkflowSignalOptions, WorkflowStartOptions,
+    errors::{
+        WorkflowGetResultError, WorkflowInteractionError, WorkflowQueryError, WorkflowStartError,
+        WorkflowUpdateError,
+    },
+    tonic::Code,
+};
+use temporalio_common::{ActivityError, HasWorkflowDefinition, SignalDefinition, UpdateDefinition};
+
+/// The workflow definition the messages and queries belong to.
+type Run = <PromotionWorkflow as HasWorkflowDefinition>::Run;
+
+/// Identity of this client in the Web UI and in Temporal's history.
+pub const IDENTITY: &str = "promo-cli";
+/// How long the reachability probe of the retail systems may take.
+const SYSTEMS_PROBE: Duration = Duration::from_secs(5);
+/// How long the master-data and collision checks may take.
+const SYSTEMS_CHECK: Duration = Duration::from_secs(60);
+
+/// What a command produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    /// For people (tables), printed without `--json`.
+    pub human: String,
+    /// For machines, printed with `--json`.
+    pub json: Value,
+}
+
+/// Sends `$msg` as an update (default) or, with `--signal`, as a signal.
+macro_rules! send {
+    ($a:ident, $msg:expr, $action:literal, $update:expr, $signal:expr, $timeout:expr) => {{
+        let m = $msg;
+        let c = connect().await?;
+        if $a.delivery.signal {
+            signal(&c, &$a.id, $action, $signal, m).await
+        } else {
+            update(&c, &$a.id, $action, $update, m, $timeout).await
+        }
+    }};
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> Result<Output, CliError> {
+    let timeout = Duration::from_secs(cli.timeout.max(1));
+    match cli.command {
+        Command::Start(a) => start(&a).await,
+        Command::Status(a) => status(&connect().await?, &a.id, timeout).await,
+        Command::Approve(a) => decide(&a, true, timeout).await,
+        Command::Reject(a) => decide(&a, false, timeout).await,
+        Command::RequestChanges(a) => request_changes(&a, timeout).await,
+        Command::ChooseRemediation(a) => send!(
+            a,
+            messages::remediation_choice(&a)?,
+            "choose-remediation",
+            PromotionWorkflow::choose_remediation,
+            PromotionWorkflow::choose_remediation_signal,
+            timeout
+        ),
+        Command::Cancel(a) => send!(
+            a,
+            messages::operator_action(&a)?,
+            "cancel",
+            PromotionWorkflow::cancel,
+            PromotionWorkflow::cancel_signal,
+            timeout
+        ),
+        Command::Pause(a) => send!(
+            a,
+            messages::operator_action(&a)?,
+            "pause",
+            PromotionWorkflow::pause,
+            PromotionWorkflow::pause_signal,
+            timeout
+        ),
+        Command::Resume(a) => send!(
+            a,
+            messages::operator_action(&a)?,
+            "resume",
+            PromotionWorkflow::resume,
+            PromotionWorkflow::resume_signal,
+            timeout
+        ),
+        Command::Override(a) => send!(
+            a,
+            messages::gate_override(&a)?,
+            "override",
+            PromotionWorkflow::override_gate,
+            PromotionWorkflow::override_signal,
+            timeout
+        ),
+        Command::List(a) => list(&connect().await?, &a).await,
+        Command::Report(a) => report(&connect().await?, &a).await,
+        Command::Audit(a) => audit(&connect().await?, &a.id, timeout).await,
+    }
+}
+
+/// Connects to Temporal from its environment configuration.
+pub async fn connect() -> Result<Client, CliError> {
+    api::connect(IDENTITY).await.map_err(CliError::Temporal)
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+fn handle(client: &Client, id: &str) -> WorkflowHandle<Client, PromotionWorkflow> {
+    client.get_workflow_handle::<PromotionWorkflow>(workflow_id(id))
+}
+
+/// Proto3 JSON of a workflow message.
+fn to_json<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+/// Waits at most `timeout` for the workflow to answer.
+async fn bounded<T>(
+    id: &str,
+    what: &str,
+    timeout: Duration,
+    fut: impl Future<Output = Result<T, CliError>>,
+) -> Result<T, CliError> {
+    tokio::time::timeout(timeout, fut).await.map_err(|_| no_answer(id, what, timeout))?
+}
+
+/// The error when the workflow does not answer in time.
+pub fn no_answer(id: &str, what: &str, timeout: Duration) -> CliError {
+    let mut m = format!(
+        "no answer to the {what} from workflow {} within {}s: is a promo-worker polling task queue \
+         {TASK_QUEUE:?} in this namespace? Start one (cargo run -p promo-worker) or raise --timeout.",
+        workflow_id(id),
+        timeout.as_secs()
+    );
+    if what.ends_with("update") {
+        m.push_str(&format!(
+            " The update may still be applied when a worker picks it up: check `promo audit {id}` \
+             before sending it again."
+        ));
+    }
+    CliError::Timeout(m)
+}
+
+/// Why there is no (running) workflow for `id`: it never existed, or it has ended.
+async fn explain_missing(client: &Client, id: &str) -> CliError {
+    let wid = workflow_id(id);
+    match handle(client, id).describe(WorkflowDescribeOptions::default()).await {
+        Ok(d) if d.status() != WorkflowExecutionStatus::Running => CliError::NotFound(format!(
+            "promotion {id} has ended (workflow {wid} is {}) and accepts no more messages; see \
+             `promo report {id}` and `promo audit {id}`",
+            query::execution_status(d.status())
+        )),
+        Ok(_) => CliError::NotFound(format!("workflow {wid} is running but was not reachable; try again")),
+        Err(_) => not_found(id),
+    }
+}
+
+/// The error for a promotion that has no workflow.
+pub fn not_found(id: &str) -> CliError {
+    CliError::NotFound(format!(
+        "no promotion {id}: workflow {} does not exist in this namespace. `promo list` shows the \
+         promotions (check TEMPORAL_NAMESPACE / TEMPORAL_ADDRESS if it should be there)",
+        workflow_id(id)
+    ))
+}
+
+fn rpc_error(what: &str, s: &temporalio_client::tonic::Status) -> CliError {
+    CliError::Temporal(format!("Temporal refused the {what}: {} ({:?})", s.message(), s.code()))
+}
+
+fn query_error(id: &str, what: &str, timeout: Duration, e: WorkflowQueryError) -> CliError {
+    match e {
+        // Queries answer for ended workflows too: NotFound means there is none.
+        WorkflowQueryError::NotFound(_) => not_found(id),
+        WorkflowQueryError::Rpc(s) if s.code() == Code::DeadlineExceeded => no_answer(id, what, timeout),
+        WorkflowQueryError::Rpc(s) => rpc_error(what, &s),
+        other => CliError::Temporal(format!("{what} of workflow {}: {other}", workflow_id(id))),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// start
+
+/// How the master-data and collision checks went.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SystemsCheck {
+    /// Passed; the regions the promotion touches.
+    Passed(Vec<RegionInfo>),
+    /// Problems found.
+    Problems(Vec<Problem>),
+    /// Not run: the systems were unreachable (or the check failed) for this reason.
+    Skipped(String),
+}
+
+/// Master data + collisions through the intake activity's own code, when the systems answer.
+pub async fn systems_check(
+    url: &str,
+    client: Option<&Client>,
+    spec: &promo_contracts::promo::v1::PromotionSpec,
+    now: i64,
+) -> Result<SystemsCheck, CliError> {
+    let systems = Systems::new(url).map_err(|e| CliError::Usage(format!("--systems: {e}")))?;
+    let mut locations = systems.locations();
+    match tokio::time::timeout(SYSTEMS_PROBE, locations.list_locations(ListLocationsRequest {})).await {
+        Err(_) => return Ok(SystemsCheck::Skipped(format!("no answer within {}s", SYSTEMS_PROBE.as_secs()))),
+        Ok(Err(s)) => return Ok(SystemsCheck::Skipped(format!("{} ({:?})", s.message(), s.code()))),
+        Ok(Ok(_)) => {}
+    }
+    let input = IntakeInput { spec: spec.clone(), now };
+    match tokio::time::timeout(SYSTEMS_CHECK, intake::validate(&systems, client, &input)).await {
+        Err(_) => Ok(SystemsCheck::Skipped(format!("the check took over {}s", SYSTEMS_CHECK.as_secs()))),
+        Ok(Err(e)) => Ok(SystemsCheck::Skipped(activity_error(&e))),
+        Ok(Ok(out)) if !out.problems.is_empty() => Ok(SystemsCheck::Problems(out.problems)),
+        Ok(Ok(out)) => Ok(SystemsCheck::Passed(out.regions)),
+    }
+}
+
+fn activity_error(e: &ActivityError) -> String {
+    match e {
+        ActivityError::Application(a) => a.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Maps a start error; `existing` is the status of the execution holding the id, if known.
+pub fn start_error(
+    promotion_id: &str,
+    e: WorkflowStartError,
+    existing: Option<WorkflowExecutionStatus>,
+) -> CliError {
+    match e {
+        WorkflowStartError::AlreadyStarted { .. } => CliError::AlreadyExists {
+            promotion_id: promotion_id.to_owned(),
+            workflow_id: workflow_id(promotion_id),
+            state: match existing {
+                Some(WorkflowExecutionStatus::Running) | None => "is running".to_owned(),
+                Some(s) => format!("has ended: {}", query::execution_status(s)),
+            },
+        },
+        WorkflowStartError::Rpc(s) => rpc_error("start", &s),
+        other => CliError::Temporal(format!("starting {}: {other}", workflow_id(promotion_id))),
+    }
+}
+
+async fn start(a: &StartArgs) -> Result<Output, CliError> {
+    let file = a.spec.display().to_string();
+    let spec = spec::read_spec_file(&a.spec)?;
+    let now = unix_now();
+    let hint = format!("fix {file} and run `promo start {file}` again");
+    let plan = spec::check_locally(&file, &spec, now, &hint)?;
+    let id = spec.promotion_id.clone();
+    let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    let mut scope = vec![count(plan.lines.len(), "line")];
+    if !plan.regions.is_empty() {
+        scope.push(count(plan.regions.len(), "region"));
+    }
+    if !plan.stores.is_empty() {
+        scope.push(count(plan.stores.len(), "individual store"));
+    }
+    let mut human = format!("{file}: promotion {id}, {}: checked locally, OK\n", scope.join(", "));
+
+    // The collision check lists other promotions through Temporal: connect first. A dry run
+    // still validates without Temporal.
+    let client = match connect().await {
+        Ok(c) => Some(c),
+        Err(e) if a.dry_run => {
+            human.push_str(&format!("Temporal not reachable, collisions not checked: {e}\n"));
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let check = systems_check(&a.systems, client.as_ref(), &spec, now).await?;
+    let systems_json = match &check {
+        SystemsCheck::Passed(regions) => {
+            let list: Vec<String> =
+                regions.iter().map(|r| format!("{} ({} stores)", r.region_id, r.stores)).collect();
+            human.push_str(&format!(
+                "retail systems at {}: master data{} OK: {}\n",
+                a.systems,
+                if client.is_some() { " and collisions" } else { "" },
+                list.join(", ")
+            ));
+            json!({
+                "status": "passed",
+                "collisionsChecked": client.is_some(),
+                "regions": regions.iter().map(|r| json!({"regionId": r.region_id, "dcId": r.dc_id, "stores": r.stores})).collect::<Vec<_>>(),
+            })
+        }
+        SystemsCheck::Problems(problems) => {
+            return Err(CliError::Invalid {
+                what: format!("{file} (checked against the retail systems at {})", a.systems),
+                problems: problems.clone(),
+                hint,
+            });
+        }
+        SystemsCheck::Skipped(why) => {
+            human.push_str(&format!(
+                "retail systems at {} not reachable ({why}): master-data and collision checks skipped; \
+                 the workflow runs them at intake\n",
+                a.systems
+            ));
+            json!({ "status": "skipped", "reason": why })
+        }
+    };
+    let summary = spec::summary(&spec);
+    let wid = workflow_id(&id);
+    let Some(client) = client.filter(|_| !a.dry_run) else {
+        human.push_str(&format!("dry run: {wid} not started\n"));
+        return Ok(Output {
+            human,
+            json: json!({ "promotionId": id, "workflowId": wid, "started": false, "summary": summary, "systemsCheck": systems_json }),
+        });
+    };
+    let options = WorkflowStartOptions::new(TASK_QUEUE, wid.clone())
+        // A promotion id is a business key: its idempotency keys in the ERP and channels derive
+        // from it, so an ended promotion is not started again, except after a failed run (an
+        // invalid spec started by another client), which wrote nothing.
+        .id_reuse_policy(WorkflowIdReusePolicy::AllowDuplicateFailedOnly)
+        .static_summary(summary.clone())
+        .static_details(spec::details(&spec))
+        .build();
+    let started = match client.start_workflow(PromotionWorkflow::run, spec, options).await {
+        Ok(h) => h,
+        Err(e) => {
+            let existing = match &e {
+                WorkflowStartError::AlreadyStarted { .. } => handle(&client, &id)
+                    .describe(WorkflowDescribeOptions::default())
+                    .await
+                    .ok()
+                    .map(|d| d.status()),
+                _ => None,
+            };
+            return Err(start_error(&id, e, existing));
+        }
+    };
+    let run_id = started.info().run_id.clone().unwrap_or_default();
+    human.push_str(&format!(
+        "started promotion {id}\n{}next: promo status {id}\n",
+        crate::table::fields(&[
+            ("workflow", wid.clone()),
+            ("run", run_id.clone()),
+            ("summary", summary.clone())
+        ])
+    ));
+    Ok(Output {
+        human,
+        json: json!({
+            "promotionId": id, "workflowId": wid, "runId": run_id, "started": true,
+            "summary": summary, "systemsCheck": systems_json,
+        }),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// queries
+
+async fn status(client: &Client, id: &str, timeout: Duration) -> Result<Output, CliError> {
+    let h = handle(client, id);
+    let s = bounded(id, "status query", timeout, async {
+        match h.query(PromotionWorkflow::status, (), WorkflowQueryOptions::default()).await {
+            Ok(s) => Ok(s),
+            Err(e) => Err(query_error(id, "status query", timeout, e)),
+        }
+    })
+    .await?;
+    Ok(Output { human: render::status(&s), json: to_json(&s) })
+}
+
+async fn audit(client: &Client, id: &str, timeout: Duration) -> Result<Output, CliError> {
+    let h = handle(client, id);
+    let t = bounded(id, "audit query", timeout, async {
+        match h.query(PromotionWorkflow::audit, (), WorkflowQueryOptions::default()).await {
+            Ok(t) => Ok(t),
+            Err(e) => Err(query_error(id, "audit query", timeout, e)),
+        }
+    })
+    .await?;
+    Ok(Output { human: render::audit(id, &t), json: to_json(&t) })
+}
+
+// ---------------------------------------------------------------------------------------------
+// messages
+
+/// Sends an update and renders the workflow's answer; a refusal is an error with its reason.
+async fn update<U>(
+    client: &Client,
+    id: &str,
+    action: &str,
+    def: U,
+    input: U::Input,
+    timeout: Duration,
+) -> Result<Output, CliError>
+where
+    U: UpdateDefinition<Workflow = Run, Output = ActionResult>,
+    U::Input: Send,
+{
+    let h = handle(client, id);
+    let r = bounded(id, &format!("{action} update"), timeout, async {
+        match h.execute_update(def, input, WorkflowExecuteUpdateOptions::default()).await {
+            Ok(r) => Ok(r),
+            Err(e) => Err(update_error(client, id, action, e).await),
+        }
+    })
+    .await?;
+    let mut json = to_json(&r);
+    json["promotionId"] = json!(id);
+    json["action"] = json!(action);
+    Ok(Output { human: render::action_result(action, id, &r), json })
+}
+
+/// Maps an update error: the workflow's refusal carries its reason.
+pub fn update_refusal(action: &str, e: &WorkflowUpdateError) -> Option<CliError> {
+    match e {
+        WorkflowUpdateError::Failed(f) => {
+            Some(CliError::Refused { action: action.to_owned(), reason: f.message.clone() })
+        }
+        _ => None,
+    }
+}
+
+async fn update_error(client: &Client, id: &str, action: &str, e: WorkflowUpdateError) -> CliError {
+    if let Some(refused) = update_refusal(action, &e) {
+        return refused;
+    }
+    match e {
+        WorkflowUpdateError::NotFound(_) => explain_missing(client, id).await,
+        WorkflowUpdateError::Rpc(s) if s.code() == Code::NotFound => explain_missing(client, id).await,
+        WorkflowUpdateError::Rpc(s) => rpc_error(&format!("{action} update"), &s),
+        other => CliError::Temporal(format!("{action} update of workflow {}: {other}", workflow_id(id))),
+    }
+}
+
+async fn signal<S>(
+    client: &Client,
+    id: &str,
+    action: &str,
+    def: S,
+    input: S::Input,
+) -> Result<Output, CliError>
+where
+    S: SignalDefinition<Workflow = Run>,
+    S::Input: Send,
+{
+    match handle(client, id).signal(def, input, WorkflowSignalOptions::default()).await {
+        Ok(()) => Ok(Output {
+            human: render::signal_sent(action, id),
+            json: json!({ "promotionId": id, "action": action, "signal": true, "sent": true }),
+        }),
+        Err(WorkflowInteractionError::NotFound(_)) => Err(explain_missing(client, id).await),
+        Err(WorkflowInteractionError::Rpc(s)) => Err(rpc_error(&format!("{action} signal"), &s)),
+        Err(other) => Err(CliError::Temporal(format!("{action} signal to {}: {other}", workflow_id(id)))),
+    }
+}
+
+async fn decide(a: &DecisionArgs, approve: bool, timeout: Duration) -> Result<Output, CliError> {
+    let d = messages::decision(a)?;
+    let c = connect().await?;
+    match (approve, a.delivery.signal) {
+        (true, false) => update(&c, &a.id, "approve", PromotionWorkflow::approve, d, timeout).await,
+        (true, true) => signal(&c, &a.id, "approve", PromotionWorkflow::approve_signal, d).await,
+        (false, false) => update(&c, &a.id, "reject", PromotionWorkflow::reject, d, timeout).await,
+        (false, true) => signal(&c, &a.id, "reject", PromotionWorkflow::reject_signal, d).await,
+    }
+}
+
+async fn request_changes(a: &ChangeArgs, timeout: Duration) -> Result<Output, CliError> {
+    let file = a.spec.display().to_string();
+    let amended = spec::read_spec_file(&a.spec)?;
+    let m = messages::change_request(a, amended)?;
+    if let Some(s) = &m.amended_spec {
+        spec::check_locally(&file, s, unix_now(), &format!("fix {file} and send the change request again"))?;
+    }
+    let c = connect().await?;
+    if a.delivery.signal {
+        signal(&c, &a.id, "request-changes", PromotionWorkflow::request_changes_signal, m).await
+    } else {
+        update(&c, &a.id, "request-changes", PromotionWorkflow::request_changes, m, timeout).await
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// list and report
+
+async fn list(client: &Client, a: &ListArgs) -> Result<Output, CliError> {
+    let q = query::list_query(a)?;
+    let opts = WorkflowListOptions::builder().limit(a.limit).build();
+    let mut stream = client.list_workflows(q.clone(), opts);
+    let mut rows = Vec::new();
+    while let Some(w) = stream.next().await {
+        let w = w.map_err(|e| {
+            let text = e.to_string();
+            let hint =
+                if text.contains("not defined") || text.contains("invalid query") || text.contains("unknown")
+                {
+                    format!("; {}", query::registration_hint())
+                } else {
+                    String::new()
+                };
+            CliError::Temporal(format!("listing promotions with `{q}` failed: {text}{hint}"))
+        })?;
+        rows.push(query::row(w.id(), w.status(), &w.search_attributes()));
+    }
+    // Soonest launch first; then by id.
+    rows.sort_by(|x, y| {
+        (x.launch_at.unwrap_or(i64::MAX), &x.promotion_id)
+            .cmp(&(y.launch_at.unwrap_or(i64::MAX), &y.promotion_id))
+    });
+    Ok(Output { human: render::list(&q, &rows, a.limit), json: json!({ "query": q, "promotions": rows }) })
+}
+
+/// The report of a workflow that ended without a `PromotionResult` (failed, terminated, …).
+pub fn result_from_error(id: &str, e: &WorkflowGetResultError) -> Option<PromotionResult> {
+    let reason = match e {
+        WorkflowGetResultError::Failed(f) => f.failure().message.clone(),
+        WorkflowGetResultError::Cancelled { .. } => {
+            "the workflow was cancelled through Temporal (not `promo cancel`)".to_owned()
+        }
+        WorkflowGetResultError::Terminated { .. } => {
+            "the workflow was terminated through Temporal".to_owned()
+        }
+        WorkflowGetResultError::TimedOut => "the workflow timed out".to_owned(),
+        _ => return None,
+    };
+    let outcome = match e {
+        WorkflowGetResultError::Cancelled { .. } => Outcome::Cancelled,
+        _ => Outcome::Failed,
+    };
+    Some(PromotionResult {
+        promotion_id: id.to_owned(),
+        outcome: outcome as i32,
+        reason,
+        revision: 0,
+        report: None,
+    })
+}
+
+async fn report(client: &Client, a: &ReportArgs) -> Result<Output, CliError> {
+    let id = &a.id;
+    let h = handle(client, id);
+    let d = match h.describe(WorkflowDescribeOptions::default()).await {
+        Ok(d) => d,
+        Err(WorkflowInteractionError::NotFound(_)) => return Err(not_found(id)),
+        Err(e) => return Err(CliError::Temporal(format!("describing {}: {e}", workflow_id(id)))),
+    };
+    if d.status() == WorkflowExecutionStatus::Running {
+        let stage = d.search_attributes().get(&api::PROMOTION_STAGE).unwrap_or_else(|| "INTAKE".into());
+        if a.no_wait {
+            return Err(CliError::NotFound(format!(
+                "promotion {id} is still running (stage {stage}); its report comes when it ends: run \
+                 `promo report {id}` without --no-wait to wait, or `promo status {id}`"
+            )));
+        }
+        eprintln!("promotion {id} is still running (stage {stage}); waiting for it to end (ctrl-c to stop)…");
+    }
+    let result = match h.get_result(WorkflowGetResultOptions::default()).await {
+        Ok(r) => r,
+        Err(WorkflowGetResultError::NotFound(_)) => return Err(not_found(id)),
+        Err(e) => match result_from_error(id, &e) {
+            Some(r) => r,
+            None => return Err(CliError::Temporal(format!("result of {}: {e}", workflow_id(id)))),
+        },
+    };
+    Ok(Output { human: render::report(&result), json: to_json(&result) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use temporalio_client::tonic::Status;
+
+    #[test]
+    fn an_already_started_workflow_is_refused_with_the_next_step() {
+        let e = WorkflowStartError::AlreadyStarted {
+            run_id: Some("r1".into()),
+            source: Status::already_exists("x"),
+        };
+        assert_eq!(
+            start_error("SPRING-26", e, Some(WorkflowExecutionStatus::Running)).to_string(),
+            "promotion SPRING-26 already exists (workflow promotion-SPRING-26 is running); use `promo status SPRING-26`"
+        );
+        let e = WorkflowStartError::AlreadyStarted { run_id: None, source: Status::already_exists("x") };
+        assert_eq!(
+            start_error("SPRING-26", e, Some(WorkflowExecutionStatus::Completed)).to_string(),
+            "promotion SPRING-26 already exists (workflow promotion-SPRING-26 has ended: completed); use `promo status SPRING-26`"
+        );
+    }
+
+    #[test]
+    fn other_start_errors_name_the_server_reason() {
+        let e = WorkflowStartError::Rpc(Status::permission_denied("no access to namespace"));
+        assert_eq!(
+            start_error("X", e, None).to_string(),
+            "Temporal refused the start: no access to namespace (PermissionDenied)"
+        );
+    }
+
+    #[test]
+    fn a_refused_update_carries_the_workflow_reason() {
+        use temporalio_common::protos::temporal::api::failure::v1::Failure;
+        let f = Failure {
+            message: "approver \"E9\" is not in the approver directory".into(),
+            ..Default::default()
+        };
+        let e = update_refusal("approve", &WorkflowUpdateError::Failed(Box::new(f))).unwrap();
+        assert_eq!(e.to_string(), "approve refused: approver \"E9\" is not in the approver directory");
+        assert_eq!(e.to_json()["error"]["reason"], "approver \"E9\" is not in the approver directory");
+        assert!(update_refusal("approve", &WorkflowUpdateError::Rpc(Status::unavailable("down"))).is_none());
+    }
+
+    #[test]
+    fn no_answer_says_a_worker_is_needed() {
+        let e = no_answer("X", "status query", Duration::from_secs(30)).to_string();
+        assert!(
+            e.starts_with(
+                "no answer to the status query from workflow promotion-X within 30s: is a promo-worker"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_workflow_that_failed_reports_outcome_failed_with_the_reason() {
+        let e = WorkflowGetResultError::TimedOut;
+        let r = result_from_error("X", &e).unwrap();
+        assert_eq!((r.outcome(), r.reason.as_str()), (Outcome::Failed, "the workflow timed out"));
+        assert!(result_from_error("X", &WorkflowGetResultError::ContinuedAsNew).is_none());
+    }
+}
