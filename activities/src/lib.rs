@@ -544,7 +544,10 @@ impl Context {
                 option_id: format!("{region_id}:drop-short"),
                 region_id: region_id.clone(),
                 kind: "drop-short".into(),
-                description: format!("drop {} short SKUs in {region_id} (narrower assortment)", short.len()),
+                description: format!(
+                    "drop {} in {region_id} (narrower assortment)",
+                    promo_workflows::decisions::plural(short.len(), "short SKU")
+                ),
                 revenue_effect: format_money(dec(-lost_revenue)),
                 margin_effect: format_money(dec(-lost_margin)),
                 resulting_fill_rate: format_ratio(dec(resulting)),
@@ -567,8 +570,11 @@ impl Context {
                     region_id: region_id.clone(),
                     kind: "delay".into(),
                     description: format!(
-                        "delay {region_id} by {:.0} days, until inbound stock arrives",
-                        (at - launch) as f64 / 86_400.0
+                        "delay {region_id} by {}, until inbound stock arrives",
+                        promo_workflows::decisions::plural(
+                            ((at - launch) as f64 / 86_400.0).round() as usize,
+                            "day"
+                        )
                     ),
                     revenue_effect: format_money(dec(-region_revenue * share)),
                     margin_effect: format_money(dec(-region_margin * share)),

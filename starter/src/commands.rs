@@ -26,8 +26,8 @@ use std::{
 };
 use temporalio_client::{
     Client, WorkflowDescribeOptions, WorkflowExecuteUpdateOptions, WorkflowExecutionStatus,
-    WorkflowGetResultOptions, WorkflowHandle, WorkflowIdReusePolicy, WorkflowListOptions,
-    WorkflowQueryOptions, WorkflowSignalOptions, WorkflowStartOptions,
+    WorkflowGetResultOptions, WorkflowHandle, WorkflowListOptions, WorkflowQueryOptions,
+    WorkflowSignalOptions,
     errors::{
         WorkflowGetResultError, WorkflowInteractionError, WorkflowQueryError, WorkflowStartError,
         WorkflowUpdateError,
@@ -338,14 +338,9 @@ async fn start(a: &StartArgs) -> Result<Output, CliError> {
             json: json!({ "promotionId": id, "workflowId": wid, "started": false, "summary": summary, "systemsCheck": systems_json }),
         });
     };
-    let options = WorkflowStartOptions::new(TASK_QUEUE, wid.clone())
-        // A promotion id is a business key: its idempotency keys in the ERP and channels derive
-        // from it, so an ended promotion is not started again, except after a failed run (an
-        // invalid spec started by another client), which wrote nothing.
-        .id_reuse_policy(WorkflowIdReusePolicy::AllowDuplicateFailedOnly)
-        .static_summary(summary.clone())
-        .static_details(spec::details(&spec))
-        .build();
+    // The workflow contract's start options: business-key id, no restart of an ended promotion
+    // (its ERP and channel idempotency keys derive from the id), summary and details for the UI.
+    let options = promo_workflows::api::start_options(TASK_QUEUE, &spec);
     let started = match client.start_workflow(PromotionWorkflow::run, spec, options).await {
         Ok(h) => h,
         Err(e) => {

@@ -315,10 +315,8 @@ pub fn generate(conn: &mut Connection, spec: &DatasetSpec) -> rusqlite::Result<(
             let supplier = i % spec.suppliers;
             let regular = (BAND_PRICES[band] * rng.range(0.85, 1.15)).round().max(1.0) - 0.01;
             let cost = (regular * rng.range(0.42, 0.62) * 100.0).round() / 100.0;
-            let mut channels = channel_bit(1) | channel_bit(4);
-            if hash_unit(&[spec.seed, i as u64, 2]) < 0.9 {
-                channels |= channel_bit(2);
-            }
+            // Every SKU sells in stores and online; 5% are excluded from the loyalty programme.
+            let mut channels = channel_bit(1) | channel_bit(2) | channel_bit(4);
             if hash_unit(&[spec.seed, i as u64, 3]) < 0.95 {
                 channels |= channel_bit(3);
             }
@@ -446,7 +444,7 @@ pub fn generate(conn: &mut Connection, spec: &DatasetSpec) -> rusqlite::Result<(
         tx.execute(
             "INSERT INTO agreements(agreement_id, supplier_id, status, valid_from, valid_to, funding_per_unit,
              cap_amount) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![id, DatasetSpec::supplier_id(s), status, from, to, format!("{per_unit:.2}"), "250000.00"],
+            params![id, DatasetSpec::supplier_id(s), status, from, to, format!("{per_unit:.2}"), "5000000.00"],
         )?;
         for i in (s..spec.skus).step_by(spec.suppliers) {
             tx.execute(

@@ -34,7 +34,7 @@ async fn happy_path_completes_with_a_post_event_report() {
             assert_eq!(s.approvals.len(), 1, "merchandising only: {s:?}");
             assert_eq!(
                 env.approve("HAPPY-1", "E1001", Role::Merchandising).await,
-                Ok("approved as MERCHANDISING; pending: ".into())
+                Ok("approved as MERCHANDISING; all approvals given".into())
             );
             (env.result("HAPPY-1").await.unwrap(), env.audit("HAPPY-1").await.unwrap())
         })
@@ -144,7 +144,10 @@ async fn changes_requested_start_a_new_revision_that_needs_fresh_approval() {
                     WorkflowExecuteUpdateOptions::default(),
                 )
                 .await;
-            assert_eq!(update_message(r), Ok("changes requested; revision 2 will be assessed".into()));
+            assert_eq!(
+                update_message(r),
+                Ok("changes requested on revision 1; revision 2 will be assessed".into())
+            );
             let s = env
                 .wait_status("CHG-1", "revision 2 awaiting approval", LIMIT, |s| {
                     s.revision == 2 && s.stage() == Stage::Approval

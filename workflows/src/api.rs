@@ -27,30 +27,10 @@ pub fn workflow_id(promotion_id: &str) -> String {
 /// a readable summary and details for the Web UI.
 pub fn start_options(task_queue: &str, spec: &pb::PromotionSpec) -> temporalio_client::WorkflowStartOptions {
     use temporalio_client::WorkflowIdReusePolicy;
-    let window = spec
-        .window
-        .as_ref()
-        .map_or(String::new(), |w| format!("{} → {} ({})", w.starts_at, w.ends_at, w.time_zone));
-    let mut scope = spec.regions.join(", ");
-    if !spec.stores.is_empty() {
-        scope.push_str(&format!(" + {} stores", spec.stores.len()));
-    }
     temporalio_client::WorkflowStartOptions::new(task_queue, workflow_id(&spec.promotion_id))
         .id_reuse_policy(WorkflowIdReusePolicy::AllowDuplicateFailedOnly)
-        .static_summary(format!(
-            "Promotion {}: {} — {} lines in {scope}",
-            spec.promotion_id,
-            spec.name,
-            spec.lines.len()
-        ))
-        .static_details(format!(
-            "**{}** ({})\n\n- window: {window}\n- regions: {scope}\n- lines: {}\n- planner: {}\n\n{}",
-            spec.name,
-            spec.promotion_id,
-            spec.lines.len(),
-            spec.planner_id,
-            spec.description
-        ))
+        .static_summary(crate::summary::summary(spec))
+        .static_details(crate::summary::details(spec))
         .build()
 }
 

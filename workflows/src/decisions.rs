@@ -22,10 +22,10 @@ pub fn required_approvals(assessment: &AssessmentSummary, remediated: bool) -> V
     if margin_exceptions > 0 || funding_issues > 0 {
         let mut why = Vec::new();
         if margin_exceptions > 0 {
-            why.push(format!("{margin_exceptions} lines below the margin floor"));
+            why.push(format!("{} below the margin floor", plural(margin_exceptions, "line")));
         }
         if funding_issues > 0 {
-            why.push(format!("{funding_issues} funded lines without valid funding"));
+            why.push(format!("{} without valid funding", plural(funding_issues, "funded line")));
         }
         out.push((Role::Finance, why.join("; ")));
     }
@@ -33,6 +33,11 @@ pub fn required_approvals(assessment: &AssessmentSummary, remediated: bool) -> V
         out.push((Role::SupplyChain, "stock positioning was remediated".to_owned()));
     }
     out
+}
+
+/// `1 line`, `2 lines`.
+pub fn plural(n: usize, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
 }
 
 /// Why a decision is refused, or `Ok` when it may be applied.
@@ -111,7 +116,7 @@ pub fn exceptions_from_assessment(a: &AssessmentSummary, id_suffix: &str) -> Vec
             owner_role: Role::Finance as i32,
             revenue_at_risk: "0".into(),
             status: ExceptionStatus::Open as i32,
-            detail: format!("{} lines below the margin floor", m.exception_count),
+            detail: format!("{} below the margin floor", plural(m.exception_count as usize, "line")),
             ..Default::default()
         });
     }

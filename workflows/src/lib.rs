@@ -4,6 +4,7 @@
 //!   attributes, and the activities it calls (implemented in `promo-activities`);
 //! - [`plan`]: intake validation of a spec into a plan, and collision checks (pure);
 //! - [`policy`]: thresholds, required approvals, durations and the approver directory;
+//! - [`summary`]: the static summary and details the Web UI shows for a promotion;
 //! - [`decisions`]: approvals, exceptions, risk and auto-remediation as pure functions;
 //! - [`workflow`]: `PromotionWorkflow`, which only sequences activities, timers and waits.
 
@@ -11,6 +12,7 @@ pub mod api;
 pub mod decisions;
 pub mod plan;
 pub mod policy;
+pub mod summary;
 pub mod workflow;
 
 pub use workflow::PromotionWorkflow;

@@ -29,7 +29,7 @@ use temporalio_common::{RetryPolicy, search_attributes::Timestamp as SaTimestamp
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
     ActivityOptions, ApplicationFailure, CancellableFuture, SyncWorkflowContext, TimerOptions,
-    WorkflowContext, WorkflowContextView, WorkflowResult,
+    WorkflowContext, WorkflowContextView, WorkflowResult, WorkflowTermination,
     workflows::{join, join_all, select},
 };
 
@@ -268,7 +268,12 @@ impl PromotionWorkflow {
                 r.approved_by = d.approver_id.clone();
                 r.approved_at = pb_ts(now);
             }
-            Ok(format!("approved as {role}; pending: {}", self.pending_roles().join(", ")))
+            let pending = self.pending_roles();
+            Ok(if pending.is_empty() {
+                format!("approved as {role}; all approvals given")
+            } else {
+                format!("approved as {role}; still pending: {}", pending.join(", "))
+            })
         } else {
             self.rejection = Some(d.clone());
             Ok(format!("rejected as {role}"))
@@ -315,7 +320,11 @@ impl PromotionWorkflow {
             format!("as {}: {}", role_name(c.role()), c.comment),
         );
         self.change_request = Some(c.clone());
-        Ok(format!("changes requested; revision {} will be assessed", self.revision + 1))
+        Ok(format!(
+            "changes requested on revision {}; revision {} will be assessed",
+            self.revision,
+            self.revision + 1
+        ))
     }
 
     fn apply_choice(&mut self, now: i64, c: &RemediationChoice) -> Result<String, String> {
@@ -374,8 +383,20 @@ impl PromotionWorkflow {
             self.record(now, &a.operator_id, &format!("{action}-refused"), why.clone());
             return Err(why);
         }
-        if action != "cancel" && self.policy.is_some() && self.policy().roles_of(&a.operator_id).is_none() {
-            let why = format!("operator {:?} is not in the approver directory", a.operator_id);
+        // Cancel: operations or merchandising (the offer's owner); pause/resume: operations.
+        let allowed: &[Role] =
+            if action == "cancel" { &[Role::Operations, Role::Merchandising] } else { &[Role::Operations] };
+        let why = match self.policy.as_ref().map(|p| p.roles_of(&a.operator_id)) {
+            None => Some("the promotion is still loading its policy; try again in a moment".to_owned()),
+            Some(None) => Some(format!("operator {:?} is not in the approver directory", a.operator_id)),
+            Some(Some(roles)) if !roles.iter().any(|r| allowed.contains(r)) => Some(format!(
+                "operator {:?} needs the {} role to {action}",
+                a.operator_id,
+                allowed.iter().map(|r| role_name(*r)).collect::<Vec<_>>().join(" or ")
+            )),
+            Some(Some(_)) => None,
+        };
+        if let Some(why) = why {
             self.record(now, &a.operator_id, &format!("{action}-refused"), why.clone());
             return Err(why);
         }
@@ -398,6 +419,8 @@ impl PromotionWorkflow {
             Some(format!("operator {:?} does not hold the OPERATIONS role", o.operator_id))
         } else if o.reason.trim().is_empty() {
             Some("reason is required for an override".to_owned())
+        } else if !matches!(self.stage, Stage::Publishing | Stage::LaunchGate | Stage::Active) {
+            Some(format!("there is no acknowledgment gate to override in stage {}", stage_name(self.stage)))
         } else if !o.region_id.is_empty() && !self.readiness.contains_key(&o.region_id) {
             Some(format!("region {:?} is not in this promotion", o.region_id))
         } else {
@@ -493,382 +516,17 @@ impl PromotionWorkflow {
         }
     }
 
-    /// The lifecycle.
+    /// The lifecycle. An unrecoverable failure (a business refusal from the systems, or an
+    /// activity that exhausted its retries) ends the promotion as FAILED with the reason.
     #[run(name = "PromotionWorkflow")]
     pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<PromotionResult> {
-        let promotion_id = ctx.state(|s| s.spec.promotion_id.clone());
-        ctx.upsert_search_attributes([api::PROMOTION_ID.value_set(promotion_id.clone())]);
-        let t0 = now(ctx);
-        ctx.state_mut(|s| s.started_at = t0);
-        enter(ctx, Stage::Intake);
-        let policy =
-            ctx.execute_activity(A::load_policy, (), opts(30, "load the promotion policy".into())).await?;
-        ctx.state_mut(|s| s.policy = Some(policy.clone()));
-        let thresholds = policy.thresholds().map_err(ApplicationFailure::non_retryable)?;
-
-        // Intake → assessment → remediation → approval, once per revision.
-        loop {
-            let (spec, revision) = ctx.state(|s| (s.spec.clone(), s.revision));
-            if revision > 1 {
-                enter(ctx, Stage::Intake);
-            }
-            let intake = ctx
-                .execute_activity(
-                    A::validate_spec,
-                    IntakeInput { spec, now: now(ctx) },
-                    opts(120, format!("validate revision {revision}: master data and collisions")),
-                )
-                .await?;
-            let Some(plan) = intake.plan.filter(|_| intake.problems.is_empty()) else {
-                let text = format!(
-                    "promotion {promotion_id} revision {revision} is invalid ({} problems):\n{}",
-                    intake.problems.len(),
-                    plan::describe(&intake.problems)
-                );
-                finish(ctx, Outcome::Failed, &text);
-                return Err(ApplicationFailure::builder(text)
-                    .type_name("InvalidSpec".to_owned())
-                    .non_retryable(true)
-                    .build()
-                    .into());
-            };
-            let launch = plan.starts_at;
-            ctx.upsert_search_attributes([
-                api::PROMOTION_REGIONS
-                    .value_set(intake.regions.iter().map(|r| r.region_id.clone()).collect()),
-                api::LAUNCH_AT.value_set(SaTimestamp::new(launch, 0)),
-            ]);
-            ctx.state_mut(|s| {
-                s.plan = Some(plan.clone());
-                s.regions = intake.regions.clone();
-                s.adjustments = Adjustments::default();
-                s.remediation_choices.clear();
-                s.readiness = intake
-                    .regions
-                    .iter()
-                    .map(|r| {
-                        (
-                            r.region_id.clone(),
-                            RegionReadiness {
-                                region_id: r.region_id.clone(),
-                                launch_at: pb_ts(launch),
-                                ..Default::default()
-                            },
-                        )
-                    })
-                    .collect();
-            });
-
-            // Assessment, and remediation where a region fails (at most one round of choices).
-            let mut remediated = false;
-            let assessment = loop {
-                enter(ctx, Stage::Assessment);
-                let assessment = assess(ctx, &plan, revision, &policy, &[]).await?;
-                let options = assessment.remediation_options.clone();
-                let failing: Vec<String> =
-                    assessment.regions.iter().filter(|r| !r.passes).map(|r| r.region_id.clone()).collect();
-                let t = now(ctx);
-                ctx.state_mut(|s| {
-                    s.resolve(
-                        t,
-                        |e| {
-                            e.exception_id.ends_with(&format!("-r{revision}"))
-                                && e.kind() != ExceptionKind::ChannelSync
-                        },
-                        "re-assessed",
-                    );
-                    for e in decisions::exceptions_from_assessment(&assessment, &format!("r{revision}")) {
-                        s.raise(t, e);
-                    }
-                    for r in &assessment.regions {
-                        let delayed = s.adjustments.delays.get(&r.region_id).copied();
-                        if let Some(x) = s.readiness.get_mut(&r.region_id) {
-                            x.fill_rate = r.fill_rate.clone();
-                            x.state = match (r.passes, delayed) {
-                                (_, Some(_)) => RegionState::Delayed,
-                                (true, None) => RegionState::Ready,
-                                (false, None) => RegionState::AtRisk,
-                            } as i32;
-                            if let Some(d) = delayed {
-                                x.launch_at = pb_ts(d);
-                            } else if r.passes {
-                                x.note.clear();
-                            } else {
-                                x.note = format!("{} SKUs short", r.short_sku_count);
-                            }
-                        }
-                    }
-                    s.assessment = Some(assessment.clone());
-                });
-                if failing.is_empty() || remediated {
-                    break assessment;
-                }
-                // Remediation: policy may apply small fixes; the planner chooses the rest.
-                enter(ctx, Stage::Remediation);
-                let forecast_revenue =
-                    assessment.margin.as_ref().map(|m| m.forecast_revenue.clone()).unwrap_or_default();
-                let auto = decisions::auto_remediation(&options, &forecast_revenue, &thresholds);
-                ctx.state_mut(|s| {
-                    s.remediation_options = options.clone();
-                    for (region, option) in &auto {
-                        s.record(t, "policy", "remediation-auto-applied", format!("{option} for {region}"));
-                        s.remediation_choices.insert(region.clone(), (option.clone(), "policy".into()));
-                    }
-                });
-                publish(ctx);
-                let deadline = approval_deadline(ctx, &policy, launch);
-                let mut expiry = pin!(ctx.timer(timer(deadline, "remediation deadline".into())));
-                let all_chosen = {
-                    let failing = failing.clone();
-                    move |s: &Self| {
-                        s.cancel.is_some() || failing.iter().all(|r| s.remediation_choices.contains_key(r))
-                    }
-                };
-                let chosen = select! {
-                    _ = ctx.wait_condition(all_chosen) => true,
-                    _ = expiry.as_mut() => false,
-                };
-                if chosen {
-                    expiry.cancel();
-                }
-                if ctx.state(|s| s.cancel.is_some()) {
-                    return cancel(ctx).await;
-                }
-                if !chosen {
-                    return expire(ctx, "no remediation chosen before the approval deadline");
-                }
-                let t = now(ctx);
-                ctx.state_mut(|s| {
-                    let choices = s.remediation_choices.clone();
-                    for (region, (option_id, who)) in &choices {
-                        if let Some(o) =
-                            s.remediation_options.iter().find(|o| &o.option_id == option_id).cloned()
-                        {
-                            apply_option(&mut s.adjustments, &o);
-                            if let Some(r) = s.readiness.get_mut(region) {
-                                r.note = o.description.clone();
-                                if let Some(d) = o.delay_until.as_ref() {
-                                    r.launch_at = pb_ts(d.seconds);
-                                    r.state = RegionState::Delayed as i32;
-                                }
-                            }
-                            s.resolve(
-                                t,
-                                |e| e.kind() == ExceptionKind::StockRisk && &e.region_id == region,
-                                &format!("remediated: {option_id} (by {who})"),
-                            );
-                        }
-                    }
-                });
-                remediated = true;
-            };
-
-            // Approval.
-            enter(ctx, Stage::Approval);
-            let t = now(ctx);
-            ctx.state_mut(|s| {
-                s.requirements = decisions::required_approvals(&assessment, remediated)
-                    .into_iter()
-                    .map(|(role, reason)| ApprovalRequirement {
-                        role: role as i32,
-                        reason,
-                        ..Default::default()
-                    })
-                    .collect();
-                let roles = s.pending_roles().join(", ");
-                s.record(t, "policy", "approvals-required", roles);
-            });
-            publish(ctx);
-            match await_approvals(ctx, &policy, launch).await? {
-                ApprovalEnd::Approved => break,
-                ApprovalEnd::Rejected(why) => {
-                    finish(ctx, Outcome::Rejected, &why);
-                    return Ok(result(ctx, None));
-                }
-                ApprovalEnd::Expired => {
-                    return expire(ctx, "approvals were not complete before the approval deadline");
-                }
-                ApprovalEnd::Cancelled => return cancel(ctx).await,
-                ApprovalEnd::ChangesRequested(c) => {
-                    let t = now(ctx);
-                    ctx.state_mut(|s| {
-                        s.revision += 1;
-                        s.spec = c.amended_spec.clone().unwrap_or_default();
-                        s.requirements.clear();
-                        s.change_request = None;
-                        s.record(
-                            t,
-                            "system",
-                            "new-revision",
-                            format!("revision {} from {}'s change request", s.revision, c.approver_id),
-                        );
-                    });
-                    continue;
-                }
-            }
+        let r = lifecycle(ctx).await;
+        if let Err(WorkflowTermination::Failed(e)) = &r
+            && ctx.state(|s| s.stage != Stage::Done)
+        {
+            finish(ctx, Outcome::Failed, &e.to_string());
         }
-
-        // Scheduling: stage prices, order stock for regions that need positioning.
-        enter(ctx, Stage::Scheduling);
-        let (plan, revision, adjustments, regions) = ctx.state(|s| {
-            (
-                s.plan.clone().unwrap_or_else(|| unreachable!()),
-                s.revision,
-                s.adjustments.clone(),
-                s.regions.clone(),
-            )
-        });
-        let region_ids: Vec<String> = regions.iter().map(|r| r.region_id.clone()).collect();
-        let price_change_id = ctx
-            .execute_activity(
-                A::stage_prices,
-                StagePricesInput {
-                    revision,
-                    plan: plan.clone(),
-                    regions: region_ids.clone(),
-                    adjustments: adjustments.clone(),
-                },
-                opts(60, format!("stage {} promo prices in the ERP", plan.lines.len())),
-            )
-            .await?;
-        ctx.state_mut(|s| s.price_change_id = Some(price_change_id.clone()));
-        let orders = transfer_orders(ctx, &regions);
-        if !orders.is_empty() {
-            let n = orders.len();
-            let ids = ctx
-                .execute_activity(
-                    A::create_transfer_orders,
-                    OrdersInput { promotion_id: plan.promotion_id.clone(), revision, orders },
-                    opts(60, format!("order stock for {n} regions")),
-                )
-                .await?;
-            ctx.state_mut(|s| s.orders = ids);
-        }
-        if ctx.state(|s| s.cancel.is_some()) {
-            return cancel(ctx).await;
-        }
-
-        // Publishing: every channel target, then wait for acknowledgments.
-        enter(ctx, Stage::Publishing);
-        let targets = channel_targets(&plan, &region_ids);
-        let futs: Vec<_> = targets
-            .iter()
-            .map(|t| {
-                ctx.execute_activity(
-                    A::publish,
-                    PublishInput {
-                        promotion_id: plan.promotion_id.clone(),
-                        revision,
-                        target: t.clone(),
-                        kind: PublicationKind::Activate as i32,
-                        price_change_id: price_change_id.clone(),
-                        effective: (plan.starts_at, plan.ends_at),
-                        line_count: plan.lines.len() as u32,
-                    },
-                    opts(60, format!("publish to {} {}", channel_name(t.channel), t.region_id)),
-                )
-            })
-            .collect();
-        let mut published = Vec::with_capacity(futs.len());
-        for r in join_all(futs).await {
-            published.push(r?);
-        }
-        ctx.state_mut(|s| s.publications = published);
-        let ack_deadline = policy.scaled(policy.durations.ack_deadline.0);
-        let mut round = 0;
-        loop {
-            let pending: Vec<PublicationRef> = ctx.state(|s| {
-                s.publications.iter().filter(|p| p.acknowledged_at_ms.is_none()).cloned().collect()
-            });
-            if pending.is_empty() {
-                break;
-            }
-            let acked = ctx
-                .execute_activity(
-                    A::await_acknowledgments,
-                    AwaitAcksInput {
-                        publications: pending.clone(),
-                        timeout_ms: ack_deadline.as_millis() as u64,
-                    },
-                    heartbeat_opts(
-                        ack_deadline,
-                        format!("wait for {} acknowledgments (round {})", pending.len(), round + 1),
-                    ),
-                )
-                .await?;
-            let t = now(ctx);
-            let first_round = round == 0;
-            ctx.state_mut(|s| {
-                merge_acks(&mut s.publications, &acked);
-                if first_round {
-                    let on_time =
-                        s.publications.iter().filter(|p| p.acknowledged_at_ms.is_some()).count() as u32;
-                    s.on_time_acks = (on_time, s.publications.len() as u32);
-                }
-                for p in s.publications.clone().iter().filter(|p| p.acknowledged_at_ms.is_none()) {
-                    let region = p.target.region_id.clone();
-                    let revenue_at_risk = s
-                        .assessment
-                        .as_ref()
-                        .and_then(|a| a.regions.iter().find(|r| r.region_id == region))
-                        .map(|r| r.revenue_at_risk.clone())
-                        .unwrap_or_else(|| "0".into());
-                    s.raise(
-                        t,
-                        PromotionException {
-                            exception_id: format!(
-                                "channel-{}-{}-r{}",
-                                channel_name(p.target.channel),
-                                if region.is_empty() { "national" } else { &region },
-                                s.revision
-                            ),
-                            kind: ExceptionKind::ChannelSync as i32,
-                            severity: Severity::High as i32,
-                            owner_role: Role::Operations as i32,
-                            revenue_at_risk,
-                            status: ExceptionStatus::Open as i32,
-                            region_id: region.clone(),
-                            detail: format!(
-                                "{} publication {} not acknowledged by the deadline",
-                                channel_name(p.target.channel),
-                                p.publication_id
-                            ),
-                            ..Default::default()
-                        },
-                    );
-                }
-                s.refresh_ack_readiness();
-            });
-            publish(ctx);
-            round += 1;
-            if round > policy.ack_retries {
-                break;
-            }
-        }
-        // After the retries, the policy decides: delay the late regions or hold the launch.
-        let t = now(ctx);
-        ctx.state_mut(|s| {
-            let late: Vec<String> = s.readiness.keys().filter(|r| !s.acknowledged(r)).cloned().collect();
-            for r in &late {
-                let action = match s.policy().late_ack_action {
-                    LateAckAction::DelayRegion => "launch delayed until its channels acknowledge",
-                    LateAckAction::HoldLaunch => "launch held until every channel acknowledges",
-                };
-                if let Some(x) = s.readiness.get_mut(r) {
-                    x.state = RegionState::Delayed as i32;
-                    x.note = format!("awaiting acknowledgment: {action}");
-                }
-                s.record(t, "policy", "late-acknowledgment", format!("{r}: {action}"));
-            }
-        });
-
-        // Launch gate and the active window.
-        let report = launch_and_run(ctx, &plan, &policy).await?;
-        let Some(report) = report else {
-            return cancel(ctx).await;
-        };
-        finish(ctx, Outcome::Completed, "");
-        Ok(result(ctx, Some(report)))
+        r
     }
 
     #[signal(name = "approve")]
@@ -1048,6 +706,372 @@ impl PromotionWorkflow {
     pub fn footprint(&self, _ctx: &WorkflowContextView) -> Option<plan::Footprint> {
         (self.stage != Stage::Done).then(|| self.plan.as_ref().map(plan::Footprint::of)).flatten()
     }
+}
+
+/// The lifecycle proper (see [`PromotionWorkflow::run`]).
+async fn lifecycle(ctx: &mut WorkflowContext<PromotionWorkflow>) -> WorkflowResult<PromotionResult> {
+    let promotion_id = ctx.state(|s| s.spec.promotion_id.clone());
+    ctx.upsert_search_attributes([api::PROMOTION_ID.value_set(promotion_id.clone())]);
+    let t0 = now(ctx);
+    ctx.state_mut(|s| s.started_at = t0);
+    enter(ctx, Stage::Intake);
+    let policy =
+        ctx.execute_activity(A::load_policy, (), opts(30, "load the promotion policy".into())).await?;
+    ctx.state_mut(|s| s.policy = Some(policy.clone()));
+    let thresholds = policy.thresholds().map_err(ApplicationFailure::non_retryable)?;
+
+    // Intake → assessment → remediation → approval, once per revision.
+    loop {
+        let (spec, revision) = ctx.state(|s| (s.spec.clone(), s.revision));
+        if revision > 1 {
+            enter(ctx, Stage::Intake);
+        }
+        let intake = ctx
+            .execute_activity(
+                A::validate_spec,
+                IntakeInput { spec, now: now(ctx) },
+                opts(120, format!("validate revision {revision}: master data and collisions")),
+            )
+            .await?;
+        let Some(plan) = intake.plan.filter(|_| intake.problems.is_empty()) else {
+            let text = format!(
+                "promotion {promotion_id} revision {revision} is invalid ({} problems):\n{}",
+                intake.problems.len(),
+                plan::describe(&intake.problems)
+            );
+            finish(ctx, Outcome::Failed, &text);
+            return Err(ApplicationFailure::builder(text)
+                .type_name("InvalidSpec".to_owned())
+                .non_retryable(true)
+                .build()
+                .into());
+        };
+        let launch = plan.starts_at;
+        ctx.upsert_search_attributes([
+            api::PROMOTION_REGIONS.value_set(intake.regions.iter().map(|r| r.region_id.clone()).collect()),
+            api::LAUNCH_AT.value_set(SaTimestamp::new(launch, 0)),
+        ]);
+        ctx.state_mut(|s| {
+            s.plan = Some(plan.clone());
+            s.regions = intake.regions.clone();
+            s.adjustments = Adjustments::default();
+            s.remediation_choices.clear();
+            s.readiness = intake
+                .regions
+                .iter()
+                .map(|r| {
+                    (
+                        r.region_id.clone(),
+                        RegionReadiness {
+                            region_id: r.region_id.clone(),
+                            launch_at: pb_ts(launch),
+                            ..Default::default()
+                        },
+                    )
+                })
+                .collect();
+        });
+
+        // Assessment, and remediation where a region fails (at most one round of choices).
+        let mut remediated = false;
+        let assessment = loop {
+            enter(ctx, Stage::Assessment);
+            let assessment = assess(ctx, &plan, revision, &policy, &[]).await?;
+            let options = assessment.remediation_options.clone();
+            let failing: Vec<String> =
+                assessment.regions.iter().filter(|r| !r.passes).map(|r| r.region_id.clone()).collect();
+            let t = now(ctx);
+            ctx.state_mut(|s| {
+                s.resolve(
+                    t,
+                    |e| {
+                        e.exception_id.ends_with(&format!("-r{revision}"))
+                            && e.kind() != ExceptionKind::ChannelSync
+                    },
+                    "re-assessed",
+                );
+                for e in decisions::exceptions_from_assessment(&assessment, &format!("r{revision}")) {
+                    s.raise(t, e);
+                }
+                for r in &assessment.regions {
+                    let delayed = s.adjustments.delays.get(&r.region_id).copied();
+                    if let Some(x) = s.readiness.get_mut(&r.region_id) {
+                        x.fill_rate = r.fill_rate.clone();
+                        x.state = match (r.passes, delayed) {
+                            (_, Some(_)) => RegionState::Delayed,
+                            (true, None) => RegionState::Ready,
+                            (false, None) => RegionState::AtRisk,
+                        } as i32;
+                        if let Some(d) = delayed {
+                            x.launch_at = pb_ts(d);
+                        } else if r.passes {
+                            x.note.clear();
+                        } else {
+                            x.note = format!("{} SKUs short", r.short_sku_count);
+                        }
+                    }
+                }
+                s.assessment = Some(assessment.clone());
+            });
+            if failing.is_empty() || remediated {
+                break assessment;
+            }
+            // Remediation: policy may apply small fixes; the planner chooses the rest.
+            enter(ctx, Stage::Remediation);
+            let forecast_revenue =
+                assessment.margin.as_ref().map(|m| m.forecast_revenue.clone()).unwrap_or_default();
+            let auto = decisions::auto_remediation(&options, &forecast_revenue, &thresholds);
+            ctx.state_mut(|s| {
+                s.remediation_options = options.clone();
+                for (region, option) in &auto {
+                    s.record(t, "policy", "remediation-auto-applied", format!("{option} for {region}"));
+                    s.remediation_choices.insert(region.clone(), (option.clone(), "policy".into()));
+                }
+            });
+            publish(ctx);
+            let deadline = approval_deadline(ctx, &policy, launch);
+            let mut expiry = pin!(ctx.timer(timer(deadline, "remediation deadline".into())));
+            let all_chosen = {
+                let failing = failing.clone();
+                move |s: &PromotionWorkflow| {
+                    s.cancel.is_some() || failing.iter().all(|r| s.remediation_choices.contains_key(r))
+                }
+            };
+            let chosen = select! {
+                _ = ctx.wait_condition(all_chosen) => true,
+                _ = expiry.as_mut() => false,
+            };
+            if chosen {
+                expiry.cancel();
+            }
+            if ctx.state(|s| s.cancel.is_some()) {
+                return cancel(ctx).await;
+            }
+            if !chosen {
+                return expire(ctx, "no remediation chosen before the approval deadline");
+            }
+            let t = now(ctx);
+            ctx.state_mut(|s| {
+                let choices = s.remediation_choices.clone();
+                for (region, (option_id, who)) in &choices {
+                    if let Some(o) = s.remediation_options.iter().find(|o| &o.option_id == option_id).cloned()
+                    {
+                        apply_option(&mut s.adjustments, &o);
+                        if let Some(r) = s.readiness.get_mut(region) {
+                            r.note = o.description.clone();
+                            if let Some(d) = o.delay_until.as_ref() {
+                                r.launch_at = pb_ts(d.seconds);
+                                r.state = RegionState::Delayed as i32;
+                            }
+                        }
+                        s.resolve(
+                            t,
+                            |e| e.kind() == ExceptionKind::StockRisk && &e.region_id == region,
+                            &format!("remediated: {option_id} (by {who})"),
+                        );
+                    }
+                }
+            });
+            remediated = true;
+        };
+
+        // Approval.
+        enter(ctx, Stage::Approval);
+        let t = now(ctx);
+        ctx.state_mut(|s| {
+            s.requirements = decisions::required_approvals(&assessment, remediated)
+                .into_iter()
+                .map(|(role, reason)| ApprovalRequirement { role: role as i32, reason, ..Default::default() })
+                .collect();
+            let roles = s.pending_roles().join(", ");
+            s.record(t, "policy", "approvals-required", roles);
+        });
+        publish(ctx);
+        match await_approvals(ctx, &policy, launch).await? {
+            ApprovalEnd::Approved => break,
+            ApprovalEnd::Rejected(why) => {
+                finish(ctx, Outcome::Rejected, &why);
+                return Ok(result(ctx, None));
+            }
+            ApprovalEnd::Expired => {
+                return expire(ctx, "approvals were not complete before the approval deadline");
+            }
+            ApprovalEnd::Cancelled => return cancel(ctx).await,
+            ApprovalEnd::ChangesRequested(c) => {
+                let t = now(ctx);
+                ctx.state_mut(|s| {
+                    s.revision += 1;
+                    s.spec = c.amended_spec.clone().unwrap_or_default();
+                    s.requirements.clear();
+                    s.change_request = None;
+                    s.record(
+                        t,
+                        "system",
+                        "new-revision",
+                        format!("revision {} from {}'s change request", s.revision, c.approver_id),
+                    );
+                });
+                continue;
+            }
+        }
+    }
+
+    // Scheduling: stage prices, order stock for regions that need positioning.
+    enter(ctx, Stage::Scheduling);
+    let (plan, revision, adjustments, regions) = ctx.state(|s| {
+        (
+            s.plan.clone().unwrap_or_else(|| unreachable!()),
+            s.revision,
+            s.adjustments.clone(),
+            s.regions.clone(),
+        )
+    });
+    let region_ids: Vec<String> = regions.iter().map(|r| r.region_id.clone()).collect();
+    let price_change_id = ctx
+        .execute_activity(
+            A::stage_prices,
+            StagePricesInput {
+                revision,
+                plan: plan.clone(),
+                regions: region_ids.clone(),
+                adjustments: adjustments.clone(),
+            },
+            opts(60, format!("stage {} promo prices in the ERP", plan.lines.len())),
+        )
+        .await?;
+    ctx.state_mut(|s| s.price_change_id = Some(price_change_id.clone()));
+    let orders = transfer_orders(ctx, &regions);
+    if !orders.is_empty() {
+        let n = orders.len();
+        let ids = ctx
+            .execute_activity(
+                A::create_transfer_orders,
+                OrdersInput { promotion_id: plan.promotion_id.clone(), revision, orders },
+                opts(60, format!("order stock for {n} regions")),
+            )
+            .await?;
+        ctx.state_mut(|s| s.orders = ids);
+    }
+    if ctx.state(|s| s.cancel.is_some()) {
+        return cancel(ctx).await;
+    }
+
+    // Publishing: every channel target, then wait for acknowledgments.
+    enter(ctx, Stage::Publishing);
+    let targets = channel_targets(&plan, &region_ids);
+    let futs: Vec<_> = targets
+        .iter()
+        .map(|t| {
+            ctx.execute_activity(
+                A::publish,
+                PublishInput {
+                    promotion_id: plan.promotion_id.clone(),
+                    revision,
+                    target: t.clone(),
+                    kind: PublicationKind::Activate as i32,
+                    price_change_id: price_change_id.clone(),
+                    effective: (plan.starts_at, plan.ends_at),
+                    line_count: plan.lines.len() as u32,
+                },
+                opts(60, format!("publish to {} {}", channel_name(t.channel), t.region_id)),
+            )
+        })
+        .collect();
+    let mut published = Vec::with_capacity(futs.len());
+    for r in join_all(futs).await {
+        published.push(r?);
+    }
+    ctx.state_mut(|s| s.publications = published);
+    let ack_deadline = policy.scaled(policy.durations.ack_deadline.0);
+    let mut round = 0;
+    loop {
+        let pending: Vec<PublicationRef> = ctx
+            .state(|s| s.publications.iter().filter(|p| p.acknowledged_at_ms.is_none()).cloned().collect());
+        if pending.is_empty() {
+            break;
+        }
+        let acked = ctx
+            .execute_activity(
+                A::await_acknowledgments,
+                AwaitAcksInput { publications: pending.clone(), timeout_ms: ack_deadline.as_millis() as u64 },
+                heartbeat_opts(
+                    ack_deadline,
+                    format!("wait for {} acknowledgments (round {})", pending.len(), round + 1),
+                ),
+            )
+            .await?;
+        let t = now(ctx);
+        let first_round = round == 0;
+        ctx.state_mut(|s| {
+            merge_acks(&mut s.publications, &acked);
+            if first_round {
+                let on_time = s.publications.iter().filter(|p| p.acknowledged_at_ms.is_some()).count() as u32;
+                s.on_time_acks = (on_time, s.publications.len() as u32);
+            }
+            for p in s.publications.clone().iter().filter(|p| p.acknowledged_at_ms.is_none()) {
+                let region = p.target.region_id.clone();
+                let revenue_at_risk = s
+                    .assessment
+                    .as_ref()
+                    .and_then(|a| a.regions.iter().find(|r| r.region_id == region))
+                    .map(|r| r.revenue_at_risk.clone())
+                    .unwrap_or_else(|| "0".into());
+                s.raise(
+                    t,
+                    PromotionException {
+                        exception_id: format!(
+                            "channel-{}-{}-r{}",
+                            channel_name(p.target.channel),
+                            if region.is_empty() { "national" } else { &region },
+                            s.revision
+                        ),
+                        kind: ExceptionKind::ChannelSync as i32,
+                        severity: Severity::High as i32,
+                        owner_role: Role::Operations as i32,
+                        revenue_at_risk,
+                        status: ExceptionStatus::Open as i32,
+                        region_id: region.clone(),
+                        detail: format!(
+                            "{} publication {} not acknowledged by the deadline",
+                            channel_name(p.target.channel),
+                            p.publication_id
+                        ),
+                        ..Default::default()
+                    },
+                );
+            }
+            s.refresh_ack_readiness();
+        });
+        publish(ctx);
+        round += 1;
+        if round > policy.ack_retries {
+            break;
+        }
+    }
+    // After the retries, the policy decides: delay the late regions or hold the launch.
+    let t = now(ctx);
+    ctx.state_mut(|s| {
+        let late: Vec<String> = s.readiness.keys().filter(|r| !s.acknowledged(r)).cloned().collect();
+        for r in &late {
+            let action = match s.policy().late_ack_action {
+                LateAckAction::DelayRegion => "launch delayed until its channels acknowledge",
+                LateAckAction::HoldLaunch => "launch held until every channel acknowledges",
+            };
+            if let Some(x) = s.readiness.get_mut(r) {
+                x.state = RegionState::Delayed as i32;
+                x.note = format!("awaiting acknowledgment: {action}");
+            }
+            s.record(t, "policy", "late-acknowledgment", format!("{r}: {action}"));
+        }
+    });
+
+    // Launch gate and the active window.
+    let report = launch_and_run(ctx, &plan, &policy).await?;
+    let Some(report) = report else {
+        return cancel(ctx).await;
+    };
+    finish(ctx, Outcome::Completed, "");
+    Ok(result(ctx, Some(report)))
 }
 
 fn validate_decision_shape(d: &ApprovalDecision) -> Result<(), HandlerError> {
@@ -1449,10 +1473,13 @@ async fn launch_and_run(
                 if !s.acknowledged(&r) || (hold && !s.overridden(&r)) {
                     continue;
                 }
+                // On time: at the planned instant, within a business hour or a minute of wall time
+                // (processing slack on a compressed clock).
+                let slack = 3600.max(60 * i64::from(s.policy().time_scale));
                 let x = s.readiness.get_mut(&r).expect("region exists");
                 x.state = RegionState::Active as i32;
                 x.activated_at = pb_ts(bnow);
-                x.note = if launch == plan.starts_at && bnow - launch < 3600 {
+                x.note = if launch == plan.starts_at && bnow - launch <= slack {
                     "launched on time".into()
                 } else {
                     "launched late".into()

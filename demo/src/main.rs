@@ -1,0 +1,426 @@
+//! `promo-demo`: the national launch of DESIGN.md §1, driven end to end and narrated.
+//!
+//! Expects a Temporal dev server (env config, as the `temporal` CLI), the reference systems with
+//! the canonical dataset, and a worker running with a compressed-clock policy; `make demo`
+//! starts all three. The driver builds the promotion from the product master (1,200 SKUs, 6
+//! regions, stores and digital channels), starts it, plays the planner and the approvers (one
+//! unauthorised attempt included), and prints what the workflow reports as it happens.
+
+use anyhow::{Context, bail};
+use chrono::Timelike;
+use clap::Parser;
+use promo_contracts::{
+    promo::v1::*,
+    retail::v1::{
+        self as wire, GetDatasetInfoRequest, GetProductsRequest, admin_service_client::AdminServiceClient,
+        product_service_client::ProductServiceClient,
+    },
+};
+use promo_workflows::{PromotionWorkflow, api};
+use prost::Message;
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::{Duration, Instant},
+};
+use temporalio_client::{
+    Client, WorkflowExecuteUpdateOptions, WorkflowFetchHistoryOptions, WorkflowGetResultOptions,
+    WorkflowQueryOptions, errors::WorkflowUpdateError,
+};
+
+/// Runs the national launch against running servers.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Retail systems address.
+    #[arg(long, env = "PROMO_SYSTEMS_ADDR", default_value = "http://127.0.0.1:50051")]
+    systems: String,
+    /// Promotion id (the workflow id is `promotion-<id>`).
+    #[arg(long, default_value = "NATIONAL-LAUNCH")]
+    promotion_id: String,
+    /// Business days from now to the launch.
+    #[arg(long, default_value_t = 2)]
+    launch_in_days: i64,
+    /// Business days the promotion runs.
+    #[arg(long, default_value_t = 14)]
+    days: i64,
+    /// Web UI base URL, for the link printed at the end.
+    #[arg(long, default_value = "http://localhost:8233")]
+    ui: String,
+}
+
+struct Narrator {
+    start: Instant,
+}
+
+impl Narrator {
+    fn say(&self, what: impl AsRef<str>) {
+        println!("[{:>6.1}s] {}", self.start.elapsed().as_secs_f64(), what.as_ref());
+    }
+}
+
+fn stage(s: Stage) -> &'static str {
+    s.as_str_name().trim_start_matches("STAGE_")
+}
+
+fn role(r: Role) -> &'static str {
+    r.as_str_name().trim_start_matches("ROLE_")
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let n = Narrator { start: Instant::now() };
+    let client = api::connect("promo-demo").await.map_err(anyhow::Error::msg)?;
+
+    let info = AdminServiceClient::connect(args.systems.clone())
+        .await
+        .with_context(|| format!("reference systems at {}", args.systems))?
+        .get_dataset_info(GetDatasetInfoRequest {})
+        .await?
+        .into_inner();
+    println!("\n== The national launch ==");
+    println!(
+        "dataset {:?}: {} stores in {} regions, {} DCs, {} SKUs, {} store positions",
+        info.name, info.stores, info.regions, info.dcs, info.skus, info.store_positions
+    );
+    println!("built into it, as in the broken world of DESIGN.md §1:");
+    for f in &info.built_in_failures {
+        println!("  - {f}");
+    }
+
+    let spec = national_launch(&args, &info).await?;
+    let json = serde_json::to_vec(&spec)?.len();
+    n.say(format!(
+        "planner E0042 starts {} — {} lines, {} regions, channels POS / eCommerce / store comms, {} → {} ({} KB of spec)",
+        spec.promotion_id,
+        spec.lines.len(),
+        spec.regions.len(),
+        spec.window.as_ref().map_or("", |w| &w.starts_at),
+        spec.window.as_ref().map_or("", |w| &w.ends_at),
+        json / 1024
+    ));
+    let opts = api::start_options(api::TASK_QUEUE, &spec);
+    client.start_workflow(PromotionWorkflow::run, spec.clone(), opts).await.map_err(|e| {
+        anyhow::anyhow!(
+            "starting {}: {e} (a previous demo run? use --promotion-id or restart the dev server)",
+            spec.promotion_id
+        )
+    })?;
+    let handle = client.get_workflow_handle::<PromotionWorkflow>(api::workflow_id(&spec.promotion_id));
+
+    let mut seen_stage = Stage::Unspecified;
+    let mut seen_exceptions = BTreeSet::new();
+    let mut region_states: BTreeMap<String, RegionState> = BTreeMap::new();
+    let mut approved = false;
+    let mut remediated = false;
+    loop {
+        let status = handle.query(PromotionWorkflow::status, (), WorkflowQueryOptions::default()).await?;
+        if status.stage() != seen_stage {
+            seen_stage = status.stage();
+            n.say(format!(
+                "▶ stage {}  (revision {}, risk {})",
+                stage(seen_stage),
+                status.revision,
+                status.risk
+            ));
+            if seen_stage == Stage::Approval || seen_stage == Stage::Remediation {
+                print_assessment(&client, &spec.promotion_id).await?;
+            }
+        }
+        for e in &status.open_exceptions {
+            if seen_exceptions.insert(e.exception_id.clone()) {
+                n.say(format!(
+                    "  ⚠ exception {} [{} {}] owner {}: {} (revenue at risk {})",
+                    e.exception_id,
+                    e.kind().as_str_name().trim_start_matches("EXCEPTION_KIND_"),
+                    e.severity().as_str_name().trim_start_matches("SEVERITY_"),
+                    role(e.owner_role()),
+                    e.detail,
+                    e.revenue_at_risk
+                ));
+            }
+        }
+        for r in &status.regions {
+            let before = region_states.insert(r.region_id.clone(), r.state());
+            if before != Some(r.state()) && before.is_some() {
+                let note = if r.note.is_empty() { String::new() } else { format!(" — {}", r.note) };
+                n.say(format!(
+                    "  region {} → {}{note}",
+                    r.region_id,
+                    r.state().as_str_name().trim_start_matches("REGION_STATE_")
+                ));
+            }
+        }
+        if status.stage() == Stage::Remediation && !remediated && !status.remediation_options.is_empty() {
+            remediated = true;
+            print_options(&status.remediation_options);
+            let failing: BTreeSet<&str> =
+                status.remediation_options.iter().map(|o| o.region_id.as_str()).collect();
+            for region in failing {
+                let choice = status
+                    .remediation_options
+                    .iter()
+                    .filter(|o| o.region_id == region)
+                    .find(|o| o.kind == "delay")
+                    .or_else(|| status.remediation_options.iter().find(|o| o.region_id == region))
+                    .expect("an option per failing region");
+                let r = handle
+                    .execute_update(
+                        PromotionWorkflow::choose_remediation,
+                        RemediationChoice {
+                            region_id: region.to_owned(),
+                            option_id: choice.option_id.clone(),
+                            chosen_by: "E0042".into(),
+                            comment: "keep the full assortment; launch when the inbound stock lands".into(),
+                        },
+                        WorkflowExecuteUpdateOptions::default(),
+                    )
+                    .await;
+                n.say(format!("  planner E0042 chooses {}: {}", choice.option_id, answer(r)));
+            }
+        }
+        if status.stage() == Stage::Approval && !approved {
+            approved = true;
+            for a in &status.approvals {
+                n.say(format!("  approval required: {} — {}", role(a.role()), a.reason));
+            }
+            // An unauthorised attempt: finance tries to sign off merchandising.
+            let r = approve(&handle, "E2001", Role::Merchandising, "I'll sign this too").await;
+            n.say(format!("  E2001 tries to approve as MERCHANDISING: {}", answer(r)));
+            let directory =
+                [(Role::Merchandising, "E1001"), (Role::Finance, "E2001"), (Role::SupplyChain, "E3001")];
+            for a in &status.approvals {
+                let Some((_, who)) = directory.iter().find(|(r, _)| *r == a.role()) else { continue };
+                let comment = match a.role() {
+                    Role::Finance => "accept the unfunded lines at our cost; claim the rest",
+                    Role::SupplyChain => "delay accepted; transfer orders released",
+                    _ => "assortment and prices approved",
+                };
+                let r = approve(&handle, who, a.role(), comment).await;
+                n.say(format!("  {who} approves as {}: {}", role(a.role()), answer(r)));
+            }
+        }
+        if status.stage() == Stage::Done {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    let result = handle.get_result(WorkflowGetResultOptions::default()).await?;
+    n.say(format!("outcome {}", result.outcome().as_str_name().trim_start_matches("OUTCOME_")));
+    match &result.report {
+        Some(report) => print_report(report),
+        None => bail!("the promotion ended without a report: {}", result.reason),
+    }
+    history_figures(&client, &spec.promotion_id).await?;
+    let wid = api::workflow_id(&spec.promotion_id);
+    println!("\nWeb UI:   {}/namespaces/default/workflows/{wid}", args.ui.trim_end_matches('/'));
+    println!("CLI:      temporal workflow list --query \"PromotionId = '{}'\"", spec.promotion_id);
+    println!("          temporal workflow query --workflow-id {wid} --name status");
+    Ok(())
+}
+
+async fn approve(
+    handle: &temporalio_client::WorkflowHandle<Client, PromotionWorkflow>,
+    who: &str,
+    role: Role,
+    comment: &str,
+) -> Result<ActionResult, WorkflowUpdateError> {
+    handle
+        .execute_update(
+            PromotionWorkflow::approve,
+            ApprovalDecision {
+                approver_id: who.into(),
+                role: role as i32,
+                revision: 0,
+                comment: comment.into(),
+            },
+            WorkflowExecuteUpdateOptions::default(),
+        )
+        .await
+}
+
+fn answer(r: Result<ActionResult, WorkflowUpdateError>) -> String {
+    match r {
+        Ok(a) => format!("accepted ({})", a.message),
+        Err(WorkflowUpdateError::Failed(f)) => format!("REFUSED — {}", f.message),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+/// The national-launch spec from the product master: every SKU at 20–30% off by price band,
+/// supplier-funded where the supplier has a funding agreement (FA-<supplier number>).
+async fn national_launch(args: &Args, info: &wire::GetDatasetInfoResponse) -> anyhow::Result<PromotionSpec> {
+    let skus: Vec<String> = (1..=info.skus).map(|i| format!("SKU-{i:05}")).collect();
+    let products = ProductServiceClient::connect(args.systems.clone())
+        .await?
+        .get_products(GetProductsRequest { skus })
+        .await?
+        .into_inner()
+        .products;
+    let funding_suppliers = (40 * 4_u32).div_ceil(5);
+    let lines = products
+        .iter()
+        .map(|p| {
+            let supplier: u32 = p.supplier_id.trim_start_matches("SUP-").parse().unwrap_or(0);
+            PromotionLine {
+                sku: p.sku.clone(),
+                offer: Some(promotion_line::Offer::DiscountPercent(
+                    match p.price_band {
+                        1 | 2 => "20",
+                        3 => "25",
+                        _ => "30",
+                    }
+                    .into(),
+                )),
+                funding_agreement_id: if supplier >= 1 && supplier <= funding_suppliers {
+                    format!("FA-{supplier:03}")
+                } else {
+                    String::new()
+                },
+                planned_uplift: String::new(),
+            }
+        })
+        .collect();
+    // Launch on the hour, `launch_in_days` business days from now, in New York time.
+    let tz = chrono_tz::America::New_York;
+    let now = chrono::Utc::now().with_timezone(&tz).naive_local();
+    let start = now.date().and_hms_opt(now.hour(), 0, 0).context("local time")?
+        + chrono::Duration::days(args.launch_in_days)
+        + chrono::Duration::hours(1);
+    let end = start + chrono::Duration::days(args.days);
+    Ok(PromotionSpec {
+        promotion_id: args.promotion_id.clone(),
+        name: "Summer National Launch".into(),
+        window: Some(PromotionWindow {
+            starts_at: start.format("%Y-%m-%dT%H:%M").to_string(),
+            ends_at: end.format("%Y-%m-%dT%H:%M").to_string(),
+            time_zone: tz.name().into(),
+        }),
+        regions: (1..=info.regions).map(|r| format!("R{r}")).collect(),
+        stores: vec![],
+        channels: vec![
+            wire::Channel::Pos as i32,
+            wire::Channel::Ecommerce as i32,
+            wire::Channel::StoreComms as i32,
+        ],
+        lines,
+        planner_id: "E0042".into(),
+        description: "Two-week seasonal promotion across every store and the digital channels.".into(),
+    })
+}
+
+async fn print_assessment(client: &Client, id: &str) -> anyhow::Result<()> {
+    let h = client.get_workflow_handle::<PromotionWorkflow>(api::workflow_id(id));
+    let a = h.query(PromotionWorkflow::assessment, (), WorkflowQueryOptions::default()).await?;
+    if a.regions.is_empty() {
+        return Ok(());
+    }
+    let m = a.margin.unwrap_or_default();
+    let f = a.funding.unwrap_or_default();
+    println!(
+        "\n  assessment of revision {} ({} positions read): forecast {} units, revenue {}, margin {} ({}), discount exposure {}",
+        a.revision,
+        a.positions_read,
+        m.forecast_units,
+        m.forecast_revenue,
+        m.forecast_margin,
+        m.margin_rate,
+        m.discount_exposure
+    );
+    println!(
+        "  {:<6} {:>7} {:>11} {:>11} {:>9} {:>9} {:>6}  verdict",
+        "region", "stores", "demand", "covered", "fill", "coverage", "short"
+    );
+    for r in &a.regions {
+        println!(
+            "  {:<6} {:>7} {:>11} {:>11} {:>9} {:>9} {:>6}  {}",
+            r.region_id,
+            r.stores,
+            r.demand_units,
+            r.covered_units,
+            r.fill_rate,
+            r.coverage,
+            r.short_sku_count,
+            if r.passes {
+                "pass".to_owned()
+            } else {
+                format!("FAIL (revenue at risk {})", r.revenue_at_risk)
+            }
+        );
+    }
+    println!(
+        "  funding: {} funded lines, {} without a valid agreement ({}), forecast claim {}",
+        f.funded_lines,
+        f.issue_count,
+        f.invalid_agreements.join(", "),
+        f.forecast_claim
+    );
+    println!("  margin: {} lines below the floor\n", m.exception_count);
+    Ok(())
+}
+
+fn print_options(options: &[RemediationOption]) {
+    println!("\n  remediation options:");
+    println!("  {:<16} {:<56} {:>12} {:>12} {:>7}", "option", "what", "revenue", "margin", "fill");
+    for o in options {
+        println!(
+            "  {:<16} {:<56} {:>12} {:>12} {:>7}",
+            o.option_id, o.description, o.revenue_effect, o.margin_effect, o.resulting_fill_rate
+        );
+    }
+    println!();
+}
+
+fn print_report(r: &PostEventReport) {
+    println!("\n== Post-event report ==");
+    let rows = [
+        ("units sold / forecast", format!("{} / {}", r.units_sold, r.forecast_units)),
+        ("sell-through", r.sell_through.clone()),
+        ("forecast variance", r.forecast_variance.clone()),
+        ("stockout store-days", r.stockout_store_days.to_string()),
+        ("markdown exposure", r.markdown_exposure.clone()),
+        ("revenue", r.revenue.clone()),
+        ("realised vs planned margin", format!("{} vs {}", r.realised_margin, r.planned_margin)),
+        ("supplier funding claim", r.funding_claim.clone()),
+        ("on-time acknowledgments", r.on_time_ack_rate.clone()),
+        ("on-time launches", r.on_time_launch_rate.clone()),
+        ("exceptions raised", r.exceptions_raised.to_string()),
+    ];
+    for (k, v) in rows {
+        println!("  {k:<28} {v}");
+    }
+    println!(
+        "\n  {:<6} {:>10} {:>14} {:>10} {:>13} {:>8}",
+        "region", "units", "revenue", "stockouts", "sell-through", "on time"
+    );
+    for g in &r.regions {
+        println!(
+            "  {:<6} {:>10} {:>14} {:>10} {:>13} {:>8}",
+            g.region_id,
+            g.units_sold,
+            g.revenue,
+            g.stockout_store_days,
+            g.sell_through,
+            if g.launched_on_time { "yes" } else { "no" }
+        );
+    }
+    println!("\n  cycle time per stage (wall clock):");
+    for c in &r.cycle_times {
+        println!("  {:<14} {:>6} s", stage(c.stage()), c.seconds);
+    }
+}
+
+/// The scale rules of DESIGN.md §5, measured on this run's history.
+async fn history_figures(client: &Client, id: &str) -> anyhow::Result<()> {
+    let h = client.get_workflow_handle::<PromotionWorkflow>(api::workflow_id(id));
+    let events = h.fetch_history(WorkflowFetchHistoryOptions::default()).into_events().await?;
+    let largest = events.iter().map(|e| e.encoded_len()).max().unwrap_or(0);
+    let total: usize = events.iter().map(|e| e.encoded_len()).sum();
+    println!(
+        "\nhistory: {} events, {} KB in all; largest event {} KB (limits: 2,000 events, 256 KB)",
+        events.len(),
+        total / 1024,
+        largest / 1024
+    );
+    Ok(())
+}
