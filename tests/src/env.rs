@@ -259,6 +259,30 @@ impl PromoEnv {
     }
 }
 
+/// Where recorded histories live: `tests/histories/`.
+pub fn histories_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("histories")
+}
+
+impl PromoEnv {
+    /// With `PROMO_RECORD_HISTORIES=1`, saves the promotion's history as
+    /// `tests/histories/<name>.json` for the replay tests (run once per released change of the
+    /// workflow, then commit the files).
+    pub async fn record_history(&self, promotion_id: &str, name: &str) -> anyhow::Result<()> {
+        if std::env::var("PROMO_RECORD_HISTORIES").as_deref() != Ok("1") {
+            return Ok(());
+        }
+        let json = self
+            .handle(promotion_id)
+            .fetch_history(temporalio_client::WorkflowFetchHistoryOptions::default())
+            .to_json()
+            .await?;
+        std::fs::create_dir_all(histories_dir())?;
+        std::fs::write(histories_dir().join(format!("{name}.json")), json)?;
+        Ok(())
+    }
+}
+
 /// The message of an accepted update, or the refusal the workflow gave.
 pub fn update_message(
     r: Result<promo_contracts::promo::v1::ActionResult, temporalio_client::errors::WorkflowUpdateError>,

@@ -36,7 +36,9 @@ async fn happy_path_completes_with_a_post_event_report() {
                 env.approve("HAPPY-1", "E1001", Role::Merchandising).await,
                 Ok("approved as MERCHANDISING; all approvals given".into())
             );
-            (env.result("HAPPY-1").await.unwrap(), env.audit("HAPPY-1").await.unwrap())
+            let r = env.result("HAPPY-1").await.unwrap();
+            env.record_history("HAPPY-1", "happy_path").await.unwrap();
+            (r, env.audit("HAPPY-1").await.unwrap())
         })
         .await
         .unwrap();
@@ -87,7 +89,9 @@ async fn reject_ends_the_promotion() {
                 )
                 .await;
             assert_eq!(update_message(r), Ok("rejected as MERCHANDISING".into()));
-            env.result("REJ-1").await.unwrap()
+            let r = env.result("REJ-1").await.unwrap();
+            env.record_history("REJ-1", "rejected").await.unwrap();
+            r
         })
         .await
         .unwrap();
@@ -171,7 +175,9 @@ async fn changes_requested_start_a_new_revision_that_needs_fresh_approval() {
                 .await;
             assert_eq!(update_message(stale), Err("revision 1 is not the current revision 2".into()));
             env.approve("CHG-1", "E1002", Role::Merchandising).await.unwrap();
-            env.result("CHG-1").await.unwrap()
+            let r = env.result("CHG-1").await.unwrap();
+            env.record_history("CHG-1", "changes_requested").await.unwrap();
+            r
         })
         .await
         .unwrap();
@@ -237,6 +243,7 @@ async fn short_region_gets_remediation_options_and_launches_after_the_choice() {
             env.approve("SHORT-1", "E1001", Role::Merchandising).await.unwrap();
             env.approve("SHORT-1", "E3001", Role::SupplyChain).await.unwrap();
             let r = env.result("SHORT-1").await.unwrap();
+            env.record_history("SHORT-1", "remediation_delay").await.unwrap();
             (r, env.wait_status("SHORT-1", "done", LIMIT, |s| s.stage() == Stage::Done).await.unwrap())
         })
         .await
@@ -282,7 +289,9 @@ async fn unfunded_lines_require_finance_approval_visible_in_search_attributes() 
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             env.approve("FUND-1", "E2001", Role::Finance).await.unwrap();
-            env.result("FUND-1").await.unwrap()
+            let r = env.result("FUND-1").await.unwrap();
+            env.record_history("FUND-1", "finance_approval").await.unwrap();
+            r
         })
         .await
         .unwrap();
@@ -325,6 +334,7 @@ async fn missing_acknowledgments_raise_an_exception_and_block_activation() {
             assert_eq!(r1.state(), RegionState::Delayed, "{r1:?}");
             assert!(r1.awaiting_ack.contains(&(wire::Channel::Pos as i32)));
             env.result("ACK-1").await.unwrap();
+            env.record_history("ACK-1", "missing_acknowledgments").await.unwrap();
             env.wait_status("ACK-1", "done", LIMIT, |s| s.stage() == Stage::Done).await.unwrap()
         })
         .await
@@ -356,7 +366,9 @@ async fn cancel_after_publishing_withdraws_and_reverts() {
                 )
                 .await;
             assert_eq!(update_message(r), Ok("cancel accepted".into()));
-            env.result("CAN-1").await.unwrap()
+            let r = env.result("CAN-1").await.unwrap();
+            env.record_history("CAN-1", "cancelled_after_publishing").await.unwrap();
+            r
         })
         .await
         .unwrap();

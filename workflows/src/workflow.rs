@@ -703,15 +703,29 @@ impl PromotionWorkflow {
 
     /// What this promotion occupies (SKU × location × dates), for other promotions' collision checks.
     #[query]
+    /// Before intake has produced a plan, the spec itself answers (if its shape is valid), so
+    /// two promotions starting at the same moment still see each other.
     pub fn footprint(&self, _ctx: &WorkflowContextView) -> Option<plan::Footprint> {
-        (self.stage != Stage::Done).then(|| self.plan.as_ref().map(plan::Footprint::of)).flatten()
+        if self.stage == Stage::Done {
+            return None;
+        }
+        match &self.plan {
+            Some(p) => Some(plan::Footprint::of(p)),
+            None => plan::validate_spec(&self.spec, i64::MIN).ok().map(|p| plan::Footprint::of(&p)),
+        }
     }
 }
 
 /// The lifecycle proper (see [`PromotionWorkflow::run`]).
 async fn lifecycle(ctx: &mut WorkflowContext<PromotionWorkflow>) -> WorkflowResult<PromotionResult> {
     let promotion_id = ctx.state(|s| s.spec.promotion_id.clone());
-    ctx.upsert_search_attributes([api::PROMOTION_ID.value_set(promotion_id.clone())]);
+    // Regions are visible from the first task so that collision checks of promotions starting at
+    // the same time find this one; intake refines them (regions of individual stores).
+    let regions = ctx.state(|s| s.spec.regions.clone());
+    ctx.upsert_search_attributes([
+        api::PROMOTION_ID.value_set(promotion_id.clone()),
+        api::PROMOTION_REGIONS.value_set(regions),
+    ]);
     let t0 = now(ctx);
     ctx.state_mut(|s| s.started_at = t0);
     enter(ctx, Stage::Intake);
@@ -1473,9 +1487,9 @@ async fn launch_and_run(
                 if !s.acknowledged(&r) || (hold && !s.overridden(&r)) {
                     continue;
                 }
-                // On time: at the planned instant, within a business hour or a minute of wall time
-                // (processing slack on a compressed clock).
-                let slack = 3600.max(60 * i64::from(s.policy().time_scale));
+                // On time: at the planned instant, within a business hour — or five seconds of
+                // wall time, the processing slack on a compressed clock.
+                let slack = 3600.max(5 * i64::from(s.policy().time_scale));
                 let x = s.readiness.get_mut(&r).expect("region exists");
                 x.state = RegionState::Active as i32;
                 x.activated_at = pb_ts(bnow);
