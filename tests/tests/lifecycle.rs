@@ -38,6 +38,8 @@ async fn happy_path_completes_with_a_post_event_report() {
             );
             let r = env.result("HAPPY-1").await.unwrap();
             env.record_history("HAPPY-1", "happy_path").await.unwrap();
+            // The worker's verify mode replays it from the server with this build.
+            assert_eq!(promo_worker::verify_recent(&env.client, 5).await.unwrap(), 1);
             (r, env.audit("HAPPY-1").await.unwrap())
         })
         .await

@@ -22,6 +22,44 @@ pub struct Settings {
     pub task_queue: String,
     /// Where to serve Prometheus metrics, if anywhere.
     pub metrics: Option<SocketAddr>,
+    /// Before polling, replay the histories of this many recent promotions from the server
+    /// against this build's workflow code, and refuse to start on any nondeterminism.
+    pub verify: usize,
+}
+
+/// Replays the histories of the `limit` most recent promotions on the server against this
+/// build's workflow code; returns how many replayed, or the first that does not.
+pub async fn verify_recent(client: &temporalio_client::Client, limit: usize) -> anyhow::Result<usize> {
+    use futures::StreamExt;
+    use temporalio_client::{WorkflowFetchHistoryOptions, WorkflowListOptions};
+    use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
+    let replayer = WorkflowReplayer::new(
+        WorkflowReplayerOptions::new()
+            .register_workflow::<PromotionWorkflow>()
+            .map_err(|e| anyhow::anyhow!("registering PromotionWorkflow: {e}"))?
+            .build(),
+    )?;
+    let query = format!("WorkflowType = '{}'", api::WORKFLOW_TYPE);
+    let listed: Vec<_> =
+        client.list_workflows(query, WorkflowListOptions::default()).take(limit).collect().await;
+    let mut n = 0;
+    for w in listed {
+        let w = w.context("listing promotions to verify")?;
+        let history = client
+            .get_workflow_handle::<PromotionWorkflow>(w.id().to_owned())
+            .fetch_history(WorkflowFetchHistoryOptions::default());
+        let events =
+            history.into_events().await.with_context(|| format!("fetching the history of {}", w.id()))?;
+        let history = temporalio_client::WorkflowHistory::from(
+            temporalio_common::protos::temporal::api::history::v1::History { events },
+        );
+        replayer
+            .replay_workflow(history)
+            .await
+            .with_context(|| format!("{} does not replay with this build: a change needs a patch", w.id()))?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// Loads a policy file, or the built-in defaults when `path` is `None`.
@@ -59,6 +97,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         RuntimeOptions::builder().telemetry_options(telemetry).build().map_err(anyhow::Error::msg)?,
     )?;
     let client = api::connect(&format!("promo-worker@{}", hostname())).await.map_err(anyhow::Error::msg)?;
+    if settings.verify > 0 {
+        let n = verify_recent(&client, settings.verify).await?;
+        tracing::info!(replayed = n, "verified: recent promotion histories replay with this build");
+    }
     let systems = Systems::new(&settings.systems).map_err(anyhow::Error::msg)?;
     let activities = PromotionActivities::new(systems, settings.policy.clone(), Some(client.clone()));
     let mut worker = Worker::new(&runtime, client, worker_options(&settings.task_queue, activities)?)?;

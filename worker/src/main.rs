@@ -23,6 +23,10 @@ struct Args {
     /// Serve Prometheus metrics on this address ("off" to disable).
     #[arg(long, env = "PROMO_METRICS_ADDR", default_value = "127.0.0.1:9464")]
     metrics: String,
+    /// Replay the histories of this many recent promotions before polling; refuse to start if
+    /// any does not replay (0 disables).
+    #[arg(long, env = "PROMO_VERIFY", default_value_t = 0)]
+    verify: usize,
     /// Log format: "text" or "json".
     #[arg(long, env = "PROMO_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -46,6 +50,7 @@ async fn main() -> anyhow::Result<()> {
         policy: promo_worker::load_policy(args.policy.as_deref())?,
         task_queue: args.task_queue,
         metrics,
+        verify: args.verify,
     };
     promo_worker::run(settings).await
 }
