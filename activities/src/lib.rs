@@ -483,8 +483,9 @@ async fn sales_actuals(systems: &Systems, input: &SalesInput) -> Result<Vec<Sale
 }
 
 impl Context {
-    /// Region rows and remediation options from an alignment pass.
-    fn inventory_summary(
+    /// Region rows and remediation options from an alignment pass (the last step of
+    /// `promo.assess_inventory`).
+    pub fn inventory_summary(
         &self,
         cells: &alignment::Cells,
         scenario: &alignment::Scenario,
