@@ -71,8 +71,19 @@ async fn happy_path_completes_with_a_post_event_report() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(pubs.publications.len(), 2, "POS and store comms for R1");
+    // POS and store comms for R1, activated then reverted at the close (the patched path), all
+    // acknowledged.
+    assert_eq!(pubs.publications.len(), 4, "{pubs:?}");
     assert!(pubs.publications.iter().all(|p| p.state() == PublicationState::Acknowledged));
+    let reverts = pubs.publications.iter().filter(|p| p.kind() == wire::PublicationKind::Revert).count();
+    assert_eq!(reverts, 2);
+    assert!(
+        audit
+            .entries
+            .iter()
+            .any(|e| e.action == "channels-reverted"
+                && e.detail == "2 channel targets acknowledged the revert")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1613,8 +1613,14 @@ async fn launch_and_run(
 
     // Close: revert prices, mark regions closed.
     enter(ctx, Stage::Closing);
-    if let Some(pc) = ctx.state(|s| s.price_change_id.clone()) {
+    let price_change_id = ctx.state(|s| s.price_change_id.clone());
+    if let Some(pc) = price_change_id.clone() {
         ctx.execute_activity(A::revert_prices, pc, opts(60, "revert promo prices in the ERP".into())).await?;
+    }
+    // Versioned change (histories recorded before it have no marker and replay without it):
+    // the channels get the revert too, and it must be acknowledged again (DESIGN.md §3.9).
+    if ctx.patched(CLOSE_REVERTS_CHANNELS) {
+        revert_channels(ctx, plan, policy, price_change_id.unwrap_or_default()).await?;
     }
     let t = now(ctx);
     ctx.state_mut(|s| {
@@ -1657,6 +1663,83 @@ async fn launch_and_run(
         }
     });
     Ok(Some(report))
+}
+
+/// Patch id of the change that publishes the revert to every channel at close.
+pub const CLOSE_REVERTS_CHANNELS: &str = "close-reverts-channels";
+
+/// Publishes the revert to every target that went live (national channels, and regional ones of
+/// activated regions) and waits, within the acknowledgment deadline, for the channels to confirm.
+async fn revert_channels(
+    ctx: &WorkflowContext<PromotionWorkflow>,
+    plan: &Plan,
+    policy: &Policy,
+    price_change_id: String,
+) -> WorkflowResult<()> {
+    let (revision, targets) = ctx.state(|s| {
+        let live: Vec<Target> = s
+            .publications
+            .iter()
+            .filter(|p| p.kind == PublicationKind::Activate as i32)
+            .filter(|p| {
+                region_of_target(&p.target)
+                    .is_none_or(|r| s.readiness.get(r).is_some_and(|x| x.activated_at.is_some()))
+            })
+            .map(|p| p.target.clone())
+            .collect();
+        (s.revision, live)
+    });
+    let futs: Vec<_> = targets
+        .iter()
+        .map(|t| {
+            ctx.execute_activity(
+                A::publish,
+                PublishInput {
+                    promotion_id: plan.promotion_id.clone(),
+                    revision,
+                    target: t.clone(),
+                    kind: PublicationKind::Revert as i32,
+                    price_change_id: price_change_id.clone(),
+                    effective: (plan.starts_at, plan.ends_at),
+                    line_count: plan.lines.len() as u32,
+                },
+                opts(60, format!("revert on {} {}", channel_name(t.channel), t.region_id)),
+            )
+        })
+        .collect();
+    let mut reverts = Vec::with_capacity(futs.len());
+    for r in join_all(futs).await {
+        reverts.push(r?);
+    }
+    let deadline = policy.scaled(policy.durations.ack_deadline.0);
+    let acked = ctx
+        .execute_activity(
+            A::await_acknowledgments,
+            AwaitAcksInput { publications: reverts.clone(), timeout_ms: deadline.as_millis() as u64 },
+            heartbeat_opts(deadline, format!("wait for {} revert acknowledgments", reverts.len())),
+        )
+        .await?;
+    let t = now(ctx);
+    ctx.state_mut(|s| {
+        let confirmed = acked.iter().filter(|p| p.acknowledged_at_ms.is_some()).count();
+        let missing: Vec<String> = acked
+            .iter()
+            .filter(|p| p.acknowledged_at_ms.is_none())
+            .map(|p| format!("{} {}", channel_name(p.target.channel), p.target.region_id))
+            .collect();
+        s.record(
+            t,
+            "system",
+            "channels-reverted",
+            if missing.is_empty() {
+                format!("{confirmed} channel targets acknowledged the revert")
+            } else {
+                format!("{confirmed} acknowledged; not yet: {}", missing.join(", "))
+            },
+        );
+        s.publications.extend(acked);
+    });
+    Ok(())
 }
 
 fn ratio(a: i64, b: i64) -> String {
