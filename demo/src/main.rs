@@ -166,12 +166,13 @@ async fn main() -> anyhow::Result<()> {
                 let r = handle
                     .execute_update(
                         PromotionWorkflow::choose_remediation,
-                        RemediationChoice {
+                        serde_json::to_value(RemediationChoice {
                             region_id: region.to_owned(),
                             option_id: choice.option_id.clone(),
                             chosen_by: "E0042".into(),
                             comment: "keep the full assortment; launch when the inbound stock lands".into(),
-                        },
+                        })
+                        .unwrap(),
                         WorkflowExecuteUpdateOptions::default(),
                     )
                     .await;
@@ -228,12 +229,13 @@ async fn approve(
     handle
         .execute_update(
             PromotionWorkflow::approve,
-            ApprovalDecision {
+            serde_json::to_value(ApprovalDecision {
                 approver_id: who.into(),
                 role: role as i32,
                 revision: 0,
                 comment: comment.into(),
-            },
+            })
+            .unwrap(),
             WorkflowExecuteUpdateOptions::default(),
         )
         .await

@@ -403,19 +403,21 @@ async fn audit(client: &Client, id: &str, timeout: Duration) -> Result<Output, C
 // ---------------------------------------------------------------------------------------------
 // messages
 
-/// Sends an update and renders the workflow's answer; a refusal is an error with its reason.
+/// Sends `message` (as its proto3 JSON: the workflow's updates take raw JSON and validate it)
+/// and renders the workflow's answer; a refusal is an error with its reason.
 async fn update<U>(
     client: &Client,
     id: &str,
     action: &str,
     def: U,
-    input: U::Input,
+    message: impl serde::Serialize,
     timeout: Duration,
 ) -> Result<Output, CliError>
 where
-    U: UpdateDefinition<Workflow = Run, Output = ActionResult>,
-    U::Input: Send,
+    U: UpdateDefinition<Workflow = Run, Input = serde_json::Value, Output = ActionResult>,
 {
+    let input = serde_json::to_value(message)
+        .map_err(|e| CliError::Temporal(format!("{action} update: cannot encode the message: {e}")))?;
     let h = handle(client, id);
     let r = bounded(id, &format!("{action} update"), timeout, async {
         match h.execute_update(def, input, WorkflowExecuteUpdateOptions::default()).await {
@@ -452,17 +454,21 @@ async fn update_error(client: &Client, id: &str, action: &str, e: WorkflowUpdate
     }
 }
 
+/// Sends `message` as the signal `def`. The workflow's signals take raw JSON (so a malformed
+/// signal is audited and ignored rather than failing the workflow task); this sends the
+/// message's proto3 JSON.
 async fn signal<S>(
     client: &Client,
     id: &str,
     action: &str,
     def: S,
-    input: S::Input,
+    message: impl serde::Serialize,
 ) -> Result<Output, CliError>
 where
-    S: SignalDefinition<Workflow = Run>,
-    S::Input: Send,
+    S: SignalDefinition<Workflow = Run, Input = serde_json::Value>,
 {
+    let input = serde_json::to_value(message)
+        .map_err(|e| CliError::Temporal(format!("{action} signal: cannot encode the message: {e}")))?;
     match handle(client, id).signal(def, input, WorkflowSignalOptions::default()).await {
         Ok(()) => Ok(Output {
             human: render::signal_sent(action, id),

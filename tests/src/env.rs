@@ -212,7 +212,7 @@ impl PromoEnv {
             self.handle(id)
                 .execute_update(
                     PromotionWorkflow::approve,
-                    decision(approver, role, "ok"),
+                    serde_json::to_value(decision(approver, role, "ok")).unwrap(),
                     temporalio_client::WorkflowExecuteUpdateOptions::default(),
                 )
                 .await,

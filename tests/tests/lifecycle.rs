@@ -97,7 +97,12 @@ async fn reject_ends_the_promotion() {
                 .handle("REJ-1")
                 .execute_update(
                     PromotionWorkflow::reject,
-                    promo_tests::env::decision("E1001", Role::Merchandising, "wrong season"),
+                    serde_json::to_value(promo_tests::env::decision(
+                        "E1001",
+                        Role::Merchandising,
+                        "wrong season",
+                    ))
+                    .unwrap(),
                     WorkflowExecuteUpdateOptions::default(),
                 )
                 .await;
@@ -151,13 +156,14 @@ async fn changes_requested_start_a_new_revision_that_needs_fresh_approval() {
                 .handle("CHG-1")
                 .execute_update(
                     PromotionWorkflow::request_changes,
-                    ChangeRequest {
+                    serde_json::to_value(ChangeRequest {
                         approver_id: "E1001".into(),
                         role: Role::Merchandising as i32,
                         revision: 1,
                         comment: "fewer lines".into(),
                         amended_spec: Some(amended),
-                    },
+                    })
+                    .unwrap(),
                     WorkflowExecuteUpdateOptions::default(),
                 )
                 .await;
@@ -177,12 +183,13 @@ async fn changes_requested_start_a_new_revision_that_needs_fresh_approval() {
                 .handle("CHG-1")
                 .execute_update(
                     PromotionWorkflow::approve,
-                    ApprovalDecision {
+                    serde_json::to_value(ApprovalDecision {
                         approver_id: "E1001".into(),
                         role: Role::Merchandising as i32,
                         revision: 1,
                         comment: String::new(),
-                    },
+                    })
+                    .unwrap(),
                     WorkflowExecuteUpdateOptions::default(),
                 )
                 .await;
@@ -221,12 +228,13 @@ async fn short_region_gets_remediation_options_and_launches_after_the_choice() {
                 .handle("SHORT-1")
                 .execute_update(
                     PromotionWorkflow::choose_remediation,
-                    RemediationChoice {
+                    serde_json::to_value(RemediationChoice {
                         region_id: "R2".into(),
                         option_id: "R2:teleport".into(),
                         chosen_by: "E0042".into(),
                         comment: String::new(),
-                    },
+                    })
+                    .unwrap(),
                     WorkflowExecuteUpdateOptions::default(),
                 )
                 .await;
@@ -239,12 +247,13 @@ async fn short_region_gets_remediation_options_and_launches_after_the_choice() {
                 .handle("SHORT-1")
                 .execute_update(
                     PromotionWorkflow::choose_remediation,
-                    RemediationChoice {
+                    serde_json::to_value(RemediationChoice {
                         region_id: "R2".into(),
                         option_id: "R2:delay".into(),
                         chosen_by: "E0042".into(),
                         comment: "wait for inbound".into(),
-                    },
+                    })
+                    .unwrap(),
                     WorkflowExecuteUpdateOptions::default(),
                 )
                 .await;
@@ -374,7 +383,11 @@ async fn cancel_after_publishing_withdraws_and_reverts() {
                 .handle("CAN-1")
                 .execute_update(
                     PromotionWorkflow::cancel,
-                    OperatorAction { operator_id: "E4001".into(), reason: "supplier recall".into() },
+                    serde_json::to_value(OperatorAction {
+                        operator_id: "E4001".into(),
+                        reason: "supplier recall".into(),
+                    })
+                    .unwrap(),
                     WorkflowExecuteUpdateOptions::default(),
                 )
                 .await;
@@ -425,7 +438,11 @@ async fn unauthorised_approvals_are_refused_with_a_reason_and_audited() {
             env.handle("AUTH-1")
                 .execute_update(
                     PromotionWorkflow::cancel,
-                    OperatorAction { operator_id: "E4001".into(), reason: "test over".into() },
+                    serde_json::to_value(OperatorAction {
+                        operator_id: "E4001".into(),
+                        reason: "test over".into(),
+                    })
+                    .unwrap(),
                     WorkflowExecuteUpdateOptions::default(),
                 )
                 .await
@@ -461,7 +478,11 @@ async fn duplicate_start_and_collisions_are_refused() {
             env.handle("COL-A")
                 .execute_update(
                     PromotionWorkflow::cancel,
-                    OperatorAction { operator_id: "E4001".into(), reason: "test over".into() },
+                    serde_json::to_value(OperatorAction {
+                        operator_id: "E4001".into(),
+                        reason: "test over".into(),
+                    })
+                    .unwrap(),
                     WorkflowExecuteUpdateOptions::default(),
                 )
                 .await
@@ -479,4 +500,73 @@ async fn duplicate_start_and_collisions_are_refused() {
     assert!(text.contains("line 1: lines[0].sku: SKU-00006 collides with promotion COL-A in R1"), "{text}");
     assert!(text.contains("line 5: lines[4].sku: SKU-00010 collides with promotion COL-A in R1"), "{text}");
     assert!(!text.contains("SKU-00011"), "{text}");
+}
+
+/// Runs the `temporal` CLI from the project venv against the environment's dev server.
+fn temporal_cli(env: &PromoEnv, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(promo_tests::temporal::temporal_bin())
+        .args(args)
+        .args(["--address", &env.dev.address()])
+        .output()
+        .expect("run the temporal CLI")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_signals_and_updates_from_the_temporal_cli_never_wedge_the_workflow() {
+    let env = PromoEnv::start(test_policy()).await.unwrap();
+    let result = env
+        .with_worker(async {
+            // Launch far enough ahead that the approval deadline outlasts the refused update.
+            env.start_promotion(spec("BAD-1", &["R1"], 0..5, 40.0, 2.0)).await.unwrap();
+            at_stage(&env, "BAD-1", Stage::Approval).await;
+            let wid = api::workflow_id("BAD-1");
+            // Ill-typed and malformed signals: accepted by the server, ignored by the workflow
+            // with an audit entry.
+            for input in [r#"{"approverId": 42, "role": "ROLE_NOPE"}"#, r#""just a string""#] {
+                let out = temporal_cli(
+                    &env,
+                    &["workflow", "signal", "--workflow-id", &wid, "--name", "approve", "--input", input],
+                );
+                assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            }
+            // An ill-typed update is refused; the workflow carries on.
+            let out = temporal_cli(
+                &env,
+                &[
+                    "workflow",
+                    "update",
+                    "execute",
+                    "--workflow-id",
+                    &wid,
+                    "--name",
+                    "approve",
+                    "--input",
+                    r#"{"role": []}"#,
+                ],
+            );
+            assert!(!out.status.success(), "an ill-typed update must be refused");
+            let audit = env
+                .wait_status("BAD-1", "still awaiting approval", LIMIT, |s| s.stage() == Stage::Approval)
+                .await
+                .map(|_| ())
+                .and(Ok(()));
+            audit.unwrap();
+            let trail = loop {
+                let t = env.audit("BAD-1").await.unwrap();
+                if t.entries.iter().filter(|e| e.action == "approve-ignored").count() == 2 {
+                    break t;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            };
+            assert!(
+                trail.entries.iter().any(|e| e.detail.starts_with("malformed approve signal: ")),
+                "{trail:?}"
+            );
+            // A well-formed approval still works and the promotion completes.
+            env.approve("BAD-1", "E1001", Role::Merchandising).await.unwrap();
+            env.result("BAD-1").await.unwrap()
+        })
+        .await
+        .unwrap();
+    assert_eq!(result.outcome(), Outcome::Completed);
 }

@@ -40,7 +40,7 @@ async fn two_week_promotion_completes_in_seconds() {
         let r = h
             .execute_update(
                 PromotionWorkflow::approve,
-                decision("E1001", Role::Merchandising, "two weeks, go"),
+                serde_json::to_value(decision("E1001", Role::Merchandising, "two weeks, go")).unwrap(),
                 WorkflowExecuteUpdateOptions::default(),
             )
             .await;

@@ -246,6 +246,29 @@ impl PromotionWorkflow {
         ctx.set_current_details(self.details_markdown());
     }
 
+    /// Signals arrive as raw JSON and are parsed here, so a malformed or ill-typed signal (sent
+    /// with the `temporal` CLI, say) is ignored with an audit entry instead of failing the
+    /// workflow task — which would wedge the workflow, since the signal stays in its history.
+    fn parse_signal<T: serde::de::DeserializeOwned>(
+        &mut self,
+        now: i64,
+        name: &str,
+        input: serde_json::Value,
+    ) -> Option<T> {
+        match serde_json::from_value::<T>(input) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.record(
+                    now,
+                    "unknown",
+                    &format!("{name}-ignored"),
+                    format!("malformed {name} signal: {e}"),
+                );
+                None
+            }
+        }
+    }
+
     fn apply_decision(&mut self, now: i64, d: &ApprovalDecision, approve: bool) -> Result<String, String> {
         let action = if approve { "approve" } else { "reject" };
         let check = decisions::check_decision(
@@ -530,56 +553,80 @@ impl PromotionWorkflow {
     }
 
     #[signal(name = "approve")]
-    pub fn approve_signal(&mut self, ctx: &mut SyncWorkflowContext<Self>, d: ApprovalDecision) {
-        let _ = self.apply_decision(now_sync(ctx), &d, true);
+    pub fn approve_signal(&mut self, ctx: &mut SyncWorkflowContext<Self>, input: serde_json::Value) {
+        if let Some(d) = self.parse_signal::<ApprovalDecision>(now_sync(ctx), "approve", input) {
+            let _ = self.apply_decision(now_sync(ctx), &d, true);
+        }
         self.publish_state(ctx);
     }
 
     #[signal(name = "reject")]
-    pub fn reject_signal(&mut self, ctx: &mut SyncWorkflowContext<Self>, d: ApprovalDecision) {
-        let _ = self.apply_decision(now_sync(ctx), &d, false);
+    pub fn reject_signal(&mut self, ctx: &mut SyncWorkflowContext<Self>, input: serde_json::Value) {
+        if let Some(d) = self.parse_signal::<ApprovalDecision>(now_sync(ctx), "reject", input) {
+            let _ = self.apply_decision(now_sync(ctx), &d, false);
+        }
         self.publish_state(ctx);
     }
 
     #[signal(name = "request_changes")]
-    pub fn request_changes_signal(&mut self, ctx: &mut SyncWorkflowContext<Self>, c: ChangeRequest) {
-        let _ = self.apply_change_request(now_sync(ctx), &c);
+    pub fn request_changes_signal(&mut self, ctx: &mut SyncWorkflowContext<Self>, input: serde_json::Value) {
+        if let Some(c) = self.parse_signal::<ChangeRequest>(now_sync(ctx), "request_changes", input) {
+            let _ = self.apply_change_request(now_sync(ctx), &c);
+        }
         self.publish_state(ctx);
     }
 
     #[signal(name = "choose_remediation")]
-    pub fn choose_remediation_signal(&mut self, ctx: &mut SyncWorkflowContext<Self>, c: RemediationChoice) {
-        let _ = self.apply_choice(now_sync(ctx), &c);
+    pub fn choose_remediation_signal(
+        &mut self,
+        ctx: &mut SyncWorkflowContext<Self>,
+        input: serde_json::Value,
+    ) {
+        if let Some(c) = self.parse_signal::<RemediationChoice>(now_sync(ctx), "choose_remediation", input) {
+            let _ = self.apply_choice(now_sync(ctx), &c);
+        }
         self.publish_state(ctx);
     }
 
     #[signal(name = "cancel")]
-    pub fn cancel_signal(&mut self, ctx: &mut SyncWorkflowContext<Self>, a: OperatorAction) {
-        let _ = self.apply_operator(now_sync(ctx), "cancel", &a);
+    pub fn cancel_signal(&mut self, ctx: &mut SyncWorkflowContext<Self>, input: serde_json::Value) {
+        if let Some(a) = self.parse_signal::<OperatorAction>(now_sync(ctx), "cancel", input) {
+            let _ = self.apply_operator(now_sync(ctx), "cancel", &a);
+        }
         self.publish_state(ctx);
     }
 
     #[signal(name = "pause")]
-    pub fn pause_signal(&mut self, ctx: &mut SyncWorkflowContext<Self>, a: OperatorAction) {
-        let _ = self.apply_operator(now_sync(ctx), "pause", &a);
+    pub fn pause_signal(&mut self, ctx: &mut SyncWorkflowContext<Self>, input: serde_json::Value) {
+        if let Some(a) = self.parse_signal::<OperatorAction>(now_sync(ctx), "pause", input) {
+            let _ = self.apply_operator(now_sync(ctx), "pause", &a);
+        }
         self.publish_state(ctx);
     }
 
     #[signal(name = "resume")]
-    pub fn resume_signal(&mut self, ctx: &mut SyncWorkflowContext<Self>, a: OperatorAction) {
-        let _ = self.apply_operator(now_sync(ctx), "resume", &a);
+    pub fn resume_signal(&mut self, ctx: &mut SyncWorkflowContext<Self>, input: serde_json::Value) {
+        if let Some(a) = self.parse_signal::<OperatorAction>(now_sync(ctx), "resume", input) {
+            let _ = self.apply_operator(now_sync(ctx), "resume", &a);
+        }
         self.publish_state(ctx);
     }
 
     #[signal(name = "override")]
-    pub fn override_signal(&mut self, ctx: &mut SyncWorkflowContext<Self>, o: GateOverride) {
-        let _ = self.apply_override(now_sync(ctx), &o);
+    pub fn override_signal(&mut self, ctx: &mut SyncWorkflowContext<Self>, input: serde_json::Value) {
+        if let Some(o) = self.parse_signal::<GateOverride>(now_sync(ctx), "override", input) {
+            let _ = self.apply_override(now_sync(ctx), &o);
+        }
         self.publish_state(ctx);
     }
 
     #[update_validator(approve)]
-    fn validate_approve(&self, _ctx: &WorkflowContextView, d: &ApprovalDecision) -> Result<(), HandlerError> {
-        validate_decision_shape(d)
+    fn validate_approve(
+        &self,
+        _ctx: &WorkflowContextView,
+        input: &serde_json::Value,
+    ) -> Result<(), HandlerError> {
+        validate_decision_shape(&decode::<ApprovalDecision>("approve", input)?)
     }
 
     /// Approve; answers at once with accepted or refused (and why). Every answer is audited.
@@ -587,16 +634,21 @@ impl PromotionWorkflow {
     pub fn approve(
         &mut self,
         ctx: &mut SyncWorkflowContext<Self>,
-        d: ApprovalDecision,
+        input: serde_json::Value,
     ) -> Result<ActionResult, HandlerError> {
+        let d: ApprovalDecision = decode("approve", &input)?;
         let r = self.apply_decision(now_sync(ctx), &d, true);
         self.publish_state(ctx);
         Ok(ActionResult { accepted: true, message: r?, revision: self.revision })
     }
 
     #[update_validator(reject)]
-    fn validate_reject(&self, _ctx: &WorkflowContextView, d: &ApprovalDecision) -> Result<(), HandlerError> {
-        validate_decision_shape(d)
+    fn validate_reject(
+        &self,
+        _ctx: &WorkflowContextView,
+        input: &serde_json::Value,
+    ) -> Result<(), HandlerError> {
+        validate_decision_shape(&decode::<ApprovalDecision>("reject", input)?)
     }
 
     /// Reject; ends the promotion as REJECTED.
@@ -604,11 +656,21 @@ impl PromotionWorkflow {
     pub fn reject(
         &mut self,
         ctx: &mut SyncWorkflowContext<Self>,
-        d: ApprovalDecision,
+        input: serde_json::Value,
     ) -> Result<ActionResult, HandlerError> {
+        let d: ApprovalDecision = decode("reject", &input)?;
         let r = self.apply_decision(now_sync(ctx), &d, false);
         self.publish_state(ctx);
         Ok(ActionResult { accepted: true, message: r?, revision: self.revision })
+    }
+
+    #[update_validator(request_changes)]
+    fn validate_request_changes(
+        &self,
+        _ctx: &WorkflowContextView,
+        input: &serde_json::Value,
+    ) -> Result<(), HandlerError> {
+        decode::<ChangeRequest>("request_changes", input).map(drop)
     }
 
     /// Request changes with an amended spec: a new revision is assessed and approved afresh.
@@ -616,11 +678,21 @@ impl PromotionWorkflow {
     pub fn request_changes(
         &mut self,
         ctx: &mut SyncWorkflowContext<Self>,
-        c: ChangeRequest,
+        input: serde_json::Value,
     ) -> Result<ActionResult, HandlerError> {
+        let c: ChangeRequest = decode("request_changes", &input)?;
         let r = self.apply_change_request(now_sync(ctx), &c);
         self.publish_state(ctx);
         Ok(ActionResult { accepted: true, message: r?, revision: self.revision })
+    }
+
+    #[update_validator(choose_remediation)]
+    fn validate_choose_remediation(
+        &self,
+        _ctx: &WorkflowContextView,
+        input: &serde_json::Value,
+    ) -> Result<(), HandlerError> {
+        decode::<RemediationChoice>("choose_remediation", input).map(drop)
     }
 
     /// Choose a remediation option for a failing region.
@@ -628,11 +700,21 @@ impl PromotionWorkflow {
     pub fn choose_remediation(
         &mut self,
         ctx: &mut SyncWorkflowContext<Self>,
-        c: RemediationChoice,
+        input: serde_json::Value,
     ) -> Result<ActionResult, HandlerError> {
+        let c: RemediationChoice = decode("choose_remediation", &input)?;
         let r = self.apply_choice(now_sync(ctx), &c);
         self.publish_state(ctx);
         Ok(ActionResult { accepted: true, message: r?, revision: self.revision })
+    }
+
+    #[update_validator(cancel)]
+    fn validate_cancel(
+        &self,
+        _ctx: &WorkflowContextView,
+        input: &serde_json::Value,
+    ) -> Result<(), HandlerError> {
+        decode::<OperatorAction>("cancel", input).map(drop)
     }
 
     /// Cancel: everything done so far is compensated in reverse order.
@@ -640,11 +722,21 @@ impl PromotionWorkflow {
     pub fn cancel(
         &mut self,
         ctx: &mut SyncWorkflowContext<Self>,
-        a: OperatorAction,
+        input: serde_json::Value,
     ) -> Result<ActionResult, HandlerError> {
+        let a: OperatorAction = decode("cancel", &input)?;
         let r = self.apply_operator(now_sync(ctx), "cancel", &a);
         self.publish_state(ctx);
         Ok(ActionResult { accepted: true, message: r?, revision: self.revision })
+    }
+
+    #[update_validator(pause)]
+    fn validate_pause(
+        &self,
+        _ctx: &WorkflowContextView,
+        input: &serde_json::Value,
+    ) -> Result<(), HandlerError> {
+        decode::<OperatorAction>("pause", input).map(drop)
     }
 
     /// Pause: no region activates and monitoring stops until resumed.
@@ -652,11 +744,21 @@ impl PromotionWorkflow {
     pub fn pause(
         &mut self,
         ctx: &mut SyncWorkflowContext<Self>,
-        a: OperatorAction,
+        input: serde_json::Value,
     ) -> Result<ActionResult, HandlerError> {
+        let a: OperatorAction = decode("pause", &input)?;
         let r = self.apply_operator(now_sync(ctx), "pause", &a);
         self.publish_state(ctx);
         Ok(ActionResult { accepted: true, message: r?, revision: self.revision })
+    }
+
+    #[update_validator(resume)]
+    fn validate_resume(
+        &self,
+        _ctx: &WorkflowContextView,
+        input: &serde_json::Value,
+    ) -> Result<(), HandlerError> {
+        decode::<OperatorAction>("resume", input).map(drop)
     }
 
     /// Resume after a pause.
@@ -664,11 +766,21 @@ impl PromotionWorkflow {
     pub fn resume(
         &mut self,
         ctx: &mut SyncWorkflowContext<Self>,
-        a: OperatorAction,
+        input: serde_json::Value,
     ) -> Result<ActionResult, HandlerError> {
+        let a: OperatorAction = decode("resume", &input)?;
         let r = self.apply_operator(now_sync(ctx), "resume", &a);
         self.publish_state(ctx);
         Ok(ActionResult { accepted: true, message: r?, revision: self.revision })
+    }
+
+    #[update_validator(override_gate)]
+    fn validate_override_gate(
+        &self,
+        _ctx: &WorkflowContextView,
+        input: &serde_json::Value,
+    ) -> Result<(), HandlerError> {
+        decode::<GateOverride>("override", input).map(drop)
     }
 
     /// Open a stuck gate (missing acknowledgments) for a region or the whole promotion.
@@ -676,8 +788,9 @@ impl PromotionWorkflow {
     pub fn override_gate(
         &mut self,
         ctx: &mut SyncWorkflowContext<Self>,
-        o: GateOverride,
+        input: serde_json::Value,
     ) -> Result<ActionResult, HandlerError> {
+        let o: GateOverride = decode("override", &input)?;
         let r = self.apply_override(now_sync(ctx), &o);
         self.publish_state(ctx);
         Ok(ActionResult { accepted: true, message: r?, revision: self.revision })
@@ -1086,6 +1199,12 @@ async fn lifecycle(ctx: &mut WorkflowContext<PromotionWorkflow>) -> WorkflowResu
     };
     finish(ctx, Outcome::Completed, "");
     Ok(result(ctx, Some(report)))
+}
+
+/// Updates arrive as raw JSON: the validator parses them, so a malformed or ill-typed update is
+/// refused at once (nothing is written to history) instead of failing the workflow task.
+fn decode<T: serde::de::DeserializeOwned>(name: &str, input: &serde_json::Value) -> Result<T, HandlerError> {
+    serde_json::from_value::<T>(input.clone()).map_err(|e| format!("malformed {name} input: {e}").into())
 }
 
 fn validate_decision_shape(d: &ApprovalDecision) -> Result<(), HandlerError> {
