@@ -15,16 +15,14 @@ use temporalio_client::{Client, WorkflowListOptions, WorkflowQueryOptions};
 use temporalio_sdk::activities::ActivityError;
 use tonic::Code;
 
-/// Loads the master data a plan refers to. Unknown SKUs are left out (and reported by
-/// [`plan::check_master`]) rather than failing the call.
-pub async fn master_data(systems: &Systems, plan: &Plan) -> Result<MasterData, ActivityError> {
+/// Loads the master data a plan refers to, given the location master. Unknown SKUs are left out
+/// (and reported by [`plan::check_master`]) rather than failing the call.
+pub async fn master_data(
+    systems: &Systems,
+    plan: &Plan,
+    locations: &ListLocationsResponse,
+) -> Result<MasterData, ActivityError> {
     let mut skus: Vec<String> = plan.lines.iter().map(|l| l.sku.clone()).collect();
-    let locations = systems
-        .locations()
-        .list_locations(ListLocationsRequest {})
-        .await
-        .map_err(|s| status_error("locations", s))?
-        .into_inner();
     let products = loop {
         match systems.products().get_products(GetProductsRequest { skus: skus.clone() }).await {
             Ok(r) => break r.into_inner().products,
@@ -96,14 +94,14 @@ pub async fn validate(
         Ok(p) => p,
         Err(problems) => return Ok(IntakeOutput { problems, plan: None, regions: vec![] }),
     };
-    let master = master_data(systems, &plan).await?;
-    let mut problems: Vec<Problem> = plan::check_master(&plan, &master);
     let locations = systems
         .locations()
         .list_locations(ListLocationsRequest {})
         .await
         .map_err(|s| status_error("locations", s))?
         .into_inner();
+    let master = master_data(systems, &plan, &locations).await?;
+    let mut problems: Vec<Problem> = plan::check_master(&plan, &master);
     let mut regions: Vec<RegionInfo> = Vec::new();
     for r in locations.regions.iter() {
         let whole = plan.regions.contains(&r.region_id);

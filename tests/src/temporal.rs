@@ -34,17 +34,9 @@ use temporalio_sdk_core::ephemeral_server::{
 /// Namespace every harness server and client uses.
 pub const NAMESPACE: &str = "default";
 
-/// The project's custom search attributes as `(name, type)`, type spelled as the `temporal` CLI
-/// and the server's `IndexedValueType` name it. Registered on every server the harness starts.
-pub const SEARCH_ATTRIBUTES: &[(&str, &str)] = &[
-    ("PromotionId", "Keyword"),
-    ("PromotionStage", "Keyword"),
-    ("PromotionRegions", "KeywordList"),
-    ("PromotionRisk", "Keyword"),
-    ("PendingApprovals", "KeywordList"),
-    ("OpenExceptions", "Int"),
-    ("LaunchAt", "Datetime"),
-];
+/// The project's custom search attributes as `(name, type)` (the workflow contract's list),
+/// registered on every server the harness starts.
+pub use promo_workflows::api::SEARCH_ATTRIBUTES;
 
 /// The workspace root (the directory holding `Cargo.lock`, `.venv/` and `.tools/`).
 pub fn workspace_root() -> PathBuf {
