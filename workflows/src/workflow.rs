@@ -13,6 +13,7 @@ use crate::{
     decisions::{self, role_name, stage_name},
     plan::{self, Plan},
     policy::{LateAckAction, Policy},
+    summary::channel_name,
 };
 use pbjson_types::Timestamp as PbTimestamp;
 use promo_contracts::{
@@ -117,10 +118,6 @@ fn timer(d: Duration, summary: String) -> TimerOptions {
 
 fn region_of_target(t: &Target) -> Option<&str> {
     (!t.region_id.is_empty()).then_some(t.region_id.as_str())
-}
-
-fn channel_name(c: i32) -> &'static str {
-    Channel::try_from(c).map_or("UNKNOWN", |c| c.as_str_name().trim_start_matches("CHANNEL_"))
 }
 
 impl PromotionWorkflow {
