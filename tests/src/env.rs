@@ -88,9 +88,14 @@ pub fn worker_options(
     policy: &Policy,
 ) -> anyhow::Result<WorkerOptions> {
     let systems = Systems::new(systems_url).map_err(|e| anyhow!(e))?;
+    let max_cached = std::env::var("PROMO_MAX_CACHED_WORKFLOWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(promo_worker::DEFAULT_MAX_CACHED_WORKFLOWS);
     promo_worker::worker_options(
         api::TASK_QUEUE,
         PromotionActivities::new(systems, policy.clone(), visibility.cloned()),
+        max_cached,
     )
 }
 

@@ -22,6 +22,8 @@ pub struct Settings {
     pub task_queue: String,
     /// Where to serve Prometheus metrics, if anywhere.
     pub metrics: Option<SocketAddr>,
+    /// Most workflows kept in the sticky cache.
+    pub max_cached_workflows: usize,
     /// Before polling, replay the histories of this many recent promotions from the server
     /// against this build's workflow code, and refuse to start on any nondeterminism.
     pub verify: usize,
@@ -74,9 +76,19 @@ pub fn load_policy(path: Option<&std::path::Path>) -> anyhow::Result<Policy> {
     }
 }
 
-/// The workflow and activities registered on `task_queue`.
-pub fn worker_options(task_queue: &str, activities: PromotionActivities) -> anyhow::Result<WorkerOptions> {
+/// Promotions kept in the worker's sticky cache by default. Each cached promotion costs a few
+/// hundred KiB; an evicted one is replayed from its history on its next task (CPU for memory).
+pub const DEFAULT_MAX_CACHED_WORKFLOWS: usize = 250;
+
+/// The workflow and activities registered on `task_queue`, caching at most `max_cached`
+/// workflows.
+pub fn worker_options(
+    task_queue: &str,
+    activities: PromotionActivities,
+    max_cached: usize,
+) -> anyhow::Result<WorkerOptions> {
     Ok(WorkerOptions::new(task_queue)
+        .max_cached_workflows(max_cached)
         .register_workflow::<PromotionWorkflow>()
         .map_err(|e| anyhow::anyhow!("registering PromotionWorkflow: {e}"))?
         .register_activities(activities)
@@ -103,7 +115,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     let systems = Systems::new(&settings.systems).map_err(anyhow::Error::msg)?;
     let activities = PromotionActivities::new(systems, settings.policy.clone(), Some(client.clone()));
-    let mut worker = Worker::new(&runtime, client, worker_options(&settings.task_queue, activities)?)?;
+    let mut worker = Worker::new(
+        &runtime,
+        client,
+        worker_options(&settings.task_queue, activities, settings.max_cached_workflows)?,
+    )?;
     let shutdown = worker.shutdown_handle();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {

@@ -23,6 +23,9 @@ struct Args {
     /// Serve Prometheus metrics on this address ("off" to disable).
     #[arg(long, env = "PROMO_METRICS_ADDR", default_value = "127.0.0.1:9464")]
     metrics: String,
+    /// Most promotions kept in the worker's cache (evicted ones replay on their next task).
+    #[arg(long, env = "PROMO_MAX_CACHED_WORKFLOWS", default_value_t = promo_worker::DEFAULT_MAX_CACHED_WORKFLOWS)]
+    max_cached_workflows: usize,
     /// Replay the histories of this many recent promotions before polling; refuse to start if
     /// any does not replay (0 disables).
     #[arg(long, env = "PROMO_VERIFY", default_value_t = 0)]
@@ -51,6 +54,7 @@ async fn main() -> anyhow::Result<()> {
         task_queue: args.task_queue,
         metrics,
         verify: args.verify,
+        max_cached_workflows: args.max_cached_workflows,
     };
     promo_worker::run(settings).await
 }

@@ -1,0 +1,88 @@
+//! Worker memory with many promotions in flight: starts N small promotions (default 1,000; set
+//! `PROMO_BENCH_PROMOTIONS`) on an isolated dev server, runs one worker until every one of them
+//! waits for approval, and reports the process's resident memory before the worker started, with
+//! all N in flight, and its peak — per in-flight promotion.
+//!
+//! The worker caches at most `PROMO_MAX_CACHED_WORKFLOWS` promotions (default
+//! `promo_worker::DEFAULT_MAX_CACHED_WORKFLOWS`); the rest are evicted and replay on their next
+//! task. The reference systems run in this process too (small dataset); their share is in the
+//! "before" figure. Collision checks are off for this run (the worker gets no visibility client):
+//! with them, each intake would query every running promotion.
+//!
+//! Run with: `make bootstrap && cargo bench -p promo-tests --bench in_flight`
+
+use promo_tests::{
+    env::{small_systems, spec, test_policy, worker_options},
+    temporal::{run_worker_until, start_dev_server},
+};
+use promo_workflows::{PromotionWorkflow, api};
+use std::time::{Duration, Instant};
+use temporalio_client::WorkflowCountOptions;
+
+/// `VmRSS` and `VmHWM` of this process, in MiB.
+fn rss() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let n: usize = std::env::var("PROMO_BENCH_PROMOTIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+    let dev = start_dev_server().await?;
+    let client = dev.client();
+    let systems = small_systems().await?;
+    let mut policy = test_policy();
+    // Nobody approves here: keep every deadline far away.
+    policy.durations.approval_reminder = "400d".parse().map_err(anyhow::Error::msg)?;
+    policy.durations.approval_escalation = "400d".parse().map_err(anyhow::Error::msg)?;
+    let opts = worker_options(None, &systems.url(), &policy)?;
+    let (before, _) = rss();
+    let t = Instant::now();
+    let (in_flight, elapsed) = run_worker_until(&client, opts, async {
+        for i in 0..n {
+            // Distinct one-day windows far ahead: each waits for approval.
+            let s = spec(&format!("MEM-{i:05}"), &["R1"], (i % 30)..(i % 30 + 3), 300.0 + i as f64, 1.0);
+            let o = api::start_options(api::TASK_QUEUE, &s);
+            client.start_workflow(PromotionWorkflow::run, s, o).await.expect("start");
+        }
+        let query = "WorkflowType = 'PromotionWorkflow' AND PromotionStage = 'APPROVAL'";
+        loop {
+            let c =
+                client.count_workflows(query, WorkflowCountOptions::default()).await.expect("count").count();
+            if c >= n {
+                break;
+            }
+            assert!(t.elapsed() < Duration::from_secs(1800), "only {c} of {n} reached approval");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        (rss(), t.elapsed())
+    })
+    .await?;
+    let ((now, peak), (_, _)) = (in_flight, rss());
+    let cached = std::env::var("PROMO_MAX_CACHED_WORKFLOWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(promo_worker::DEFAULT_MAX_CACHED_WORKFLOWS);
+    println!(
+        "in_flight: {n} promotions waiting for approval on one worker caching at most {cached} (dev server, small dataset)"
+    );
+    println!("  reached in {:.1} s", elapsed.as_secs_f64());
+    println!("  process RSS before the worker started   {before:>8.1} MiB");
+    println!("  process RSS with {n} in flight        {now:>8.1} MiB");
+    println!("  process peak RSS (VmHWM)                {peak:>8.1} MiB   (target: ≤ 150 MB)");
+    println!(
+        "  per in-flight promotion: {:.1} KiB (RSS with them minus before, / {n})",
+        (now - before) * 1024.0 / n as f64
+    );
+    systems.stop().await;
+    dev.shutdown().await?;
+    Ok(())
+}
