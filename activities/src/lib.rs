@@ -410,7 +410,8 @@ impl PromotionActivities {
         _ctx: ActivityContext,
         input: SalesInput,
     ) -> Result<MonitorReport, ActivityError> {
-        let actuals = sales_actuals(&self.systems, &input).await?;
+        let c = load_context(&self.systems, &input.plan, &input.adjustments, &[]).await?;
+        let actuals = sales_actuals(&self.systems, &c, &input).await?;
         let sold: i64 = actuals.iter().map(|a| a.units_sold).sum();
         let available: i64 = actuals.iter().map(|a| a.available_units).sum();
         let mut stockouts = BTreeMap::new();
@@ -436,7 +437,7 @@ impl PromotionActivities {
         input: SalesInput,
     ) -> Result<pb::PostEventReport, ActivityError> {
         let c = load_context(&self.systems, &input.plan, &input.adjustments, &[]).await?;
-        let actuals = sales_actuals(&self.systems, &input).await?;
+        let actuals = sales_actuals(&self.systems, &c, &input).await?;
         Ok(c.report(&actuals, &input.assessment))
     }
 }
@@ -452,11 +453,15 @@ fn publication_ref(p: &Publication, target: api::Target) -> PublicationRef {
     }
 }
 
-async fn sales_actuals(systems: &Systems, input: &SalesInput) -> Result<Vec<SalesActual>, ActivityError> {
+/// Sales actuals of the context's lines over the live windows of `input`.
+async fn sales_actuals(
+    systems: &Systems,
+    c: &Context,
+    input: &SalesInput,
+) -> Result<Vec<SalesActual>, ActivityError> {
     if input.windows.is_empty() {
         return Ok(Vec::new());
     }
-    let c = load_context(systems, &input.plan, &input.adjustments, &[]).await?;
     let req = GetSalesActualsRequest {
         promotion_id: input.plan.promotion_id.clone(),
         lines: c
