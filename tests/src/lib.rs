@@ -3,4 +3,5 @@
 //! both from the project venv that `make bootstrap` installs (see [`temporal`]).
 
 pub mod env;
+pub mod process;
 pub mod temporal;

@@ -21,14 +21,9 @@ use temporalio_common::protos::temporal::api::{
     operatorservice::v1::AddSearchAttributesRequest,
     testservice::v1::{LockTimeSkippingRequest, SleepRequest, UnlockTimeSkippingRequest},
 };
-use temporalio_sdk::{
-    Runtime, Worker, WorkerOptions,
-    testing::{
-        DevServerLogLevel, EphemeralExe, LocalServer, LocalWorkflowEnvironmentOptions, WorkflowEnvironment,
-    },
-};
+use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 use temporalio_sdk_core::ephemeral_server::{
-    EphemeralExe as CoreEphemeralExe, EphemeralServer, TestServerConfig,
+    EphemeralExe as CoreEphemeralExe, EphemeralServer, TemporalDevServerConfig, TestServerConfig,
 };
 
 /// Namespace every harness server and client uses.
@@ -117,36 +112,56 @@ async fn connect(address: &str) -> anyhow::Result<Client> {
         .with_context(|| format!("connecting to Temporal at {address}"))
 }
 
-/// An isolated `temporal server start-dev` (in-memory, headless) with the project's search
-/// attributes. Killed when dropped.
+/// An isolated `temporal server start-dev` (headless) with the project's search attributes,
+/// in memory or over a SQLite file ([`DevServerOptions`]). Killed when dropped.
 #[derive(Debug)]
 pub struct DevServer {
-    env: WorkflowEnvironment<LocalServer>,
+    server: EphemeralServer,
+    config: TemporalDevServerConfig,
+    client: Client,
     address: String,
 }
 
-/// Starts an isolated dev server from [`temporal_bin`] on a free port, with every entry of
-/// [`SEARCH_ATTRIBUTES`] registered and server logging limited to errors.
+/// How to start a dev server.
+#[derive(Debug, Clone, Default)]
+pub struct DevServerOptions {
+    /// Persist to this SQLite file (so a restarted server carries on); in memory when `None`.
+    pub db_file: Option<PathBuf>,
+}
+
+/// Starts an isolated, in-memory dev server from [`temporal_bin`] on a free port, with every
+/// entry of [`SEARCH_ATTRIBUTES`] registered and server logging limited to errors.
 pub async fn start_dev_server() -> anyhow::Result<DevServer> {
+    start_dev_server_with(DevServerOptions::default()).await
+}
+
+/// Starts an isolated dev server as [`start_dev_server`] does, with `options`.
+pub async fn start_dev_server_with(options: DevServerOptions) -> anyhow::Result<DevServer> {
     let port = free_port().context("picking a free port for the dev server")?;
     let extra_args = SEARCH_ATTRIBUTES
         .iter()
         .flat_map(|(name, ty)| ["--search-attribute".to_owned(), format!("{name}={ty}")])
         .collect();
-    let options = LocalWorkflowEnvironmentOptions::builder()
-        .server_executable(EphemeralExe::ExistingPath(path_string(temporal_bin())?))
+    let db_filename = options.db_file.map(path_string).transpose()?;
+    let config = TemporalDevServerConfig::builder()
+        .exe(CoreEphemeralExe::ExistingPath(path_string(temporal_bin())?))
+        .namespace(NAMESPACE)
         .port(port)
-        .log_level(DevServerLogLevel::Error)
+        .maybe_db_filename(db_filename)
+        .log(("pretty".to_owned(), "error".to_owned()))
         .extra_args(extra_args)
         .build();
-    let env = WorkflowEnvironment::start_local(options).await.context("starting the Temporal dev server")?;
-    Ok(DevServer { env, address: format!("127.0.0.1:{port}") })
+    let server = config.start_server().await.context("starting the Temporal dev server")?;
+    let address = format!("127.0.0.1:{port}");
+    let client = connect(&address).await?;
+    Ok(DevServer { server, config, client, address })
 }
 
 impl DevServer {
-    /// A client bound to the [`NAMESPACE`] namespace of this server.
+    /// A client bound to the [`NAMESPACE`] namespace of this server. Clients reconnect by
+    /// themselves across [`DevServer::restart`].
     pub fn client(&self) -> Client {
-        self.env.client().clone()
+        self.client.clone()
     }
 
     /// The frontend's gRPC address, `host:port` (what `temporal --address` takes).
@@ -154,9 +169,27 @@ impl DevServer {
         self.address.clone()
     }
 
+    /// The server's process id (to measure its CPU time), while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.server.child_process_id()
+    }
+
+    /// Kills the server (SIGKILL) and starts it again on the same port and database file; with
+    /// an in-memory server everything is lost, so this is meant for servers started with
+    /// [`DevServerOptions::db_file`].
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.server.shutdown().await.context("stopping the Temporal dev server")?;
+        // `shutdown` sends the kill; wait for the process to be gone so the port is free.
+        while self.server.child_process_id().is_some() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.server = self.config.start_server().await.context("restarting the Temporal dev server")?;
+        Ok(())
+    }
+
     /// Stops the server.
-    pub async fn shutdown(self) -> anyhow::Result<()> {
-        self.env.shutdown().await.context("stopping the Temporal dev server")
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        self.server.shutdown().await.context("stopping the Temporal dev server")
     }
 }
 
