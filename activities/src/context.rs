@@ -12,7 +12,10 @@ use promo_contracts::{
     promo::v1 as pb,
     retail::v1::*,
 };
-use promo_workflows::{api::Adjustments, plan::Plan};
+use promo_workflows::{
+    api::Adjustments,
+    plan::{Plan, PlanLine},
+};
 use rust_decimal::{
     Decimal,
     prelude::{FromPrimitive, ToPrimitive},
@@ -72,6 +75,8 @@ pub struct Context {
     pub excluded: Vec<Vec<bool>>,
     /// Agreements referenced, by id.
     pub agreements: HashMap<String, FundingAgreement>,
+    /// The plan's lines (offers), aligned with the first `plan_lines.len()` of `lines`.
+    plan_lines: Vec<PlanLine>,
     region_ids_req: Vec<String>,
     store_ids_req: Vec<String>,
 }
@@ -83,7 +88,18 @@ pub async fn load_context(
     adjustments: &Adjustments,
     only_regions: &[String],
 ) -> Result<Context, ActivityError> {
-    let skus: Vec<String> = plan.lines.iter().map(|l| l.sku.clone()).collect();
+    // Substitutes chosen in remediation, each with the line it stands in for (plan order).
+    let mut substitutes: Vec<(String, usize)> = Vec::new();
+    for m in adjustments.substitutes.values() {
+        for (original, sub) in m {
+            let Some(k) = plan.lines.iter().position(|l| &l.sku == original) else { continue };
+            if !substitutes.iter().any(|(s, _)| s == sub) && !plan.lines.iter().any(|l| &l.sku == sub) {
+                substitutes.push((sub.clone(), k));
+            }
+        }
+    }
+    let skus: Vec<String> =
+        plan.lines.iter().map(|l| l.sku.clone()).chain(substitutes.iter().map(|s| s.0.clone())).collect();
     let agreement_ids: Vec<String> = plan
         .lines
         .iter()
@@ -154,6 +170,14 @@ pub async fn load_context(
         });
     }
 
+    // A substitute sells at its original's discount depth with its original's uplift, unfunded
+    // (funding agreements are per SKU).
+    for (sub, k) in &substitutes {
+        let p = products.get(sub).ok_or_else(|| business(format!("unknown substitute SKU {sub}")))?;
+        let line = substitute_line(&plan.lines[*k], &lines[*k], p);
+        lines.push(line);
+    }
+
     // Regions in scope: whole regions and the regions of individual stores.
     let store_region_id: HashMap<&str, &str> =
         locations.stores.iter().map(|s| (s.store_id.as_str(), s.region_id.as_str())).collect();
@@ -185,11 +209,25 @@ pub async fn load_context(
         .iter()
         .map(|r| adjustments.delays.get(r).copied().unwrap_or(plan.starts_at).max(plan.starts_at))
         .collect();
+    // A line is out of a region where it was dropped or substituted; a substitute is in only
+    // where it stands in.
     let excluded = regions
         .iter()
         .map(|r| {
             let dropped = adjustments.dropped.get(r);
-            lines.iter().map(|l| dropped.is_some_and(|d| d.contains(&l.sku))).collect()
+            let subs = adjustments.substitutes.get(r);
+            lines
+                .iter()
+                .enumerate()
+                .map(|(k, l)| {
+                    if k < plan.lines.len() {
+                        dropped.is_some_and(|d| d.contains(&l.sku))
+                            || subs.is_some_and(|m| m.get(&l.sku).is_some_and(|s| s != &l.sku))
+                    } else {
+                        subs.is_none_or(|m| !m.values().any(|s| s == &l.sku))
+                    }
+                })
+                .collect()
         })
         .collect();
     Ok(Context {
@@ -210,12 +248,103 @@ pub async fn load_context(
         ends_at: plan.ends_at,
         excluded,
         agreements,
+        plan_lines: plan.lines.clone(),
     })
 }
 
+/// The line of substitute `p` standing in for `original` (plan line `plan_line`): the same
+/// discount depth off its own regular price, the original's uplift, unfunded (funding
+/// agreements are per SKU).
+fn substitute_line(plan_line: &PlanLine, original: &Line, p: &Product) -> Line {
+    let promo_price = plan_line.substitute_price(original.regular, p.regular_price);
+    let unit_margin = promo_price - p.cost;
+    Line {
+        sku: p.sku.clone(),
+        promo_price,
+        price_f64: promo_price.to_f64().unwrap_or(0.0),
+        regular: p.regular_price,
+        cost: p.cost,
+        uplift: original.uplift,
+        uplift_source: original.uplift_source,
+        funding: None,
+        funding_issue: None,
+        unit_margin,
+        unit_margin_f64: unit_margin.to_f64().unwrap_or(0.0),
+    }
+}
+
 impl Context {
+    /// A context over `candidates` instead of the promotion's lines, each `(plan line index,
+    /// product)` priced and forecast as a substitute for that line, in the regions flagged in
+    /// `regions` only (the others are neither streamed nor counted).
+    pub fn substitute_candidates(&self, candidates: &[(usize, Product)], regions: &[bool]) -> Context {
+        let lines: Vec<Line> = candidates
+            .iter()
+            .map(|(k, p)| substitute_line(&self.plan_lines[*k], &self.lines[*k], p))
+            .collect();
+        let store_region: HashMap<String, u16> = self
+            .store_region
+            .iter()
+            .filter(|(_, r)| regions[**r as usize])
+            .map(|(s, r)| (s.clone(), *r))
+            .collect();
+        Context {
+            promotion_id: self.promotion_id.clone(),
+            excluded: regions.iter().map(|&live| vec![!live; lines.len()]).collect(),
+            lines,
+            regions: self.regions.clone(),
+            stores_per_region: self.stores_per_region.clone(),
+            launch: self.launch.clone(),
+            starts_at: self.starts_at,
+            ends_at: self.ends_at,
+            agreements: HashMap::new(),
+            plan_lines: Vec::new(),
+            region_ids_req: self
+                .region_ids_req
+                .iter()
+                .filter(|r| self.regions.iter().position(|x| x == *r).is_some_and(|i| regions[i]))
+                .cloned()
+                .collect(),
+            store_ids_req: self
+                .store_ids_req
+                .iter()
+                .filter(|s| store_region.contains_key(*s))
+                .cloned()
+                .collect(),
+            store_region,
+        }
+    }
+
     fn skus(&self) -> Vec<String> {
         self.lines.iter().map(|l| l.sku.clone()).collect()
+    }
+
+    /// Regions where line `k` is on promotion, as contracts that take a line's regions want
+    /// them: `Some(empty)` when it is everywhere in scope, `None` when it is nowhere (dropped or
+    /// substituted in every region).
+    pub fn line_regions(&self, k: usize) -> Option<Vec<String>> {
+        let live = |row: &Vec<bool>| !row[k];
+        match self.excluded.iter().filter(|row| live(row)).count() {
+            0 if !self.regions.is_empty() => None,
+            n if n == self.regions.len() => Some(Vec::new()),
+            _ => Some(
+                self.regions
+                    .iter()
+                    .zip(&self.excluded)
+                    .filter(|(_, row)| live(row))
+                    .map(|(r, _)| r.clone())
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The price lines of the promotion, each with the regions it applies in.
+    pub fn price_lines(&self) -> Vec<(String, Decimal, Vec<String>)> {
+        (0..self.lines.len())
+            .filter_map(|k| {
+                self.line_regions(k).map(|r| (self.lines[k].sku.clone(), self.lines[k].promo_price, r))
+            })
+            .collect()
     }
 
     /// Days live per region.

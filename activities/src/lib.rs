@@ -13,6 +13,7 @@
 pub mod context;
 pub mod engines;
 pub mod intake;
+pub mod substitutes;
 
 use context::{Context, load_context};
 use engines::alignment::{self, Alignment};
@@ -133,11 +134,11 @@ impl PromotionActivities {
     }
 }
 
-fn ts(seconds: i64) -> Option<Timestamp> {
+pub(crate) fn ts(seconds: i64) -> Option<Timestamp> {
     Some(Timestamp { seconds, nanos: 0 })
 }
 
-fn dec(x: f64) -> Decimal {
+pub(crate) fn dec(x: f64) -> Decimal {
     Decimal::from_f64(x).unwrap_or_default()
 }
 
@@ -199,7 +200,17 @@ impl PromotionActivities {
             input.min_fill_rate.parse().map_err(|_| business("min_fill_rate is not a number"))?;
         let scenario = c.scenario();
         let a = alignment::align(&cells, &scenario, c.regions.len(), c.lines.len());
-        Ok(c.inventory_summary(&cells, &scenario, &a, floor))
+        let mut summary = c.inventory_summary(&cells, &scenario, &a, floor);
+        if summary.regions.iter().any(|r| !r.passes) {
+            heartbeat(&ctx, "looking for substitutes").await;
+            let (options, positions) = substitutes::options(&self.systems, &c, &a, floor).await?;
+            summary.options.extend(options);
+            summary.positions_read += positions;
+            // Options per region, in the order drop-short, delay, substitute.
+            let order = |o: &pb::RemediationOption| c.regions.iter().position(|r| r == &o.region_id);
+            summary.options.sort_by_key(order);
+        }
+        Ok(summary)
     }
 
     /// Supplier funding of every funded line.
@@ -230,9 +241,13 @@ impl PromotionActivities {
             effective_from: ts(input.plan.starts_at),
             effective_to: ts(input.plan.ends_at),
             lines: c
-                .lines
-                .iter()
-                .map(|l| PriceLine { sku: l.sku.clone(), promo_price: format_money(l.promo_price) })
+                .price_lines()
+                .into_iter()
+                .map(|(sku, price, region_ids)| PriceLine {
+                    sku,
+                    promo_price: format_money(price),
+                    region_ids,
+                })
                 .collect(),
         };
         let resp = self.systems.prices().stage_price_change(req).await.map_err(|s| status_error("ERP", s))?;
@@ -465,9 +480,9 @@ async fn sales_actuals(
     let req = GetSalesActualsRequest {
         promotion_id: input.plan.promotion_id.clone(),
         lines: c
-            .lines
-            .iter()
-            .map(|l| SalesLine { sku: l.sku.clone(), promo_price: format_money(l.promo_price) })
+            .price_lines()
+            .into_iter()
+            .map(|(sku, price, region_ids)| SalesLine { sku, promo_price: format_money(price), region_ids })
             .collect(),
         scopes: input
             .windows
@@ -487,6 +502,16 @@ async fn sales_actuals(
         .actuals)
 }
 
+/// Lines whose fill in region `r` is under `floor`, with their shortfall in units, worst first.
+pub(crate) fn short_lines(a: &Alignment, r: usize, floor: f64) -> Vec<(usize, f32)> {
+    let mut short: Vec<(usize, f32)> = (0..a.demand[r].len())
+        .filter(|&k| a.demand[r][k] > 0.0 && (1.0 - a.short[r][k] / a.demand[r][k]) < floor as f32)
+        .map(|k| (k, a.short[r][k]))
+        .collect();
+    short.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
+    short
+}
+
 impl Context {
     /// Region rows and remediation options from an alignment pass (the last step of
     /// `promo.assess_inventory`).
@@ -503,12 +528,7 @@ impl Context {
             let t = &a.regions[r];
             let fill = t.fill_rate();
             let passes = fill >= floor;
-            // SKUs whose regional fill is under the floor, worst shortfall first.
-            let mut short: Vec<(usize, f32)> = (0..self.lines.len())
-                .filter(|&k| a.demand[r][k] > 0.0 && (1.0 - a.short[r][k] / a.demand[r][k]) < floor as f32)
-                .map(|k| (k, a.short[r][k]))
-                .collect();
-            short.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
+            let short = short_lines(a, r, floor);
             let revenue_at_risk: f64 =
                 (0..self.lines.len()).map(|k| f64::from(a.short[r][k]) * self.lines[k].price_f64).sum();
             let passes_from = if passes {

@@ -229,6 +229,17 @@ pub fn status(s: &PromotionStatus) -> String {
             ]);
         }
         out.push_str(&t.render());
+        for o in s.remediation_options.iter().filter(|o| !o.substitutes.is_empty()) {
+            let pairs: Vec<String> =
+                o.skus.iter().zip(&o.substitutes).take(8).map(|(a, b)| format!("{a} → {b}")).collect();
+            let more = o.substitutes.len().saturating_sub(8);
+            out.push_str(&format!(
+                "  {}: {}{}\n",
+                o.option_id,
+                pairs.join(", "),
+                if more > 0 { format!(" (+{more} more)") } else { String::new() }
+            ));
+        }
     }
 
     let next = next_steps(s);
@@ -573,9 +584,20 @@ mod tests {
             delay_until: ts(T0 + 2 * 86_400),
             ..Default::default()
         }];
+        s.remediation_options.push(RemediationOption {
+            option_id: "R3:substitute".into(),
+            region_id: "R3".into(),
+            kind: "substitute".into(),
+            skus: vec!["SKU-00001".into(), "SKU-00002".into()],
+            substitutes: vec!["SKU-00121".into(), "SKU-00122".into()],
+            ..Default::default()
+        });
         let text = status(&s);
+        assert!(text.contains("  R3:substitute: SKU-00001 → SKU-00121, SKU-00002 → SKU-00122\n"), "{text}");
         assert!(
-            text.contains("R3:delay  R3      delay      95.0%         -812.00        -200.10  2030-03-19"),
+            text.contains(
+                "R3:delay       R3      delay           95.0%         -812.00        -200.10  2030-03-19"
+            ),
             "{text}"
         );
         assert!(

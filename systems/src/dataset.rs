@@ -3,7 +3,8 @@
 //! The canonical "national launch" dataset is DESIGN.md §1's scenario: 600 stores in 6 regions,
 //! 3 DCs, 1,200 SKUs in 24 categories, two weeks of baseline demand, promotion history and supplier
 //! funding agreements, with the three failures built in:
-//! - **incomplete allocation**: the short region's stores hold only days of cover; inbound stock
+//! - **incomplete allocation**: the short region's stores hold only days of cover of its first
+//!   `short_skus` SKUs (all of them in the canonical dataset); inbound stock
 //!   arrives 4–6 days after the dataset anchor, so coverage passes only if the launch waits;
 //! - **late acknowledgments**: POS publications in the late region acknowledge only after
 //!   `late_ack_ms`;
@@ -39,6 +40,10 @@ pub struct DatasetSpec {
     pub history_days: u32,
     /// Index of the region with incomplete allocation, if any.
     pub short_region: Option<usize>,
+    /// How many SKUs (the first ones by index) are short in that region; the others are well
+    /// stocked there, so a comparable SKU (same category and price band) can stand in for a
+    /// short one.
+    pub short_skus: usize,
     /// Index of the region whose POS acknowledgments are late, if any.
     pub late_ack_region: Option<usize>,
     /// How late those acknowledgments are, in milliseconds.
@@ -63,6 +68,7 @@ impl DatasetSpec {
             suppliers: 40,
             history_days: 14,
             short_region: Some(2),
+            short_skus: 1200,
             late_ack_region: Some(4),
             late_ack_ms: 45_000,
             ack_ms: 300,
@@ -83,6 +89,7 @@ impl DatasetSpec {
             suppliers: 6,
             history_days: 14,
             short_region: Some(1),
+            short_skus: 20,
             late_ack_region: Some(2),
             late_ack_ms: 5_000,
             ack_ms: 100,
@@ -250,6 +257,7 @@ CREATE TABLE price_changes(price_change_id TEXT PRIMARY KEY, idempotency_key TEX
     effective_from INTEGER NOT NULL, effective_to INTEGER NOT NULL, line_count INTEGER NOT NULL,
     state INTEGER NOT NULL, created_ms INTEGER NOT NULL, reverted_ms INTEGER, revert_reason TEXT);
 CREATE TABLE price_lines(price_change_id TEXT NOT NULL, sku TEXT NOT NULL, promo_price TEXT NOT NULL,
+    region_ids TEXT NOT NULL DEFAULT '',
     PRIMARY KEY(price_change_id, sku)) WITHOUT ROWID;
 CREATE TABLE transfer_orders(order_id TEXT PRIMARY KEY, idempotency_key TEXT UNIQUE NOT NULL,
     promotion_id TEXT NOT NULL, from_dc_id TEXT NOT NULL, to_region_id TEXT NOT NULL,
@@ -277,6 +285,7 @@ pub fn generate(conn: &mut Connection, spec: &DatasetSpec) -> rusqlite::Result<(
     meta("seed", spec.seed.to_string())?;
     meta("history_days", spec.history_days.to_string())?;
     meta("short_region", spec.short_region.map(DatasetSpec::region_id).unwrap_or_default())?;
+    meta("short_skus", spec.short_skus.min(spec.skus).to_string())?;
     meta("late_ack_region", spec.late_ack_region.map(DatasetSpec::region_id).unwrap_or_default())?;
 
     for d in 0..spec.dcs {
@@ -350,8 +359,9 @@ pub fn generate(conn: &mut Connection, spec: &DatasetSpec) -> rusqlite::Result<(
         )?;
         for (s, factor) in store_factor.iter().enumerate() {
             let region = spec.region_of_store(s);
-            let short = spec.short_region == Some(region);
+            let short_region = spec.short_region == Some(region);
             for (k, pop) in popularity.iter().enumerate() {
+                let short = short_region && k < spec.short_skus;
                 let baseline = (pop * factor * rng.range(0.6, 1.4) / 2.0) as f32;
                 let b = f64::from(baseline);
                 dc_demand[spec.dc_of_region(region)][k] += b;

@@ -114,6 +114,8 @@ pub struct Master {
     pub history_days: u32,
     /// The short region id, or empty.
     pub short_region: String,
+    /// In the short region, the first this many SKUs (by index) are short.
+    pub short_skus: u32,
     /// The late-ack region id, or empty.
     pub late_ack_region: String,
     /// Agreement ids that are not valid.
@@ -301,6 +303,7 @@ fn load_master(conn: &Connection) -> rusqlite::Result<Master> {
         seed: meta("seed")?.parse().unwrap_or(0),
         history_days: meta("history_days")?.parse().unwrap_or(14),
         short_region: meta("short_region")?,
+        short_skus: meta("short_skus")?.parse().unwrap_or(0),
         late_ack_region: meta("late_ack_region")?,
         invalid_agreements: meta("invalid_agreements")?
             .split(',')

@@ -22,6 +22,8 @@ pub struct Line {
     pub promo_price: Decimal,
     /// Discount depth, 0–1.
     pub depth: f64,
+    /// Region indexes where the line is on promotion; empty means every scope.
+    pub regions: Vec<usize>,
 }
 
 /// A region and its live window, Unix seconds.
@@ -74,6 +76,9 @@ pub fn simulate(
                 let sku_idx = r.get::<_, i64>(0)? as usize;
                 let Some(&li) = line_of_sku.get(sku_idx).filter(|&&li| li != usize::MAX) else { continue };
                 let line = &lines[li];
+                if !line.regions.is_empty() && !line.regions.contains(&scope.region_idx) {
+                    continue;
+                }
                 let elasticity = master.products[sku_idx].elasticity;
                 let uplift = 1.0 + elasticity * line.depth;
                 let baseline = r.get::<_, f64>(6)?;

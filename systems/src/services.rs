@@ -553,6 +553,7 @@ fn price_change(r: &Row<'_>) -> rusqlite::Result<PriceChange> {
         state: r.get(8)?,
         created_at: ts_ms(r.get(9)?),
         reverted_at: ts_ms(r.get(10)?),
+        lines: Vec::new(),
     })
 }
 
@@ -605,6 +606,13 @@ impl price_service_server::PriceService for Handler {
         if !unknown.is_empty() {
             return Err(Status::not_found(format!("unknown regions: {}", unknown.join(", "))));
         }
+        for (i, l) in req.lines.iter().enumerate() {
+            if let Some(r) = l.region_ids.iter().find(|r| !req.region_ids.contains(r)) {
+                return Err(Status::invalid_argument(format!(
+                    "lines[{i}].region_ids: {r:?} is not one of the price change's regions"
+                )));
+            }
+        }
         let systems = self.0.clone();
         let (pc, replayed) = blocking(move || {
             systems.write(|conn| {
@@ -638,10 +646,10 @@ impl price_service_server::PriceService for Handler {
                 .map_err(db)?;
                 {
                     let mut ins = tx
-                        .prepare_cached("INSERT OR REPLACE INTO price_lines(price_change_id, sku, promo_price) VALUES (?1,?2,?3)")
+                        .prepare_cached("INSERT OR REPLACE INTO price_lines(price_change_id, sku, promo_price, region_ids) VALUES (?1,?2,?3,?4)")
                         .map_err(db)?;
                     for l in &req.lines {
-                        ins.execute(params![id, l.sku, l.promo_price]).map_err(db)?;
+                        ins.execute(params![id, l.sku, l.promo_price, l.region_ids.join(",")]).map_err(db)?;
                     }
                 }
                 tx.commit().map_err(db)?;
@@ -695,7 +703,7 @@ impl price_service_server::PriceService for Handler {
         req: Request<ListPriceChangesRequest>,
     ) -> Result<Response<ListPriceChangesResponse>, Status> {
         self.0.faults.before(call("price", "ListPriceChanges")).await?;
-        let promotion = req.into_inner().promotion_id;
+        let ListPriceChangesRequest { promotion_id: promotion, include_lines } = req.into_inner();
         let systems = self.0.clone();
         let price_changes = blocking(move || {
             let conn = systems.reader().map_err(db)?;
@@ -705,7 +713,27 @@ impl price_service_server::PriceService for Handler {
                 ))
                 .map_err(db)?;
             let rows = stmt.query_map([promotion], price_change).map_err(db)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(db)
+            let mut out = rows.collect::<Result<Vec<_>, _>>().map_err(db)?;
+            if include_lines {
+                let mut lines = conn
+                    .prepare("SELECT sku, promo_price, region_ids FROM price_lines WHERE price_change_id = ?1 ORDER BY sku")
+                    .map_err(db)?;
+                for pc in &mut out {
+                    pc.lines = lines
+                        .query_map([&pc.price_change_id], |r| {
+                            let regions: String = r.get(2)?;
+                            Ok(PriceLine {
+                                sku: r.get(0)?,
+                                promo_price: r.get(1)?,
+                                region_ids: regions.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+                            })
+                        })
+                        .map_err(db)?
+                        .collect::<Result<_, _>>()
+                        .map_err(db)?;
+                }
+            }
+            Ok(out)
         })
         .await?;
         Ok(Response::new(ListPriceChangesResponse { price_changes }))
@@ -1091,7 +1119,13 @@ impl sales_service_server::SalesService for Handler {
             let regular =
                 parse_decimal("regular_price", &m.products[sku_idx].regular_price, 4).map_err(field)?;
             let depth = ((regular - price) / regular).to_f64().unwrap_or(0.0).clamp(0.0, 0.95);
-            lines.push(sales::Line { sku_idx, promo_price: price, depth });
+            let mut regions = Vec::with_capacity(l.region_ids.len());
+            for r in &l.region_ids {
+                regions.push(*m.region_index.get(r).ok_or_else(|| {
+                    Status::not_found(format!("lines[{i}].region_ids: unknown region {r:?}"))
+                })?);
+            }
+            lines.push(sales::Line { sku_idx, promo_price: price, depth, regions });
         }
         let mut scopes = Vec::with_capacity(req.scopes.len());
         for (i, s) in req.scopes.iter().enumerate() {
@@ -1140,8 +1174,10 @@ impl admin_service_server::AdminService for Handler {
         let mut built_in_failures = Vec::new();
         if !m.short_region.is_empty() {
             built_in_failures.push(format!(
-                "{}: allocation incomplete — stores hold days of cover; inbound stock arrives 4–6 days after the anchor",
-                m.short_region
+                "{}: allocation incomplete for {} of {} SKUs — stores hold days of cover; inbound stock arrives 4–6 days after the anchor",
+                m.short_region,
+                m.short_skus,
+                m.products.len()
             ));
         }
         if !m.late_ack_region.is_empty() {
@@ -1164,6 +1200,7 @@ impl admin_service_server::AdminService for Handler {
             agreements: agreements as u32,
             built_in_failures,
             short_region_id: m.short_region.clone(),
+            short_skus: m.short_skus,
             late_ack_region_id: m.late_ack_region.clone(),
             invalid_agreement_ids: m.invalid_agreements.clone(),
             name: m.name.clone(),

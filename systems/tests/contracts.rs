@@ -301,18 +301,19 @@ async fn publish_is_idempotent_by_key_and_durable() {
         region_ids: vec!["R1".into()],
         effective_from: Some(Timestamp { seconds: 1_900_000_000, nanos: 0 }),
         effective_to: Some(Timestamp { seconds: 1_901_209_600, nanos: 0 }),
-        lines: vec![PriceLine { sku: DatasetSpec::sku(0), promo_price: "1.99".into() }],
+        lines: vec![PriceLine { sku: DatasetSpec::sku(0), promo_price: "1.99".into(), ..Default::default() }],
     };
     let a = prices.stage_price_change(stage()).await.unwrap().into_inner();
     let b = prices.stage_price_change(stage()).await.unwrap().into_inner();
     assert_eq!(a.price_change.unwrap().price_change_id, b.price_change.unwrap().price_change_id);
     assert!(b.replayed);
     let all = prices
-        .list_price_changes(ListPriceChangesRequest { promotion_id: "IDEM-1".into() })
+        .list_price_changes(ListPriceChangesRequest { promotion_id: "IDEM-1".into(), include_lines: true })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(all.price_changes.len(), 1);
+    assert_eq!(all.price_changes[0].lines, stage().lines, "lines come back as staged");
     s.stop().await;
 }
 
@@ -446,8 +447,8 @@ async fn bad_input_is_refused_with_messages_that_name_it() {
         effective_from: Some(Timestamp { seconds: 1_900_000_000, nanos: 0 }),
         effective_to: Some(Timestamp { seconds: 1_901_000_000, nanos: 0 }),
         lines: vec![
-            PriceLine { sku: DatasetSpec::sku(0), promo_price: "1.99".into() },
-            PriceLine { sku: DatasetSpec::sku(1), promo_price: price.into() },
+            PriceLine { sku: DatasetSpec::sku(0), promo_price: "1.99".into(), ..Default::default() },
+            PriceLine { sku: DatasetSpec::sku(1), promo_price: price.into(), ..Default::default() },
         ],
     };
     for (bad, why) in [
@@ -461,10 +462,15 @@ async fn bad_input_is_refused_with_messages_that_name_it() {
         assert!(err.message().starts_with("lines[1].promo_price: "), "{bad}: {err}");
         assert!(err.message().contains(why), "{bad}: {err}");
     }
+    let mut outside = req("2.50");
+    outside.lines[1].region_ids = vec!["R2".into()];
+    let err = prices.stage_price_change(outside).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(err.message(), "lines[1].region_ids: \"R2\" is not one of the price change's regions");
     let err = SalesServiceClient::new(conn)
         .get_sales_actuals(GetSalesActualsRequest {
             promotion_id: "BAD".into(),
-            lines: vec![SalesLine { sku: "SKU-NOPE".into(), promo_price: "1".into() }],
+            lines: vec![SalesLine { sku: "SKU-NOPE".into(), promo_price: "1".into(), ..Default::default() }],
             scopes: vec![],
         })
         .await
@@ -487,7 +493,11 @@ async fn sales_simulation_is_deterministic_and_stock_capped() {
         .iter()
         .map(|p| {
             let regular: f64 = p.regular_price.parse().unwrap();
-            SalesLine { sku: p.sku.clone(), promo_price: format!("{:.2}", regular * 0.8) }
+            SalesLine {
+                sku: p.sku.clone(),
+                promo_price: format!("{:.2}", regular * 0.8),
+                ..Default::default()
+            }
         })
         .collect();
     let start = s.systems.anchor() + 2 * 86_400;
@@ -505,7 +515,7 @@ async fn sales_simulation_is_deterministic_and_stock_capped() {
     };
     let mut sales = SalesServiceClient::new(conn);
     let a = sales.get_sales_actuals(req.clone()).await.unwrap().into_inner();
-    let b = sales.get_sales_actuals(req).await.unwrap().into_inner();
+    let b = sales.get_sales_actuals(req.clone()).await.unwrap().into_inner();
     assert_eq!(a, b, "same request, same answer");
     assert_eq!(a.actuals.len(), 3 * 40);
     let stockouts =
@@ -517,5 +527,13 @@ async fn sales_simulation_is_deterministic_and_stock_capped() {
         assert!(x.units_sold <= x.available_units, "{x:?}");
         assert_eq!(x.ending_units, x.available_units - x.units_sold, "{x:?}");
     }
+    // A line on promotion in some regions only (dropped or substituted elsewhere) sells there only.
+    let mut scoped = req.clone();
+    scoped.lines[0].region_ids = vec!["R3".into()];
+    let c = sales.get_sales_actuals(scoped).await.unwrap().into_inner();
+    let sku0 = DatasetSpec::sku(0);
+    let rows: Vec<&str> = c.actuals.iter().filter(|x| x.sku == sku0).map(|x| x.region_id.as_str()).collect();
+    assert_eq!(rows, vec!["R3"]);
+    assert_eq!(c.actuals.len(), 3 * 40 - 2);
     s.stop().await;
 }

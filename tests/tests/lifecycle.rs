@@ -57,7 +57,7 @@ async fn happy_path_completes_with_a_post_event_report() {
         .prices()
         .await
         .unwrap()
-        .list_price_changes(ListPriceChangesRequest { promotion_id: "HAPPY-1".into() })
+        .list_price_changes(ListPriceChangesRequest { promotion_id: "HAPPY-1".into(), ..Default::default() })
         .await
         .unwrap()
         .into_inner();
@@ -219,8 +219,8 @@ async fn short_region_gets_remediation_options_and_launches_after_the_choice() {
                 s.open_exceptions.iter().any(|e| e.kind() == ExceptionKind::StockRisk && e.region_id == "R2")
             );
             let ids: Vec<&str> = s.remediation_options.iter().map(|o| o.option_id.as_str()).collect();
-            assert_eq!(ids, vec!["R2:drop-short", "R2:delay"], "{s:?}");
-            for o in &s.remediation_options {
+            assert_eq!(ids, vec!["R2:drop-short", "R2:delay", "R2:substitute"], "{s:?}");
+            for o in s.remediation_options.iter().filter(|o| o.kind != "substitute") {
                 assert!(o.revenue_effect.starts_with('-'), "{o:?}");
             }
             // A wrong option is refused with the valid ones listed.
@@ -240,7 +240,8 @@ async fn short_region_gets_remediation_options_and_launches_after_the_choice() {
                 .await;
             assert_eq!(
                 update_message(bad),
-                Err("\"R2:teleport\" is not an option for region \"R2\"; options: R2:drop-short, R2:delay"
+                Err("\"R2:teleport\" is not an option for region \"R2\"; options: R2:drop-short, R2:delay, \
+                     R2:substitute"
                     .into())
             );
             let ok = env
@@ -277,6 +278,97 @@ async fn short_region_gets_remediation_options_and_launches_after_the_choice() {
     assert!(a2 >= a1 + 86_400, "R2 launched later than R1: {a1} vs {a2}");
     let report = result.report.unwrap();
     assert_eq!(report.regions.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn comparable_skus_in_stock_substitute_for_short_ones_in_the_short_region_only() {
+    // In R2 the first 20 SKUs are short; SKU i and SKU i+20 share category and price band, and
+    // SKU i+20 is well stocked there.
+    let env = PromoEnv::start(test_policy()).await.unwrap();
+    let (option, status, result) = env
+        .with_worker(async {
+            env.start_promotion(spec("SUB-1", &["R1", "R2"], 0..6, 2.0, 4.0)).await.unwrap();
+            let s = at_stage(&env, "SUB-1", Stage::Remediation).await;
+            let option = s.remediation_options.iter().find(|o| o.kind == "substitute").unwrap().clone();
+            let choice = RemediationChoice {
+                region_id: "R2".into(),
+                option_id: option.option_id.clone(),
+                chosen_by: "E0042".into(),
+                comment: "swap for what is on the shelf".into(),
+            };
+            let ok = env
+                .handle("SUB-1")
+                .execute_update(
+                    PromotionWorkflow::choose_remediation,
+                    serde_json::to_value(choice).unwrap(),
+                    WorkflowExecuteUpdateOptions::default(),
+                )
+                .await;
+            assert_eq!(update_message(ok), Ok("R2:substitute chosen for R2".into()));
+            // Re-assessed with the substitutes: R2 now passes; supply chain signs off the change.
+            let s = at_stage(&env, "SUB-1", Stage::Approval).await;
+            let r2 = s.regions.iter().find(|r| r.region_id == "R2").unwrap();
+            assert_eq!(r2.state(), RegionState::Ready, "{r2:?}");
+            let roles: Vec<Role> = s.approvals.iter().map(|a| a.role()).collect();
+            assert_eq!(roles, vec![Role::Merchandising, Role::SupplyChain]);
+            env.approve("SUB-1", "E1001", Role::Merchandising).await.unwrap();
+            env.approve("SUB-1", "E3001", Role::SupplyChain).await.unwrap();
+            let r = env.result("SUB-1").await.unwrap();
+            (option, env.wait_status("SUB-1", "done", LIMIT, |s| s.stage() == Stage::Done).await.unwrap(), r)
+        })
+        .await
+        .unwrap();
+    // Every short SKU got its comparable SKU, and the region would pass with them.
+    let index = |sku: &str| sku[4..].parse::<usize>().unwrap() - 1;
+    assert!(option.skus.len() >= 3, "{option:?}");
+    for (a, b) in option.skus.iter().zip(&option.substitutes) {
+        assert!(index(a) < 6 && index(b) == index(a) + 20, "{option:?}");
+    }
+    let fill: f64 = option.resulting_fill_rate.parse().unwrap();
+    assert!(fill >= 0.95, "{option:?}");
+    assert_eq!(result.outcome(), Outcome::Completed);
+    assert!(status.regions.iter().all(|r| r.activated_at.is_some()), "{status:?}");
+    // The ERP holds the substituted originals for R1 only and their substitutes, at 20% off
+    // their own regular price, for R2 only; the other lines everywhere.
+    let pcs = env
+        .prices()
+        .await
+        .unwrap()
+        .list_price_changes(ListPriceChangesRequest { promotion_id: "SUB-1".into(), include_lines: true })
+        .await
+        .unwrap()
+        .into_inner();
+    let lines = &pcs.price_changes[0].lines;
+    assert_eq!(lines.len(), 6 + option.substitutes.len(), "{lines:?}");
+    let products: std::collections::HashMap<String, wire::Product> =
+        wire::product_service_client::ProductServiceClient::connect(env.systems.url())
+            .await
+            .unwrap()
+            .get_products(wire::GetProductsRequest { skus: lines.iter().map(|l| l.sku.clone()).collect() })
+            .await
+            .unwrap()
+            .into_inner()
+            .products
+            .into_iter()
+            .map(|p| (p.sku.clone(), p))
+            .collect();
+    for l in lines {
+        let expected: &[&str] = if option.substitutes.contains(&l.sku) {
+            &["R2"]
+        } else if option.skus.contains(&l.sku) {
+            &["R1"]
+        } else {
+            &[]
+        };
+        assert_eq!(l.region_ids, expected, "{l:?}");
+        let regular: rust_decimal::Decimal = products[&l.sku].regular_price.parse().unwrap();
+        let expected = (regular * rust_decimal::Decimal::new(8, 1)).round_dp(2);
+        assert_eq!(l.promo_price.parse::<rust_decimal::Decimal>().unwrap(), expected, "{l:?}");
+    }
+    // R2 sold the substitutes.
+    let report = result.report.unwrap();
+    assert_eq!(report.regions.len(), 2);
+    assert!(report.regions.iter().all(|r| r.units_sold > 0), "{report:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -414,7 +506,7 @@ async fn cancel_after_publishing_withdraws_and_reverts() {
         .prices()
         .await
         .unwrap()
-        .list_price_changes(ListPriceChangesRequest { promotion_id: "CAN-1".into() })
+        .list_price_changes(ListPriceChangesRequest { promotion_id: "CAN-1".into(), ..Default::default() })
         .await
         .unwrap()
         .into_inner();

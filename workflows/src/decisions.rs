@@ -157,7 +157,8 @@ pub fn risk(open: &[PromotionException]) -> &'static str {
 }
 
 /// The options policy applies by itself: per failing region, the option with the smallest
-/// revenue loss, when that loss is within the policy's share of forecast revenue.
+/// revenue loss, when that loss is within the policy's share of forecast revenue. Substitutes
+/// are never applied by policy: they put SKUs on promotion that the planner did not choose.
 pub fn auto_remediation(
     options: &[RemediationOption],
     forecast_revenue: &str,
@@ -165,7 +166,7 @@ pub fn auto_remediation(
 ) -> BTreeMap<String, String> {
     let limit = dec(forecast_revenue) * thresholds.auto_remediation_max_revenue_share;
     let mut best: BTreeMap<String, (Decimal, String)> = BTreeMap::new();
-    for o in options {
+    for o in options.iter().filter(|o| o.kind != "substitute") {
         let loss = -dec(&o.revenue_effect);
         if loss <= limit && thresholds.auto_remediation_max_revenue_share > Decimal::ZERO {
             let e = best.entry(o.region_id.clone()).or_insert((loss, o.option_id.clone()));
@@ -276,8 +277,10 @@ mod tests {
             revenue_effect: effect.into(),
             ..Default::default()
         };
-        let options =
-            [opt("R1:drop", "R1", "-50"), opt("R1:delay", "R1", "-80"), opt("R2:drop", "R2", "-5000")];
+        let mut options =
+            vec![opt("R1:drop", "R1", "-50"), opt("R1:delay", "R1", "-80"), opt("R2:drop", "R2", "-5000")];
+        // A substitute that gains revenue is still the planner's call.
+        options.push(RemediationOption { kind: "substitute".into(), ..opt("R2:substitute", "R2", "120") });
         let t = Thresholds {
             min_fill_rate: Decimal::ONE,
             min_margin_rate: Decimal::ONE,

@@ -79,6 +79,17 @@ impl PlanLine {
                 .round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero),
         }
     }
+
+    /// The promotional price of a substitute SKU standing in for this line: the same discount
+    /// depth off the substitute's own regular price (`regular` is this line's regular price).
+    pub fn substitute_price(&self, regular: Decimal, substitute_regular: Decimal) -> Decimal {
+        match self.offer {
+            OfferKind::DiscountPercent(_) => self.promo_price(substitute_regular),
+            OfferKind::Price(p) if regular > Decimal::ZERO => (substitute_regular * p / regular)
+                .round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero),
+            OfferKind::Price(_) => substitute_regular,
+        }
+    }
 }
 
 /// A validated spec.

@@ -126,7 +126,7 @@ pub struct Policy {
     /// Lines whose promo margin rate is below this are margin exceptions (0–1).
     pub min_margin_rate: String,
     /// Remediation options whose revenue loss is at most this share of forecast revenue are
-    /// applied automatically (0 disables auto-remediation).
+    /// applied automatically (0 disables auto-remediation); substitutes never are.
     pub auto_remediation_max_revenue_share: String,
     /// Extra acknowledgment rounds after the first deadline before `late_ack_action` applies.
     pub ack_retries: u32,
