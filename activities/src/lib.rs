@@ -47,16 +47,96 @@ pub struct Systems {
     conn: Conn,
 }
 
+/// TLS toward the integration services.
+#[derive(Debug, Clone, Default)]
+pub struct SystemsTls {
+    /// PEM of the CA that signed the services' certificate; the system roots when `None`.
+    pub ca_pem: Option<Vec<u8>>,
+    /// PEM certificate and key this client presents (mutual TLS), if the services ask for one.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+    /// Server name to verify instead of the URL's host.
+    pub domain: Option<String>,
+}
+
+impl SystemsTls {
+    /// Environment variables read by [`SystemsTls::from_env`] (and the worker's flags of the
+    /// same meaning): CA file, client certificate file, client key file, server name.
+    pub const ENV: [&'static str; 4] = [
+        "PROMO_SYSTEMS_CA_CERT",
+        "PROMO_SYSTEMS_CLIENT_CERT",
+        "PROMO_SYSTEMS_CLIENT_KEY",
+        "PROMO_SYSTEMS_TLS_DOMAIN",
+    ];
+
+    /// Reads the PEM files; `None` when nothing is set. Errors name the setting and the file.
+    pub fn from_paths(
+        ca: Option<&std::path::Path>,
+        cert: Option<&std::path::Path>,
+        key: Option<&std::path::Path>,
+        domain: Option<&str>,
+    ) -> Result<Option<Self>, String> {
+        let read = |what: &str, p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| format!("{what}: cannot read {}: {e}", p.display()))
+        };
+        let identity = match (cert, key) {
+            (Some(c), Some(k)) => {
+                Some((read("systems client certificate", c)?, read("systems client key", k)?))
+            }
+            (None, None) => None,
+            _ => return Err("systems mutual TLS needs both a client certificate and its key".into()),
+        };
+        let ca_pem = ca.map(|p| read("systems CA certificate", p)).transpose()?;
+        let domain = domain.filter(|d| !d.is_empty()).map(str::to_owned);
+        if ca_pem.is_none() && identity.is_none() && domain.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Self { ca_pem, identity, domain }))
+    }
+
+    /// [`SystemsTls::from_paths`] from the [`SystemsTls::ENV`] variables.
+    pub fn from_env() -> Result<Option<Self>, String> {
+        let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(std::path::PathBuf::from);
+        let [ca, cert, key, domain] = Self::ENV.map(var);
+        let domain = domain.map(|d| d.to_string_lossy().into_owned());
+        Self::from_paths(ca.as_deref(), cert.as_deref(), key.as_deref(), domain.as_deref())
+    }
+}
+
 impl Systems {
-    /// A lazily connecting channel to `url` (e.g. `http://127.0.0.1:50051`); with `tls` set,
-    /// the channel uses TLS with the system roots (https URLs).
+    /// A lazily connecting channel to `url` (e.g. `http://127.0.0.1:50051`); `https` URLs use
+    /// TLS with the system roots.
     pub fn new(url: &str) -> Result<Self, String> {
-        let conn = Conn::from_shared(url.to_owned())
+        Self::with_tls(url, None)
+    }
+
+    /// As [`Systems::new`], with TLS configured by `tls`; TLS settings with a plain `http` URL
+    /// are refused rather than silently ignored.
+    pub fn with_tls(url: &str, tls: Option<&SystemsTls>) -> Result<Self, String> {
+        if tls.is_some() && !url.starts_with("https://") {
+            return Err(format!(
+                "systems address {url:?}: TLS settings are set, so the address must start with https://"
+            ));
+        }
+        let mut endpoint = Conn::from_shared(url.to_owned())
             .map_err(|e| format!("systems address {url:?}: {e}"))?
             .connect_timeout(Duration::from_secs(5))
-            .tcp_nodelay(true)
-            .connect_lazy();
-        Ok(Self { conn })
+            .tcp_nodelay(true);
+        if url.starts_with("https://") {
+            let mut config = tonic::transport::ClientTlsConfig::new();
+            let t = tls.cloned().unwrap_or_default();
+            config = match &t.ca_pem {
+                Some(ca) => config.ca_certificate(tonic::transport::Certificate::from_pem(ca)),
+                None => config.with_native_roots(),
+            };
+            if let Some((cert, key)) = &t.identity {
+                config = config.identity(tonic::transport::Identity::from_pem(cert, key));
+            }
+            if let Some(d) = &t.domain {
+                config = config.domain_name(d.clone());
+            }
+            endpoint = endpoint.tls_config(config).map_err(|e| format!("systems TLS for {url:?}: {e}"))?;
+        }
+        Ok(Self { conn: endpoint.connect_lazy() })
     }
 
     /// Product master.

@@ -9,7 +9,7 @@ use crate::{
     messages, query, render, spec,
 };
 use futures::StreamExt;
-use promo_activities::{Systems, intake};
+use promo_activities::{Systems, SystemsTls, intake};
 use promo_contracts::{
     promo::v1::{ActionResult, Outcome, PromotionResult},
     retail::v1::ListLocationsRequest,
@@ -226,7 +226,9 @@ pub async fn systems_check(
     spec: &promo_contracts::promo::v1::PromotionSpec,
     now: i64,
 ) -> Result<SystemsCheck, CliError> {
-    let systems = Systems::new(url).map_err(|e| CliError::Usage(format!("--systems: {e}")))?;
+    let tls = SystemsTls::from_env().map_err(CliError::Usage)?;
+    let systems =
+        Systems::with_tls(url, tls.as_ref()).map_err(|e| CliError::Usage(format!("--systems: {e}")))?;
     let mut locations = systems.locations();
     match tokio::time::timeout(SYSTEMS_PROBE, locations.list_locations(ListLocationsRequest {})).await {
         Err(_) => return Ok(SystemsCheck::Skipped(format!("no answer within {}s", SYSTEMS_PROBE.as_secs()))),

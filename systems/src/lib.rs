@@ -324,10 +324,37 @@ fn load_master(conn: &Connection) -> rusqlite::Result<Master> {
 pub async fn serve(
     systems: Arc<Systems>,
     listener: TcpListener,
+    tls: Option<ServerTls>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    services::router(systems).serve_with_incoming_shutdown(incoming, shutdown).await
+    services::router(systems, tls.as_ref())?.serve_with_incoming_shutdown(incoming, shutdown).await
+}
+
+/// TLS for the reference server: its certificate and key, and optionally the CA that client
+/// certificates must chain to (then every client must present one: mutual TLS).
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    /// PEM certificate (chain) of the server.
+    pub cert_pem: Vec<u8>,
+    /// PEM private key of the server.
+    pub key_pem: Vec<u8>,
+    /// PEM CA that client certificates must chain to, for mutual TLS.
+    pub client_ca_pem: Option<Vec<u8>>,
+}
+
+impl ServerTls {
+    /// Reads the PEM files; errors name the file.
+    pub fn from_files(cert: &Path, key: &Path, client_ca: Option<&Path>) -> std::io::Result<Self> {
+        let read = |p: &Path| {
+            std::fs::read(p).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", p.display())))
+        };
+        Ok(Self {
+            cert_pem: read(cert)?,
+            key_pem: read(key)?,
+            client_ca_pem: client_ca.map(read).transpose()?,
+        })
+    }
 }
 
 /// A server running in the background (tests, benches, demo).
@@ -337,6 +364,7 @@ pub struct RunningSystems {
     pub addr: SocketAddr,
     /// The systems it serves.
     pub systems: Arc<Systems>,
+    tls: bool,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
 }
@@ -344,19 +372,25 @@ pub struct RunningSystems {
 impl RunningSystems {
     /// Starts serving `systems` on 127.0.0.1 at a free port.
     pub async fn start(systems: Systems) -> std::io::Result<Self> {
+        Self::start_with_tls(systems, None).await
+    }
+
+    /// Starts serving `systems` on 127.0.0.1 at a free port, over TLS when `tls` is set.
+    pub async fn start_with_tls(systems: Systems, tls: Option<ServerTls>) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let systems = Arc::new(systems);
+        let tls_on = tls.is_some();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(serve(systems.clone(), listener, async {
+        let task = tokio::spawn(serve(systems.clone(), listener, tls, async {
             let _ = stopped.await;
         }));
-        Ok(Self { addr, systems, stop: Some(stop), task })
+        Ok(Self { addr, systems, tls: tls_on, stop: Some(stop), task })
     }
 
     /// `http://127.0.0.1:port`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", if self.tls { "https" } else { "http" }, self.addr)
     }
 
     /// Stops the server and waits for it.

@@ -3,6 +3,7 @@
 //! ```text
 //! retail-systems --db .run/systems.db --listen 127.0.0.1:50051            # canonical dataset
 //! retail-systems --dataset small --db /tmp/small.db --listen 127.0.0.1:0
+//! retail-systems --tls-cert server.pem --tls-key server.key --tls-client-ca ca.pem   # mutual TLS
 //! ```
 
 use anyhow::Context;
@@ -45,6 +46,15 @@ struct Args {
     /// POS acknowledgment delay of the late region, in milliseconds (new files only).
     #[arg(long)]
     late_ack_ms: Option<u64>,
+    /// Serve TLS with this PEM certificate (chain); needs --tls-key.
+    #[arg(long, env = "PROMO_SYSTEMS_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "PROMO_SYSTEMS_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require client certificates chaining to this PEM CA (mutual TLS); needs --tls-cert.
+    #[arg(long, env = "PROMO_SYSTEMS_TLS_CLIENT_CA", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -76,6 +86,14 @@ async fn main() -> anyhow::Result<()> {
     if let Some(dir) = args.db.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            promo_systems::ServerTls::from_files(cert, key, args.tls_client_ca.as_deref())
+                .context("--tls-cert/--tls-key/--tls-client-ca")?,
+        ),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let t = Instant::now();
     let db = args.db.clone();
     let systems =
@@ -85,7 +103,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("--listen: cannot bind {}", args.listen))?;
     println!(
-        "retail-systems: dataset {} (seed {}, {} regions, {} stores, {} SKUs) ready in {:.1}s; listening on http://{} (db {})",
+        "retail-systems: dataset {} (seed {}, {} regions, {} stores, {} SKUs) ready in {:.1}s; listening on {scheme}://{}{} (db {})",
         m.name,
         m.seed,
         m.regions.len(),
@@ -93,9 +111,10 @@ async fn main() -> anyhow::Result<()> {
         m.products.len(),
         t.elapsed().as_secs_f64(),
         listener.local_addr()?,
+        if args.tls_client_ca.is_some() { ", client certificates required" } else { "" },
         args.db.display()
     );
-    promo_systems::serve(Arc::new(systems), listener, async {
+    promo_systems::serve(Arc::new(systems), listener, tls, async {
         let _ = tokio::signal::ctrl_c().await;
         println!("retail-systems: shutting down");
     })

@@ -23,9 +23,21 @@ use tonic::{Request, Response, Status, transport::server::Router};
 pub struct Handler(pub Arc<Systems>);
 
 /// A router with every service mounted.
-pub fn router(systems: Arc<Systems>) -> Router {
+pub fn router(
+    systems: Arc<Systems>,
+    tls: Option<&crate::ServerTls>,
+) -> Result<Router, tonic::transport::Error> {
     let h = Handler(systems);
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(t) = tls {
+        let mut config = tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(&t.cert_pem, &t.key_pem));
+        if let Some(ca) = &t.client_ca_pem {
+            config = config.client_ca_root(tonic::transport::Certificate::from_pem(ca));
+        }
+        server = server.tls_config(config)?;
+    }
+    Ok(server
         .add_service(location_service_server::LocationServiceServer::new(h.clone()))
         .add_service(product_service_server::ProductServiceServer::new(h.clone()))
         .add_service(inventory_service_server::InventoryServiceServer::new(h.clone()))
@@ -35,7 +47,7 @@ pub fn router(systems: Arc<Systems>) -> Router {
         .add_service(replenishment_service_server::ReplenishmentServiceServer::new(h.clone()))
         .add_service(publication_service_server::PublicationServiceServer::new(h.clone()))
         .add_service(sales_service_server::SalesServiceServer::new(h.clone()))
-        .add_service(admin_service_server::AdminServiceServer::new(h))
+        .add_service(admin_service_server::AdminServiceServer::new(h)))
 }
 
 fn db(e: rusqlite::Error) -> Status {

@@ -537,3 +537,50 @@ async fn sales_simulation_is_deterministic_and_stock_capped() {
     assert_eq!(c.actuals.len(), 3 * 40 - 2);
     s.stop().await;
 }
+
+/// The test-only certificates in `tests/certs/`: a CA, a server certificate for localhost and
+/// 127.0.0.1, and a client certificate, all signed by the CA (valid until 2126).
+fn cert(name: &str) -> Vec<u8> {
+    std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/certs").join(name)).unwrap()
+}
+
+async fn tls_client(
+    url: &str,
+    identity: bool,
+) -> Result<LocationServiceClient<Conn>, tonic::transport::Error> {
+    let mut tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(cert("ca.pem")));
+    if identity {
+        tls = tls.identity(tonic::transport::Identity::from_pem(cert("client.pem"), cert("client.key")));
+    }
+    Ok(LocationServiceClient::new(Conn::from_shared(url.to_owned()).unwrap().tls_config(tls)?.connect_lazy()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_client_certificates_is_enforced() {
+    let dir = std::env::temp_dir().join(format!("promo-contracts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let systems = Systems::open(&dir.join("tls.db"), &DatasetSpec::small(), true, None).unwrap();
+    let tls = promo_systems::ServerTls {
+        cert_pem: cert("server.pem"),
+        key_pem: cert("server.key"),
+        client_ca_pem: Some(cert("ca.pem")),
+    };
+    let s = RunningSystems::start_with_tls(systems, Some(tls)).await.unwrap();
+    assert!(s.url().starts_with("https://127.0.0.1:"), "{}", s.url());
+
+    // A client trusting the CA and presenting its certificate is served.
+    let mut ok = tls_client(&s.url(), true).await.unwrap();
+    let regions = ok.list_locations(ListLocationsRequest {}).await.unwrap().into_inner().regions;
+    assert_eq!(regions.len(), 3);
+
+    // Without a client certificate the handshake is refused.
+    let mut anonymous = tls_client(&s.url(), false).await.unwrap();
+    assert!(anonymous.list_locations(ListLocationsRequest {}).await.is_err());
+
+    // Plain text to the TLS port gets nothing either.
+    let plain = s.url().replace("https://", "http://");
+    let mut plain = LocationServiceClient::new(Conn::from_shared(plain).unwrap().connect_lazy());
+    assert!(plain.list_locations(ListLocationsRequest {}).await.is_err());
+    s.stop().await;
+}

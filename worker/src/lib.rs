@@ -16,6 +16,8 @@ use temporalio_sdk::{Runtime, Worker, WorkerOptions, runtime::RuntimeOptions};
 pub struct Settings {
     /// Address of the retail integration services.
     pub systems: String,
+    /// TLS toward them (an https address), when configured.
+    pub systems_tls: Option<promo_activities::SystemsTls>,
     /// The policy handed to new promotions.
     pub policy: Policy,
     /// Task queue to poll.
@@ -113,7 +115,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         let n = verify_recent(&client, settings.verify).await?;
         tracing::info!(replayed = n, "verified: recent promotion histories replay with this build");
     }
-    let systems = Systems::new(&settings.systems).map_err(anyhow::Error::msg)?;
+    let systems =
+        Systems::with_tls(&settings.systems, settings.systems_tls.as_ref()).map_err(anyhow::Error::msg)?;
     let activities = PromotionActivities::new(systems, settings.policy.clone(), Some(client.clone()));
     let mut worker = Worker::new(
         &runtime,

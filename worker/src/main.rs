@@ -33,6 +33,19 @@ struct Args {
     /// Log format: "text" or "json".
     #[arg(long, env = "PROMO_LOG_FORMAT", default_value = "text")]
     log_format: String,
+    /// PEM CA to trust for the systems' TLS certificate (an https --systems address; the
+    /// system roots when unset).
+    #[arg(long, env = "PROMO_SYSTEMS_CA_CERT")]
+    systems_ca_cert: Option<PathBuf>,
+    /// PEM client certificate for mutual TLS toward the systems; needs --systems-client-key.
+    #[arg(long, env = "PROMO_SYSTEMS_CLIENT_CERT", requires = "systems_client_key")]
+    systems_client_cert: Option<PathBuf>,
+    /// PEM key of --systems-client-cert.
+    #[arg(long, env = "PROMO_SYSTEMS_CLIENT_KEY", requires = "systems_client_cert")]
+    systems_client_key: Option<PathBuf>,
+    /// Server name to verify in the systems' certificate instead of the address's host.
+    #[arg(long, env = "PROMO_SYSTEMS_TLS_DOMAIN")]
+    systems_tls_domain: Option<String>,
 }
 
 #[tokio::main]
@@ -48,8 +61,16 @@ async fn main() -> anyhow::Result<()> {
         "off" | "" => None,
         a => Some(a.parse::<SocketAddr>().map_err(|e| anyhow::anyhow!("--metrics: {a:?}: {e}"))?),
     };
+    let systems_tls = promo_activities::SystemsTls::from_paths(
+        args.systems_ca_cert.as_deref(),
+        args.systems_client_cert.as_deref(),
+        args.systems_client_key.as_deref(),
+        args.systems_tls_domain.as_deref(),
+    )
+    .map_err(anyhow::Error::msg)?;
     let settings = promo_worker::Settings {
         systems: args.systems,
+        systems_tls,
         policy: promo_worker::load_policy(args.policy.as_deref())?,
         task_queue: args.task_queue,
         metrics,
