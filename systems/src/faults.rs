@@ -101,6 +101,14 @@ impl Faults {
                 SERVICES[1..].join(", ")
             )));
         }
+        if fault.channel_down
+            && !(fault.service.is_empty() || fault.service.eq_ignore_ascii_case("publication"))
+        {
+            return Err(Status::invalid_argument(format!(
+                "fault.channel_down: applies to the publication service, not {:?}",
+                fault.service
+            )));
+        }
         let mut st = self.state.lock().expect("faults lock");
         st.1 += 1;
         let id = st.1;
@@ -122,6 +130,19 @@ impl Faults {
         st.0.iter()
             .map(|r| wire::ActiveFault { fault_id: r.id, fault: Some(r.fault.clone()), hits: r.hits })
             .collect()
+    }
+
+    /// Whether a `channel_down` rule covers `channel` in `region_id` now (no hit is counted:
+    /// this is a state, not a call).
+    pub fn channel_down(&self, channel: i32, region_id: &str) -> bool {
+        let st = self.state.lock().expect("faults lock");
+        st.0.iter().any(|r| {
+            let f = &r.fault;
+            f.channel_down
+                && (f.service.is_empty() || f.service.eq_ignore_ascii_case("publication"))
+                && (f.channel == 0 || f.channel == channel)
+                && (f.region_id.is_empty() || f.region_id == region_id)
+        })
     }
 
     /// Combines the effects of every rule matching `call`, counting hits.

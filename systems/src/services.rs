@@ -3,7 +3,7 @@
 
 use crate::{
     Systems,
-    faults::{Call, lost_response},
+    faults::{Call, Faults, lost_response},
     next_id, now_ms, sales,
 };
 use pbjson_types::Timestamp;
@@ -916,8 +916,15 @@ fn publication(r: &Row<'_>) -> rusqlite::Result<(Publication, Option<i64>)> {
     ))
 }
 
-/// Reads a publication, first recording its acknowledgment if it has come due.
-fn get_publication(conn: &Connection, key_column: &str, key: &str) -> rusqlite::Result<Option<Publication>> {
+/// Reads a publication, first recording its acknowledgment if it has come due — unless its
+/// channel is down ([`Faults::channel_down`]): then the acknowledgment waits, and arrives at the
+/// first read after the channel is back.
+fn get_publication(
+    conn: &Connection,
+    faults: &Faults,
+    key_column: &str,
+    key: &str,
+) -> rusqlite::Result<Option<Publication>> {
     let found = conn
         .query_row(
             &format!("SELECT {PUBLICATION_COLUMNS} FROM publications WHERE {key_column} = ?1"),
@@ -929,6 +936,13 @@ fn get_publication(conn: &Connection, key_column: &str, key: &str) -> rusqlite::
     if p.state == PublicationState::PendingAck as i32
         && let Some(due) = ack_due.filter(|&due| due <= now_ms())
     {
+        if faults.channel_down(p.channel, &p.region_id) {
+            conn.execute(
+                "UPDATE publications SET ack_due_ms = ?2 WHERE publication_id = ?1",
+                params![p.publication_id, now_ms() + 1],
+            )?;
+            return Ok(Some(p));
+        }
         conn.execute(
             "UPDATE publications SET state = ?2, acknowledged_ms = ?3 WHERE publication_id = ?1 AND state = ?4",
             params![p.publication_id, PublicationState::Acknowledged as i32, due, PublicationState::PendingAck as i32],
@@ -983,7 +997,7 @@ impl publication_service_server::PublicationService for Handler {
         let region = req.region_id.clone();
         let (p, replayed) = blocking(move || {
             systems.write(|conn| {
-                if let Some(existing) = get_publication(conn, "idempotency_key", &req.idempotency_key).map_err(db)? {
+                if let Some(existing) = get_publication(conn, &systems.faults, "idempotency_key", &req.idempotency_key).map_err(db)? {
                     if existing.promotion_id != req.promotion_id
                         || existing.channel != req.channel
                         || existing.region_id != req.region_id
@@ -1030,7 +1044,7 @@ impl publication_service_server::PublicationService for Handler {
                     ],
                 )
                 .map_err(db)?;
-                let p = get_publication(conn, "publication_id", &id).map_err(db)?.ok_or_else(|| Status::internal("lost write"))?;
+                let p = get_publication(conn, &systems.faults, "publication_id", &id).map_err(db)?.ok_or_else(|| Status::internal("lost write"))?;
                 Ok((p, false))
             })
         })
@@ -1050,7 +1064,7 @@ impl publication_service_server::PublicationService for Handler {
         let systems = self.0.clone();
         let p = blocking(move || {
             systems.write(|conn| {
-                get_publication(conn, "publication_id", &id)
+                get_publication(conn, &systems.faults, "publication_id", &id)
                     .map_err(db)?
                     .ok_or_else(|| Status::not_found(format!("unknown publication {id:?}")))
             })
@@ -1072,7 +1086,7 @@ impl publication_service_server::PublicationService for Handler {
                     params![req.publication_id, PublicationState::Withdrawn as i32, now_ms(), req.reason],
                 )
                 .map_err(db)?;
-                get_publication(conn, "publication_id", &req.publication_id)
+                get_publication(conn, &systems.faults, "publication_id", &req.publication_id)
                     .map_err(db)?
                     .ok_or_else(|| Status::not_found(format!("unknown publication {:?}", req.publication_id)))
             })
@@ -1101,7 +1115,7 @@ impl publication_service_server::PublicationService for Handler {
                     .collect::<Result<_, _>>()
                     .map_err(db)?;
                 ids.iter()
-                    .map(|id| get_publication(conn, "publication_id", id).map_err(db)?.ok_or_else(|| Status::internal("lost row")))
+                    .map(|id| get_publication(conn, &systems.faults, "publication_id", id).map_err(db)?.ok_or_else(|| Status::internal("lost row")))
                     .collect::<Result<Vec<_>, _>>()
             })
         })

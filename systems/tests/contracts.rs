@@ -420,6 +420,64 @@ async fn injected_faults_are_observed_by_clients() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_down_holds_acknowledgments_until_it_returns() {
+    let (s, _) = serve_small("channel-down").await;
+    let conn = connect(&s).await;
+    let mut admin = AdminServiceClient::new(conn.clone());
+    let mut publ = PublicationServiceClient::new(conn.clone());
+    // Acknowledgments come due at once, so any wait seen below is the outage's.
+    let due_now = Fault { service: "publication".into(), ack_delay_ms: 1, ..Default::default() };
+    admin.inject_fault(InjectFaultRequest { fault: Some(due_now.clone()) }).await.unwrap();
+    let refused = admin
+        .inject_fault(InjectFaultRequest {
+            fault: Some(Fault { service: "inventory".into(), channel_down: true, ..Default::default() }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(refused.message().starts_with("fault.channel_down:"), "{refused}");
+
+    admin
+        .inject_fault(InjectFaultRequest {
+            fault: Some(Fault {
+                channel: Channel::Pos as i32,
+                region_id: "R1".into(),
+                channel_down: true,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let state = |p: Option<Publication>| p.unwrap().state();
+    let down = publ.publish(publish_req("DOWN-1:r1", Channel::Pos, "R1")).await.unwrap().into_inner();
+    let other = publ.publish(publish_req("DOWN-1:r2", Channel::Pos, "R2")).await.unwrap().into_inner();
+    let down_id = down.publication.unwrap().publication_id;
+    let other_id = other.publication.unwrap().publication_id;
+    let read = |id: &str| GetPublicationRequest { publication_id: id.to_owned() };
+    // Wait on R2's acknowledgment (1 ms away): once it is there, R1's is due too, and held.
+    let t = Instant::now();
+    loop {
+        let p = publ.get_publication(read(&other_id)).await.unwrap().into_inner().publication;
+        if state(p) == PublicationState::Acknowledged {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "R2's POS never acknowledged");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for _ in 0..3 {
+        let p = publ.get_publication(read(&down_id)).await.unwrap().into_inner().publication;
+        assert_eq!(state(p), PublicationState::PendingAck, "R1's POS is down");
+    }
+
+    // The channel returns: it acknowledges what it held, stamped after the outage began.
+    admin.clear_faults(ClearFaultsRequest {}).await.unwrap();
+    let p = publ.get_publication(read(&down_id)).await.unwrap().into_inner().publication.unwrap();
+    assert_eq!(p.state(), PublicationState::Acknowledged);
+    assert!(p.acknowledged_at.unwrap().seconds >= p.published_at.unwrap().seconds);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_with_messages_that_name_it() {
     let (s, _) = serve_small("bad-input").await;
     let conn = connect(&s).await;
