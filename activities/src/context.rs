@@ -109,13 +109,19 @@ pub async fn load_context(
         .collect();
     let history_skus: Vec<String> =
         plan.lines.iter().filter(|l| l.planned_uplift.is_none()).map(|l| l.sku.clone()).collect();
-    let (mut products, mut funding_client, mut demand, mut locations) =
-        (systems.products(), systems.funding(), systems.demand(), systems.locations());
     let (products, agreements, history, locations) = tokio::join!(
-        products.get_products(GetProductsRequest { skus }),
-        funding_client.get_agreements(GetAgreementsRequest { agreement_ids }),
-        demand.get_promotion_history(GetPromotionHistoryRequest { skus: history_skus }),
-        locations.list_locations(ListLocationsRequest {}),
+        rpc!(systems.products(), get_products, GetProductsRequest { skus: skus.clone() }),
+        rpc!(
+            systems.funding(),
+            get_agreements,
+            GetAgreementsRequest { agreement_ids: agreement_ids.clone() }
+        ),
+        rpc!(
+            systems.demand(),
+            get_promotion_history,
+            GetPromotionHistoryRequest { skus: history_skus.clone() }
+        ),
+        rpc!(systems.locations(), list_locations, ListLocationsRequest {}),
     );
     let products = products.map_err(|s| status_error("product master", s))?.into_inner().products;
     let agreements = agreements.map_err(|s| status_error("funding", s))?.into_inner().agreements;
@@ -368,17 +374,19 @@ impl Context {
         if self.region_ids_req.is_empty() && self.store_ids_req.is_empty() {
             return Ok(out);
         }
-        let mut stream = systems
-            .demand()
-            .stream_baseline_demand(StreamBaselineDemandRequest {
+        let mut stream = rpc!(
+            systems.demand(),
+            stream_baseline_demand,
+            StreamBaselineDemandRequest {
                 skus: self.skus(),
                 region_ids: self.region_ids_req.clone(),
                 store_ids: self.store_ids_req.clone(),
                 stores_per_message: 0,
-            })
-            .await
-            .map_err(|s| status_error("demand", s))?
-            .into_inner();
+            }
+        )
+        .await
+        .map_err(|s| status_error("demand", s))?
+        .into_inner();
         while let Some(msg) = stream.message().await.map_err(|s| status_error("demand stream", s))? {
             for st in msg.stores {
                 let Some(&r) = self.store_region.get(&st.store_id) else { continue };
@@ -397,24 +405,30 @@ impl Context {
         if self.region_ids_req.is_empty() && self.store_ids_req.is_empty() {
             return Ok(cells);
         }
-        let (mut inv, mut dem) = (systems.inventory(), systems.demand());
-        let positions = inv.stream_positions(StreamPositionsRequest {
-            skus: self.skus(),
-            region_ids: self.region_ids_req.clone(),
-            store_ids: self.store_ids_req.clone(),
-            include_dcs: false,
-            locations_per_message: 0,
-        });
+        let positions = rpc!(
+            systems.inventory(),
+            stream_positions,
+            StreamPositionsRequest {
+                skus: self.skus(),
+                region_ids: self.region_ids_req.clone(),
+                store_ids: self.store_ids_req.clone(),
+                include_dcs: false,
+                locations_per_message: 0,
+            }
+        );
         let demand = async {
-            let mut stream = dem
-                .stream_baseline_demand(StreamBaselineDemandRequest {
+            let mut stream = rpc!(
+                systems.demand(),
+                stream_baseline_demand,
+                StreamBaselineDemandRequest {
                     skus: self.skus(),
                     region_ids: self.region_ids_req.clone(),
                     store_ids: self.store_ids_req.clone(),
                     stores_per_message: 0,
-                })
-                .await?
-                .into_inner();
+                }
+            )
+            .await?
+            .into_inner();
             let mut by_store: HashMap<String, Vec<f32>> = HashMap::with_capacity(self.store_region.len());
             while let Some(msg) = stream.message().await? {
                 for st in msg.stores {

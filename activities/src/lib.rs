@@ -8,7 +8,22 @@
 //!
 //! Every write carries an idempotency key derived from promotion id + revision + target, so a
 //! retried activity or a restarted worker never writes twice. Business refusals from the systems
-//! (unknown SKU, invalid request) are non-retryable; transport failures retry with backoff.
+//! (unknown SKU, invalid request) are non-retryable; transport failures retry with backoff:
+//! first in place, a few times per call ([`retry_transient`]), so one flaky call does not throw
+//! away an activity's other calls; then as a whole, by the workflow's activity retry policy.
+
+/// One systems call, retried in place on transient failures ([`retry_transient`]):
+/// `rpc!(client_expr, method, request_expr)` builds a fresh client and request for each attempt
+/// (clients are cheap handles on one channel), so the request expression must not move.
+macro_rules! rpc {
+    ($client:expr, $method:ident, $req:expr) => {
+        $crate::retry_transient(|| {
+            let mut client = $client;
+            let req = $req;
+            async move { client.$method(req).await }
+        })
+    };
+}
 
 pub mod context;
 pub mod engines;
@@ -178,6 +193,47 @@ impl Systems {
     }
 }
 
+/// Attempts of one systems call before a transient failure is left to the activity's retry
+/// policy.
+pub const CALL_ATTEMPTS: u32 = 6;
+
+/// Whether a failed call may succeed if simply made again: the service was unreachable,
+/// overloaded or timed out. Writes are safe to repeat because every one carries an idempotency
+/// key; an ambiguous commit (committed, response lost) returns the same record on the retry.
+pub fn is_transient(s: &Status) -> bool {
+    matches!(s.code(), Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Aborted)
+}
+
+/// Makes the call `f` builds, again on transient failures ([`is_transient`]), at most
+/// [`CALL_ATTEMPTS`] times with jittered exponential backoff (50 ms doubling, capped at 2 s).
+/// Business refusals and the last transient failure are returned as they are.
+pub async fn retry_transient<T, Fut>(mut f: impl FnMut() -> Fut) -> Result<T, Status>
+where
+    Fut: std::future::Future<Output = Result<T, Status>>,
+{
+    let mut pause = Duration::from_millis(50);
+    let mut attempt = 1;
+    loop {
+        match f().await {
+            Err(s) if attempt < CALL_ATTEMPTS && is_transient(&s) => {
+                tokio::time::sleep(jittered(pause)).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+                attempt += 1;
+            }
+            r => return r,
+        }
+    }
+}
+
+/// `d` scaled by a factor in [0.5, 1.5), so that calls failing together do not retry together.
+fn jittered(d: Duration) -> Duration {
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |t| t.subsec_nanos());
+    // A multiplicative hash spreads the clock's low bits over [0, 1).
+    let unit = f64::from(nanos.wrapping_mul(2_654_435_761)) / f64::from(u32::MAX);
+    d.mul_f64(0.5 + unit)
+}
+
 /// Maps a systems error: business refusals are non-retryable, the rest retry.
 pub fn status_error(what: &str, s: Status) -> ActivityError {
     let msg = format!("{what}: {} ({:?})", s.message(), s.code());
@@ -330,7 +386,9 @@ impl PromotionActivities {
                 })
                 .collect(),
         };
-        let resp = self.systems.prices().stage_price_change(req).await.map_err(|s| status_error("ERP", s))?;
+        let resp = rpc!(self.systems.prices(), stage_price_change, req.clone())
+            .await
+            .map_err(|s| status_error("ERP", s))?;
         Ok(resp.into_inner().price_change.map(|p| p.price_change_id).unwrap_or_default())
     }
 
@@ -357,10 +415,7 @@ impl PromotionActivities {
                     .map(|(sku, units)| OrderLine { sku: sku.clone(), units: *units })
                     .collect(),
             };
-            let resp = self
-                .systems
-                .replenishment()
-                .create_transfer_order(req)
+            let resp = rpc!(self.systems.replenishment(), create_transfer_order, req.clone())
                 .await
                 .map_err(|s| status_error("replenishment", s))?;
             ids.extend(resp.into_inner().order.map(|o| o.order_id));
@@ -395,10 +450,7 @@ impl PromotionActivities {
             effective: Some(TimeRange { start: ts(input.effective.0), end: ts(input.effective.1) }),
             line_count: input.line_count,
         };
-        let p = self
-            .systems
-            .publication()
-            .publish(req)
+        let p = rpc!(self.systems.publication(), publish, req.clone())
             .await
             .map_err(|s| status_error("publication", s))?
             .into_inner()
@@ -416,16 +468,18 @@ impl PromotionActivities {
     ) -> Result<Vec<PublicationRef>, ActivityError> {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(input.timeout_ms);
         let mut pubs = input.publications.clone();
-        let mut client = self.systems.publication();
         loop {
             for p in pubs.iter_mut().filter(|p| p.acknowledged_at_ms.is_none()) {
-                let got = client
-                    .get_publication(GetPublicationRequest { publication_id: p.publication_id.clone() })
-                    .await
-                    .map_err(|s| status_error("publication", s))?
-                    .into_inner()
-                    .publication
-                    .ok_or_else(|| business("publication: empty response"))?;
+                let got = rpc!(
+                    self.systems.publication(),
+                    get_publication,
+                    GetPublicationRequest { publication_id: p.publication_id.clone() }
+                )
+                .await
+                .map_err(|s| status_error("publication", s))?
+                .into_inner()
+                .publication
+                .ok_or_else(|| business("publication: empty response"))?;
                 *p = publication_ref(&got, p.target.clone());
             }
             let waiting = pubs.iter().filter(|p| p.acknowledged_at_ms.is_none()).count();
@@ -451,30 +505,33 @@ impl PromotionActivities {
     ) -> Result<CompensateOutput, ActivityError> {
         let mut out = CompensateOutput::default();
         for id in &input.publications {
-            self.systems
-                .publication()
-                .withdraw(WithdrawRequest { publication_id: id.clone(), reason: input.reason.clone() })
-                .await
-                .map_err(|s| status_error("publication", s))?;
+            rpc!(
+                self.systems.publication(),
+                withdraw,
+                WithdrawRequest { publication_id: id.clone(), reason: input.reason.clone() }
+            )
+            .await
+            .map_err(|s| status_error("publication", s))?;
             out.withdrawn += 1;
         }
         if let Some(pc) = &input.price_change_id {
-            self.systems
-                .prices()
-                .revert_price_change(RevertPriceChangeRequest {
-                    price_change_id: pc.clone(),
-                    reason: input.reason.clone(),
-                })
-                .await
-                .map_err(|s| status_error("ERP", s))?;
+            rpc!(
+                self.systems.prices(),
+                revert_price_change,
+                RevertPriceChangeRequest { price_change_id: pc.clone(), reason: input.reason.clone() }
+            )
+            .await
+            .map_err(|s| status_error("ERP", s))?;
             out.reverted = true;
         }
         for id in &input.orders {
-            self.systems
-                .replenishment()
-                .cancel_order(CancelOrderRequest { order_id: id.clone(), reason: input.reason.clone() })
-                .await
-                .map_err(|s| status_error("replenishment", s))?;
+            rpc!(
+                self.systems.replenishment(),
+                cancel_order,
+                CancelOrderRequest { order_id: id.clone(), reason: input.reason.clone() }
+            )
+            .await
+            .map_err(|s| status_error("replenishment", s))?;
             out.cancelled += 1;
         }
         Ok(out)
@@ -487,14 +544,16 @@ impl PromotionActivities {
         _ctx: ActivityContext,
         price_change_id: String,
     ) -> Result<(), ActivityError> {
-        self.systems
-            .prices()
-            .revert_price_change(RevertPriceChangeRequest {
-                price_change_id,
+        rpc!(
+            self.systems.prices(),
+            revert_price_change,
+            RevertPriceChangeRequest {
+                price_change_id: price_change_id.clone(),
                 reason: "promotion window ended".into(),
-            })
-            .await
-            .map_err(|s| status_error("ERP", s))?;
+            }
+        )
+        .await
+        .map_err(|s| status_error("ERP", s))?;
         Ok(())
     }
 
@@ -554,7 +613,7 @@ async fn sales_actuals(
     c: &Context,
     input: &SalesInput,
 ) -> Result<Vec<SalesActual>, ActivityError> {
-    if input.windows.is_empty() {
+    if input.windows.values().all(|(a, b)| b <= a) {
         return Ok(Vec::new());
     }
     let req = GetSalesActualsRequest {
@@ -567,15 +626,15 @@ async fn sales_actuals(
         scopes: input
             .windows
             .iter()
+            // A region that went live as its window closed sold nothing: no empty scopes.
+            .filter(|(_, (a, b))| b > a)
             .map(|(r, (a, b))| SalesScope {
                 region_id: r.clone(),
                 window: Some(TimeRange { start: ts(*a), end: ts(*b) }),
             })
             .collect(),
     };
-    Ok(systems
-        .sales()
-        .get_sales_actuals(req)
+    Ok(rpc!(systems.sales(), get_sales_actuals, req.clone())
         .await
         .map_err(|s| status_error("sales", s))?
         .into_inner()
@@ -692,5 +751,46 @@ impl Context {
             }
         }
         InventoryAssessment { regions, options, positions_read: cells.len() as u64 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    async fn calls_until(fail_first: u32, code: Code) -> (Result<u32, Status>, u32) {
+        let n = AtomicU32::new(0);
+        let r = retry_transient(|| {
+            let i = n.fetch_add(1, Ordering::SeqCst) + 1;
+            async move { if i <= fail_first { Err(Status::new(code, "injected")) } else { Ok(i) } }
+        })
+        .await;
+        (r, n.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn transient_failures_are_retried_in_place_then_handed_on() {
+        let (r, n) = calls_until(2, Code::Unavailable).await;
+        assert_eq!((r.unwrap(), n), (3, 3));
+        assert_eq!(calls_until(CALL_ATTEMPTS - 1, Code::DeadlineExceeded).await.1, CALL_ATTEMPTS);
+        let (r, n) = calls_until(u32::MAX, Code::Unavailable).await;
+        assert_eq!((r.unwrap_err().code(), n), (Code::Unavailable, CALL_ATTEMPTS));
+    }
+
+    #[tokio::test]
+    async fn business_refusals_are_not_retried() {
+        let (r, n) = calls_until(u32::MAX, Code::NotFound).await;
+        assert_eq!((r.unwrap_err().code(), n), (Code::NotFound, 1));
+        let (r, n) = calls_until(u32::MAX, Code::InvalidArgument).await;
+        assert_eq!((r.unwrap_err().code(), n), (Code::InvalidArgument, 1));
+    }
+
+    #[test]
+    fn jitter_stays_within_half_to_one_and_a_half() {
+        for _ in 0..1000 {
+            let d = jittered(Duration::from_millis(100));
+            assert!((Duration::from_millis(50)..Duration::from_millis(150)).contains(&d), "{d:?}");
+        }
     }
 }

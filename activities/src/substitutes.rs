@@ -59,13 +59,15 @@ pub async fn options(
     let in_promotion: BTreeSet<&str> = c.lines.iter().map(|l| l.sku.as_str()).collect();
     let lookups: Vec<(usize, Vec<Product>)> = stream::iter(wanted)
         .map(|k| async move {
-            let products = systems
-                .products()
-                .list_comparable_products(ListComparableProductsRequest { sku: c.lines[k].sku.clone() })
-                .await
-                .map_err(|s| status_error("product master", s))?
-                .into_inner()
-                .products;
+            let products = rpc!(
+                systems.products(),
+                list_comparable_products,
+                ListComparableProductsRequest { sku: c.lines[k].sku.clone() }
+            )
+            .await
+            .map_err(|s| status_error("product master", s))?
+            .into_inner()
+            .products;
             let products = products
                 .iter()
                 .map(Product::try_from)
