@@ -40,7 +40,7 @@ wait_for() { # what, seconds, command...
 
 sa_args=()
 for sa in PromotionId=Keyword PromotionStage=Keyword PromotionRegions=KeywordList PromotionRisk=Keyword \
-          PendingApprovals=KeywordList OpenExceptions=Int LaunchAt=Datetime; do
+          PendingApprovals=KeywordList OpenExceptions=Int LaunchAt=Datetime PromotionRevision=Int; do
     sa_args+=(--search-attribute "$sa")
 done
 .venv/bin/temporal server start-dev --ip 127.0.0.1 --port "$TEMPORAL_PORT" --ui-port "$UI_PORT" \

@@ -24,7 +24,7 @@ pub async fn master_data(
 ) -> Result<MasterData, ActivityError> {
     let mut skus: Vec<String> = plan.lines.iter().map(|l| l.sku.clone()).collect();
     let products = loop {
-        match systems.products().get_products(GetProductsRequest { skus: skus.clone() }).await {
+        match rpc!(systems.products(), get_products, GetProductsRequest { skus: skus.clone() }).await {
             Ok(r) => break r.into_inner().products,
             // The contract names every unknown SKU: drop them and ask again.
             Err(s) if s.code() == Code::NotFound && s.message().starts_with("unknown SKUs: ") => {
@@ -67,22 +67,43 @@ pub async fn other_footprints(
     );
     let mut listed = client.list_workflows(query, WorkflowListOptions::default());
     let mut out = Vec::new();
+    let mut to_query = Vec::new();
     let me = api::workflow_id(&plan.promotion_id);
     while let Some(w) = listed.next().await {
         let w = w.map_err(|e| anyhow::anyhow!("listing promotions: {e}"))?;
         if w.id() == me {
             continue;
         }
-        let handle = client.get_workflow_handle::<PromotionWorkflow>(w.id().to_owned());
-        match handle.query(PromotionWorkflow::footprint, (), WorkflowQueryOptions::default()).await {
-            Ok(Some(f)) => out.push(f),
-            Ok(None) => {}
-            // A promotion that ended between the list and the query has no footprint.
-            Err(e) => tracing::debug!(workflow = w.id(), "footprint query failed: {e}"),
+        // Revision 1's footprint travels in the listing (memo set at start); a later revision,
+        // or a promotion started without the memo, answers the footprint query.
+        let revision = w.search_attributes().get(&api::PROMOTION_REVISION).unwrap_or(1);
+        let memo = w.memo().get::<Footprint>(api::FOOTPRINT_MEMO).ok().flatten();
+        match memo {
+            Some(f) if revision <= 1 => out.push(f),
+            _ => to_query.push(w.id().to_owned()),
         }
     }
+    let queried: Vec<Option<Footprint>> = futures::stream::iter(to_query)
+        .map(|id| async move {
+            let handle = client.get_workflow_handle::<PromotionWorkflow>(id.clone());
+            match handle.query(PromotionWorkflow::footprint, (), WorkflowQueryOptions::default()).await {
+                Ok(f) => f,
+                // A promotion that ended between the list and the query has no footprint.
+                Err(e) => {
+                    tracing::debug!(workflow = id, "footprint query failed: {e}");
+                    None
+                }
+            }
+        })
+        .buffer_unordered(FOOTPRINT_QUERIES_IN_FLIGHT)
+        .collect()
+        .await;
+    out.extend(queried.into_iter().flatten());
     Ok(out)
 }
+
+/// Footprint queries in flight at once during a collision check.
+const FOOTPRINT_QUERIES_IN_FLIGHT: usize = 8;
 
 /// The whole intake check.
 pub async fn validate(
@@ -94,9 +115,7 @@ pub async fn validate(
         Ok(p) => p,
         Err(problems) => return Ok(IntakeOutput { problems, plan: None, regions: vec![] }),
     };
-    let locations = systems
-        .locations()
-        .list_locations(ListLocationsRequest {})
+    let locations = rpc!(systems.locations(), list_locations, ListLocationsRequest {})
         .await
         .map_err(|s| status_error("locations", s))?
         .into_inner();

@@ -2,7 +2,10 @@
 //! reference systems over a fresh SQLite file (small dataset), and helpers to start promotions,
 //! send messages and wait on conditions through the workflow's own queries.
 
-use crate::temporal::{DevServer, run_worker_until, start_dev_server};
+use crate::{
+    process::WorkerConfig,
+    temporal::{DevServer, DevServerOptions, run_worker_until, start_dev_server_with},
+};
 use anyhow::{Context, anyhow};
 use promo_activities::{PromotionActivities, Systems};
 use promo_contracts::{
@@ -124,10 +127,39 @@ pub struct PromoEnv {
 impl PromoEnv {
     /// Starts everything with `policy` on the small dataset.
     pub async fn start(policy: Policy) -> anyhow::Result<Self> {
-        let dev = start_dev_server().await?;
+        Self::start_with(policy, DevServerOptions::default()).await
+    }
+
+    /// Starts everything as [`PromoEnv::start`] does, with the dev server started from
+    /// `options` (e.g. over a database file, so that it can be restarted).
+    pub async fn start_with(policy: Policy, options: DevServerOptions) -> anyhow::Result<Self> {
+        let dev = start_dev_server_with(options).await?;
         let client = dev.client();
         let systems = small_systems().await?;
         Ok(Self { dev, client, systems, policy, task_queue: api::TASK_QUEUE.to_owned() })
+    }
+
+    /// This environment's scratch directory (where the systems database lives): a place for a
+    /// dev server database file, worker logs and policy files.
+    pub fn dir(&self) -> std::path::PathBuf {
+        self.systems
+            .systems
+            .path()
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_else(std::env::temp_dir)
+    }
+
+    /// How to run a `promo-worker` process against this environment (see
+    /// [`crate::process::WorkerProcess::spawn`]), logging under [`PromoEnv::dir`].
+    pub fn worker_config(&self) -> WorkerConfig {
+        WorkerConfig {
+            temporal_address: self.dev.address(),
+            systems_url: self.systems.url(),
+            policy: self.policy.clone(),
+            max_cached_workflows: None,
+            dir: self.dir().join("worker"),
+        }
     }
 
     /// Worker options with real activities against this environment's systems.
@@ -140,8 +172,21 @@ impl PromoEnv {
         run_worker_until(&self.client, self.worker_options()?, fut).await
     }
 
-    /// Starts a promotion.
+    /// Starts a promotion as `promo start` does ([`api::start_options`]: summary, details and
+    /// the footprint memo).
     pub async fn start_promotion(&self, spec: PromotionSpec) -> anyhow::Result<()> {
+        let id = api::workflow_id(&spec.promotion_id);
+        let options = api::start_options(&self.task_queue, &spec);
+        self.client
+            .start_workflow(PromotionWorkflow::run, spec, options)
+            .await
+            .with_context(|| format!("starting {id}"))?;
+        Ok(())
+    }
+
+    /// Starts a promotion with bare options, as another SDK or the `temporal` CLI would: no
+    /// footprint memo, so collision checks must query it.
+    pub async fn start_promotion_bare(&self, spec: PromotionSpec) -> anyhow::Result<()> {
         let id = api::workflow_id(&spec.promotion_id);
         self.client
             .start_workflow(
@@ -222,6 +267,24 @@ impl PromoEnv {
                 )
                 .await,
         )
+    }
+
+    /// Sends `approve` as a signal: no answer, and no worker needed to accept it (the server
+    /// stores it in the history; the workflow applies it when a worker runs it).
+    pub async fn approve_signal(
+        &self,
+        id: &str,
+        approver: &str,
+        role: promo_contracts::promo::v1::Role,
+    ) -> anyhow::Result<()> {
+        self.handle(id)
+            .signal(
+                PromotionWorkflow::approve_signal,
+                serde_json::to_value(decision(approver, role, "ok"))?,
+                temporalio_client::WorkflowSignalOptions::default(),
+            )
+            .await
+            .with_context(|| format!("approve signal to {id}"))
     }
 
     /// The audit trail.

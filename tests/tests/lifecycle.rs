@@ -564,8 +564,11 @@ async fn duplicate_start_and_collisions_are_refused() {
             env.start_promotion(spec("COL-A", &["R1"], 0..10, 3.0, 3.0)).await.unwrap();
             let dup = env.start_promotion(spec("COL-A", &["R1"], 0..10, 3.0, 3.0)).await.unwrap_err();
             at_stage(&env, "COL-A", Stage::Approval).await;
-            // Same SKUs 5..10 in R1 over overlapping dates.
-            env.start_promotion(spec("COL-B", &["R1", "R2"], 5..15, 4.0, 3.0)).await.unwrap();
+            // COL-A's footprint comes from its memo; COL-M, started without one, is queried.
+            env.start_promotion_bare(spec("COL-M", &["R3"], 12..14, 3.0, 3.0)).await.unwrap();
+            at_stage(&env, "COL-M", Stage::Approval).await;
+            // Same SKUs 5..10 in R1 over overlapping dates, and 12..14 in R3.
+            env.start_promotion(spec("COL-B", &["R1", "R3"], 5..15, 4.0, 3.0)).await.unwrap();
             let collision = env.result("COL-B").await.unwrap_err();
             env.handle("COL-A")
                 .execute_update(
@@ -591,6 +594,8 @@ async fn duplicate_start_and_collisions_are_refused() {
     let text = format!("{failure:?}");
     assert!(text.contains("line 1: lines[0].sku: SKU-00006 collides with promotion COL-A in R1"), "{text}");
     assert!(text.contains("line 5: lines[4].sku: SKU-00010 collides with promotion COL-A in R1"), "{text}");
+    assert!(text.contains("SKU-00013 collides with promotion COL-M in R3"), "{text}");
+    assert!(text.contains("SKU-00014 collides with promotion COL-M in R3"), "{text}");
     assert!(!text.contains("SKU-00011"), "{text}");
 }
 

@@ -27,10 +27,16 @@ pub fn workflow_id(promotion_id: &str) -> String {
 /// a readable summary and details for the Web UI.
 pub fn start_options(task_queue: &str, spec: &pb::PromotionSpec) -> temporalio_client::WorkflowStartOptions {
     use temporalio_client::WorkflowIdReusePolicy;
+    let footprint = crate::plan::validate_spec(spec, i64::MIN).ok().map(|p| {
+        let mut memo = temporalio_common::MemoValues::new();
+        memo.insert(FOOTPRINT_MEMO, crate::plan::Footprint::of(&p));
+        memo
+    });
     temporalio_client::WorkflowStartOptions::new(task_queue, workflow_id(&spec.promotion_id))
         .id_reuse_policy(WorkflowIdReusePolicy::AllowDuplicateFailedOnly)
         .static_summary(crate::summary::summary(spec))
         .static_details(crate::summary::details(spec))
+        .maybe_memo(footprint)
         .build()
 }
 
@@ -80,6 +86,15 @@ pub const OPEN_EXCEPTIONS: SearchAttributeKey<i64> = SearchAttributeKey::int("Op
 pub const LAUNCH_AT: SearchAttributeKey<temporalio_common::search_attributes::Timestamp> =
     SearchAttributeKey::datetime("LaunchAt");
 
+/// `PromotionRevision` (Int): the revision in progress; absent until it first changes, meaning 1.
+/// Collision checks trust the footprint memo only while this is 1.
+pub const PROMOTION_REVISION: SearchAttributeKey<i64> = SearchAttributeKey::int("PromotionRevision");
+
+/// Memo key of revision 1's footprint ([`crate::plan::Footprint`]), set at start by
+/// [`start_options`] so that collision checks read it from the visibility listing instead of
+/// querying every running promotion.
+pub const FOOTPRINT_MEMO: &str = "footprint";
+
 /// Every custom search attribute with its type name, for server registration.
 pub const SEARCH_ATTRIBUTES: &[(&str, &str)] = &[
     ("PromotionId", "Keyword"),
@@ -89,6 +104,7 @@ pub const SEARCH_ATTRIBUTES: &[(&str, &str)] = &[
     ("PendingApprovals", "KeywordList"),
     ("OpenExceptions", "Int"),
     ("LaunchAt", "Datetime"),
+    ("PromotionRevision", "Int"),
 ];
 
 /// Changes applied to the plan by remediation, per region.

@@ -97,6 +97,11 @@ fn retry(max_attempts: i32) -> RetryPolicy {
         .build()
 }
 
+/// Start-to-close timeout of one publish call: a single idempotent write with a few quick
+/// in-place retries. Kept short because it is also how long a publish in flight on a worker that
+/// died waits before Temporal retries it on another.
+const PUBLISH_TIMEOUT_SECS: u64 = 20;
+
 fn opts(timeout_secs: u64, summary: String) -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(Duration::from_secs(timeout_secs))
         .retry_policy(retry(20))
@@ -239,6 +244,7 @@ impl PromotionWorkflow {
                 vec![]
             }),
             api::OPEN_EXCEPTIONS.value_set(self.open_exceptions().len() as i64),
+            api::PROMOTION_REVISION.value_set(i64::from(self.revision)),
         ]);
         ctx.set_current_details(self.details_markdown());
     }
@@ -1097,7 +1103,7 @@ async fn lifecycle(ctx: &mut WorkflowContext<PromotionWorkflow>) -> WorkflowResu
                     effective: (plan.starts_at, plan.ends_at),
                     line_count: plan.lines.len() as u32,
                 },
-                opts(60, format!("publish to {} {}", channel_name(t.channel), t.region_id)),
+                opts(PUBLISH_TIMEOUT_SECS, format!("publish to {} {}", channel_name(t.channel), t.region_id)),
             )
         })
         .collect();
@@ -1582,6 +1588,9 @@ async fn launch_and_run(
             return Ok(None);
         }
         let bnow = business_now(ctx, policy);
+        // A region whose gate opens only after the window has ended does not launch: there is
+        // nothing left to sell, and its sales window would end before it began.
+        let window_over = bnow >= plan.ends_at && ctx.patched(NO_LAUNCH_AFTER_WINDOW);
         // Activate every region whose launch time has come and whose gate is open.
         let t = now(ctx);
         let activated = ctx.state_mut(|s| {
@@ -1601,6 +1610,12 @@ async fn launch_and_run(
                 let hold = s.policy().late_ack_action == LateAckAction::HoldLaunch
                     && s.readiness.keys().any(|x| !s.acknowledged(x));
                 if !s.acknowledged(&r) || (hold && !s.overridden(&r)) {
+                    continue;
+                }
+                if window_over {
+                    let x = s.readiness.get_mut(&r).expect("region exists");
+                    x.note = "the window ended before the region could launch".into();
+                    s.record(t, "system", "region-missed-window", r.clone());
                     continue;
                 }
                 // On time: at the planned instant, within a business hour — or five seconds of
@@ -1784,6 +1799,11 @@ async fn launch_and_run(
 /// Patch id of the change that publishes the revert to every channel at close.
 pub const CLOSE_REVERTS_CHANNELS: &str = "close-reverts-channels";
 
+/// Patch id of the change that keeps a region from launching once the window has ended (before
+/// it, such a region went live with a sales window ending before it began, and the sales
+/// contract refused the post-event analysis). Only consulted when a gate opens that late.
+pub const NO_LAUNCH_AFTER_WINDOW: &str = "no-launch-after-window";
+
 /// Publishes the revert to every target that went live (national channels, and regional ones of
 /// activated regions) and waits, within the acknowledgment deadline, for the channels to confirm.
 async fn revert_channels(
@@ -1819,7 +1839,7 @@ async fn revert_channels(
                     effective: (plan.starts_at, plan.ends_at),
                     line_count: plan.lines.len() as u32,
                 },
-                opts(60, format!("revert on {} {}", channel_name(t.channel), t.region_id)),
+                opts(PUBLISH_TIMEOUT_SECS, format!("revert on {} {}", channel_name(t.channel), t.region_id)),
             )
         })
         .collect();
