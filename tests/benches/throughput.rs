@@ -17,9 +17,11 @@
 //!   escalation moved out of reach (at 43,200× a 4-hour reminder is 0.3 s, and would fire on every
 //!   promotion while its approver's update is in flight) and approvals due 2 business hours
 //!   before launch.
-//! - **Approvers**: one task lists `PromotionStage = 'APPROVAL' AND PendingApprovals = '<role>'`
-//!   every 200 ms for each role and sends the `approve` update as that role's approver for every
-//!   promotion listed (once each).
+//! - **Approvers**: one task lists `PromotionStage = 'APPROVAL'` once a second and sends the
+//!   `approve` update for each role in a listed promotion's `PendingApprovals`, as that role's
+//!   approver (once each). The bench's own visibility calls (this listing, and counting closed
+//!   promotions every 2 s) are kept few: the dev server allows a namespace 10 visibility calls
+//!   per second, and every intake's collision check needs one.
 //! - **Timings** come from each promotion's history, fetched after the CPU figures are taken: the
 //!   server's event times of the start, of the search-attribute upsert that moved
 //!   `PromotionStage` to `APPROVAL` and to `ACTIVE`, and of the last accepted `approve` update. The
@@ -139,30 +141,31 @@ async fn wait_for_pollers(client: &Client, worker: &mut WorkerProcess) -> anyhow
     Ok(())
 }
 
-/// Scripted approvers: until `stop`, approve every promotion that visibility lists as waiting for
-/// a role, as that role's approver, once per (role, promotion). Returns refusals seen.
+/// Scripted approvers: until `stop`, approve every promotion that visibility lists as waiting,
+/// for each role its `PendingApprovals` names, as that role's approver, once per (role,
+/// promotion). One listing per second: the dev server allows a namespace 10 visibility calls per
+/// second (`frontend.namespaceRPS.visibility`), which every intake's collision check also uses.
+/// Returns refusals seen.
 async fn approvers(client: Client, stop: Arc<AtomicBool>, sent: Arc<AtomicUsize>) -> Vec<String> {
     let done: Arc<Mutex<HashSet<(usize, String)>>> = Arc::default();
     let refusals: Arc<Mutex<Vec<String>>> = Arc::default();
     let mut in_flight = tokio::task::JoinSet::new();
+    let query = format!("WorkflowType = '{}' AND PromotionStage = 'APPROVAL'", api::WORKFLOW_TYPE);
     while !stop.load(Ordering::Relaxed) {
-        for (k, (role, approver, r)) in APPROVERS.iter().enumerate() {
-            let query = format!(
-                "WorkflowType = '{}' AND PromotionStage = 'APPROVAL' AND PendingApprovals = '{role}'",
-                api::WORKFLOW_TYPE
-            );
-            let mut listed = client.list_workflows(query, WorkflowListOptions::default());
-            while let Some(w) = listed.next().await {
-                let Ok(w) = w else { break };
-                let id = w.id().to_owned();
-                if !done.lock().expect("lock").insert((k, id.clone())) {
+        let mut listed = client.list_workflows(query.as_str(), WorkflowListOptions::default());
+        while let Some(w) = listed.next().await {
+            let Ok(w) = w else { break };
+            let id = w.id().to_owned();
+            let pending = w.search_attributes().get(&api::PENDING_APPROVALS).unwrap_or_default();
+            for (k, (role, approver, r)) in APPROVERS.iter().enumerate() {
+                if !pending.iter().any(|p| p == role) || !done.lock().expect("lock").insert((k, id.clone())) {
                     continue;
                 }
                 while in_flight.len() >= CONCURRENCY {
                     in_flight.join_next().await;
                 }
-                let (client, done, refusals, sent) =
-                    (client.clone(), done.clone(), refusals.clone(), sent.clone());
+                let (client, done, refusals, sent, id) =
+                    (client.clone(), done.clone(), refusals.clone(), sent.clone(), id.clone());
                 let (approver, r) = (*approver, *r);
                 in_flight.spawn(async move {
                     let answer = client
@@ -186,7 +189,7 @@ async fn approvers(client: Client, stop: Arc<AtomicBool>, sent: Arc<AtomicUsize>
                 });
             }
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
     while in_flight.join_next().await.is_some() {}
     std::mem::take(&mut *refusals.lock().expect("lock"))
@@ -337,7 +340,7 @@ async fn main() -> anyhow::Result<()> {
             );
             last_report = Instant::now();
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
     let run = t0.elapsed();
     let cpu1 = (worker.cpu_ms()?, cpu_ms(server_pid)?, cpu_ms(me)?);
