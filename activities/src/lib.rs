@@ -138,7 +138,8 @@ impl Systems {
             .tcp_nodelay(true);
         if url.starts_with("https://") {
             let mut config = tonic::transport::ClientTlsConfig::new();
-            let t = tls.cloned().unwrap_or_default();
+            let none = SystemsTls::default();
+            let t = tls.unwrap_or(&none);
             config = match &t.ca_pem {
                 Some(ca) => config.ca_certificate(tonic::transport::Certificate::from_pem(ca)),
                 None => config.with_native_roots(),
@@ -613,7 +614,17 @@ async fn sales_actuals(
     c: &Context,
     input: &SalesInput,
 ) -> Result<Vec<SalesActual>, ActivityError> {
-    if input.windows.values().all(|(a, b)| b <= a) {
+    // A region that went live as its window closed sold nothing: no empty scopes.
+    let scopes: Vec<SalesScope> = input
+        .windows
+        .iter()
+        .filter(|(_, (a, b))| b > a)
+        .map(|(r, (a, b))| SalesScope {
+            region_id: r.clone(),
+            window: Some(TimeRange { start: ts(*a), end: ts(*b) }),
+        })
+        .collect();
+    if scopes.is_empty() {
         return Ok(Vec::new());
     }
     let req = GetSalesActualsRequest {
@@ -623,16 +634,7 @@ async fn sales_actuals(
             .into_iter()
             .map(|(sku, price, region_ids)| SalesLine { sku, promo_price: format_money(price), region_ids })
             .collect(),
-        scopes: input
-            .windows
-            .iter()
-            // A region that went live as its window closed sold nothing: no empty scopes.
-            .filter(|(_, (a, b))| b > a)
-            .map(|(r, (a, b))| SalesScope {
-                region_id: r.clone(),
-                window: Some(TimeRange { start: ts(*a), end: ts(*b) }),
-            })
-            .collect(),
+        scopes,
     };
     Ok(rpc!(systems.sales(), get_sales_actuals, req.clone())
         .await

@@ -45,12 +45,18 @@ struct Rule {
 impl Rule {
     fn matches(&self, call: &Call<'_>) -> bool {
         let f = &self.fault;
-        (f.service.is_empty() || f.service.eq_ignore_ascii_case(call.service))
+        covers(f, call.service, call.channel, call.region_id)
             && (f.method.is_empty() || f.method.eq_ignore_ascii_case(call.method))
-            && (f.channel == 0 || f.channel == call.channel)
-            && (f.region_id.is_empty() || f.region_id == call.region_id)
             && (f.max_hits == 0 || self.hits < f.max_hits)
     }
+}
+
+/// Whether `f` is about `service` (empty: every service), and about `channel` and `region_id`
+/// (unset: all).
+fn covers(f: &wire::Fault, service: &str, channel: i32, region_id: &str) -> bool {
+    (f.service.is_empty() || f.service.eq_ignore_ascii_case(service))
+        && (f.channel == 0 || f.channel == channel)
+        && (f.region_id.is_empty() || f.region_id == region_id)
 }
 
 /// The active rules.
@@ -136,13 +142,7 @@ impl Faults {
     /// this is a state, not a call).
     pub fn channel_down(&self, channel: i32, region_id: &str) -> bool {
         let st = self.state.lock().expect("faults lock");
-        st.0.iter().any(|r| {
-            let f = &r.fault;
-            f.channel_down
-                && (f.service.is_empty() || f.service.eq_ignore_ascii_case("publication"))
-                && (f.channel == 0 || f.channel == channel)
-                && (f.region_id.is_empty() || f.region_id == region_id)
-        })
+        st.0.iter().any(|r| r.fault.channel_down && covers(&r.fault, "publication", channel, region_id))
     }
 
     /// Combines the effects of every rule matching `call`, counting hits.

@@ -175,25 +175,26 @@ impl PromoEnv {
     /// Starts a promotion as `promo start` does ([`api::start_options`]: summary, details and
     /// the footprint memo).
     pub async fn start_promotion(&self, spec: PromotionSpec) -> anyhow::Result<()> {
-        let id = api::workflow_id(&spec.promotion_id);
         let options = api::start_options(&self.task_queue, &spec);
-        self.client
-            .start_workflow(PromotionWorkflow::run, spec, options)
-            .await
-            .with_context(|| format!("starting {id}"))?;
-        Ok(())
+        self.start_promotion_with(spec, options).await
     }
 
     /// Starts a promotion with bare options, as another SDK or the `temporal` CLI would: no
     /// footprint memo, so collision checks must query it.
     pub async fn start_promotion_bare(&self, spec: PromotionSpec) -> anyhow::Result<()> {
+        let options =
+            WorkflowStartOptions::new(&self.task_queue, api::workflow_id(&spec.promotion_id)).build();
+        self.start_promotion_with(spec, options).await
+    }
+
+    async fn start_promotion_with(
+        &self,
+        spec: PromotionSpec,
+        options: WorkflowStartOptions,
+    ) -> anyhow::Result<()> {
         let id = api::workflow_id(&spec.promotion_id);
         self.client
-            .start_workflow(
-                PromotionWorkflow::run,
-                spec,
-                WorkflowStartOptions::new(&self.task_queue, &id).build(),
-            )
+            .start_workflow(PromotionWorkflow::run, spec, options)
             .await
             .with_context(|| format!("starting {id}"))?;
         Ok(())
@@ -267,24 +268,6 @@ impl PromoEnv {
                 )
                 .await,
         )
-    }
-
-    /// Sends `approve` as a signal: no answer, and no worker needed to accept it (the server
-    /// stores it in the history; the workflow applies it when a worker runs it).
-    pub async fn approve_signal(
-        &self,
-        id: &str,
-        approver: &str,
-        role: promo_contracts::promo::v1::Role,
-    ) -> anyhow::Result<()> {
-        self.handle(id)
-            .signal(
-                PromotionWorkflow::approve_signal,
-                serde_json::to_value(decision(approver, role, "ok"))?,
-                temporalio_client::WorkflowSignalOptions::default(),
-            )
-            .await
-            .with_context(|| format!("approve signal to {id}"))
     }
 
     /// The audit trail.

@@ -128,6 +128,21 @@ async fn wait_all(
     }
 }
 
+/// Approves `id` as merchandising, asking again while the update gets no answer from the
+/// workflow (server or worker not reachable yet); panics on a refusal.
+async fn approve_when_reachable(env: &PromoEnv, id: &str) {
+    let t = Instant::now();
+    loop {
+        match env.approve(id, "E1001", Role::Merchandising).await {
+            Ok(_) => return,
+            Err(e) if e.starts_with("update error") && t.elapsed() < LIMIT => {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => panic!("{id}: approval refused: {e}"),
+        }
+    }
+}
+
 fn in_stage(seen: &BTreeMap<String, PromotionStatus>, id: &str, stages: &[Stage]) -> bool {
     seen.get(id).is_some_and(|s| stages.contains(&s.stage()))
 }
@@ -285,16 +300,7 @@ async fn server_restarted_over_its_database_mid_run_every_promotion_completes() 
     env.dev.restart().await.unwrap();
     for id in &ids {
         // The update needs the server back and the worker reconnected; both happen by themselves.
-        let t = Instant::now();
-        loop {
-            match env.approve(id, "E1001", Role::Merchandising).await {
-                Ok(_) => break,
-                Err(e) if e.starts_with("update error") && t.elapsed() < LIMIT => {
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
-                Err(e) => panic!("{id}: approval refused after the restart: {e}"),
-            }
-        }
+        approve_when_reachable(&env, id).await;
     }
     // 2. While they wait on launch timers.
     wait_all(&env, &ids, "every promotion at the launch gate", |seen| {
@@ -358,16 +364,7 @@ async fn degraded_systems_and_a_channel_down_delay_the_region_until_it_returns()
     env.start_promotion(spec("DEG-1", &["R1", "R3"], 0..6, 8.0, 8.0)).await.unwrap();
     let seen = wait_all(&env, &["DEG-1"], "approval", |s| in_stage(s, "DEG-1", &[Stage::Approval])).await;
     assert!(seen["DEG-1"].regions.iter().all(|r| r.state() == RegionState::Ready), "{seen:?}");
-    let t = Instant::now();
-    loop {
-        match env.approve("DEG-1", "E1001", Role::Merchandising).await {
-            Ok(_) => break,
-            Err(e) if e.starts_with("update error") && t.elapsed() < LIMIT => {
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            Err(e) => panic!("approval refused: {e}"),
-        }
-    }
+    approve_when_reachable(&env, "DEG-1").await;
 
     // R3 launches; R1 is held with a channel-sync exception, visible in status and search attributes.
     let channel_sync = |s: &PromotionStatus| {
