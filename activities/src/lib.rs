@@ -284,9 +284,40 @@ pub fn idempotency_key(promotion_id: &str, revision: u32, target: &str) -> Strin
     format!("{promotion_id}:r{revision}:{target}")
 }
 
-/// Keeps an activity visibly alive during long I/O.
-async fn heartbeat(ctx: &ActivityContext, progress: &str) {
-    let _ = ctx.record_heartbeat(progress.to_owned()).await;
+/// How often a running activity heartbeats. The workflow gives every activity a 10 s heartbeat
+/// timeout, several pulses long, so an activity on a
+/// worker that died is retried elsewhere within seconds, not at the end of its start-to-close
+/// timeout. Core throttles what reaches the server to 80% of that timeout.
+pub const PULSE: Duration = Duration::from_secs(2);
+
+/// The latest progress of a running activity, sent with each heartbeat (shown as the pending
+/// activity's heartbeat details in the Web UI).
+#[derive(Debug, Default)]
+struct Progress(std::sync::Mutex<String>);
+
+impl Progress {
+    fn set(&self, progress: impl Into<String>) {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = progress.into();
+    }
+
+    fn get(&self) -> String {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+}
+
+/// Runs `work`, heartbeating every [`PULSE`] with `progress` until it finishes.
+async fn alive<T>(ctx: &ActivityContext, progress: &Progress, work: impl Future<Output = T>) -> T {
+    let mut work = std::pin::pin!(work);
+    let mut pulse = tokio::time::interval(PULSE);
+    pulse.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            _ = pulse.tick() => {
+                let _ = ctx.record_heartbeat(progress.get()).await;
+            }
+        }
+    }
 }
 
 #[activities]
@@ -301,10 +332,13 @@ impl PromotionActivities {
     #[activity(name = activity_names::VALIDATE_SPEC)]
     pub async fn validate_spec(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         input: IntakeInput,
     ) -> Result<IntakeOutput, ActivityError> {
-        intake::validate(&self.systems, self.temporal.as_ref(), &input).await
+        alive(&ctx, &Progress::default(), async {
+            intake::validate(&self.systems, self.temporal.as_ref(), &input).await
+        })
+        .await
     }
 
     /// Margin and compliance of every line.
@@ -314,12 +348,16 @@ impl PromotionActivities {
         ctx: ActivityContext,
         input: AssessInput,
     ) -> Result<pb::MarginSummary, ActivityError> {
-        let c = load_context(&self.systems, &input.plan, &input.adjustments, &input.only_regions).await?;
-        heartbeat(&ctx, "master data loaded").await;
-        let demand = c.demand_by_region_line(&self.systems).await?;
-        let floor = promo_contracts::money::parse_decimal("min_margin_rate", &input.min_margin_rate, 6)
-            .map_err(|e| business(e.to_string()))?;
-        Ok(c.margin(&demand, floor))
+        let progress = Progress::default();
+        alive(&ctx, &progress, async {
+            let c = load_context(&self.systems, &input.plan, &input.adjustments, &input.only_regions).await?;
+            progress.set("master data loaded");
+            let demand = c.demand_by_region_line(&self.systems).await?;
+            let floor = promo_contracts::money::parse_decimal("min_margin_rate", &input.min_margin_rate, 6)
+                .map_err(|e| business(e.to_string()))?;
+            Ok(c.margin(&demand, floor))
+        })
+        .await
     }
 
     /// Inventory alignment per region and store, with remediation options for failing regions.
@@ -329,135 +367,152 @@ impl PromotionActivities {
         ctx: ActivityContext,
         input: AssessInput,
     ) -> Result<InventoryAssessment, ActivityError> {
-        let c = load_context(&self.systems, &input.plan, &input.adjustments, &input.only_regions).await?;
-        heartbeat(&ctx, "master data loaded").await;
-        let cells = c.cells(&self.systems).await?;
-        heartbeat(&ctx, &format!("{} positions read", cells.len())).await;
-        let floor: f64 =
-            input.min_fill_rate.parse().map_err(|_| business("min_fill_rate is not a number"))?;
-        let scenario = c.scenario();
-        let a = alignment::align(&cells, &scenario, c.regions.len(), c.lines.len());
-        let mut summary = c.inventory_summary(&cells, &scenario, &a, floor);
-        if summary.regions.iter().any(|r| !r.passes) {
-            heartbeat(&ctx, "looking for substitutes").await;
-            let (options, positions) = substitutes::options(&self.systems, &c, &a, floor).await?;
-            summary.options.extend(options);
-            summary.positions_read += positions;
-            // Options per region, in the order drop-short, delay, substitute.
-            let order = |o: &pb::RemediationOption| c.regions.iter().position(|r| r == &o.region_id);
-            summary.options.sort_by_key(order);
-        }
-        Ok(summary)
+        let progress = Progress::default();
+        alive(&ctx, &progress, async {
+            let c = load_context(&self.systems, &input.plan, &input.adjustments, &input.only_regions).await?;
+            progress.set("master data loaded");
+            let cells = c.cells(&self.systems).await?;
+            progress.set(format!("{} positions read", cells.len()));
+            let floor: f64 =
+                input.min_fill_rate.parse().map_err(|_| business("min_fill_rate is not a number"))?;
+            let scenario = c.scenario();
+            let a = alignment::align(&cells, &scenario, c.regions.len(), c.lines.len());
+            let mut summary = c.inventory_summary(&cells, &scenario, &a, floor);
+            if summary.regions.iter().any(|r| !r.passes) {
+                progress.set("looking for substitutes");
+                let (options, positions) = substitutes::options(&self.systems, &c, &a, floor).await?;
+                summary.options.extend(options);
+                summary.positions_read += positions;
+                // Options per region, in the order drop-short, delay, substitute.
+                let order = |o: &pb::RemediationOption| c.regions.iter().position(|r| r == &o.region_id);
+                summary.options.sort_by_key(order);
+            }
+            Ok(summary)
+        })
+        .await
     }
 
     /// Supplier funding of every funded line.
     #[activity(name = activity_names::ASSESS_FUNDING)]
     pub async fn assess_funding(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         input: AssessInput,
     ) -> Result<pb::FundingSummary, ActivityError> {
-        let c = load_context(&self.systems, &input.plan, &input.adjustments, &input.only_regions).await?;
-        let demand = c.demand_by_region_line(&self.systems).await?;
-        Ok(c.funding(&demand))
+        alive(&ctx, &Progress::default(), async {
+            let c = load_context(&self.systems, &input.plan, &input.adjustments, &input.only_regions).await?;
+            let demand = c.demand_by_region_line(&self.systems).await?;
+            Ok(c.funding(&demand))
+        })
+        .await
     }
 
     /// Stages the promotional prices in the ERP (idempotent by promotion + revision).
     #[activity(name = activity_names::STAGE_PRICES)]
     pub async fn stage_prices(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         input: StagePricesInput,
     ) -> Result<String, ActivityError> {
-        let c = load_context(&self.systems, &input.plan, &input.adjustments, &[]).await?;
-        let req = StagePriceChangeRequest {
-            idempotency_key: idempotency_key(&input.plan.promotion_id, input.revision, "erp-prices"),
-            promotion_id: input.plan.promotion_id.clone(),
-            revision: input.revision,
-            region_ids: input.regions.clone(),
-            effective_from: ts(input.plan.starts_at),
-            effective_to: ts(input.plan.ends_at),
-            lines: c
-                .price_lines()
-                .into_iter()
-                .map(|(sku, price, region_ids)| PriceLine {
-                    sku,
-                    promo_price: format_money(price),
-                    region_ids,
-                })
-                .collect(),
-        };
-        let resp = rpc!(self.systems.prices(), stage_price_change, req.clone())
-            .await
-            .map_err(|s| status_error("ERP", s))?;
-        Ok(resp.into_inner().price_change.map(|p| p.price_change_id).unwrap_or_default())
+        alive(&ctx, &Progress::default(), async {
+            let c = load_context(&self.systems, &input.plan, &input.adjustments, &[]).await?;
+            let req = StagePriceChangeRequest {
+                idempotency_key: idempotency_key(&input.plan.promotion_id, input.revision, "erp-prices"),
+                promotion_id: input.plan.promotion_id.clone(),
+                revision: input.revision,
+                region_ids: input.regions.clone(),
+                effective_from: ts(input.plan.starts_at),
+                effective_to: ts(input.plan.ends_at),
+                lines: c
+                    .price_lines()
+                    .into_iter()
+                    .map(|(sku, price, region_ids)| PriceLine {
+                        sku,
+                        promo_price: format_money(price),
+                        region_ids,
+                    })
+                    .collect(),
+            };
+            let resp = rpc!(self.systems.prices(), stage_price_change, req.clone())
+                .await
+                .map_err(|s| status_error("ERP", s))?;
+            Ok(resp.into_inner().price_change.map(|p| p.price_change_id).unwrap_or_default())
+        })
+        .await
     }
 
     /// Creates transfer orders from each region's DC (idempotent by promotion + revision + region).
     #[activity(name = activity_names::CREATE_TRANSFER_ORDERS)]
     pub async fn create_transfer_orders(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         input: OrdersInput,
     ) -> Result<Vec<String>, ActivityError> {
-        let mut ids = Vec::new();
-        for (region, (dc, lines)) in &input.orders {
-            let req = CreateTransferOrderRequest {
-                idempotency_key: idempotency_key(
-                    &input.promotion_id,
-                    input.revision,
-                    &format!("transfer:{region}"),
-                ),
-                promotion_id: input.promotion_id.clone(),
-                from_dc_id: dc.clone(),
-                to_region_id: region.clone(),
-                lines: lines
-                    .iter()
-                    .map(|(sku, units)| OrderLine { sku: sku.clone(), units: *units })
-                    .collect(),
-            };
-            let resp = rpc!(self.systems.replenishment(), create_transfer_order, req.clone())
-                .await
-                .map_err(|s| status_error("replenishment", s))?;
-            ids.extend(resp.into_inner().order.map(|o| o.order_id));
-        }
-        Ok(ids)
+        alive(&ctx, &Progress::default(), async {
+            let mut ids = Vec::new();
+            for (region, (dc, lines)) in &input.orders {
+                let req = CreateTransferOrderRequest {
+                    idempotency_key: idempotency_key(
+                        &input.promotion_id,
+                        input.revision,
+                        &format!("transfer:{region}"),
+                    ),
+                    promotion_id: input.promotion_id.clone(),
+                    from_dc_id: dc.clone(),
+                    to_region_id: region.clone(),
+                    lines: lines
+                        .iter()
+                        .map(|(sku, units)| OrderLine { sku: sku.clone(), units: *units })
+                        .collect(),
+                };
+                let resp = rpc!(self.systems.replenishment(), create_transfer_order, req.clone())
+                    .await
+                    .map_err(|s| status_error("replenishment", s))?;
+                ids.extend(resp.into_inner().order.map(|o| o.order_id));
+            }
+            Ok(ids)
+        })
+        .await
     }
 
     /// Publishes to one channel target (idempotent by promotion + revision + channel + region + kind).
     #[activity(name = activity_names::PUBLISH)]
     pub async fn publish(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         input: PublishInput,
     ) -> Result<PublicationRef, ActivityError> {
-        let channel =
-            wire::Channel::try_from(input.target.channel).map_err(|_| business("unknown channel"))?;
-        let kind = PublicationKind::try_from(input.kind).map_err(|_| business("unknown publication kind"))?;
-        let target = format!(
-            "publish:{}:{}:{}",
-            channel.as_str_name(),
-            if input.target.region_id.is_empty() { "national" } else { &input.target.region_id },
-            kind.as_str_name()
-        );
-        let req = PublishRequest {
-            idempotency_key: idempotency_key(&input.promotion_id, input.revision, &target),
-            promotion_id: input.promotion_id.clone(),
-            revision: input.revision,
-            channel: input.target.channel,
-            region_id: input.target.region_id.clone(),
-            kind: input.kind,
-            price_change_id: input.price_change_id.clone(),
-            effective: Some(TimeRange { start: ts(input.effective.0), end: ts(input.effective.1) }),
-            line_count: input.line_count,
-        };
-        let p = rpc!(self.systems.publication(), publish, req.clone())
-            .await
-            .map_err(|s| status_error("publication", s))?
-            .into_inner()
-            .publication
-            .ok_or_else(|| business("publication: empty response"))?;
-        Ok(publication_ref(&p, input.target.clone()))
+        alive(&ctx, &Progress::default(), async {
+            let channel =
+                wire::Channel::try_from(input.target.channel).map_err(|_| business("unknown channel"))?;
+            let kind =
+                PublicationKind::try_from(input.kind).map_err(|_| business("unknown publication kind"))?;
+            let target = format!(
+                "publish:{}:{}:{}",
+                channel.as_str_name(),
+                if input.target.region_id.is_empty() { "national" } else { &input.target.region_id },
+                kind.as_str_name()
+            );
+            let req = PublishRequest {
+                idempotency_key: idempotency_key(&input.promotion_id, input.revision, &target),
+                promotion_id: input.promotion_id.clone(),
+                revision: input.revision,
+                channel: input.target.channel,
+                region_id: input.target.region_id.clone(),
+                kind: input.kind,
+                price_change_id: input.price_change_id.clone(),
+                effective: Some(TimeRange { start: ts(input.effective.0), end: ts(input.effective.1) }),
+                line_count: input.line_count,
+            };
+            let p = rpc!(self.systems.publication(), publish, req.clone())
+                .await
+                .map_err(|s| status_error("publication", s))?
+                .into_inner()
+                .publication
+                .ok_or_else(|| business("publication: empty response"))?;
+            Ok(publication_ref(&p, input.target.clone()))
+        })
+        .await
     }
 
     /// Polls the publications until all are acknowledged or `timeout_ms` passes, heartbeating.
@@ -467,133 +522,149 @@ impl PromotionActivities {
         ctx: ActivityContext,
         input: AwaitAcksInput,
     ) -> Result<Vec<PublicationRef>, ActivityError> {
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(input.timeout_ms);
-        let mut pubs = input.publications.clone();
-        loop {
-            for p in pubs.iter_mut().filter(|p| p.acknowledged_at_ms.is_none()) {
-                let got = rpc!(
-                    self.systems.publication(),
-                    get_publication,
-                    GetPublicationRequest { publication_id: p.publication_id.clone() }
-                )
-                .await
-                .map_err(|s| status_error("publication", s))?
-                .into_inner()
-                .publication
-                .ok_or_else(|| business("publication: empty response"))?;
-                *p = publication_ref(&got, p.target.clone());
+        let progress = Progress::default();
+        alive(&ctx, &progress, async {
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(input.timeout_ms);
+            let mut pubs = input.publications.clone();
+            loop {
+                for p in pubs.iter_mut().filter(|p| p.acknowledged_at_ms.is_none()) {
+                    let got = rpc!(
+                        self.systems.publication(),
+                        get_publication,
+                        GetPublicationRequest { publication_id: p.publication_id.clone() }
+                    )
+                    .await
+                    .map_err(|s| status_error("publication", s))?
+                    .into_inner()
+                    .publication
+                    .ok_or_else(|| business("publication: empty response"))?;
+                    *p = publication_ref(&got, p.target.clone());
+                }
+                let waiting = pubs.iter().filter(|p| p.acknowledged_at_ms.is_none()).count();
+                if waiting == 0 || tokio::time::Instant::now() >= deadline {
+                    return Ok(pubs);
+                }
+                progress.set(format!("{waiting} acknowledgments pending"));
+                if ctx.is_cancelled() {
+                    return Err(ActivityError::cancelled());
+                }
+                let pause = Duration::from_millis(250)
+                    .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+                tokio::time::sleep(pause.max(Duration::from_millis(10))).await;
             }
-            let waiting = pubs.iter().filter(|p| p.acknowledged_at_ms.is_none()).count();
-            if waiting == 0 || tokio::time::Instant::now() >= deadline {
-                return Ok(pubs);
-            }
-            heartbeat(&ctx, &format!("{waiting} acknowledgments pending")).await;
-            if ctx.is_cancelled() {
-                return Err(ActivityError::cancelled());
-            }
-            let pause = Duration::from_millis(250)
-                .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
-            tokio::time::sleep(pause.max(Duration::from_millis(10))).await;
-        }
+        })
+        .await
     }
 
     /// Compensation: withdraw publications, revert the price change, cancel orders.
     #[activity(name = activity_names::COMPENSATE)]
     pub async fn compensate(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         input: CompensateInput,
     ) -> Result<CompensateOutput, ActivityError> {
-        let mut out = CompensateOutput::default();
-        for id in &input.publications {
-            rpc!(
-                self.systems.publication(),
-                withdraw,
-                WithdrawRequest { publication_id: id.clone(), reason: input.reason.clone() }
-            )
-            .await
-            .map_err(|s| status_error("publication", s))?;
-            out.withdrawn += 1;
-        }
-        if let Some(pc) = &input.price_change_id {
-            rpc!(
-                self.systems.prices(),
-                revert_price_change,
-                RevertPriceChangeRequest { price_change_id: pc.clone(), reason: input.reason.clone() }
-            )
-            .await
-            .map_err(|s| status_error("ERP", s))?;
-            out.reverted = true;
-        }
-        for id in &input.orders {
-            rpc!(
-                self.systems.replenishment(),
-                cancel_order,
-                CancelOrderRequest { order_id: id.clone(), reason: input.reason.clone() }
-            )
-            .await
-            .map_err(|s| status_error("replenishment", s))?;
-            out.cancelled += 1;
-        }
-        Ok(out)
+        alive(&ctx, &Progress::default(), async {
+            let mut out = CompensateOutput::default();
+            for id in &input.publications {
+                rpc!(
+                    self.systems.publication(),
+                    withdraw,
+                    WithdrawRequest { publication_id: id.clone(), reason: input.reason.clone() }
+                )
+                .await
+                .map_err(|s| status_error("publication", s))?;
+                out.withdrawn += 1;
+            }
+            if let Some(pc) = &input.price_change_id {
+                rpc!(
+                    self.systems.prices(),
+                    revert_price_change,
+                    RevertPriceChangeRequest { price_change_id: pc.clone(), reason: input.reason.clone() }
+                )
+                .await
+                .map_err(|s| status_error("ERP", s))?;
+                out.reverted = true;
+            }
+            for id in &input.orders {
+                rpc!(
+                    self.systems.replenishment(),
+                    cancel_order,
+                    CancelOrderRequest { order_id: id.clone(), reason: input.reason.clone() }
+                )
+                .await
+                .map_err(|s| status_error("replenishment", s))?;
+                out.cancelled += 1;
+            }
+            Ok(out)
+        })
+        .await
     }
 
     /// Reverts the staged price change at the end of the window.
     #[activity(name = activity_names::REVERT_PRICES)]
     pub async fn revert_prices(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         price_change_id: String,
     ) -> Result<(), ActivityError> {
-        rpc!(
-            self.systems.prices(),
-            revert_price_change,
-            RevertPriceChangeRequest {
-                price_change_id: price_change_id.clone(),
-                reason: "promotion window ended".into(),
-            }
-        )
+        alive(&ctx, &Progress::default(), async {
+            rpc!(
+                self.systems.prices(),
+                revert_price_change,
+                RevertPriceChangeRequest {
+                    price_change_id: price_change_id.clone(),
+                    reason: "promotion window ended".into(),
+                }
+            )
+            .await
+            .map_err(|s| status_error("ERP", s))?;
+            Ok(())
+        })
         .await
-        .map_err(|s| status_error("ERP", s))?;
-        Ok(())
     }
 
     /// Sell-through so far, from sales actuals of the live windows.
     #[activity(name = activity_names::MONITOR)]
     pub async fn monitor(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         input: SalesInput,
     ) -> Result<MonitorReport, ActivityError> {
-        let c = load_context(&self.systems, &input.plan, &input.adjustments, &[]).await?;
-        let actuals = sales_actuals(&self.systems, &c, &input).await?;
-        let sold: i64 = actuals.iter().map(|a| a.units_sold).sum();
-        let available: i64 = actuals.iter().map(|a| a.available_units).sum();
-        let mut stockouts = BTreeMap::new();
-        for a in actuals.iter().filter(|a| a.stockout_store_days > 0) {
-            *stockouts.entry(a.region_id.clone()).or_insert(0u64) += u64::from(a.stockout_store_days);
-        }
-        Ok(MonitorReport {
-            units_sold: sold,
-            sell_through: format_ratio(if available > 0 {
-                Decimal::from(sold) / Decimal::from(available)
-            } else {
-                Decimal::ZERO
-            }),
-            stockouts,
+        alive(&ctx, &Progress::default(), async {
+            let c = load_context(&self.systems, &input.plan, &input.adjustments, &[]).await?;
+            let actuals = sales_actuals(&self.systems, &c, &input).await?;
+            let sold: i64 = actuals.iter().map(|a| a.units_sold).sum();
+            let available: i64 = actuals.iter().map(|a| a.available_units).sum();
+            let mut stockouts = BTreeMap::new();
+            for a in actuals.iter().filter(|a| a.stockout_store_days > 0) {
+                *stockouts.entry(a.region_id.clone()).or_insert(0u64) += u64::from(a.stockout_store_days);
+            }
+            Ok(MonitorReport {
+                units_sold: sold,
+                sell_through: format_ratio(if available > 0 {
+                    Decimal::from(sold) / Decimal::from(available)
+                } else {
+                    Decimal::ZERO
+                }),
+                stockouts,
+            })
         })
+        .await
     }
 
     /// The post-event report from sales actuals against the plan.
     #[activity(name = activity_names::POST_EVENT_ANALYSIS)]
     pub async fn post_event_analysis(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         input: SalesInput,
     ) -> Result<pb::PostEventReport, ActivityError> {
-        let c = load_context(&self.systems, &input.plan, &input.adjustments, &[]).await?;
-        let actuals = sales_actuals(&self.systems, &c, &input).await?;
-        Ok(c.report(&actuals, &input.assessment))
+        alive(&ctx, &Progress::default(), async {
+            let c = load_context(&self.systems, &input.plan, &input.adjustments, &[]).await?;
+            let actuals = sales_actuals(&self.systems, &c, &input).await?;
+            Ok(c.report(&actuals, &input.assessment))
+        })
+        .await
     }
 }
 

@@ -116,7 +116,13 @@ async fn wait_all(
         if pred(&seen) {
             return seen;
         }
-        let stages: Vec<_> = seen.iter().map(|(k, s)| (k.clone(), s.stage())).collect();
+        let stages: Vec<_> = seen
+            .iter()
+            .map(|(k, s)| match s.stage() {
+                Stage::Done => format!("{k}: {:?} {}", s.outcome(), s.outcome_reason),
+                stage => format!("{k}: {stage:?}"),
+            })
+            .collect();
         let ended: Vec<_> = seen
             .iter()
             .filter(|(_, s)| s.stage() == Stage::Done && s.outcome() == Outcome::Failed)

@@ -98,20 +98,26 @@ fn retry(max_attempts: i32) -> RetryPolicy {
 }
 
 /// Start-to-close timeout of one publish call: a single idempotent write with a few quick
-/// in-place retries. Kept short because it is also how long a publish in flight on a worker that
-/// died waits before Temporal retries it on another.
+/// in-place retries, so an attempt stuck on a hung connection is abandoned and retried soon.
 const PUBLISH_TIMEOUT_SECS: u64 = 20;
+
+/// Heartbeat timeout of every activity: activities heartbeat every 2 s while they run
+/// (`promo_activities::PULSE`), so one on a worker that died is retried on another within this,
+/// whatever its start-to-close timeout.
+const HEARTBEAT_TIMEOUT_SECS: u64 = 10;
 
 fn opts(timeout_secs: u64, summary: String) -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(Duration::from_secs(timeout_secs))
+        .heartbeat_timeout(Duration::from_secs(HEARTBEAT_TIMEOUT_SECS))
         .retry_policy(retry(20))
         .summary(summary)
         .build()
 }
 
+/// Options of an activity that runs for up to `timeout` by design (a wait, a long read).
 fn heartbeat_opts(timeout: Duration, summary: String) -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(timeout + Duration::from_secs(60))
-        .heartbeat_timeout(Duration::from_secs(20))
+        .heartbeat_timeout(Duration::from_secs(HEARTBEAT_TIMEOUT_SECS))
         .retry_policy(retry(20))
         .summary(summary)
         .build()
