@@ -16,7 +16,7 @@ use promo_contracts::{
     },
 };
 use promo_tests::{
-    env::{PromoEnv, decision, spec, test_policy},
+    env::{PromoEnv, TEST_TIME_SCALE, decision, spec, test_policy},
     process::WorkerProcess,
     temporal::DevServerOptions,
 };
@@ -439,4 +439,50 @@ async fn degraded_systems_and_a_channel_down_delay_the_region_until_it_returns()
             && activations.clone().all(|(_, s)| *s == PublicationState::Acknowledged)
     );
     assert_eq!(st.price_changes, vec![(1, PriceChangeState::Reverted)]);
+}
+
+/// The patched `no-launch-after-window` path, forced: the worker is down from before the launch
+/// until after the window has ended, so the workflow handles its launch timer late, with R1's
+/// acknowledgments long in. The region must not go live with an inverted sales window; the
+/// promotion completes with the miss recorded, nothing sold, prices reverted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_region_whose_gate_opens_after_the_window_never_goes_live() {
+    let env = PromoEnv::start(test_policy()).await.unwrap();
+    let mut worker = WorkerProcess::spawn(env.worker_config()).unwrap();
+    // Launch 12 business days ahead for 1 day: the window ends 26 s of wall time from now.
+    let day = Duration::from_secs(86_400 / u64::from(TEST_TIME_SCALE));
+    let window_end = tokio::time::Instant::now() + day * 13;
+    env.start_promotion(spec("LATE-1", &["R1"], 0..4, 12.0, 1.0)).await.unwrap();
+    wait_all(&env, &["LATE-1"], "LATE-1 awaiting approval", |seen| {
+        in_stage(seen, "LATE-1", &[Stage::Approval])
+    })
+    .await;
+    approve_when_reachable(&env, "LATE-1").await;
+    wait_all(&env, &["LATE-1"], "LATE-1 at the launch gate", |seen| {
+        in_stage(seen, "LATE-1", &[Stage::LaunchGate])
+    })
+    .await;
+    worker.kill9().unwrap();
+    // The condition waited for is the clock itself: the window must be over while no worker runs.
+    tokio::time::sleep_until(window_end + day).await;
+    worker.restart().unwrap();
+
+    let r = tokio::time::timeout(LIMIT, env.result("LATE-1")).await.expect("result in time").unwrap();
+    assert_eq!(r.outcome(), Outcome::Completed, "{r:?}");
+    let report = r.report.expect("a completed promotion has a report");
+    assert_eq!(report.units_sold, 0, "nothing sells in a region that never went live");
+    let s = status(&env, "LATE-1").await.expect("status of a closed workflow");
+    let r1 = s.regions.iter().find(|x| x.region_id == "R1").expect("R1 readiness");
+    assert!(r1.activated_at.is_none(), "R1 went live after its window: {r1:?}");
+    assert!(r1.note.contains("the window ended before the region could launch"), "{r1:?}");
+    let audit = env.audit("LATE-1").await.unwrap();
+    assert!(
+        audit.entries.iter().any(|e| e.action == "region-missed-window" && e.detail == "R1"),
+        "{audit:?}"
+    );
+    assert!(!audit.entries.iter().any(|e| e.action == "region-activated"), "{audit:?}");
+    let store = store(&env, "LATE-1").await;
+    store.assert_no_duplicates("LATE-1");
+    assert_eq!(store.price_changes, vec![(1, PriceChangeState::Reverted)]);
+    worker.check_alive().unwrap();
 }
