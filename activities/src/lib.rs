@@ -285,9 +285,10 @@ pub fn idempotency_key(promotion_id: &str, revision: u32, target: &str) -> Strin
 }
 
 /// How often a running activity heartbeats. The workflow gives every activity a 10 s heartbeat
-/// timeout, several pulses long, so an activity on a
-/// worker that died is retried elsewhere within seconds, not at the end of its start-to-close
-/// timeout. Core throttles what reaches the server to 80% of that timeout.
+/// timeout, several pulses long, so an activity on a worker that died is retried elsewhere
+/// within seconds, not at the end of its start-to-close timeout. Core throttles what reaches the
+/// server to 80% of that timeout. The pulse shares the activity's task: work that blocks the
+/// thread for seconds must yield (the engines take milliseconds on the canonical promotion).
 pub const PULSE: Duration = Duration::from_secs(2);
 
 /// The latest progress of a running activity, sent with each heartbeat (shown as the pending
