@@ -86,7 +86,8 @@ pub const OPEN_EXCEPTIONS: SearchAttributeKey<i64> = SearchAttributeKey::int("Op
 pub const LAUNCH_AT: SearchAttributeKey<temporalio_common::search_attributes::Timestamp> =
     SearchAttributeKey::datetime("LaunchAt");
 
-/// `PromotionRevision` (Int): the revision in progress; absent until it first changes, meaning 1.
+/// `PromotionRevision` (Int): the revision in progress, set with the workflow's search attributes
+/// at every stage; absent (meaning 1) only before its first workflow task has run.
 /// Collision checks trust the footprint memo only while this is 1.
 pub const PROMOTION_REVISION: SearchAttributeKey<i64> = SearchAttributeKey::int("PromotionRevision");
 

@@ -1807,7 +1807,8 @@ pub const CLOSE_REVERTS_CHANNELS: &str = "close-reverts-channels";
 
 /// Patch id of the change that keeps a region from launching once the window has ended (before
 /// it, such a region went live with a sales window ending before it began, and the sales
-/// contract refused the post-event analysis). Only consulted when a gate opens that late.
+/// contract refused the post-event analysis). Consulted on the launch loop's last pass, once the
+/// window has ended, so new runs that reach the gate carry its marker.
 pub const NO_LAUNCH_AFTER_WINDOW: &str = "no-launch-after-window";
 
 /// Publishes the revert to every target that went live (national channels, and regional ones of
