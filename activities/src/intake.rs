@@ -76,10 +76,13 @@ pub async fn other_footprints(
         }
         // Revision 1's footprint travels in the listing (memo set at start); a later revision,
         // or a promotion started without the memo, answers the footprint query.
+        // Since lifecycle v2 the memo follows each revision, with the revision beside it;
+        // before, it held revision 1's.
         let revision = w.search_attributes().get(&api::PROMOTION_REVISION).unwrap_or(1);
         let memo = w.memo().get::<Footprint>(api::FOOTPRINT_MEMO).ok().flatten();
+        let memo_revision = w.memo().get::<i64>(api::FOOTPRINT_REVISION_MEMO).ok().flatten().unwrap_or(1);
         match memo {
-            Some(f) if revision <= 1 => out.push(f),
+            Some(f) if memo_revision == revision => out.push(f),
             _ => to_query.push(w.id().to_owned()),
         }
     }

@@ -565,6 +565,9 @@ impl PromotionActivities {
         input: CompensateInput,
     ) -> Result<CompensateOutput, ActivityError> {
         alive(&ctx, &Progress::default(), async {
+            if !input.sweep_promotion_id.is_empty() {
+                return sweep(&self.systems, &input).await;
+            }
             let mut out = CompensateOutput::default();
             for id in &input.publications {
                 rpc!(
@@ -667,6 +670,84 @@ impl PromotionActivities {
         })
         .await
     }
+}
+
+/// Undoes everything of a promotion still live in the systems, reading what they hold (so a
+/// write whose response was lost, or an activity cancelled mid-call, is undone too): staged
+/// price changes are reverted; activation publications are withdrawn unless their target has an
+/// acknowledged revert (the channel already restored its regular prices); released orders are
+/// cancelled unless they arrive by `keep_orders_arriving_by`. Idempotent: a second sweep finds
+/// nothing to do.
+async fn sweep(systems: &Systems, input: &CompensateInput) -> Result<CompensateOutput, ActivityError> {
+    let promotion_id = input.sweep_promotion_id.clone();
+    let mut out = CompensateOutput::default();
+    let pubs = rpc!(
+        systems.publication(),
+        list_publications,
+        ListPublicationsRequest { promotion_id: promotion_id.clone() }
+    )
+    .await
+    .map_err(|s| status_error("publication", s))?
+    .into_inner()
+    .publications;
+    let reverted: std::collections::HashSet<(i32, String)> = pubs
+        .iter()
+        .filter(|p| p.kind() == PublicationKind::Revert && p.state() == PublicationState::Acknowledged)
+        .map(|p| (p.channel, p.region_id.clone()))
+        .collect();
+    for p in pubs.iter().rev().filter(|p| {
+        p.kind() == PublicationKind::Activate
+            && p.state() != PublicationState::Withdrawn
+            && !reverted.contains(&(p.channel, p.region_id.clone()))
+    }) {
+        rpc!(
+            systems.publication(),
+            withdraw,
+            WithdrawRequest { publication_id: p.publication_id.clone(), reason: input.reason.clone() }
+        )
+        .await
+        .map_err(|s| status_error("publication", s))?;
+        out.withdrawn += 1;
+    }
+    let changes = rpc!(
+        systems.prices(),
+        list_price_changes,
+        ListPriceChangesRequest { promotion_id: promotion_id.clone(), include_lines: false }
+    )
+    .await
+    .map_err(|s| status_error("ERP", s))?
+    .into_inner()
+    .price_changes;
+    for c in changes.iter().filter(|c| c.state() == PriceChangeState::Staged) {
+        rpc!(
+            systems.prices(),
+            revert_price_change,
+            RevertPriceChangeRequest { price_change_id: c.price_change_id.clone(), reason: input.reason.clone() }
+        )
+        .await
+        .map_err(|s| status_error("ERP", s))?;
+        out.reverted = true;
+    }
+    let orders = rpc!(systems.replenishment(), list_orders, ListOrdersRequest { promotion_id: promotion_id.clone() })
+        .await
+        .map_err(|s| status_error("replenishment", s))?
+        .into_inner()
+        .orders;
+    let keep = |o: &TransferOrder| {
+        input.keep_orders_arriving_by > 0
+            && o.eta.as_ref().is_some_and(|eta| eta.seconds <= input.keep_orders_arriving_by)
+    };
+    for o in orders.iter().rev().filter(|o| o.state() == OrderState::Released && !keep(o)) {
+        rpc!(
+            systems.replenishment(),
+            cancel_order,
+            CancelOrderRequest { order_id: o.order_id.clone(), reason: input.reason.clone() }
+        )
+        .await
+        .map_err(|s| status_error("replenishment", s))?;
+        out.cancelled += 1;
+    }
+    Ok(out)
 }
 
 fn publication_ref(p: &Publication, target: api::Target) -> PublicationRef {

@@ -99,7 +99,7 @@ async fn main() -> anyhow::Result<()> {
         json / 1024
     ));
     let opts = api::start_options(api::TASK_QUEUE, &spec);
-    client.start_workflow(PromotionWorkflow::run, spec.clone(), opts).await.map_err(|e| {
+    client.start_workflow(PromotionWorkflow::run, spec.clone().into(), opts).await.map_err(|e| {
         anyhow::anyhow!(
             "starting {}: {e} (a previous demo run? use --promotion-id or restart the dev server)",
             spec.promotion_id

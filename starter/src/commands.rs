@@ -235,7 +235,7 @@ pub async fn systems_check(
         Ok(Err(s)) => return Ok(SystemsCheck::Skipped(format!("{} ({:?})", s.message(), s.code()))),
         Ok(Ok(_)) => {}
     }
-    let input = IntakeInput { spec: spec.clone(), now };
+    let input = IntakeInput { spec: spec.clone(), now, approval_lead_secs: 0 };
     match tokio::time::timeout(SYSTEMS_CHECK, intake::validate(&systems, client, &input)).await {
         Err(_) => Ok(SystemsCheck::Skipped(format!("the check took over {}s", SYSTEMS_CHECK.as_secs()))),
         Ok(Err(e)) => Ok(SystemsCheck::Skipped(activity_error(&e))),
@@ -343,7 +343,7 @@ async fn start(a: &StartArgs) -> Result<Output, CliError> {
     // The workflow contract's start options: business-key id, no restart of an ended promotion
     // (its ERP and channel idempotency keys derive from the id), summary and details for the UI.
     let options = promo_workflows::api::start_options(TASK_QUEUE, &spec);
-    let started = match client.start_workflow(PromotionWorkflow::run, spec, options).await {
+    let started = match client.start_workflow(PromotionWorkflow::run, spec.into(), options).await {
         Ok(h) => h,
         Err(e) => {
             let existing = match &e {

@@ -51,7 +51,7 @@ async fn main() -> anyhow::Result<()> {
             // Distinct one-day windows far ahead: each waits for approval.
             let s = spec(&format!("MEM-{i:05}"), &["R1"], (i % 30)..(i % 30 + 3), 300.0 + i as f64, 1.0);
             let o = api::start_options(api::TASK_QUEUE, &s);
-            client.start_workflow(PromotionWorkflow::run, s, o).await.expect("start");
+            client.start_workflow(PromotionWorkflow::run, s.into(), o).await.expect("start");
         }
         let query = "WorkflowType = 'PromotionWorkflow' AND PromotionStage = 'APPROVAL'";
         loop {

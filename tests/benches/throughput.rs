@@ -310,7 +310,7 @@ async fn main() -> anyhow::Result<()> {
                 let s = promotion(i, lead_days);
                 let o = api::start_options(api::TASK_QUEUE, &s);
                 client
-                    .start_workflow(PromotionWorkflow::run, s, o)
+                    .start_workflow(PromotionWorkflow::run, s.into(), o)
                     .await
                     .map(drop)
                     .map_err(anyhow::Error::from)

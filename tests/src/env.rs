@@ -194,7 +194,7 @@ impl PromoEnv {
     ) -> anyhow::Result<()> {
         let id = api::workflow_id(&spec.promotion_id);
         self.client
-            .start_workflow(PromotionWorkflow::run, spec, options)
+            .start_workflow(PromotionWorkflow::run, spec.into(), options)
             .await
             .with_context(|| format!("starting {id}"))?;
         Ok(())

@@ -23,7 +23,7 @@ async fn two_week_promotion_completes_in_seconds() {
     let s = spec("TWO-WEEK", &["R1"], 0..12, 3.0, 14.0);
     let (result, status) = run_worker_until(&client, opts, async {
         client
-            .start_workflow(PromotionWorkflow::run, s.clone(), api::start_options(api::TASK_QUEUE, &s))
+            .start_workflow(PromotionWorkflow::run, s.clone().into(), api::start_options(api::TASK_QUEUE, &s))
             .await
             .unwrap();
         let h = client.get_workflow_handle::<PromotionWorkflow>(api::workflow_id("TWO-WEEK"));

@@ -96,6 +96,62 @@ pub const PROMOTION_REVISION: SearchAttributeKey<i64> = SearchAttributeKey::int(
 /// querying every running promotion.
 pub const FOOTPRINT_MEMO: &str = "footprint";
 
+/// Memo key of the revision whose footprint [`FOOTPRINT_MEMO`] holds. Set with the footprint at
+/// every revision's intake (lifecycle v2); absent on promotions started before, whose memo is
+/// revision 1's.
+pub const FOOTPRINT_REVISION_MEMO: &str = "footprintRevision";
+
+/// The start input of a promotion: a `PromotionSpec`, or — when what was sent is not one — the
+/// reason, naming the field. Deserializes from any JSON so that a start input of the wrong
+/// shape ends the run with a clear `InvalidSpec` failure instead of failing every workflow task;
+/// serializes as the spec.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartInput(pub Result<pb::PromotionSpec, String>);
+
+impl From<pb::PromotionSpec> for StartInput {
+    fn from(spec: pb::PromotionSpec) -> Self {
+        Self(Ok(spec))
+    }
+}
+
+impl Serialize for StartInput {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match &self.0 {
+            Ok(spec) => spec.serialize(s),
+            Err(why) => s.serialize_str(why),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for StartInput {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = serde_json::Value::deserialize(d)?;
+        Ok(Self::parse(&raw))
+    }
+}
+
+impl StartInput {
+    /// Reads a spec from any JSON value; the error names the field that does not fit.
+    pub fn parse(raw: &serde_json::Value) -> Self {
+        if !raw.is_object() {
+            let kind = match raw {
+                serde_json::Value::Null => "null",
+                serde_json::Value::Bool(_) => "a boolean",
+                serde_json::Value::Number(_) => "a number",
+                serde_json::Value::String(_) => "a string",
+                serde_json::Value::Array(_) => "an array",
+                serde_json::Value::Object(_) => "an object",
+            };
+            return Self(Err(format!(
+                "the start input must be a promo.v1.PromotionSpec JSON object, not {kind}"
+            )));
+        }
+        Self(serde_path_to_error::deserialize(raw).map_err(|e| {
+            format!("the start input is not a promo.v1.PromotionSpec: {}: {}", e.path(), e.inner())
+        }))
+    }
+}
+
 /// Every custom search attribute with its type name, for server registration.
 pub const SEARCH_ATTRIBUTES: &[(&str, &str)] = &[
     ("PromotionId", "Keyword"),
@@ -124,8 +180,12 @@ pub struct Adjustments {
 pub struct IntakeInput {
     /// The spec.
     pub spec: pb::PromotionSpec,
-    /// Workflow time, Unix seconds.
+    /// Business time, Unix seconds.
     pub now: i64,
+    /// The policy's approval lead time (business seconds): a launch sooner than this after
+    /// `now` is refused. 0: no check.
+    #[serde(default)]
+    pub approval_lead_secs: i64,
 }
 
 /// A region of the promotion with what the workflow needs to know about it.
@@ -264,6 +324,16 @@ pub struct CompensateInput {
     pub price_change_id: Option<String>,
     /// Orders to cancel.
     pub orders: Vec<String>,
+    /// When set (lifecycle v2), the activity also reads everything of this promotion from the
+    /// systems and undoes what is still live, whatever the workflow knew of: staged price
+    /// changes are reverted, activation publications not superseded by an acknowledged revert
+    /// are withdrawn, released orders are cancelled (see `keep_orders_arriving_by`).
+    #[serde(default)]
+    pub sweep_promotion_id: String,
+    /// With a sweep: released orders arriving by this instant (Unix seconds) have done their job
+    /// and are kept; 0 cancels every released order.
+    #[serde(default)]
+    pub keep_orders_arriving_by: i64,
 }
 
 /// What compensation undid.
@@ -275,6 +345,13 @@ pub struct CompensateOutput {
     pub reverted: bool,
     /// Orders cancelled.
     pub cancelled: u32,
+}
+
+impl CompensateOutput {
+    /// Whether anything was undone.
+    pub fn any(&self) -> bool {
+        self.withdrawn > 0 || self.reverted || self.cancelled > 0
+    }
 }
 
 /// Input of `promo.monitor` and `promo.post_event_analysis`.

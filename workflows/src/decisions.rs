@@ -2,12 +2,16 @@
 //! decision may be accepted, which exceptions an assessment raises, the risk level, and which
 //! remediation policy applies by itself. Unit-tested without a server; the workflow only calls them.
 
-use crate::policy::{Policy, Thresholds};
+use crate::{
+    api::PublicationRef,
+    policy::{LateAckAction, Policy, Thresholds},
+    summary::channel_name,
+};
 use promo_contracts::{
     money::parse_decimal,
     promo::v1::{
         ApprovalRequirement, AssessmentSummary, ExceptionKind, ExceptionStatus, PromotionException,
-        RemediationOption, Role, Severity, Stage,
+        RegionState, RemediationOption, Role, Severity, Stage,
     },
 };
 use rust_decimal::Decimal;
@@ -178,6 +182,146 @@ pub fn auto_remediation(
     best.into_iter().map(|(r, (_, id))| (r, id)).collect()
 }
 
+/// What a region still waiting for its acknowledgments becomes after the ack retries, by policy
+/// (the region's note).
+pub fn late_ack_note(action: LateAckAction) -> &'static str {
+    match action {
+        LateAckAction::DelayRegion => "launch delayed until its channels acknowledge",
+        LateAckAction::HoldLaunch => "launch held until every channel acknowledges",
+    }
+}
+
+/// Everything the launch gate knows about one region at one instant (business seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gate {
+    /// The region's state.
+    pub state: RegionState,
+    /// When it may launch: the window's start, or later if remediation delayed it.
+    pub launch_at: i64,
+    /// Business time now.
+    pub now: i64,
+    /// Its channels acknowledged (or an operator overrode its gate).
+    pub acknowledged: bool,
+    /// An operator overrode its gate.
+    pub overridden: bool,
+    /// The policy holds the whole launch and some region is still unacknowledged.
+    pub held: bool,
+    /// An operator paused the promotion.
+    pub paused: bool,
+    /// The promotion's window has ended.
+    pub window_over: bool,
+}
+
+/// What the gate does with a region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// Nothing yet (live already, closed, dropped, not its time, not acknowledged, paused, held).
+    Wait,
+    /// Its gate opened only after the window ended: it never goes live.
+    MissedWindow,
+    /// It goes live now.
+    Activate,
+}
+
+/// The activation rule: a region goes live when its time has come, its channels acknowledged
+/// (or an operator overrode), the launch is not held for another region, nothing is paused, and
+/// the window has not ended.
+pub fn activation(g: &Gate) -> Activation {
+    let done = matches!(g.state, RegionState::Active | RegionState::Closed | RegionState::Dropped);
+    if done || g.paused || g.launch_at > g.now || !g.acknowledged || (g.held && !g.overridden) {
+        Activation::Wait
+    } else if g.window_over {
+        Activation::MissedWindow
+    } else {
+        Activation::Activate
+    }
+}
+
+/// Whether a region launched on time: at its planned instant (not delayed by remediation),
+/// within a business hour of it — or five seconds of wall time, the processing slack on a
+/// compressed clock.
+pub fn launched_on_time(planned: i64, launch_at: i64, activated_at: i64, time_scale: u32) -> bool {
+    let slack = 3600.max(5 * i64::from(time_scale));
+    launch_at == planned && activated_at - launch_at <= slack
+}
+
+/// Why the active loop wakes next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// The window ends.
+    End,
+    /// A delayed region's launch.
+    Launch,
+    /// The monitoring cadence.
+    Monitor,
+}
+
+impl Wake {
+    /// For the timer's summary on the Web UI's timeline.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Wake::End => "end of the window",
+            Wake::Launch => "launch",
+            Wake::Monitor => "monitoring",
+        }
+    }
+}
+
+/// The next instant the active loop must look again: the earliest of the window's end, the
+/// next pending launch and (once live) the next monitoring round. Ties go to the end, then the
+/// launch.
+pub fn next_wakeup(ends_at: i64, pending_launch: Option<i64>, next_monitor: Option<i64>) -> (i64, Wake) {
+    let mut best = (ends_at, Wake::End);
+    for (at, why) in [(pending_launch, Wake::Launch), (next_monitor, Wake::Monitor)] {
+        if let Some(at) = at
+            && at < best.0
+        {
+            best = (at, why);
+        }
+    }
+    best
+}
+
+/// The channel-sync exception of a publication not acknowledged by its deadline, with the
+/// revenue at risk of its region.
+pub fn channel_sync_exception(p: &PublicationRef, revision: u32, revenue_at_risk: String) -> PromotionException {
+    let region = p.target.region_id.clone();
+    PromotionException {
+        exception_id: format!(
+            "channel-{}-{}-r{revision}",
+            channel_name(p.target.channel),
+            if region.is_empty() { "national" } else { &region }
+        ),
+        kind: ExceptionKind::ChannelSync as i32,
+        severity: Severity::High as i32,
+        owner_role: Role::Operations as i32,
+        revenue_at_risk,
+        status: ExceptionStatus::Open as i32,
+        region_id: region,
+        detail: format!(
+            "{} publication {} not acknowledged by the deadline",
+            channel_name(p.target.channel),
+            p.publication_id
+        ),
+        ..Default::default()
+    }
+}
+
+/// The exception shown while compensation (or the revert at close) keeps failing: something of
+/// the promotion may still be live.
+pub fn compensation_pending_exception(what: &str, error: &str, revenue_at_risk: String) -> PromotionException {
+    PromotionException {
+        exception_id: "compensation-pending".into(),
+        kind: ExceptionKind::CompensationPending as i32,
+        severity: Severity::High as i32,
+        owner_role: Role::Operations as i32,
+        revenue_at_risk,
+        status: ExceptionStatus::Open as i32,
+        detail: format!("{what} has not succeeded yet and is retried until it does: {error}"),
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,5 +434,71 @@ mod tests {
         assert_eq!(chosen.into_iter().collect::<Vec<_>>(), vec![("R1".to_string(), "R1:drop".to_string())]);
         let off = Thresholds { auto_remediation_max_revenue_share: Decimal::ZERO, ..t };
         assert!(auto_remediation(&options, "10000", &off).is_empty());
+    }
+
+    fn gate() -> Gate {
+        Gate {
+            state: RegionState::Ready,
+            launch_at: 100,
+            now: 100,
+            acknowledged: true,
+            overridden: false,
+            held: false,
+            paused: false,
+            window_over: false,
+        }
+    }
+
+    #[test]
+    fn a_region_activates_only_when_its_time_acks_and_operators_allow() {
+        assert_eq!(activation(&gate()), Activation::Activate);
+        assert_eq!(activation(&Gate { now: 99, ..gate() }), Activation::Wait);
+        assert_eq!(activation(&Gate { acknowledged: false, ..gate() }), Activation::Wait);
+        assert_eq!(activation(&Gate { paused: true, ..gate() }), Activation::Wait);
+        assert_eq!(activation(&Gate { held: true, ..gate() }), Activation::Wait);
+        assert_eq!(activation(&Gate { held: true, overridden: true, ..gate() }), Activation::Activate);
+        assert_eq!(activation(&Gate { state: RegionState::Active, ..gate() }), Activation::Wait);
+        assert_eq!(activation(&Gate { state: RegionState::Delayed, ..gate() }), Activation::Activate);
+        assert_eq!(activation(&Gate { window_over: true, ..gate() }), Activation::MissedWindow);
+        assert_eq!(activation(&Gate { window_over: true, acknowledged: false, ..gate() }), Activation::Wait);
+    }
+
+    #[test]
+    fn on_time_means_the_planned_instant_within_the_slack() {
+        assert!(launched_on_time(1000, 1000, 1000 + 3600, 1));
+        assert!(!launched_on_time(1000, 1000, 1000 + 3601, 1));
+        // On a compressed clock five wall seconds are the slack.
+        assert!(launched_on_time(1000, 1000, 1000 + 5 * 43_200, 43_200));
+        // A region delayed by remediation is late by definition.
+        assert!(!launched_on_time(1000, 2000, 2000, 1));
+    }
+
+    #[test]
+    fn the_active_loop_wakes_at_the_earliest_of_end_launch_and_monitoring() {
+        assert_eq!(next_wakeup(100, None, None), (100, Wake::End));
+        assert_eq!(next_wakeup(100, Some(50), Some(70)), (50, Wake::Launch));
+        assert_eq!(next_wakeup(100, Some(80), Some(70)), (70, Wake::Monitor));
+        assert_eq!(next_wakeup(100, Some(100), None), (100, Wake::End));
+        assert_eq!(Wake::Monitor.describe(), "monitoring");
+    }
+
+    #[test]
+    fn late_acks_and_channel_sync_exceptions_are_named_by_policy_and_target() {
+        assert_eq!(late_ack_note(LateAckAction::DelayRegion), "launch delayed until its channels acknowledge");
+        assert_eq!(late_ack_note(LateAckAction::HoldLaunch), "launch held until every channel acknowledges");
+        let p = PublicationRef {
+            publication_id: "PUB-1".into(),
+            target: crate::api::Target { channel: promo_contracts::retail::v1::Channel::Pos as i32, region_id: "R5".into() },
+            kind: 1,
+            acknowledged_at_ms: None,
+        };
+        let e = channel_sync_exception(&p, 2, "12.50".into());
+        assert_eq!(e.exception_id, "channel-POS-R5-r2");
+        assert_eq!((e.kind(), e.owner_role(), e.region_id.as_str()), (ExceptionKind::ChannelSync, Role::Operations, "R5"));
+        assert_eq!(e.detail, "POS publication PUB-1 not acknowledged by the deadline");
+        let national = PublicationRef { target: crate::api::Target { channel: 2, region_id: String::new() }, ..p };
+        assert!(channel_sync_exception(&national, 1, "0".into()).exception_id.ends_with("-national-r1"));
+        let c = compensation_pending_exception("the revert of the ERP price change", "ERP: unavailable", "9".into());
+        assert_eq!((c.kind(), c.severity()), (ExceptionKind::CompensationPending, Severity::High));
     }
 }

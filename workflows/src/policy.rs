@@ -135,6 +135,10 @@ pub struct Policy {
     /// Clock compression for demos and tests: business durations (the spec window, the policy
     /// durations) pass this many times faster on the workflow's timers. 1 in production.
     pub time_scale: u32,
+    /// Attempts of one compensation call (withdraw, revert, cancel orders; the revert at close)
+    /// before the promotion shows a COMPENSATION_PENDING exception; it then keeps trying, with
+    /// pauses growing from 5 s to 5 min, until the call succeeds.
+    pub compensation_attempts: u32,
     /// Durations.
     pub durations: Durations,
     /// The approver directory: employee id → roles held.
@@ -181,6 +185,7 @@ impl Default for Policy {
             ack_retries: 1,
             late_ack_action: LateAckAction::DelayRegion,
             time_scale: 1,
+            compensation_attempts: 5,
             durations: Durations::default(),
             approvers,
         }

@@ -1,0 +1,385 @@
+//! The eight messages a promotion accepts, each as a signal and as an update, through one path:
+//! parse (raw JSON, so an ill-typed message is refused, never a failed workflow task) → check
+//! (stage, revision, directory, shape) → apply. Every refusal is in the audit trail with its
+//! reason; updates also answer it to the caller.
+//!
+//! Nothing here assumes the lifecycle has got anywhere: a message that arrives before the
+//! policy is loaded (signal-with-start, an update right after start, signals sent while no worker
+//! ran) is refused for the stage it finds, or — a signal — queued and applied right after the
+//! policy loads.
+
+use super::state::{PromotionWorkflow, pb_ts};
+use crate::{
+    api::names,
+    decisions::{self, role_name, stage_name},
+    plan,
+};
+use promo_contracts::promo::v1::*;
+use serde::de::DeserializeOwned;
+use temporalio_sdk::SyncWorkflowContext;
+
+type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Which message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `approve` (`ApprovalDecision`).
+    Approve,
+    /// `reject` (`ApprovalDecision`).
+    Reject,
+    /// `request_changes` (`ChangeRequest`).
+    RequestChanges,
+    /// `choose_remediation` (`RemediationChoice`).
+    ChooseRemediation,
+    /// `cancel` (`OperatorAction`).
+    Cancel,
+    /// `pause` (`OperatorAction`).
+    Pause,
+    /// `resume` (`OperatorAction`).
+    Resume,
+    /// `override` (`GateOverride`).
+    Override,
+}
+
+impl Kind {
+    /// Every message.
+    pub const ALL: [Kind; 8] = [
+        Kind::Approve,
+        Kind::Reject,
+        Kind::RequestChanges,
+        Kind::ChooseRemediation,
+        Kind::Cancel,
+        Kind::Pause,
+        Kind::Resume,
+        Kind::Override,
+    ];
+
+    /// The signal and update name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Approve => names::APPROVE,
+            Kind::Reject => names::REJECT,
+            Kind::RequestChanges => names::REQUEST_CHANGES,
+            Kind::ChooseRemediation => names::CHOOSE_REMEDIATION,
+            Kind::Cancel => names::CANCEL,
+            Kind::Pause => names::PAUSE,
+            Kind::Resume => names::RESUME,
+            Kind::Override => names::OVERRIDE,
+        }
+    }
+
+    /// The audit action of an applied message (`request-changes`).
+    fn action(self) -> String {
+        self.name().replace('_', "-")
+    }
+}
+
+/// A parsed message.
+enum Message {
+    Decision(ApprovalDecision),
+    Changes(Box<ChangeRequest>),
+    Choice(RemediationChoice),
+    Operator(OperatorAction),
+    Override(GateOverride),
+}
+
+impl Message {
+    /// Who sent it, as the message says.
+    fn actor(&self) -> &str {
+        match self {
+            Message::Decision(d) => &d.approver_id,
+            Message::Changes(c) => &c.approver_id,
+            Message::Choice(c) => &c.chosen_by,
+            Message::Operator(a) => &a.operator_id,
+            Message::Override(o) => &o.operator_id,
+        }
+    }
+}
+
+/// Decodes `input` as `T`, naming the field that does not fit.
+fn decode<T: DeserializeOwned>(kind: Kind, input: &serde_json::Value) -> Result<T, String> {
+    serde_path_to_error::deserialize(input).map_err(|e| {
+        let path = e.path().to_string();
+        let at = if path == "." { String::new() } else { format!("{path}: ") };
+        format!("malformed {} input: {at}{}", kind.name(), e.inner())
+    })
+}
+
+fn required(field: &str, value: &str) -> Result<(), String> {
+    if value.trim().is_empty() { Err(format!("{field} is required")) } else { Ok(()) }
+}
+
+/// Parses and checks the shape of a message (what needs no state).
+fn parse(kind: Kind, input: &serde_json::Value) -> Result<Message, String> {
+    Ok(match kind {
+        Kind::Approve | Kind::Reject => {
+            let d: ApprovalDecision = decode(kind, input)?;
+            required("approver_id", &d.approver_id)?;
+            if d.role() == Role::Unspecified {
+                return Err("role is required (ROLE_MERCHANDISING, ROLE_FINANCE, ROLE_SUPPLY_CHAIN)".into());
+            }
+            Message::Decision(d)
+        }
+        Kind::RequestChanges => Message::Changes(Box::new(decode(kind, input)?)),
+        Kind::ChooseRemediation => Message::Choice(decode(kind, input)?),
+        Kind::Cancel | Kind::Pause | Kind::Resume => Message::Operator(decode(kind, input)?),
+        Kind::Override => Message::Override(decode(kind, input)?),
+    })
+}
+
+/// The update validator of every message: refuses what does not parse, before anything is
+/// written to history.
+pub fn validate(kind: Kind, input: &serde_json::Value) -> Result<(), HandlerError> {
+    parse(kind, input).map(drop).map_err(Into::into)
+}
+
+pub(crate) fn now_sync(ctx: &SyncWorkflowContext<PromotionWorkflow>) -> i64 {
+    ctx.workflow_time().map_or(0, super::wait::unix)
+}
+
+impl PromotionWorkflow {
+    /// A signal: applied, queued until the policy is loaded, or ignored with an audit entry.
+    pub(crate) fn on_signal(
+        &mut self,
+        ctx: &mut SyncWorkflowContext<Self>,
+        kind: Kind,
+        input: serde_json::Value,
+    ) {
+        let now = now_sync(ctx);
+        if self.policy.is_none() && self.stage != Stage::Done && self.input_error.is_none() {
+            self.record(
+                now,
+                "unknown",
+                &format!("{}-queued", kind.action()),
+                "received before the promotion loaded its policy; applied right after".into(),
+            );
+            self.early.push((kind, input));
+        } else {
+            let _ = self.receive(now, kind, input, true);
+        }
+        self.publish_sync(ctx);
+    }
+
+    /// An update: applied or refused, and answered either way.
+    pub(crate) fn on_update(
+        &mut self,
+        ctx: &mut SyncWorkflowContext<Self>,
+        kind: Kind,
+        input: serde_json::Value,
+    ) -> Result<ActionResult, HandlerError> {
+        let r = self.receive(now_sync(ctx), kind, input, false);
+        self.publish_sync(ctx);
+        Ok(ActionResult { accepted: true, message: r?, revision: self.revision })
+    }
+
+    /// Applies the messages queued before the policy loaded, in arrival order.
+    pub(crate) fn apply_early(&mut self, now: i64) -> usize {
+        let early = std::mem::take(&mut self.early);
+        for (kind, input) in &early {
+            let _ = self.receive(now, *kind, input.clone(), true);
+        }
+        early.len()
+    }
+
+    /// Parse → check → apply; every refusal is audited. `signal` only changes the wording of a
+    /// malformed message's audit entry (`<name>-ignored`: nobody is there to answer).
+    pub(crate) fn receive(
+        &mut self,
+        now: i64,
+        kind: Kind,
+        input: serde_json::Value,
+        signal: bool,
+    ) -> Result<String, String> {
+        let msg = match parse(kind, &input) {
+            Ok(m) => m,
+            Err(why) => {
+                let (action, detail) = if signal {
+                    (
+                        format!("{}-ignored", kind.name()),
+                        why.replacen(&format!("malformed {} input", kind.name()), &format!("malformed {} signal", kind.name()), 1),
+                    )
+                } else {
+                    (format!("{}-refused", kind.action()), why.clone())
+                };
+                self.record(now, "unknown", &action, detail);
+                return Err(why);
+            }
+        };
+        let actor = msg.actor().to_owned();
+        let applied = match msg {
+            Message::Decision(d) => self.apply_decision(now, &d, kind == Kind::Approve),
+            Message::Changes(c) => self.apply_change_request(now, &c),
+            Message::Choice(c) => self.apply_choice(now, &c),
+            Message::Operator(a) => self.apply_operator(now, kind, &a),
+            Message::Override(o) => self.apply_override(now, &o),
+        };
+        if let Err(why) = &applied {
+            let who = if actor.trim().is_empty() { "unknown" } else { actor.as_str() };
+            self.record(now, who, &format!("{}-refused", kind.action()), why.clone());
+        }
+        applied
+    }
+
+    fn apply_decision(&mut self, now: i64, d: &ApprovalDecision, approve: bool) -> Result<String, String> {
+        if self.stage != Stage::Approval {
+            return Err(format!("the promotion is in stage {}, not awaiting approval", stage_name(self.stage)));
+        }
+        let Some(policy) = self.policy() else {
+            return Err("the promotion is still loading its policy; try again in a moment".into());
+        };
+        decisions::check_decision(
+            policy,
+            self.stage,
+            self.revision,
+            &self.requirements,
+            &d.approver_id,
+            d.role(),
+            d.revision,
+        )?;
+        let role = role_name(d.role());
+        self.record(now, &d.approver_id, if approve { "approve" } else { "reject" }, format!("as {role}: {}", d.comment));
+        if !approve {
+            self.rejection = Some(d.clone());
+            return Ok(format!("rejected as {role}"));
+        }
+        for r in self.requirements.iter_mut().filter(|r| r.role() == d.role()) {
+            r.approved_by = d.approver_id.clone();
+            r.approved_at = pb_ts(now);
+        }
+        let pending = self.pending_roles();
+        Ok(if pending.is_empty() {
+            format!("approved as {role}; all approvals given")
+        } else {
+            format!("approved as {role}; still pending: {}", pending.join(", "))
+        })
+    }
+
+    fn apply_change_request(&mut self, now: i64, c: &ChangeRequest) -> Result<String, String> {
+        if self.stage != Stage::Approval {
+            return Err(format!("the promotion is in stage {}, not awaiting approval", stage_name(self.stage)));
+        }
+        let Some(policy) = self.policy() else {
+            return Err("the promotion is still loading its policy; try again in a moment".into());
+        };
+        // A role whose approval is already given may still ask for changes.
+        decisions::check_decision(
+            policy,
+            self.stage,
+            self.revision,
+            &self.requirements,
+            &c.approver_id,
+            c.role(),
+            c.revision,
+        )
+        .or_else(|e| if e.contains("already given") { Ok(()) } else { Err(e) })?;
+        let Some(amended) = &c.amended_spec else {
+            return Err("amended_spec is required".to_owned());
+        };
+        if amended.promotion_id != self.spec.promotion_id {
+            return Err(format!(
+                "amended_spec.promotion_id {:?} must stay {:?}",
+                amended.promotion_id, self.spec.promotion_id
+            ));
+        }
+        if let Err(problems) = plan::validate_spec(amended, now) {
+            return Err(format!("the amended spec is invalid:\n{}", plan::describe(&problems)));
+        }
+        self.record(now, &c.approver_id, "request-changes", format!("as {}: {}", role_name(c.role()), c.comment));
+        self.change_request = Some(c.clone());
+        Ok(format!(
+            "changes requested on revision {}; revision {} will be assessed",
+            self.revision,
+            self.revision + 1
+        ))
+    }
+
+    fn apply_choice(&mut self, now: i64, c: &RemediationChoice) -> Result<String, String> {
+        if self.stage != Stage::Remediation {
+            return Err(format!(
+                "the promotion is in stage {}, not awaiting remediation",
+                stage_name(self.stage)
+            ));
+        }
+        required("chosen_by", &c.chosen_by)?;
+        let Some(opt) =
+            self.remediation_options.iter().find(|o| o.option_id == c.option_id && o.region_id == c.region_id)
+        else {
+            let ids: Vec<&str> = self
+                .remediation_options
+                .iter()
+                .filter(|o| o.region_id == c.region_id)
+                .map(|o| o.option_id.as_str())
+                .collect();
+            return Err(format!(
+                "{:?} is not an option for region {:?}; options: {}",
+                c.option_id,
+                c.region_id,
+                ids.join(", ")
+            ));
+        };
+        let desc = opt.description.clone();
+        self.record(now, &c.chosen_by, "remediation-chosen", format!("{}: {desc} ({})", c.option_id, c.comment));
+        self.remediation_choices.insert(c.region_id.clone(), (c.option_id.clone(), c.chosen_by.clone()));
+        Ok(format!("{} chosen for {}", c.option_id, c.region_id))
+    }
+
+    fn apply_operator(&mut self, now: i64, kind: Kind, a: &OperatorAction) -> Result<String, String> {
+        let action = kind.name();
+        required("operator_id", &a.operator_id)?;
+        if self.stage == Stage::Done {
+            return Err(format!("the promotion has ended ({})", self.outcome.as_str_name()));
+        }
+        // Cancel: operations or merchandising (the offer's owner); pause/resume: operations.
+        let allowed: &[Role] =
+            if kind == Kind::Cancel { &[Role::Operations, Role::Merchandising] } else { &[Role::Operations] };
+        let Some(policy) = self.policy() else {
+            return Err("the promotion is still loading its policy; try again in a moment".into());
+        };
+        match policy.roles_of(&a.operator_id) {
+            None => return Err(format!("operator {:?} is not in the approver directory", a.operator_id)),
+            Some(roles) if !roles.iter().any(|r| allowed.contains(r)) => {
+                return Err(format!(
+                    "operator {:?} needs the {} role to {action}",
+                    a.operator_id,
+                    allowed.iter().map(|r| role_name(*r)).collect::<Vec<_>>().join(" or ")
+                ));
+            }
+            Some(_) => {}
+        }
+        match kind {
+            Kind::Cancel if self.cancel.is_some() => return Err("the promotion is already being cancelled".into()),
+            Kind::Cancel => self.cancel = Some(a.clone()),
+            Kind::Pause if self.v2 && self.paused => return Err("the promotion is already paused".into()),
+            Kind::Pause => self.paused = true,
+            _ if self.v2 && !self.paused => return Err("the promotion is not paused".into()),
+            _ => self.paused = false,
+        }
+        self.record(now, &a.operator_id, action, a.reason.clone());
+        Ok(format!("{action} accepted"))
+    }
+
+    fn apply_override(&mut self, now: i64, o: &GateOverride) -> Result<String, String> {
+        let holds_ops = self
+            .policy()
+            .and_then(|p| p.roles_of(&o.operator_id))
+            .is_some_and(|roles| roles.contains(&Role::Operations));
+        if !holds_ops {
+            return Err(format!("operator {:?} does not hold the OPERATIONS role", o.operator_id));
+        } else if o.reason.trim().is_empty() {
+            return Err("reason is required for an override".to_owned());
+        } else if !matches!(self.stage, Stage::Publishing | Stage::LaunchGate | Stage::Active) {
+            return Err(format!("there is no acknowledgment gate to override in stage {}", stage_name(self.stage)));
+        } else if !o.region_id.is_empty() && !self.readiness.contains_key(&o.region_id) {
+            return Err(format!("region {:?} is not in this promotion", o.region_id));
+        }
+        let scope = if o.region_id.is_empty() { "all regions".to_owned() } else { o.region_id.clone() };
+        self.record(now, &o.operator_id, "override", format!("gate opened for {scope}: {}", o.reason));
+        self.overrides.insert(o.region_id.clone());
+        self.resolve(
+            now,
+            |e| e.kind() == ExceptionKind::ChannelSync && (o.region_id.is_empty() || e.region_id == o.region_id),
+            &format!("overridden by {}", o.operator_id),
+        );
+        Ok(format!("gate opened for {scope}"))
+    }
+}

@@ -1,0 +1,310 @@
+//! `PromotionWorkflow`: one durable execution per promotion, from intake to post-event analysis.
+//!
+//! [`PromotionWorkflow::run`] reads like DESIGN.md §3, one call per stage, each stage in its own
+//! module under [`stages`]:
+//!
+//! intake → assessment → remediation → approval → scheduling → publishing → launch gate →
+//! active → close → analysis,
+//!
+//! and every way out of it — REJECTED, EXPIRED, CANCELLED, FAILED, and COMPLETED too — goes
+//! through [`stages::ending`], which compensates whatever is still live and resolves every open
+//! exception. The layout:
+//!
+//! - [`state`]: the workflow's state and what the outside sees of it (status query, search
+//!   attributes, Web UI details: one publisher, [`state::publish`]);
+//! - [`messages`]: the eight messages, each accepted as a signal and as an update through one
+//!   parse → check → apply path that never panics and audits every refusal;
+//! - [`wait`]: the one wait primitive every stage uses (timers, activities, conditions), which
+//!   always wakes on cancel and on the nudges a stage asks for (pause, resume, override);
+//! - [`stages`]: one module per stage, the rules they apply are pure functions in
+//!   [`crate::decisions`].
+//!
+//! Versioning: [`LIFECYCLE_V2`] is a patch taken at the very start of a run. Runs started before
+//! it (and their committed histories, `tests/histories/before-lifecycle-v2/`) replay with the
+//! command sequence they were recorded with; everything this version adds to the command
+//! sequence (compensation at every ending, cancellable activity waits, the footprint memo per
+//! revision, the clean-up at close) happens only when it is set.
+
+pub mod messages;
+pub mod stages;
+pub mod state;
+pub mod wait;
+
+use crate::api::StartInput;
+use messages::Kind;
+use promo_contracts::promo::v1::*;
+use stages::{Stop, ending};
+use state::PromotionWorkflow as State;
+use temporalio_macros::workflow_methods;
+use temporalio_sdk::{SyncWorkflowContext, WorkflowContext, WorkflowContextView, WorkflowResult};
+
+pub use state::PromotionWorkflow;
+
+/// Patch id of lifecycle v2 (this module): consulted once, first thing in `run`.
+pub const LIFECYCLE_V2: &str = "lifecycle-v2";
+
+/// Patch id of the change that publishes the revert to every channel at close.
+pub const CLOSE_REVERTS_CHANNELS: &str = "close-reverts-channels";
+
+/// Patch id of the change that keeps a region from launching once the window has ended (before
+/// it, such a region went live with a sales window ending before it began, and the sales
+/// contract refused the post-event analysis). Consulted on the launch loop's last pass, once the
+/// window has ended, so new runs that reach the gate carry its marker.
+pub const NO_LAUNCH_AFTER_WINDOW: &str = "no-launch-after-window";
+
+type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The surface Temporal sees (init, run, signals, updates, queries), each a line or two; the
+/// state is [`state::PromotionWorkflow`].
+#[workflow_methods]
+impl PromotionWorkflow {
+    /// Starts from the planner's spec (proto3 JSON `promo.v1.PromotionSpec`). Any JSON is
+    /// accepted here: a start input that is not a spec ends the run at once, FAILED with an
+    /// `InvalidSpec` failure saying what is wrong, instead of failing every workflow task.
+    #[init]
+    pub fn new(_ctx: &WorkflowContextView, input: StartInput) -> Self {
+        State::from_input(input)
+    }
+
+    /// The lifecycle. Every ending is compensated and leaves no exception open; an
+    /// unrecoverable failure ends the promotion as FAILED with the reason.
+    #[run(name = "PromotionWorkflow")]
+    pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<PromotionResult> {
+        let v2 = ctx.patched(LIFECYCLE_V2);
+        ctx.state_mut(|s| s.v2 = v2);
+        if let Some(why) = ctx.state(|s| s.input_error.clone()) {
+            return ending::invalid_input(ctx, &why);
+        }
+        let end = lifecycle(ctx).await;
+        ending::finish(ctx, end).await
+    }
+
+    #[signal(name = "approve")]
+    pub fn approve_signal(&mut self, ctx: &mut SyncWorkflowContext<Self>, input: serde_json::Value) {
+        self.on_signal(ctx, Kind::Approve, input);
+    }
+
+    #[signal(name = "reject")]
+    pub fn reject_signal(&mut self, ctx: &mut SyncWorkflowContext<Self>, input: serde_json::Value) {
+        self.on_signal(ctx, Kind::Reject, input);
+    }
+
+    #[signal(name = "request_changes")]
+    pub fn request_changes_signal(&mut self, ctx: &mut SyncWorkflowContext<Self>, input: serde_json::Value) {
+        self.on_signal(ctx, Kind::RequestChanges, input);
+    }
+
+    #[signal(name = "choose_remediation")]
+    pub fn choose_remediation_signal(
+        &mut self,
+        ctx: &mut SyncWorkflowContext<Self>,
+        input: serde_json::Value,
+    ) {
+        self.on_signal(ctx, Kind::ChooseRemediation, input);
+    }
+
+    #[signal(name = "cancel")]
+    pub fn cancel_signal(&mut self, ctx: &mut SyncWorkflowContext<Self>, input: serde_json::Value) {
+        self.on_signal(ctx, Kind::Cancel, input);
+    }
+
+    #[signal(name = "pause")]
+    pub fn pause_signal(&mut self, ctx: &mut SyncWorkflowContext<Self>, input: serde_json::Value) {
+        self.on_signal(ctx, Kind::Pause, input);
+    }
+
+    #[signal(name = "resume")]
+    pub fn resume_signal(&mut self, ctx: &mut SyncWorkflowContext<Self>, input: serde_json::Value) {
+        self.on_signal(ctx, Kind::Resume, input);
+    }
+
+    #[signal(name = "override")]
+    pub fn override_signal(&mut self, ctx: &mut SyncWorkflowContext<Self>, input: serde_json::Value) {
+        self.on_signal(ctx, Kind::Override, input);
+    }
+
+    #[update_validator(approve)]
+    fn validate_approve(&self, _ctx: &WorkflowContextView, input: &serde_json::Value) -> Result<(), HandlerError> {
+        messages::validate(Kind::Approve, input)
+    }
+
+    /// Approve; answers at once with accepted or refused (and why). Every answer is audited.
+    #[update(name = "approve")]
+    pub fn approve(
+        &mut self,
+        ctx: &mut SyncWorkflowContext<Self>,
+        input: serde_json::Value,
+    ) -> Result<ActionResult, HandlerError> {
+        self.on_update(ctx, Kind::Approve, input)
+    }
+
+    #[update_validator(reject)]
+    fn validate_reject(&self, _ctx: &WorkflowContextView, input: &serde_json::Value) -> Result<(), HandlerError> {
+        messages::validate(Kind::Reject, input)
+    }
+
+    /// Reject; ends the promotion as REJECTED.
+    #[update(name = "reject")]
+    pub fn reject(
+        &mut self,
+        ctx: &mut SyncWorkflowContext<Self>,
+        input: serde_json::Value,
+    ) -> Result<ActionResult, HandlerError> {
+        self.on_update(ctx, Kind::Reject, input)
+    }
+
+    #[update_validator(request_changes)]
+    fn validate_request_changes(
+        &self,
+        _ctx: &WorkflowContextView,
+        input: &serde_json::Value,
+    ) -> Result<(), HandlerError> {
+        messages::validate(Kind::RequestChanges, input)
+    }
+
+    /// Request changes with an amended spec: a new revision is assessed and approved afresh.
+    #[update(name = "request_changes")]
+    pub fn request_changes(
+        &mut self,
+        ctx: &mut SyncWorkflowContext<Self>,
+        input: serde_json::Value,
+    ) -> Result<ActionResult, HandlerError> {
+        self.on_update(ctx, Kind::RequestChanges, input)
+    }
+
+    #[update_validator(choose_remediation)]
+    fn validate_choose_remediation(
+        &self,
+        _ctx: &WorkflowContextView,
+        input: &serde_json::Value,
+    ) -> Result<(), HandlerError> {
+        messages::validate(Kind::ChooseRemediation, input)
+    }
+
+    /// Choose a remediation option for a failing region.
+    #[update(name = "choose_remediation")]
+    pub fn choose_remediation(
+        &mut self,
+        ctx: &mut SyncWorkflowContext<Self>,
+        input: serde_json::Value,
+    ) -> Result<ActionResult, HandlerError> {
+        self.on_update(ctx, Kind::ChooseRemediation, input)
+    }
+
+    #[update_validator(cancel)]
+    fn validate_cancel(&self, _ctx: &WorkflowContextView, input: &serde_json::Value) -> Result<(), HandlerError> {
+        messages::validate(Kind::Cancel, input)
+    }
+
+    /// Cancel: everything done so far is compensated in reverse order.
+    #[update(name = "cancel")]
+    pub fn cancel(
+        &mut self,
+        ctx: &mut SyncWorkflowContext<Self>,
+        input: serde_json::Value,
+    ) -> Result<ActionResult, HandlerError> {
+        self.on_update(ctx, Kind::Cancel, input)
+    }
+
+    #[update_validator(pause)]
+    fn validate_pause(&self, _ctx: &WorkflowContextView, input: &serde_json::Value) -> Result<(), HandlerError> {
+        messages::validate(Kind::Pause, input)
+    }
+
+    /// Pause: no region activates and monitoring stops until resumed.
+    #[update(name = "pause")]
+    pub fn pause(
+        &mut self,
+        ctx: &mut SyncWorkflowContext<Self>,
+        input: serde_json::Value,
+    ) -> Result<ActionResult, HandlerError> {
+        self.on_update(ctx, Kind::Pause, input)
+    }
+
+    #[update_validator(resume)]
+    fn validate_resume(&self, _ctx: &WorkflowContextView, input: &serde_json::Value) -> Result<(), HandlerError> {
+        messages::validate(Kind::Resume, input)
+    }
+
+    /// Resume after a pause.
+    #[update(name = "resume")]
+    pub fn resume(
+        &mut self,
+        ctx: &mut SyncWorkflowContext<Self>,
+        input: serde_json::Value,
+    ) -> Result<ActionResult, HandlerError> {
+        self.on_update(ctx, Kind::Resume, input)
+    }
+
+    #[update_validator(override_gate)]
+    fn validate_override_gate(
+        &self,
+        _ctx: &WorkflowContextView,
+        input: &serde_json::Value,
+    ) -> Result<(), HandlerError> {
+        messages::validate(Kind::Override, input)
+    }
+
+    /// Open a stuck gate (missing acknowledgments) for a region or the whole promotion.
+    #[update(name = "override")]
+    pub fn override_gate(
+        &mut self,
+        ctx: &mut SyncWorkflowContext<Self>,
+        input: serde_json::Value,
+    ) -> Result<ActionResult, HandlerError> {
+        self.on_update(ctx, Kind::Override, input)
+    }
+
+    /// Stage, revision, timeline, approvals, exceptions, per-region readiness.
+    #[query]
+    pub fn status(&self, _ctx: &WorkflowContextView) -> PromotionStatus {
+        self.snapshot()
+    }
+
+    /// The latest assessment summary.
+    #[query]
+    pub fn assessment(&self, _ctx: &WorkflowContextView) -> AssessmentSummary {
+        self.assessment.clone().unwrap_or_default()
+    }
+
+    /// The audit trail.
+    #[query]
+    pub fn audit(&self, _ctx: &WorkflowContextView) -> AuditTrail {
+        AuditTrail { entries: self.audit.clone() }
+    }
+
+    /// What this promotion occupies (SKU × location × dates), for other promotions' collision
+    /// checks. Before intake has produced a plan, the spec itself answers (if its shape is
+    /// valid), so two promotions starting at the same moment still see each other.
+    #[query]
+    pub fn footprint(&self, _ctx: &WorkflowContextView) -> Option<crate::plan::Footprint> {
+        self.current_footprint()
+    }
+}
+
+/// The lifecycle proper: one call per stage. `Err` is how a stage ends it early.
+async fn lifecycle(ctx: &mut WorkflowContext<PromotionWorkflow>) -> Result<PromotionResultBody, Stop> {
+    use stages::*;
+    let policy = intake::start(ctx).await?;
+    let plan = loop {
+        let plan = intake::run(ctx, &policy).await?;
+        let remediated = assessment::run(ctx, &plan, &policy).await?;
+        match approval::run(ctx, &policy, &plan, remediated).await? {
+            approval::Verdict::Approved => break plan,
+            approval::Verdict::ChangesRequested => continue,
+        }
+    };
+    scheduling::run(ctx, &plan).await?;
+    publishing::run(ctx, &plan, &policy).await?;
+    launch_gate::run(ctx, &plan, &policy).await?;
+    let windows = active::run(ctx, &plan, &policy).await?;
+    close::run(ctx, &plan, &policy).await?;
+    let report = analysis::run(ctx, &plan, windows).await?;
+    Ok(PromotionResultBody { report })
+}
+
+/// What a completed lifecycle hands to [`ending::finish`].
+pub struct PromotionResultBody {
+    /// The post-event report.
+    pub report: PostEventReport,
+}

@@ -1,0 +1,50 @@
+//! Post-event analysis: the report from sales actuals against the plan (in an activity), with
+//! what only the workflow knows — cycle time per stage, on-time acknowledgments and launches.
+
+use super::{Stop, active::{Windows, sales_input}, enter};
+use crate::{
+    api::PromotionActivities as A,
+    plan::Plan,
+    workflow::wait::{self, Ctx, opts},
+};
+use promo_contracts::promo::v1::*;
+use rust_decimal::Decimal;
+use std::collections::BTreeMap;
+
+/// The post-event report.
+pub async fn run(ctx: &Ctx, plan: &Plan, windows: Windows) -> Result<PostEventReport, Stop> {
+    enter(ctx, Stage::Analysis);
+    let input = sales_input(ctx, plan, windows);
+    let mut report =
+        wait::run(ctx, ctx.execute_activity(A::post_event_analysis, input, opts(300, "post-event analysis".into())))
+            .await?;
+    ctx.state(|s| {
+        let mut cycle: BTreeMap<i32, u64> = BTreeMap::new();
+        for w in s.timeline.windows(2) {
+            let secs = (w[1].entered_at.as_ref().map_or(0, |t| t.seconds)
+                - w[0].entered_at.as_ref().map_or(0, |t| t.seconds))
+            .max(0) as u64;
+            *cycle.entry(w[0].stage).or_default() += secs;
+        }
+        report.cycle_times = cycle.into_iter().map(|(stage, seconds)| StageCycleTime { stage, seconds }).collect();
+        let (on_time, total) = s.on_time_acks;
+        report.on_time_ack_rate = ratio(i64::from(on_time), i64::from(total));
+        let on_time_launches = s.on_time.values().filter(|t| **t).count();
+        report.on_time_launch_rate = ratio(on_time_launches as i64, s.readiness.len() as i64);
+        report.exceptions_raised = s.exceptions.len() as u32;
+        for rr in report.regions.iter_mut() {
+            rr.launched_on_time = s.on_time.get(&rr.region_id).copied().unwrap_or(false);
+            if let Some(x) = s.readiness.get(&rr.region_id) {
+                rr.state = x.state;
+            }
+        }
+    });
+    Ok(report)
+}
+
+fn ratio(a: i64, b: i64) -> String {
+    if b == 0 {
+        return "0".into();
+    }
+    promo_contracts::money::format_ratio(Decimal::from(a) / Decimal::from(b))
+}

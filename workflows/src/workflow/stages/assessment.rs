@@ -1,0 +1,112 @@
+//! Assessment: margin & compliance, inventory alignment and supplier funding, three activities
+//! in parallel; the exceptions they raise; and, when a region fails, one round of remediation
+//! followed by a re-assessment. Returns whether remediation was applied.
+
+use super::{Stop, checkpoint, enter, remediation};
+use crate::{
+    api::{AssessInput, InventoryAssessment, PromotionActivities as A},
+    decisions,
+    plan::Plan,
+    policy::Policy,
+    workflow::{
+        state::pb_ts,
+        wait::{Ctx, long_opts, now},
+    },
+};
+use promo_contracts::promo::v1::*;
+use std::time::Duration;
+use temporalio_sdk::workflows::join;
+
+/// Assesses the current revision, remediating once if a region fails.
+pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<bool, Stop> {
+    let revision = ctx.state(|s| s.revision);
+    let mut remediated = false;
+    loop {
+        enter(ctx, Stage::Assessment);
+        let assessment = assess(ctx, plan, revision, policy).await?;
+        record(ctx, &assessment, revision);
+        if assessment.regions.iter().all(|r| r.passes) || remediated {
+            return Ok(remediated);
+        }
+        remediation::run(ctx, plan, policy, &assessment).await?;
+        remediated = true;
+    }
+}
+
+/// Runs the three assessment engines in parallel and combines them (also the launch gate's
+/// final re-check).
+pub async fn assess(ctx: &Ctx, plan: &Plan, revision: u32, policy: &Policy) -> Result<AssessmentSummary, Stop> {
+    let input = AssessInput {
+        revision,
+        plan: plan.clone(),
+        adjustments: ctx.state(|s| s.adjustments.clone()),
+        min_fill_rate: policy.min_fill_rate.clone(),
+        min_margin_rate: policy.min_margin_rate.clone(),
+        only_regions: vec![],
+    };
+    let n = plan.lines.len();
+    let five_minutes = Duration::from_secs(300);
+    // Seconds of work: a cancel that arrives meanwhile takes effect right after.
+    let (margin, inventory, funding) = join!(
+            ctx.execute_activity(
+                A::assess_margin,
+                input.clone(),
+                long_opts(five_minutes, format!("margin & compliance of {n} lines"))
+            ),
+            ctx.execute_activity(
+                A::assess_inventory,
+                input.clone(),
+                long_opts(five_minutes, format!("inventory alignment of {n} SKUs per store"))
+            ),
+            ctx.execute_activity(
+                A::assess_funding,
+                input.clone(),
+            long_opts(five_minutes, format!("supplier funding of {n} lines"))
+        ),
+    );
+    checkpoint(ctx)?;
+    let InventoryAssessment { regions, options, positions_read } = inventory?;
+    Ok(AssessmentSummary {
+        revision,
+        margin: Some(margin?),
+        regions,
+        funding: Some(funding?),
+        remediation_options: options,
+        positions_read,
+    })
+}
+
+/// Keeps an assessment: its exceptions (replacing the revision's earlier ones) and each
+/// region's readiness.
+fn record(ctx: &Ctx, assessment: &AssessmentSummary, revision: u32) {
+    let t = now(ctx);
+    ctx.state_mut(|s| {
+        s.resolve(
+            t,
+            |e| e.exception_id.ends_with(&format!("-r{revision}")) && e.kind() != ExceptionKind::ChannelSync,
+            "re-assessed",
+        );
+        for e in decisions::exceptions_from_assessment(assessment, &format!("r{revision}")) {
+            s.raise(t, e);
+        }
+        for r in &assessment.regions {
+            let delayed = s.adjustments.delays.get(&r.region_id).copied();
+            if let Some(x) = s.readiness.get_mut(&r.region_id) {
+                x.fill_rate = r.fill_rate.clone();
+                x.state = match (r.passes, delayed) {
+                    (_, Some(_)) => RegionState::Delayed,
+                    (true, None) => RegionState::Ready,
+                    (false, None) => RegionState::AtRisk,
+                } as i32;
+                if let Some(d) = delayed {
+                    x.launch_at = pb_ts(d);
+                } else if r.passes {
+                    x.note.clear();
+                } else {
+                    x.note = format!("{} SKUs short", r.short_sku_count);
+                }
+            }
+        }
+        s.assessment = Some(assessment.clone());
+    });
+}

@@ -1,0 +1,101 @@
+//! Close, at the window's end: the ERP price change reverted (retried until it succeeds, with a
+//! COMPENSATION_PENDING exception while it cannot), the revert published to every channel
+//! target that went live and acknowledged again, and every region closed.
+
+use super::{Stop, ending, enter};
+use crate::{
+    api::{AwaitAcksInput, PromotionActivities as A, Target},
+    plan::Plan,
+    policy::Policy,
+    summary::channel_name,
+    workflow::{
+        CLOSE_REVERTS_CHANNELS,
+        state::region_of_target,
+        wait::{self, Ctx, compensation_opts, long_opts, now, opts},
+    },
+};
+use promo_contracts::{promo::v1::*, retail::v1::PublicationKind};
+
+/// Reverts prices in the ERP and the channels, and closes the regions.
+pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
+    enter(ctx, Stage::Closing);
+    let (price_change_id, v2) = ctx.state(|s| (s.price_change_id.clone(), s.v2));
+    if let Some(pc) = price_change_id.clone() {
+        let summary = "revert promo prices in the ERP".to_owned();
+        if v2 {
+            let attempts = policy.compensation_attempts;
+            ending::until_done(ctx, "the revert of the ERP price change", || {
+                ctx.execute_activity(A::revert_prices, pc.clone(), compensation_opts(attempts, summary.clone()))
+            })
+            .await;
+        } else {
+            ctx.execute_activity(A::revert_prices, pc, opts(60, summary)).await?;
+        }
+    }
+    // Versioned change (histories recorded before it have no marker and replay without it):
+    // the channels get the revert too, and it must be acknowledged again (DESIGN.md §3.9).
+    if ctx.patched(CLOSE_REVERTS_CHANNELS) {
+        revert_channels(ctx, plan, policy, price_change_id.unwrap_or_default()).await?;
+    }
+    let t = now(ctx);
+    ctx.state_mut(|s| {
+        for r in s.readiness.values_mut() {
+            if r.state() == RegionState::Active {
+                r.state = RegionState::Closed as i32;
+            } else {
+                r.note = format!("never launched: {}", r.note);
+            }
+        }
+        s.record(t, "system", "closed", "prices reverted".into());
+    });
+    Ok(())
+}
+
+/// Publishes the revert to every target that went live (national channels, and regional ones of
+/// activated regions) and waits, within the acknowledgment deadline, for the channels to confirm.
+async fn revert_channels(ctx: &Ctx, plan: &Plan, policy: &Policy, price_change_id: String) -> Result<(), Stop> {
+    let (revision, targets) = ctx.state(|s| {
+        let live: Vec<Target> = s
+            .publications
+            .iter()
+            .filter(|p| p.kind == PublicationKind::Activate as i32)
+            .filter(|p| {
+                region_of_target(&p.target)
+                    .is_none_or(|r| s.readiness.get(r).is_some_and(|x| x.activated_at.is_some()))
+            })
+            .map(|p| p.target.clone())
+            .collect();
+        (s.revision, live)
+    });
+    let reverts = super::publishing::publish_all(
+        ctx,
+        plan,
+        revision,
+        &targets,
+        PublicationKind::Revert,
+        &price_change_id,
+    )
+    .await?;
+    let deadline = policy.scaled(policy.durations.ack_deadline.0);
+    let input = AwaitAcksInput { publications: reverts.clone(), timeout_ms: deadline.as_millis() as u64 };
+    let summary = format!("wait for {} revert acknowledgments", reverts.len());
+    let acked = wait::run(ctx, ctx.execute_activity(A::await_acknowledgments, input, long_opts(deadline, summary)))
+        .await?;
+    let t = now(ctx);
+    ctx.state_mut(|s| {
+        let confirmed = acked.iter().filter(|p| p.acknowledged_at_ms.is_some()).count();
+        let missing: Vec<String> = acked
+            .iter()
+            .filter(|p| p.acknowledged_at_ms.is_none())
+            .map(|p| format!("{} {}", channel_name(p.target.channel), p.target.region_id))
+            .collect();
+        let detail = if missing.is_empty() {
+            format!("{confirmed} channel targets acknowledged the revert")
+        } else {
+            format!("{confirmed} acknowledged; not yet: {}", missing.join(", "))
+        };
+        s.record(t, "system", "channels-reverted", detail);
+        s.publications.extend(acked);
+    });
+    Ok(())
+}

@@ -1,0 +1,263 @@
+//! Every way a run ends — COMPLETED, REJECTED, EXPIRED, CANCELLED, FAILED — goes through
+//! [`finish`]: whatever of the promotion is still live in the systems is undone (in lifecycle v2
+//! by a sweep over everything the systems hold for the promotion, retried until it succeeds,
+//! with a COMPENSATION_PENDING exception while it cannot), every open exception is resolved
+//! with the reason, and the outcome is set.
+
+use super::{Stop, enter};
+use crate::{
+    api::{CompensateInput, CompensateOutput, PromotionActivities as A},
+    decisions,
+    workflow::{
+        PromotionResultBody,
+        state::{PromotionWorkflow, publish},
+        wait::{Ctx, compensation_opts, now, opts},
+    },
+};
+use promo_contracts::promo::v1::*;
+use std::{future::Future, time::Duration};
+use temporalio_common::protos::temporal::api::failure::v1::{Failure, failure::FailureInfo};
+use temporalio_sdk::{
+    ActivityExecutionError, ApplicationFailure, TimerOptions, WorkflowCancellationToken, WorkflowResult,
+    WorkflowTermination,
+};
+
+/// Ends the run: compensation, closed exceptions, the outcome, and the result.
+pub async fn finish(ctx: &Ctx, end: Result<PromotionResultBody, Stop>) -> WorkflowResult<PromotionResult> {
+    let v2 = ctx.state(|s| s.v2);
+    let end = match end {
+        // Cancelled through Temporal itself (`temporal workflow cancel`): in v2 the same as an
+        // operator's cancel, compensation included.
+        Err(Stop::Exit(WorkflowTermination::Cancelled { .. })) if v2 => {
+            ctx.state_mut(|s| {
+                s.cancel.get_or_insert(OperatorAction {
+                    operator_id: "temporal".into(),
+                    reason: "cancellation requested through Temporal".into(),
+                });
+            });
+            Err(Stop::Cancelled)
+        }
+        other => other,
+    };
+    match end {
+        Ok(body) => {
+            if v2 {
+                // Close reverted what went live; this undoes what never did (publications of
+                // regions that did not launch, orders still on their way).
+                let keep_by = ctx.state(|s| s.plan.as_ref().map_or(0, |p| p.ends_at));
+                compensate(ctx, "promotion ended", keep_by).await;
+            }
+            close_out(ctx, Outcome::Completed, "", "promotion ended");
+            Ok(result(ctx, Some(body.report)))
+        }
+        Err(Stop::Rejected(why)) => {
+            compensate_if_written(ctx, &why).await;
+            close_out(ctx, Outcome::Rejected, &why, "promotion rejected");
+            Ok(result(ctx, None))
+        }
+        Err(Stop::Expired(why)) => {
+            compensate_if_written(ctx, &why).await;
+            close_out(ctx, Outcome::Expired, &why, "promotion expired");
+            Ok(result(ctx, None))
+        }
+        Err(Stop::Cancelled) => {
+            let who = ctx.state(|s| s.cancel.clone().unwrap_or_default());
+            let reason = format!("cancelled by {}: {}", who.operator_id, who.reason);
+            let undone = if v2 {
+                compensate(ctx, &reason, 0).await
+            } else {
+                // Runs started before v2: one compensation call of what the workflow knew of.
+                let input = ctx.state(|s| CompensateInput {
+                    reason: reason.clone(),
+                    publications: s.publications.iter().rev().map(|p| p.publication_id.clone()).collect(),
+                    price_change_id: s.price_change_id.clone(),
+                    orders: s.orders.iter().rev().cloned().collect(),
+                    sweep_promotion_id: String::new(),
+                    keep_orders_arriving_by: 0,
+                });
+                let summary = format!(
+                    "compensate: withdraw {} publications, revert prices, cancel {} orders",
+                    input.publications.len(),
+                    input.orders.len()
+                );
+                match ctx.execute_activity(A::compensate, input, opts(120, summary)).await {
+                    Ok(out) => Some(out),
+                    Err(e) => return fail(ctx, Stop::from(e)),
+                }
+            };
+            if let Some(undone) = undone {
+                let t = now(ctx);
+                ctx.state_mut(|s| {
+                    let detail = format!(
+                        "withdrew {} publications, reverted prices: {}, cancelled {} orders",
+                        undone.withdrawn, undone.reverted, undone.cancelled
+                    );
+                    s.record(t, "system", "compensated", detail);
+                });
+            }
+            close_out(ctx, Outcome::Cancelled, &reason, "promotion cancelled");
+            Ok(result(ctx, None))
+        }
+        Err(failed @ Stop::Failed(..)) => {
+            if let Stop::Failed(why, _) = &failed {
+                compensate_if_written(ctx, why).await;
+            }
+            fail(ctx, failed)
+        }
+        Err(Stop::Exit(t)) => Err(t),
+    }
+}
+
+/// A start input that is not a spec: FAILED at once, naming what is wrong.
+pub fn invalid_input(ctx: &Ctx, why: &str) -> WorkflowResult<PromotionResult> {
+    let text = format!("invalid start input: {why}");
+    fail(ctx, super::intake::invalid_spec(text))
+}
+
+fn fail(ctx: &Ctx, stop: Stop) -> WorkflowResult<PromotionResult> {
+    let Stop::Failed(why, termination) = stop else {
+        return Err(WorkflowTermination::from(ApplicationFailure::non_retryable("unexpected ending")));
+    };
+    if ctx.state(|s| s.stage != Stage::Done) {
+        close_out(ctx, Outcome::Failed, &why, "promotion failed");
+    }
+    Err(termination)
+}
+
+/// Resolves every open exception, sets the outcome and enters DONE.
+fn close_out(ctx: &Ctx, outcome: Outcome, reason: &str, resolution: &str) {
+    let t = now(ctx);
+    ctx.state_mut(|s| {
+        s.resolve(t, |_| true, resolution);
+        s.outcome = outcome;
+        s.outcome_reason = reason.to_owned();
+        s.record(t, "system", "finished", format!("{} {reason}", outcome.as_str_name()));
+    });
+    enter(ctx, Stage::Done);
+}
+
+fn result(ctx: &Ctx, report: Option<PostEventReport>) -> PromotionResult {
+    ctx.state(|s| PromotionResult {
+        promotion_id: s.spec.promotion_id.clone(),
+        outcome: s.outcome as i32,
+        reason: s.outcome_reason.clone(),
+        revision: s.revision,
+        report,
+    })
+}
+
+/// In v2, compensates when the run has written to the systems.
+async fn compensate_if_written(ctx: &Ctx, reason: &str) {
+    if ctx.state(|s| s.v2 && s.wrote) {
+        compensate(ctx, reason, 0).await;
+    }
+}
+
+/// The v2 sweep: undoes everything of the promotion still live in the systems (see
+/// [`CompensateInput::sweep_promotion_id`]), until it succeeds. `None` when the systems refused
+/// it for good (the COMPENSATION_PENDING exception then stays open for an operator).
+async fn compensate(ctx: &Ctx, reason: &str, keep_orders_arriving_by: i64) -> Option<CompensateOutput> {
+    let (input, attempts) = ctx.state(|s| {
+        (
+            CompensateInput {
+                reason: reason.to_owned(),
+                publications: s.publications.iter().rev().map(|p| p.publication_id.clone()).collect(),
+                price_change_id: s.price_change_id.clone(),
+                orders: s.orders.iter().rev().cloned().collect(),
+                sweep_promotion_id: s.spec.promotion_id.clone(),
+                keep_orders_arriving_by,
+            },
+            s.policy.as_ref().map_or(5, |p| p.compensation_attempts),
+        )
+    });
+    let out = until_done(ctx, "compensation", || {
+        ctx.execute_activity(
+            A::compensate,
+            input.clone(),
+            compensation_opts(attempts, "compensate: undo whatever of the promotion is still live".into()),
+        )
+    })
+    .await;
+    if let Some(out) = &out
+        && out.any()
+    {
+        publish(ctx);
+    }
+    out
+}
+
+/// Runs `attempt` until it succeeds: after each failed attempt (its own retries spent) the
+/// promotion shows a COMPENSATION_PENDING exception, waits (5 s, doubling to 5 min) and tries
+/// again; the exception resolves when it succeeds. A business refusal (non-retryable) is not
+/// retried: the exception stays open for an operator and `None` is returned.
+pub(crate) async fn until_done<T, F, Fut>(ctx: &Ctx, what: &str, attempt: F) -> Option<T>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T, ActivityExecutionError>>,
+{
+    let mut pause = Duration::from_secs(5);
+    loop {
+        let error = match attempt().await {
+            Ok(t) => {
+                let t0 = now(ctx);
+                let was_open = ctx.state_mut(|s| {
+                    let open = s.open_exceptions().iter().any(|e| e.kind() == ExceptionKind::CompensationPending);
+                    s.resolve(t0, |e| e.kind() == ExceptionKind::CompensationPending, &format!("{what} succeeded"));
+                    open
+                });
+                if was_open {
+                    publish(ctx);
+                }
+                return Some(t);
+            }
+            Err(e) => e,
+        };
+        let message = error.failure().map_or_else(|| error.to_string(), innermost_message);
+        let for_good = error.failure().is_some_and(non_retryable);
+        let t = now(ctx);
+        ctx.state_mut(|s: &mut PromotionWorkflow| {
+            let at_risk = s
+                .assessment
+                .as_ref()
+                .and_then(|a| a.margin.as_ref())
+                .map(|m| m.forecast_revenue.clone())
+                .unwrap_or_else(|| "0".into());
+            s.raise(t, decisions::compensation_pending_exception(what, &message, at_risk));
+            let action = if for_good { "compensation-refused" } else { "compensation-retry" };
+            s.record(t, "system", action, format!("{what}: {message}"));
+        });
+        publish(ctx);
+        if for_good {
+            return None;
+        }
+        let opts = TimerOptions::builder(pause)
+            .summary(format!("retry {what}"))
+            .cancellation_token(WorkflowCancellationToken::new())
+            .build();
+        let _ = ctx.timer(opts).await;
+        pause = (pause * 2).min(Duration::from_secs(300));
+    }
+}
+
+/// The message of the deepest cause (the activity's own error, not "activity task failed").
+fn innermost_message(f: &Failure) -> String {
+    let mut f = f;
+    while let Some(c) = f.cause.as_deref() {
+        f = c;
+    }
+    f.message.clone()
+}
+
+/// Whether any failure in the chain is a non-retryable application failure.
+fn non_retryable(f: &Failure) -> bool {
+    let mut next = Some(f);
+    while let Some(f) = next {
+        if let Some(FailureInfo::ApplicationFailureInfo(info)) = &f.failure_info
+            && info.non_retryable
+        {
+            return true;
+        }
+        next = f.cause.as_deref();
+    }
+    false
+}

@@ -1,0 +1,45 @@
+//! The launch gate: a durable timer to the final readiness re-check shortly before launch, then
+//! the re-check itself (stock with remediation, and funding). Activation happens in
+//! [`super::active`], region by region, when each region's gate opens.
+
+use super::{Stop, enter};
+use crate::{
+    plan::Plan,
+    policy::Policy,
+    workflow::{
+        state::PromotionWorkflow,
+        wait::{self, Ctx, business_now, now, until},
+    },
+};
+use promo_contracts::promo::v1::Stage;
+
+/// Waits for the re-check instant and re-checks readiness.
+pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
+    enter(ctx, Stage::LaunchGate);
+    let recheck_at = plan.starts_at - policy.durations.final_recheck_before_launch.0.as_secs() as i64;
+    loop {
+        let (paused, overrides) = ctx.state(|s| (s.paused, s.overrides.len()));
+        let nudged = move |s: &PromotionWorkflow| s.paused != paused || s.overrides.len() != overrides;
+        let summary = "wait for the final readiness re-check".to_owned();
+        let elapsed = wait::sleep(ctx, until(ctx, policy, recheck_at), summary, nudged).await?;
+        // A pause or an override wakes the gate; runs before v2 went straight to the re-check,
+        // v2 waits out the rest of the time.
+        if elapsed || !ctx.state(|s| s.v2) || business_now(ctx, policy) >= recheck_at {
+            break;
+        }
+    }
+    let revision = ctx.state(|s| s.revision);
+    let recheck = super::assessment::assess(ctx, plan, revision, policy).await?;
+    let t = now(ctx);
+    ctx.state_mut(|s| {
+        let failing: Vec<String> =
+            recheck.regions.iter().filter(|r| !r.passes).map(|r| r.region_id.clone()).collect();
+        let detail = if failing.is_empty() {
+            "stock and funding confirmed".into()
+        } else {
+            format!("still short: {}", failing.join(", "))
+        };
+        s.record(t, "system", "readiness-recheck", detail);
+    });
+    Ok(())
+}

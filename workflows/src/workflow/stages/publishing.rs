@@ -1,0 +1,170 @@
+//! Publishing: every channel target gets the activation (POS and store communications per
+//! region, eCommerce and loyalty once), then acknowledgment rounds: what is still missing after
+//! a round raises a channel-sync exception, and after the policy's retries the late regions are
+//! delayed or the whole launch held (`late_ack_action`). An override ends the wait for the
+//! regions it opens; a cancel ends it at once, cancelling the running wait.
+
+use super::{Stop, checkpoint, enter};
+use crate::{
+    api::{AwaitAcksInput, PromotionActivities as A, PublicationRef, PublishInput, Target},
+    decisions,
+    plan::Plan,
+    policy::Policy,
+    summary::channel_name,
+    workflow::{
+        state::{PromotionWorkflow, publish, region_of_target},
+        wait::{self, Ctx, PUBLISH_TIMEOUT_SECS, long_opts, now, opts},
+    },
+};
+use promo_contracts::{
+    promo::v1::*,
+    retail::v1::{Channel, PublicationKind},
+};
+use temporalio_sdk::workflows::join_all;
+
+/// Publishes the activation everywhere and waits for the acknowledgments.
+pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
+    enter(ctx, Stage::Publishing);
+    let (revision, region_ids, price_change_id) = ctx.state(|s| {
+        (
+            s.revision,
+            s.regions.iter().map(|r| r.region_id.clone()).collect::<Vec<_>>(),
+            s.price_change_id.clone().unwrap_or_default(),
+        )
+    });
+    let targets = channel_targets(plan, &region_ids);
+    let published = publish_all(ctx, plan, revision, &targets, PublicationKind::Activate, &price_change_id).await?;
+    ctx.state_mut(|s| s.publications = published);
+    checkpoint(ctx)?;
+
+    let ack_deadline = policy.scaled(policy.durations.ack_deadline.0);
+    let mut round = 0;
+    loop {
+        let pending = waiting_for(ctx);
+        if pending.is_empty() {
+            break;
+        }
+        let overrides = ctx.state(|s| s.overrides.len());
+        let input = AwaitAcksInput { publications: pending.clone(), timeout_ms: ack_deadline.as_millis() as u64 };
+        let summary = format!("wait for {} acknowledgments (round {})", pending.len(), round + 1);
+        let work = ctx.execute_activity(A::await_acknowledgments, input, long_opts(ack_deadline, summary));
+        let Some(acked) =
+            wait::activity(ctx, work, move |s: &PromotionWorkflow| s.overrides.len() != overrides).await?
+        else {
+            // An override opened a gate: look again at what is still awaited.
+            continue;
+        };
+        let t = now(ctx);
+        let first_round = round == 0;
+        ctx.state_mut(|s| {
+            merge_acks(&mut s.publications, &acked);
+            if first_round {
+                let on_time = s.publications.iter().filter(|p| p.acknowledged_at_ms.is_some()).count() as u32;
+                s.on_time_acks = (on_time, s.publications.len() as u32);
+            }
+            for p in s.publications.clone().iter().filter(|p| p.acknowledged_at_ms.is_none()) {
+                let revenue_at_risk = revenue_at_risk(s, &p.target.region_id);
+                s.raise(t, decisions::channel_sync_exception(p, s.revision, revenue_at_risk));
+            }
+            s.refresh_ack_readiness();
+        });
+        publish(ctx);
+        round += 1;
+        if round > policy.ack_retries {
+            break;
+        }
+    }
+    // After the retries, the policy decides: delay the late regions or hold the launch.
+    let t = now(ctx);
+    ctx.state_mut(|s| {
+        let late: Vec<String> = s.readiness.keys().filter(|r| !s.acknowledged(r)).cloned().collect();
+        let note = decisions::late_ack_note(policy.late_ack_action);
+        for r in &late {
+            if let Some(x) = s.readiness.get_mut(r) {
+                x.state = RegionState::Delayed as i32;
+                x.note = format!("awaiting acknowledgment: {note}");
+            }
+            s.record(t, "policy", "late-acknowledgment", format!("{r}: {note}"));
+        }
+    });
+    Ok(())
+}
+
+/// Activation publications still unacknowledged that a gate depends on (in lifecycle v2, not
+/// those of regions an operator opened).
+pub(crate) fn waiting_for(ctx: &Ctx) -> Vec<PublicationRef> {
+    ctx.state(|s| {
+        s.publications
+            .iter()
+            .filter(|p| p.acknowledged_at_ms.is_none() && p.kind == PublicationKind::Activate as i32)
+            .filter(|p| !s.v2 || !s.overridden(region_of_target(&p.target).unwrap_or("")))
+            .cloned()
+            .collect()
+    })
+}
+
+/// The region's revenue at risk from the assessment ("0" for national targets).
+pub(crate) fn revenue_at_risk(s: &PromotionWorkflow, region: &str) -> String {
+    s.assessment
+        .as_ref()
+        .and_then(|a| a.regions.iter().find(|r| r.region_id == region))
+        .map(|r| r.revenue_at_risk.clone())
+        .unwrap_or_else(|| "0".into())
+}
+
+/// Publishes `kind` to every target, in parallel (idempotent writes, seconds at most).
+pub(crate) async fn publish_all(
+    ctx: &Ctx,
+    plan: &Plan,
+    revision: u32,
+    targets: &[Target],
+    kind: PublicationKind,
+    price_change_id: &str,
+) -> Result<Vec<PublicationRef>, Stop> {
+    let verb = if kind == PublicationKind::Revert { "revert on" } else { "publish to" };
+    let futs: Vec<_> = targets
+        .iter()
+        .map(|t| {
+            ctx.execute_activity(
+                A::publish,
+                PublishInput {
+                    promotion_id: plan.promotion_id.clone(),
+                    revision,
+                    target: t.clone(),
+                    kind: kind as i32,
+                    price_change_id: price_change_id.to_owned(),
+                    effective: (plan.starts_at, plan.ends_at),
+                    line_count: plan.lines.len() as u32,
+                },
+                opts(PUBLISH_TIMEOUT_SECS, format!("{verb} {} {}", channel_name(t.channel), t.region_id)),
+            )
+        })
+        .collect();
+    let mut out = Vec::with_capacity(futs.len());
+    for r in join_all(futs).await {
+        out.push(r?);
+    }
+    Ok(out)
+}
+
+/// Every channel target of the plan: regional channels per region, national ones once.
+fn channel_targets(plan: &Plan, regions: &[String]) -> Vec<Target> {
+    let mut out = Vec::new();
+    for c in &plan.channels {
+        if matches!(c, Channel::Pos | Channel::StoreComms) {
+            out.extend(regions.iter().map(|r| Target { channel: *c as i32, region_id: r.clone() }));
+        } else {
+            out.push(Target { channel: *c as i32, region_id: String::new() });
+        }
+    }
+    out
+}
+
+/// Records the acknowledgments `acked` reports (an acknowledgment is never taken back).
+pub(crate) fn merge_acks(into: &mut [PublicationRef], acked: &[PublicationRef]) {
+    for p in into.iter_mut() {
+        if let Some(a) = acked.iter().find(|a| a.publication_id == p.publication_id) {
+            p.acknowledged_at_ms = p.acknowledged_at_ms.or(a.acknowledged_at_ms);
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! The state of one promotion and what the outside sees of it: the `status` query, the search
+//! attributes and the Web UI's current details all come from [`PromotionWorkflow::outside`],
+//! published by [`publish`] (from the run) and [`PromotionWorkflow::publish_sync`] (from
+//! handlers) after every change.
+
+use crate::{
+    api::{self, Adjustments, PublicationRef, RegionInfo, StartInput, Target},
+    decisions::{self, role_name, stage_name},
+    plan::{self, Plan},
+    policy::Policy,
+};
+use pbjson_types::Timestamp as PbTimestamp;
+use promo_contracts::{promo::v1::*, retail::v1::PublicationKind};
+use std::collections::{BTreeMap, BTreeSet};
+use temporalio_common::search_attributes::SearchAttributeUpdate;
+use temporalio_macros::workflow;
+use temporalio_sdk::{SyncWorkflowContext, WorkflowContext};
+
+/// The state of one promotion. Everything here is a summary: the store × SKU matrix stays in the
+/// systems of record and is streamed into activities.
+#[workflow]
+pub struct PromotionWorkflow {
+    /// Whether this run takes lifecycle v2's paths ([`super::LIFECYCLE_V2`]).
+    pub(crate) v2: bool,
+    /// Why the start input is not a spec, when it is not.
+    pub(crate) input_error: Option<String>,
+    pub(crate) spec: PromotionSpec,
+    pub(crate) revision: u32,
+    pub(crate) stage: Stage,
+    pub(crate) outcome: Outcome,
+    pub(crate) outcome_reason: String,
+    pub(crate) timeline: Vec<StageEntry>,
+    pub(crate) policy: Option<Policy>,
+    pub(crate) plan: Option<Plan>,
+    pub(crate) regions: Vec<RegionInfo>,
+    pub(crate) assessment: Option<AssessmentSummary>,
+    pub(crate) requirements: Vec<ApprovalRequirement>,
+    pub(crate) exceptions: Vec<PromotionException>,
+    pub(crate) readiness: BTreeMap<String, RegionReadiness>,
+    /// Regions that went live at their planned instant (typed, for the report's KPIs).
+    pub(crate) on_time: BTreeMap<String, bool>,
+    pub(crate) audit: Vec<AuditEntry>,
+    pub(crate) adjustments: Adjustments,
+    pub(crate) remediation_options: Vec<RemediationOption>,
+    pub(crate) remediation_choices: BTreeMap<String, (String, String)>,
+    pub(crate) change_request: Option<ChangeRequest>,
+    pub(crate) rejection: Option<ApprovalDecision>,
+    pub(crate) cancel: Option<OperatorAction>,
+    pub(crate) paused: bool,
+    pub(crate) overrides: BTreeSet<String>,
+    /// Signals that arrived before the policy was loaded (signal-with-start, or sent while the
+    /// first task was pending): applied, or refused with a reason, right after it loads.
+    pub(crate) early: Vec<(super::messages::Kind, serde_json::Value)>,
+    /// Whether the run has written to the systems (staged prices, ordered, published): from then
+    /// on, an ending compensates.
+    pub(crate) wrote: bool,
+    pub(crate) price_change_id: Option<String>,
+    pub(crate) orders: Vec<String>,
+    pub(crate) publications: Vec<PublicationRef>,
+    pub(crate) on_time_acks: (u32, u32),
+    /// Workflow time at start: the origin of the (possibly compressed) business clock.
+    pub(crate) started_at: i64,
+}
+
+pub(crate) fn pb_ts(seconds: i64) -> Option<PbTimestamp> {
+    Some(PbTimestamp { seconds, nanos: 0 })
+}
+
+pub(crate) fn region_of_target(t: &Target) -> Option<&str> {
+    (!t.region_id.is_empty()).then_some(t.region_id.as_str())
+}
+
+impl PromotionWorkflow {
+    /// The initial state from the start input.
+    pub(crate) fn from_input(input: StartInput) -> Self {
+        let (spec, input_error) = match input.0 {
+            Ok(spec) => (spec, None),
+            Err(why) => (PromotionSpec::default(), Some(why)),
+        };
+        Self {
+            v2: false,
+            input_error,
+            spec,
+            revision: 1,
+            stage: Stage::Intake,
+            outcome: Outcome::Unspecified,
+            outcome_reason: String::new(),
+            timeline: Vec::new(),
+            policy: None,
+            plan: None,
+            regions: Vec::new(),
+            assessment: None,
+            requirements: Vec::new(),
+            exceptions: Vec::new(),
+            readiness: BTreeMap::new(),
+            on_time: BTreeMap::new(),
+            audit: Vec::new(),
+            adjustments: Adjustments::default(),
+            remediation_options: Vec::new(),
+            remediation_choices: BTreeMap::new(),
+            change_request: None,
+            rejection: None,
+            cancel: None,
+            paused: false,
+            overrides: BTreeSet::new(),
+            early: Vec::new(),
+            wrote: false,
+            price_change_id: None,
+            orders: Vec::new(),
+            publications: Vec::new(),
+            on_time_acks: (0, 0),
+            started_at: 0,
+        }
+    }
+
+    /// Appends to the audit trail.
+    pub(crate) fn record(&mut self, now: i64, actor: &str, action: &str, detail: String) {
+        self.audit.push(AuditEntry {
+            at: pb_ts(now),
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            detail,
+            revision: self.revision,
+        });
+    }
+
+    /// Exceptions still open.
+    pub(crate) fn open_exceptions(&self) -> Vec<PromotionException> {
+        self.exceptions.iter().filter(|e| e.status() == ExceptionStatus::Open).cloned().collect()
+    }
+
+    /// Raises `e` (audited) unless an exception with its id is already open.
+    pub(crate) fn raise(&mut self, now: i64, mut e: PromotionException) {
+        if self
+            .exceptions
+            .iter()
+            .any(|x| x.exception_id == e.exception_id && x.status() == ExceptionStatus::Open)
+        {
+            return;
+        }
+        e.raised_at = pb_ts(now);
+        self.record(now, "system", "exception-raised", format!("{}: {}", e.exception_id, e.detail));
+        self.exceptions.push(e);
+    }
+
+    /// Resolves every open exception `pred` selects, with `resolution` as the reason.
+    pub(crate) fn resolve(&mut self, now: i64, pred: impl Fn(&PromotionException) -> bool, resolution: &str) {
+        for e in self.exceptions.iter_mut().filter(|e| e.status() == ExceptionStatus::Open && pred(e)) {
+            e.status = ExceptionStatus::Resolved as i32;
+            e.resolved_at = pb_ts(now);
+            e.resolution = resolution.to_owned();
+        }
+    }
+
+    /// Roles whose approval is still missing.
+    pub(crate) fn pending_roles(&self) -> Vec<String> {
+        self.requirements
+            .iter()
+            .filter(|r| r.approved_by.is_empty())
+            .map(|r| role_name(r.role()).to_owned())
+            .collect()
+    }
+
+    /// The `status` query's answer.
+    pub(crate) fn snapshot(&self) -> PromotionStatus {
+        let open = self.open_exceptions();
+        PromotionStatus {
+            promotion_id: self.spec.promotion_id.clone(),
+            name: self.spec.name.clone(),
+            revision: self.revision,
+            stage: self.stage as i32,
+            outcome: self.outcome as i32,
+            timeline: self.timeline.clone(),
+            approvals: self.requirements.clone(),
+            risk: decisions::risk(&open).to_owned(),
+            open_exceptions: open,
+            regions: self.readiness.values().cloned().collect(),
+            paused: self.paused,
+            remediation_options: if self.stage == Stage::Remediation {
+                self.remediation_options.clone()
+            } else {
+                Vec::new()
+            },
+            outcome_reason: self.outcome_reason.clone(),
+            exceptions_raised: self.exceptions.len() as u32,
+        }
+    }
+
+    /// What the outside sees: the search attributes and the Web UI's current details (Markdown).
+    pub(crate) fn outside(&self) -> (Vec<SearchAttributeUpdate>, String) {
+        let open = self.open_exceptions();
+        let pending = if self.stage == Stage::Approval { self.pending_roles() } else { vec![] };
+        let sas = vec![
+            api::PROMOTION_STAGE.value_set(stage_name(self.stage).to_owned()),
+            api::PROMOTION_RISK.value_set(decisions::risk(&open).to_owned()),
+            api::PENDING_APPROVALS.value_set(pending.clone()),
+            api::OPEN_EXCEPTIONS.value_set(open.len() as i64),
+            api::PROMOTION_REVISION.value_set(i64::from(self.revision)),
+        ];
+        let mut md = format!(
+            "**Stage** {} · revision {} · risk {}\n\n",
+            stage_name(self.stage),
+            self.revision,
+            decisions::risk(&open)
+        );
+        if self.stage == Stage::Done {
+            md.push_str(&format!(
+                "**Outcome** {} {}\n\n",
+                self.outcome.as_str_name().trim_start_matches("OUTCOME_"),
+                self.outcome_reason
+            ));
+        }
+        if !pending.is_empty() {
+            md.push_str(&format!("**Waiting for approval** from {}\n\n", pending.join(", ")));
+        }
+        if self.paused {
+            md.push_str("**Paused** by an operator\n\n");
+        }
+        if !self.readiness.is_empty() {
+            md.push_str("| region | state | fill rate | note |\n|---|---|---|---|\n");
+            for r in self.readiness.values() {
+                md.push_str(&format!(
+                    "| {} | {} | {} | {} |\n",
+                    r.region_id,
+                    r.state().as_str_name().trim_start_matches("REGION_STATE_"),
+                    r.fill_rate,
+                    r.note
+                ));
+            }
+        }
+        if !open.is_empty() {
+            md.push_str(&format!("\n**Open exceptions ({})**\n", open.len()));
+            for e in &open {
+                md.push_str(&format!("- {}: {}\n", e.exception_id, e.detail));
+            }
+        }
+        (sas, md)
+    }
+
+    /// [`publish`] from a signal or update handler.
+    pub(crate) fn publish_sync(&self, ctx: &SyncWorkflowContext<Self>) {
+        let (sas, md) = self.outside();
+        ctx.upsert_search_attributes(sas);
+        ctx.set_current_details(md);
+    }
+
+    /// Whether an operator opened the gate of `region` (or of every region).
+    pub(crate) fn overridden(&self, region: &str) -> bool {
+        self.overrides.contains("") || self.overrides.contains(region)
+    }
+
+    /// Activation publications a region depends on: its own, and the national ones.
+    fn activations_of<'a>(&'a self, region: &'a str) -> impl Iterator<Item = &'a PublicationRef> + 'a {
+        self.publications
+            .iter()
+            .filter(|p| p.kind == PublicationKind::Activate as i32)
+            .filter(move |p| region_of_target(&p.target).is_none_or(|r| r == region))
+    }
+
+    /// Whether every channel target a region depends on has acknowledged the activation (or an
+    /// operator overrode the gate). No region activates otherwise.
+    pub(crate) fn acknowledged(&self, region: &str) -> bool {
+        self.overridden(region) || self.activations_of(region).all(|p| p.acknowledged_at_ms.is_some())
+    }
+
+    /// Refreshes each region's acknowledged / awaiting channels from the publications.
+    pub(crate) fn refresh_ack_readiness(&mut self) {
+        let by_region: Vec<(String, Vec<i32>, Vec<i32>)> = self
+            .readiness
+            .keys()
+            .map(|r| {
+                let (acked, waiting): (Vec<&PublicationRef>, Vec<&PublicationRef>) =
+                    self.activations_of(r).partition(|p| p.acknowledged_at_ms.is_some());
+                (
+                    r.clone(),
+                    acked.iter().map(|p| p.target.channel).collect(),
+                    waiting.iter().map(|p| p.target.channel).collect(),
+                )
+            })
+            .collect();
+        for (r, acked, waiting) in by_region {
+            if let Some(x) = self.readiness.get_mut(&r) {
+                x.acknowledged = acked;
+                x.awaiting_ack = waiting;
+            }
+        }
+    }
+
+    /// The footprint other promotions' collision checks see: the current revision's plan, or
+    /// before intake the spec itself when its shape is valid; nothing once ended.
+    pub(crate) fn current_footprint(&self) -> Option<plan::Footprint> {
+        if self.stage == Stage::Done {
+            return None;
+        }
+        match &self.plan {
+            Some(p) => Some(plan::Footprint::of(p)),
+            None => plan::validate_spec(&self.spec, i64::MIN).ok().map(|p| plan::Footprint::of(&p)),
+        }
+    }
+
+    /// The policy, once loaded.
+    pub(crate) fn policy(&self) -> Option<&Policy> {
+        self.policy.as_ref()
+    }
+}
+
+/// Publishes what the outside sees ([`PromotionWorkflow::outside`]) from the run.
+pub(crate) fn publish(ctx: &WorkflowContext<PromotionWorkflow>) {
+    let (sas, md) = ctx.state(PromotionWorkflow::outside);
+    ctx.upsert_search_attributes(sas);
+    ctx.set_current_details(md);
+}

@@ -1,0 +1,266 @@
+//! The one wait primitive of the lifecycle, and the clock and options every stage shares.
+//!
+//! Every place a promotion waits — an approval, a remediation choice, the launch timer, an
+//! acknowledgment round, a late-acknowledgment poll, the monitoring cadence, the retries of a
+//! compensation, an ordinary activity — goes through [`wait`], which races what the stage waits
+//! for against the operator: a cancel always ends the wait (cancelling a running activity, whose
+//! heartbeat sees it), and the nudges a stage names (pause, resume, override) wake it so that it
+//! can look again. So no stage can forget them.
+
+use super::{
+    stages::Stop,
+    state::PromotionWorkflow,
+};
+use crate::policy::Policy;
+use futures::{FutureExt, future::FusedFuture};
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+use temporalio_common::RetryPolicy;
+use temporalio_sdk::{
+    ActivityCancellationType, ActivityOptions, CancellableFuture, TimerOptions, WorkflowContext,
+    WorkflowTermination,
+};
+
+/// The context every stage takes.
+pub type Ctx = WorkflowContext<PromotionWorkflow>;
+
+pub(crate) fn unix(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Workflow time, Unix seconds.
+pub(crate) fn now(ctx: &Ctx) -> i64 {
+    ctx.workflow_time().map_or(0, unix)
+}
+
+/// Business time: runs `time_scale` times faster than the workflow clock, from the start.
+pub(crate) fn business_now(ctx: &Ctx, policy: &Policy) -> i64 {
+    let t0 = ctx.state(|s| s.started_at);
+    t0 + (now(ctx) - t0) * i64::from(policy.time_scale)
+}
+
+/// Wall-clock time on the workflow's timers until business instant `at`.
+pub(crate) fn until(ctx: &Ctx, policy: &Policy, at: i64) -> Duration {
+    let ahead = (at - business_now(ctx, policy)).max(0) as u64;
+    policy.scaled(Duration::from_secs(ahead))
+}
+
+fn retry(max_attempts: u32) -> RetryPolicy {
+    RetryPolicy::builder()
+        .initial_interval(Duration::from_millis(500))
+        .backoff_coefficient(2.0)
+        .maximum_interval(Duration::from_secs(30))
+        .maximum_attempts(max_attempts)
+        .non_retryable_error_types(["InvalidSpec", "BusinessRule"])
+        .build()
+}
+
+/// Start-to-close timeout of one publish call: a single idempotent write with a few quick
+/// in-place retries, so an attempt stuck on a hung connection is abandoned and retried soon.
+pub(crate) const PUBLISH_TIMEOUT_SECS: u64 = 20;
+
+/// Heartbeat timeout of every activity: activities heartbeat every 2 s while they run
+/// (`promo_activities::PULSE`), so one on a worker that died is retried on another within this,
+/// whatever its start-to-close timeout — and a cancellation reaches it within a pulse.
+const HEARTBEAT_TIMEOUT_SECS: u64 = 10;
+
+/// Options of an ordinary activity: `timeout_secs` per attempt, 20 attempts.
+pub(crate) fn opts(timeout_secs: u64, summary: String) -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(timeout_secs))
+        .heartbeat_timeout(Duration::from_secs(HEARTBEAT_TIMEOUT_SECS))
+        .retry_policy(retry(20))
+        .summary(summary)
+        .build()
+}
+
+/// Options of an activity that runs for up to `timeout` by design (a wait, a long read). Its
+/// cancellation is waited for, so the history shows the activity saw it.
+pub(crate) fn long_opts(timeout: Duration, summary: String) -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(timeout + Duration::from_secs(60))
+        .heartbeat_timeout(Duration::from_secs(HEARTBEAT_TIMEOUT_SECS))
+        .retry_policy(retry(20))
+        .cancellation_type(ActivityCancellationType::WaitCancellationCompleted)
+        .summary(summary)
+        .build()
+}
+
+/// Options of one compensation attempt: `attempts` tries, then the caller raises
+/// COMPENSATION_PENDING and tries again later. Detached from Temporal's own cancellation, so a
+/// promotion cancelled through Temporal still compensates.
+pub(crate) fn compensation_opts(attempts: u32, summary: String) -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(120))
+        .heartbeat_timeout(Duration::from_secs(HEARTBEAT_TIMEOUT_SECS))
+        .retry_policy(retry(attempts.max(1)))
+        .cancellation_token(temporalio_sdk::WorkflowCancellationToken::new())
+        .summary(summary)
+        .build()
+}
+
+/// A durable timer started now, to be waited on with [`wait`] (once or several times) and
+/// stopped when no longer needed (a stopped timer is cancelled on the server).
+pub(crate) struct Alarm<'a> {
+    timer: Pin<Box<dyn CancellableFuture<Output = temporalio_sdk::TimerResult> + 'a>>,
+    rang: bool,
+}
+
+impl<'a> Alarm<'a> {
+    /// Starts a timer of `d` (at least 1 ms) with `summary` on the Web UI's timeline.
+    pub(crate) fn start(ctx: &'a Ctx, d: Duration, summary: String) -> Self {
+        let opts = TimerOptions::builder(d.max(Duration::from_millis(1))).summary(summary).build();
+        Self { timer: Box::pin(ctx.timer(opts)), rang: false }
+    }
+
+    /// Cancels the timer if it has not fired.
+    pub(crate) fn stop(&mut self) {
+        if !self.rang {
+            self.timer.cancel();
+        }
+    }
+}
+
+/// Nothing to wait for besides the alarms and the condition.
+pub(crate) struct Nothing;
+
+impl Future for Nothing {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        Poll::Pending
+    }
+}
+
+impl FusedFuture for Nothing {
+    /// Always terminated, so that [`wait`] never polls, cancels or awaits it.
+    fn is_terminated(&self) -> bool {
+        true
+    }
+}
+
+impl CancellableFuture for Nothing {
+    fn cancel(&self) {}
+}
+
+/// What ended a [`wait`].
+#[derive(Debug)]
+pub(crate) enum Woke<T> {
+    /// The work finished with this output.
+    Done(T),
+    /// The alarm at this index rang.
+    Rang(usize),
+    /// The stage's condition came true (a nudge, or what the stage waits for).
+    Nudged,
+}
+
+/// Waits for `work` (an activity, or [`Nothing`]), one of `alarms`, or `nudge` to hold —
+/// whichever comes first — and always for a cancel: then the work is cancelled (and, for a
+/// long activity, its cancellation awaited), every alarm stopped, and `Err(Stop::Cancelled)`
+/// returned. Alarms are otherwise left running for the caller to wait on again or stop.
+///
+/// The condition is polled first, then the alarms in order, then the work, which is the order
+/// the released lifecycle (before [`super::LIFECYCLE_V2`]) gave its selects.
+pub(crate) async fn wait<W: CancellableFuture>(
+    ctx: &Ctx,
+    work: W,
+    alarms: &mut [Alarm<'_>],
+    nudge: impl Fn(&PromotionWorkflow) -> bool,
+) -> Result<Woke<W::Output>, Stop> {
+    let mut work = std::pin::pin!(work);
+    let mut condition =
+        std::pin::pin!(ctx.wait_condition(|s: &PromotionWorkflow| s.cancel.is_some() || nudge(s)).fuse());
+    let woke = futures::future::poll_fn(|cx| {
+        if let Poll::Ready(r) = condition.as_mut().poll(cx) {
+            return Poll::Ready(r.map(|()| Woke::Nudged));
+        }
+        for (i, a) in alarms.iter_mut().enumerate() {
+            if !a.rang && a.timer.as_mut().poll(cx).is_ready() {
+                a.rang = true;
+                return Poll::Ready(Ok(Woke::Rang(i)));
+            }
+        }
+        if !work.is_terminated()
+            && let Poll::Ready(out) = work.as_mut().poll(cx)
+        {
+            return Poll::Ready(Ok(Woke::Done(out)));
+        }
+        Poll::Pending
+    })
+    .await;
+    let cancelled = match &woke {
+        Err(_) => true,
+        Ok(Woke::Nudged) => ctx.state(|s| s.cancel.is_some()),
+        Ok(_) => false,
+    };
+    if !cancelled {
+        if matches!(woke, Ok(Woke::Nudged)) && !work.is_terminated() {
+            work.cancel();
+            let _ = work.await;
+        }
+        return woke.map_err(|_| Stop::Exit(WorkflowTermination::cancelled()));
+    }
+    for a in alarms.iter_mut() {
+        a.stop();
+    }
+    if !work.is_terminated() {
+        work.cancel();
+        let _ = work.await;
+    }
+    match woke {
+        Err(_) => Err(Stop::Exit(WorkflowTermination::cancelled())),
+        Ok(_) => Err(Stop::Cancelled),
+    }
+}
+
+/// Waits `d` on one timer (none when `d` is zero), waking early on cancel or `nudge`.
+/// `Ok(true)` when the time is up, `Ok(false)` when nudged (the timer is then cancelled).
+pub(crate) async fn sleep(
+    ctx: &Ctx,
+    d: Duration,
+    summary: String,
+    nudge: impl Fn(&PromotionWorkflow) -> bool,
+) -> Result<bool, Stop> {
+    if d.is_zero() {
+        return if ctx.state(|s| s.cancel.is_some()) { Err(Stop::Cancelled) } else { Ok(true) };
+    }
+    let mut alarm = [Alarm::start(ctx, d, summary)];
+    match wait(ctx, Nothing, &mut alarm, nudge).await? {
+        Woke::Rang(_) => Ok(true),
+        _ => {
+            alarm[0].stop();
+            Ok(false)
+        }
+    }
+}
+
+/// Runs an activity to its end; in lifecycle v2 a cancel (or `nudge`) interrupts it —
+/// `Ok(None)` when nudged — and runs started before v2 await it as they always did.
+pub(crate) async fn activity<T, E>(
+    ctx: &Ctx,
+    work: impl CancellableFuture<Output = Result<T, E>>,
+    nudge: impl Fn(&PromotionWorkflow) -> bool,
+) -> Result<Option<T>, Stop>
+where
+    Stop: From<E>,
+{
+    if !ctx.state(|s| s.v2) {
+        return Ok(Some(work.await?));
+    }
+    match wait(ctx, work, &mut [], nudge).await? {
+        Woke::Done(r) => Ok(Some(r?)),
+        _ => Ok(None),
+    }
+}
+
+/// [`activity`] with no nudge: only a cancel interrupts it.
+pub(crate) async fn run<T, E>(ctx: &Ctx, work: impl CancellableFuture<Output = Result<T, E>>) -> Result<T, Stop>
+where
+    Stop: From<E>,
+{
+    match activity(ctx, work, |_| false).await? {
+        Some(t) => Ok(t),
+        // Unreachable: without a nudge, only a cancel ends the wait early, and that is an `Err`.
+        None => Err(Stop::Cancelled),
+    }
+}
