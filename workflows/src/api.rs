@@ -126,6 +126,12 @@ pub struct IntakeInput {
     pub spec: pb::PromotionSpec,
     /// Workflow time, Unix seconds.
     pub now: i64,
+    /// Approvals must be complete this long before launch (the policy's
+    /// `durations.approval_deadline_before_launch`, in seconds of business time, like `now`):
+    /// intake refuses a launch sooner than `now` plus this. 0 (the default, and what histories
+    /// recorded before the field existed carry) skips the check.
+    #[serde(default)]
+    pub approval_lead_secs: i64,
 }
 
 /// A region of the promotion with what the workflow needs to know about it.

@@ -865,7 +865,7 @@ async fn lifecycle(ctx: &mut WorkflowContext<PromotionWorkflow>) -> WorkflowResu
         let intake = ctx
             .execute_activity(
                 A::validate_spec,
-                IntakeInput { spec, now: now(ctx) },
+                IntakeInput { spec, now: now(ctx), approval_lead_secs: 0 },
                 opts(120, format!("validate revision {revision}: master data and collisions")),
             )
             .await?;
