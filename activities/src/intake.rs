@@ -2,15 +2,19 @@
 //! channel eligibility, regions and stores against the product and location masters, then
 //! collisions with other running promotions found through Temporal visibility.
 
-use crate::{Systems, status_error};
+use crate::{
+    Systems,
+    checks::{self, BadResponse},
+    status_error,
+};
 use futures::StreamExt;
-use promo_contracts::{domain::Product, retail::v1::*};
+use promo_contracts::retail::v1::*;
 use promo_workflows::{
     PromotionWorkflow,
     api::{self, IntakeInput, IntakeOutput, RegionInfo},
     plan::{self, Footprint, MasterData, Plan, Problem},
 };
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use temporalio_client::{Client, WorkflowListOptions, WorkflowQueryOptions};
 use temporalio_sdk::activities::ActivityError;
 use tonic::Code;
@@ -38,16 +42,11 @@ pub async fn master_data(
             Err(s) => return Err(status_error("product master", s)),
         }
     };
-    let mut master = MasterData {
+    Ok(MasterData {
         regions: locations.regions.iter().map(|r| r.region_id.clone()).collect(),
         stores: locations.stores.iter().map(|s| (s.store_id.clone(), s.region_id.clone())).collect(),
-        products: HashMap::new(),
-    };
-    for p in &products {
-        let d = Product::try_from(p).map_err(|e| crate::business(e.to_string()))?;
-        master.products.insert(d.sku.clone(), d);
-    }
-    Ok(master)
+        products: checks::products(&skus, &products).map_err(BadResponse::into_activity_error)?,
+    })
 }
 
 /// Footprints of other running promotions sharing a region with `plan`.
@@ -119,6 +118,7 @@ pub async fn validate(
         .await
         .map_err(|s| status_error("locations", s))?
         .into_inner();
+    checks::locations(&locations).map_err(BadResponse::into_activity_error)?;
     let master = master_data(systems, &plan, &locations).await?;
     let mut problems: Vec<Problem> = plan::check_master(&plan, &master);
     let mut regions: Vec<RegionInfo> = Vec::new();
