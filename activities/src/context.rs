@@ -3,11 +3,12 @@
 
 use crate::{
     Systems, business,
+    checks::{self, BadResponse, ColumnarStream},
     engines::{alignment, forecast::uplift_from_history, funding},
     status_error,
 };
 use promo_contracts::{
-    domain::{FundingAgreement, PastPromotion, Product},
+    domain::{FundingAgreement, Product},
     money::{format_money, format_ratio},
     promo::v1 as pb,
     retail::v1::*,
@@ -124,24 +125,18 @@ pub async fn load_context(
         rpc!(systems.locations(), list_locations, ListLocationsRequest {}),
     );
     let products = products.map_err(|s| status_error("product master", s))?.into_inner().products;
-    let agreements = agreements.map_err(|s| status_error("funding", s))?.into_inner().agreements;
+    let agreements = agreements.map_err(|s| status_error("funding", s))?.into_inner();
     let history = history.map_err(|s| status_error("demand history", s))?.into_inner().history;
     let locations = locations.map_err(|s| status_error("locations", s))?.into_inner();
 
-    let products: HashMap<String, Product> = products
-        .iter()
-        .map(|p| Product::try_from(p).map(|d| (d.sku.clone(), d)))
-        .collect::<Result<_, _>>()
-        .map_err(|e| business(e.to_string()))?;
-    let agreements: HashMap<String, FundingAgreement> = agreements
-        .iter()
-        .map(|a| FundingAgreement::try_from(a).map(|d| (d.agreement_id.clone(), d)))
-        .collect::<Result<_, _>>()
-        .map_err(|e| business(e.to_string()))?;
+    let products = checks::products(&skus, &products).map_err(BadResponse::into_activity_error)?;
+    let agreements =
+        checks::agreements(&agreement_ids, &agreements).map_err(BadResponse::into_activity_error)?;
+    let history = checks::history(&history_skus, &history).map_err(BadResponse::into_activity_error)?;
+    checks::locations(&locations).map_err(BadResponse::into_activity_error)?;
     let mut by_sku: HashMap<String, Vec<(Decimal, Decimal)>> = HashMap::new();
-    for h in &history {
-        let h = PastPromotion::try_from(h).map_err(|e| business(e.to_string()))?;
-        by_sku.entry(h.sku.clone()).or_default().push((h.discount_depth, h.realised_uplift));
+    for h in history {
+        by_sku.entry(h.sku).or_default().push((h.discount_depth, h.realised_uplift));
     }
 
     let mut lines = Vec::with_capacity(plan.lines.len());
@@ -371,14 +366,15 @@ impl Context {
     /// Streams baseline demand; returns `[region][line]` summed daily units.
     pub async fn demand_by_region_line(&self, systems: &Systems) -> Result<Vec<Vec<f64>>, ActivityError> {
         let mut out = vec![vec![0f64; self.lines.len()]; self.regions.len()];
-        if self.region_ids_req.is_empty() && self.store_ids_req.is_empty() {
+        if self.nothing_to_stream() {
             return Ok(out);
         }
+        let skus = self.skus();
         let mut stream = rpc!(
             systems.demand(),
             stream_baseline_demand,
             StreamBaselineDemandRequest {
-                skus: self.skus(),
+                skus: skus.clone(),
                 region_ids: self.region_ids_req.clone(),
                 store_ids: self.store_ids_req.clone(),
                 stores_per_message: 0,
@@ -387,80 +383,113 @@ impl Context {
         .await
         .map_err(|s| status_error("demand", s))?
         .into_inner();
+        let mut check =
+            ColumnarStream::new("demand", "StreamBaselineDemand", &skus, &self.store_region, &self.regions);
         while let Some(msg) = stream.message().await.map_err(|s| status_error("demand stream", s))? {
-            for st in msg.stores {
-                let Some(&r) = self.store_region.get(&st.store_id) else { continue };
+            check.next_batch(&msg.sku_dictionary).map_err(BadResponse::into_activity_error)?;
+            for st in &msg.stores {
+                let r = check.demand(st).map_err(BadResponse::into_activity_error)?;
                 let row = &mut out[r as usize];
-                for (k, d) in st.sku_index.iter().zip(&st.daily_units) {
-                    row[*k as usize] += f64::from(*d);
+                for (x, d) in st.sku_index.iter().zip(&st.daily_units) {
+                    row[check.line(*x)] += f64::from(*d);
                 }
             }
         }
         Ok(out)
     }
 
-    /// Streams positions and demand concurrently into store × SKU cells.
+    /// Whether no store is in scope or no SKU is asked for, so there is nothing to stream (an
+    /// empty `skus` would ask the services for every SKU).
+    fn nothing_to_stream(&self) -> bool {
+        (self.region_ids_req.is_empty() && self.store_ids_req.is_empty()) || self.lines.is_empty()
+    }
+
+    /// Streams positions and demand concurrently into store × SKU cells, checking both streams
+    /// ([`ColumnarStream`]).
     pub async fn cells(&self, systems: &Systems) -> Result<alignment::Cells, ActivityError> {
         let mut cells = alignment::Cells::default();
-        if self.region_ids_req.is_empty() && self.store_ids_req.is_empty() {
+        if self.nothing_to_stream() {
             return Ok(cells);
         }
-        let positions = rpc!(
-            systems.inventory(),
-            stream_positions,
-            StreamPositionsRequest {
-                skus: self.skus(),
-                region_ids: self.region_ids_req.clone(),
-                store_ids: self.store_ids_req.clone(),
-                include_dcs: false,
-                locations_per_message: 0,
-            }
-        );
+        let skus = self.skus();
+        let bad = BadResponse::into_activity_error;
         let demand = async {
             let mut stream = rpc!(
                 systems.demand(),
                 stream_baseline_demand,
                 StreamBaselineDemandRequest {
-                    skus: self.skus(),
+                    skus: skus.clone(),
                     region_ids: self.region_ids_req.clone(),
                     store_ids: self.store_ids_req.clone(),
                     stores_per_message: 0,
                 }
             )
-            .await?
+            .await
+            .map_err(|s| status_error("demand", s))?
             .into_inner();
+            let mut check = ColumnarStream::new(
+                "demand",
+                "StreamBaselineDemand",
+                &skus,
+                &self.store_region,
+                &self.regions,
+            );
             let mut by_store: HashMap<String, Vec<f32>> = HashMap::with_capacity(self.store_region.len());
-            while let Some(msg) = stream.message().await? {
+            while let Some(msg) = stream.message().await.map_err(|s| status_error("demand", s))? {
+                check.next_batch(&msg.sku_dictionary).map_err(bad)?;
                 for st in msg.stores {
+                    check.demand(&st).map_err(bad)?;
                     let mut row = vec![0f32; self.lines.len()];
-                    for (k, d) in st.sku_index.iter().zip(&st.daily_units) {
-                        row[*k as usize] = *d;
+                    for (x, d) in st.sku_index.iter().zip(&st.daily_units) {
+                        row[check.line(*x)] = *d;
                     }
                     by_store.insert(st.store_id, row);
                 }
             }
-            Ok::<_, tonic::Status>(by_store)
+            Ok::<_, ActivityError>(by_store)
         };
         let positions = async {
-            let mut stream = positions.await?.into_inner();
+            let mut stream = rpc!(
+                systems.inventory(),
+                stream_positions,
+                StreamPositionsRequest {
+                    skus: skus.clone(),
+                    region_ids: self.region_ids_req.clone(),
+                    store_ids: self.store_ids_req.clone(),
+                    include_dcs: false,
+                    locations_per_message: 0,
+                }
+            )
+            .await
+            .map_err(|s| status_error("inventory", s))?
+            .into_inner();
+            let mut check =
+                ColumnarStream::new("inventory", "StreamPositions", &skus, &self.store_region, &self.regions);
             let mut all = Vec::new();
-            while let Some(msg) = stream.message().await? {
-                all.extend(msg.locations);
+            while let Some(msg) = stream.message().await.map_err(|s| status_error("inventory", s))? {
+                check.next_batch(&msg.sku_dictionary).map_err(bad)?;
+                for mut loc in msg.locations {
+                    let r = check.positions(&loc).map_err(bad)?;
+                    // From here on the index column holds line indexes.
+                    for x in &mut loc.sku_index {
+                        *x = check.line(*x) as u32;
+                    }
+                    all.push((r, loc));
+                }
             }
-            Ok::<_, tonic::Status>(all)
+            Ok::<_, ActivityError>(all)
         };
         let (demand, positions) = tokio::join!(demand, positions);
-        let demand = demand.map_err(|s| status_error("demand", s))?;
-        let positions = positions.map_err(|s| status_error("inventory", s))?;
-        let n: usize = positions.iter().map(|l| l.sku_index.len()).sum();
+        let (demand, positions) = (demand?, positions?);
+        let n: usize = positions.iter().map(|(_, l)| l.sku_index.len()).sum();
         cells.reserve(n);
-        for loc in &positions {
-            let Some(&r) = self.store_region.get(&loc.location_id) else { continue };
+        // Checked above: equal columns, line indexes in range, quantities within 0..=i32::MAX.
+        for (r, loc) in &positions {
             let daily = demand.get(&loc.location_id);
             for i in 0..loc.sku_index.len() {
                 let k = loc.sku_index[i];
                 cells.push(
-                    r,
+                    *r,
                     k,
                     daily.map_or(0.0, |d| d[k as usize]),
                     loc.on_hand[i] as i32,

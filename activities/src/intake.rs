@@ -1,29 +1,38 @@
 //! Intake with master data: the shape checks of `promo_workflows::plan`, then SKUs, prices,
-//! channel eligibility, regions and stores against the product and location masters, then
-//! collisions with other running promotions found through Temporal visibility.
+//! channel eligibility, regions and stores against the product and location masters, and the
+//! approval lead time, all reported together in one list sorted by line; then, for a spec with
+//! no problem, collisions with other running promotions found through Temporal visibility.
 
-use crate::{Systems, status_error};
+use crate::{
+    Systems,
+    checks::{self, BadResponse},
+    status_error,
+};
 use futures::StreamExt;
-use promo_contracts::{domain::Product, retail::v1::*};
+use promo_contracts::retail::v1::*;
 use promo_workflows::{
     PromotionWorkflow,
     api::{self, IntakeInput, IntakeOutput, RegionInfo},
-    plan::{self, Footprint, MasterData, Plan, Problem},
+    plan::{self, Footprint, MasterData, PartialPlan, Plan, Problem},
 };
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use temporalio_client::{Client, WorkflowListOptions, WorkflowQueryOptions};
 use temporalio_sdk::activities::ActivityError;
 use tonic::Code;
 
-/// Loads the master data a plan refers to, given the location master. Unknown SKUs are left out
-/// (and reported by [`plan::check_master`]) rather than failing the call.
+/// Loads the master data for `skus` (unique), given the location master. Unknown SKUs are left
+/// out (and reported by [`plan::check_master`]) rather than failing the call.
 pub async fn master_data(
     systems: &Systems,
-    plan: &Plan,
+    skus: &[String],
     locations: &ListLocationsResponse,
 ) -> Result<MasterData, ActivityError> {
-    let mut skus: Vec<String> = plan.lines.iter().map(|l| l.sku.clone()).collect();
+    let mut skus = skus.to_vec();
     let products = loop {
+        if skus.is_empty() {
+            // An empty request is not sent: nothing to look up.
+            break Vec::new();
+        }
         match rpc!(systems.products(), get_products, GetProductsRequest { skus: skus.clone() }).await {
             Ok(r) => break r.into_inner().products,
             // The contract names every unknown SKU: drop them and ask again.
@@ -38,16 +47,11 @@ pub async fn master_data(
             Err(s) => return Err(status_error("product master", s)),
         }
     };
-    let mut master = MasterData {
+    Ok(MasterData {
         regions: locations.regions.iter().map(|r| r.region_id.clone()).collect(),
         stores: locations.stores.iter().map(|s| (s.store_id.clone(), s.region_id.clone())).collect(),
-        products: HashMap::new(),
-    };
-    for p in &products {
-        let d = Product::try_from(p).map_err(|e| crate::business(e.to_string()))?;
-        master.products.insert(d.sku.clone(), d);
-    }
-    Ok(master)
+        products: checks::products(&skus, &products).map_err(BadResponse::into_activity_error)?,
+    })
 }
 
 /// Footprints of other running promotions sharing a region with `plan`.
@@ -108,39 +112,59 @@ pub async fn other_footprints(
 /// Footprint queries in flight at once during a collision check.
 const FOOTPRINT_QUERIES_IN_FLIGHT: usize = 8;
 
-/// The whole intake check.
+/// The whole intake check: every problem of the spec in one list, sorted by line (problems
+/// with the whole spec first), each with its line and field. Master data is checked for every
+/// part of the spec that is well-formed, even when other parts are not, so a planner sees an
+/// unknown SKU on one line and a negative price on another together.
 pub async fn validate(
     systems: &Systems,
     client: Option<&Client>,
     input: &IntakeInput,
 ) -> Result<IntakeOutput, ActivityError> {
-    let plan = match plan::validate_spec(&input.spec, input.now) {
-        Ok(p) => p,
-        Err(problems) => return Ok(IntakeOutput { problems, plan: None, regions: vec![] }),
-    };
+    let partial = plan::validate_spec_partial(&input.spec, input.now);
     let locations = rpc!(systems.locations(), list_locations, ListLocationsRequest {})
         .await
         .map_err(|s| status_error("locations", s))?
         .into_inner();
-    let master = master_data(systems, &plan, &locations).await?;
-    let mut problems: Vec<Problem> = plan::check_master(&plan, &master);
-    let mut regions: Vec<RegionInfo> = Vec::new();
-    for r in locations.regions.iter() {
-        let whole = plan.regions.contains(&r.region_id);
-        let stores = locations
-            .stores
-            .iter()
-            .filter(|s| s.region_id == r.region_id && (whole || plan.stores.contains(&s.store_id)))
-            .count() as u32;
-        if stores > 0 {
-            regions.push(RegionInfo { region_id: r.region_id.clone(), dc_id: r.dc_id.clone(), stores });
-        }
+    checks::locations(&locations).map_err(BadResponse::into_activity_error)?;
+    let master = master_data(systems, &partial.skus(), &locations).await?;
+    let mut problems: Vec<Problem> = partial.problems.clone();
+    problems.extend(plan::check_master_partial(&partial, &master));
+    if let (Some((starts_at, _)), Some(tz)) = (partial.window, partial.time_zone) {
+        problems.extend(plan::lead_time_problem(starts_at, input.now, input.approval_lead_secs, tz));
     }
-    if let (true, Some(client)) = (problems.is_empty(), client) {
+    let regions = regions_touched(&partial, &locations);
+    let plan = partial.plan.filter(|_| problems.is_empty());
+    if let (Some(plan), Some(client)) = (&plan, client) {
         let ids: Vec<String> = regions.iter().map(|r| r.region_id.clone()).collect();
-        for other in other_footprints(client, &plan, &ids).await? {
-            problems.extend(plan::collisions(&plan, &other, &master.stores));
+        for other in other_footprints(client, plan, &ids).await? {
+            problems.extend(plan::collisions(plan, &other, &master.stores));
         }
     }
-    Ok(IntakeOutput { plan: problems.is_empty().then_some(plan), problems, regions })
+    plan::sort_problems(&mut problems);
+    Ok(IntakeOutput { plan: plan.filter(|_| problems.is_empty()), problems, regions })
+}
+
+/// The regions `partial` touches: its whole regions and the regions of its individual stores,
+/// in the location master's order, each with the number of its stores in the promotion.
+fn regions_touched(partial: &PartialPlan, locations: &ListLocationsResponse) -> Vec<RegionInfo> {
+    let whole: HashSet<&str> = partial.regions.iter().map(|(_, r)| r.as_str()).collect();
+    let named: HashSet<&str> = partial.stores.iter().map(|(_, s)| s.as_str()).collect();
+    locations
+        .regions
+        .iter()
+        .filter_map(|r| {
+            let all = whole.contains(r.region_id.as_str());
+            let stores = locations
+                .stores
+                .iter()
+                .filter(|s| s.region_id == r.region_id && (all || named.contains(s.store_id.as_str())))
+                .count() as u32;
+            (stores > 0).then(|| RegionInfo {
+                region_id: r.region_id.clone(),
+                dc_id: r.dc_id.clone(),
+                stores,
+            })
+        })
+        .collect()
 }

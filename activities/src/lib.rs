@@ -4,7 +4,10 @@
 //!   `promo_workflows::api::PromotionActivities` over the gRPC integration contracts
 //!   ([`Systems`]) and, for collision checks, Temporal visibility;
 //! - [`engines`] holds the pure assessment engines (alignment, forecast, funding);
-//! - [`context`] loads what an assessment needs (master data, streamed positions and demand).
+//! - [`context`] loads what an assessment needs (master data, streamed positions and demand);
+//! - [`checks`] checks every response where it is decoded: a malformed one (columns of unequal
+//!   length, ids nobody asked for, negative stock) fails the activity without retries, naming
+//!   the service and the field.
 //!
 //! Every write carries an idempotency key derived from promotion id + revision + target, so a
 //! retried activity or a restarted worker never writes twice. Business refusals from the systems
@@ -25,6 +28,7 @@ macro_rules! rpc {
     };
 }
 
+pub mod checks;
 pub mod context;
 pub mod engines;
 pub mod intake;
@@ -437,7 +441,11 @@ impl PromotionActivities {
             let resp = rpc!(self.systems.prices(), stage_price_change, req.clone())
                 .await
                 .map_err(|s| status_error("ERP", s))?;
-            Ok(resp.into_inner().price_change.map(|p| p.price_change_id).unwrap_or_default())
+            // An empty id would be staged prices nobody can revert.
+            match resp.into_inner().price_change.map(|p| p.price_change_id) {
+                Some(id) if !id.is_empty() => Ok(id),
+                _ => Err(business("ERP: StagePriceChange: price_change: missing from the response")),
+            }
         })
         .await
     }
@@ -469,7 +477,15 @@ impl PromotionActivities {
                 let resp = rpc!(self.systems.replenishment(), create_transfer_order, req.clone())
                     .await
                     .map_err(|s| status_error("replenishment", s))?;
-                ids.extend(resp.into_inner().order.map(|o| o.order_id));
+                // An order without an id could never be cancelled by compensation.
+                match resp.into_inner().order.map(|o| o.order_id) {
+                    Some(id) if !id.is_empty() => ids.push(id),
+                    _ => {
+                        return Err(business(format!(
+                            "replenishment: CreateTransferOrder {region}: order: missing from the response"
+                        )));
+                    }
+                }
             }
             Ok(ids)
         })
@@ -761,8 +777,9 @@ fn publication_ref(p: &Publication, target: api::Target) -> PublicationRef {
     }
 }
 
-/// Sales actuals of the context's lines over the live windows of `input`.
-async fn sales_actuals(
+/// Sales actuals of the context's lines over the live windows of `input`, checked
+/// ([`checks::sales_actuals`]).
+pub async fn sales_actuals(
     systems: &Systems,
     c: &Context,
     input: &SalesInput,
@@ -789,11 +806,13 @@ async fn sales_actuals(
             .collect(),
         scopes,
     };
-    Ok(rpc!(systems.sales(), get_sales_actuals, req.clone())
+    let actuals = rpc!(systems.sales(), get_sales_actuals, req.clone())
         .await
         .map_err(|s| status_error("sales", s))?
         .into_inner()
-        .actuals)
+        .actuals;
+    checks::sales_actuals(&req, &actuals).map_err(checks::BadResponse::into_activity_error)?;
+    Ok(actuals)
 }
 
 /// Lines whose fill in region `r` is under `floor`, with their shortfall in units, worst first.

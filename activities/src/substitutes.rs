@@ -8,7 +8,7 @@
 //! promotion's own lines, over positions streamed for the failing regions only.
 
 use crate::{
-    Systems, business,
+    Systems, checks,
     context::Context,
     dec,
     engines::alignment::{self, Alignment},
@@ -68,11 +68,8 @@ pub async fn options(
             .map_err(|s| status_error("product master", s))?
             .into_inner()
             .products;
-            let products = products
-                .iter()
-                .map(Product::try_from)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| business(e.to_string()))?;
+            let products = checks::comparable_products(&c.lines[k].sku, &products)
+                .map_err(checks::BadResponse::into_activity_error)?;
             Ok::<_, ActivityError>((k, products))
         })
         .buffered(LOOKUPS_IN_FLIGHT)

@@ -235,6 +235,8 @@ pub async fn systems_check(
         Ok(Err(s)) => return Ok(SystemsCheck::Skipped(format!("{} ({:?})", s.message(), s.code()))),
         Ok(Ok(_)) => {}
     }
+    // The CLI does not know the worker's policy, so it leaves the approval lead time to the
+    // workflow's own intake.
     let input = IntakeInput { spec: spec.clone(), now, approval_lead_secs: 0 };
     match tokio::time::timeout(SYSTEMS_CHECK, intake::validate(&systems, client, &input)).await {
         Err(_) => Ok(SystemsCheck::Skipped(format!("the check took over {}s", SYSTEMS_CHECK.as_secs()))),

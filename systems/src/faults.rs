@@ -32,6 +32,53 @@ pub struct Effects {
     pub ack_delay_ms: Option<u64>,
     /// Never acknowledge.
     pub ack_never: bool,
+    /// Break the response this way (the first matching rule that asks wins).
+    pub malformed: Option<Malformed>,
+}
+
+/// A way a response breaks its contract (`Fault.malformed`), for proving that clients check
+/// what they read. Each handler applies it to the first record it can (see the proto).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Malformed {
+    /// One column of a columnar record is a value short.
+    LengthMismatch,
+    /// A record names an id that was not asked for and is in no master data.
+    UnknownId,
+    /// A quantity that cannot be negative is.
+    NegativeStock,
+}
+
+impl Malformed {
+    /// Every mode with its wire name and the services whose responses it can break.
+    pub const ALL: [(Malformed, &'static str, &'static [&'static str]); 3] = [
+        (Malformed::LengthMismatch, "length-mismatch", &["inventory", "demand"]),
+        (
+            Malformed::UnknownId,
+            "unknown-id",
+            &["inventory", "demand", "product", "funding", "location", "sales"],
+        ),
+        (Malformed::NegativeStock, "negative-stock", &["inventory", "demand", "sales"]),
+    ];
+
+    /// The mode named `name` (as in `Fault.malformed`).
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.iter().find(|(_, n, _)| n.eq_ignore_ascii_case(name)).map(|(m, _, _)| *m)
+    }
+
+    /// The wire name.
+    pub fn name(self) -> &'static str {
+        Self::ALL.iter().find(|(m, _, _)| *m == self).map_or("", |(_, n, _)| n)
+    }
+
+    /// Services whose responses this mode can break.
+    pub fn services(self) -> &'static [&'static str] {
+        Self::ALL.iter().find(|(m, _, _)| *m == self).map_or(&[], |(_, _, s)| s)
+    }
+
+    /// An id no master data holds, made from a real one so messages stay recognisable.
+    pub fn unknown(id: &str) -> String {
+        format!("UNKNOWN-{id}")
+    }
 }
 
 #[derive(Debug)]
@@ -115,6 +162,25 @@ impl Faults {
                 fault.service
             )));
         }
+        if !fault.malformed.is_empty() {
+            let names: Vec<&str> = Malformed::ALL.iter().map(|(_, n, _)| *n).collect();
+            let mode = Malformed::parse(&fault.malformed).ok_or_else(|| {
+                Status::invalid_argument(format!(
+                    "fault.malformed: unknown mode {:?}; expected one of {}",
+                    fault.malformed,
+                    names.join(", ")
+                ))
+            })?;
+            // A rule for every service would break calls the mode means nothing for.
+            if !mode.services().iter().any(|s| s.eq_ignore_ascii_case(&fault.service)) {
+                return Err(Status::invalid_argument(format!(
+                    "fault.malformed: {:?} applies to the services {}; set fault.service to one of them, not {:?}",
+                    mode.name(),
+                    mode.services().join(", "),
+                    fault.service
+                )));
+            }
+        }
         let mut st = self.state.lock().expect("faults lock");
         st.1 += 1;
         let id = st.1;
@@ -162,6 +228,8 @@ impl Faults {
                 out.ack_delay_ms = Some(u64::from(f.ack_delay_ms));
             }
             out.ack_never |= f.ack_never;
+            // Validated on injection, so a rule's mode always parses.
+            out.malformed = out.malformed.or_else(|| Malformed::parse(&f.malformed));
         }
         out
     }
@@ -221,6 +289,42 @@ mod tests {
         assert!(e.message().contains("fault.error_rate"), "{e}");
         let e = f.inject(wire::Fault { service: "erp".into(), ..Default::default() }).unwrap_err();
         assert!(e.message().contains("unknown service \"erp\""), "{e}");
+    }
+
+    #[test]
+    fn malformed_modes_are_checked_against_the_service() {
+        let f = Faults::default();
+        let e = f
+            .inject(wire::Fault {
+                service: "inventory".into(),
+                malformed: "garbled".into(),
+                ..Default::default()
+            })
+            .unwrap_err();
+        assert!(e.message().starts_with("fault.malformed: unknown mode \"garbled\""), "{e}");
+        let e = f.inject(wire::Fault { malformed: "unknown-id".into(), ..Default::default() }).unwrap_err();
+        assert!(e.message().contains("set fault.service"), "{e}");
+        let e = f
+            .inject(wire::Fault {
+                service: "funding".into(),
+                malformed: "negative-stock".into(),
+                ..Default::default()
+            })
+            .unwrap_err();
+        assert!(e.message().contains("inventory, demand, sales"), "{e}");
+        f.inject(wire::Fault {
+            service: "inventory".into(),
+            malformed: "length-mismatch".into(),
+            max_hits: 1,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(f.effects(call("demand", "StreamBaselineDemand")).malformed, None);
+        assert_eq!(
+            f.effects(call("inventory", "StreamPositions")).malformed,
+            Some(Malformed::LengthMismatch)
+        );
+        assert_eq!(f.effects(call("inventory", "StreamPositions")).malformed, None, "max_hits=1 expired");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use crate::{
     Systems,
-    faults::{Call, Faults, lost_response},
+    faults::{Call, Faults, Malformed, lost_response},
     next_id, now_ms, sales,
 };
 use pbjson_types::Timestamp;
@@ -147,9 +147,9 @@ impl location_service_server::LocationService for Handler {
         &self,
         _: Request<ListLocationsRequest>,
     ) -> Result<Response<ListLocationsResponse>, Status> {
-        self.0.faults.before(call("location", "ListLocations")).await?;
+        let fx = self.0.faults.before(call("location", "ListLocations")).await?;
         let m = self.0.master();
-        Ok(Response::new(ListLocationsResponse {
+        let mut resp = ListLocationsResponse {
             regions: m
                 .regions
                 .iter()
@@ -184,7 +184,11 @@ impl location_service_server::LocationService for Handler {
                         .collect(),
                 })
                 .collect(),
-        }))
+        };
+        if let (Some(Malformed::UnknownId), Some(s)) = (fx.malformed, resp.stores.first_mut()) {
+            s.region_id = Malformed::unknown(&s.region_id);
+        }
+        Ok(Response::new(resp))
     }
 }
 
@@ -207,7 +211,7 @@ impl product_service_server::ProductService for Handler {
         &self,
         req: Request<GetProductsRequest>,
     ) -> Result<Response<GetProductsResponse>, Status> {
-        self.0.faults.before(call("product", "GetProducts")).await?;
+        let fx = self.0.faults.before(call("product", "GetProducts")).await?;
         let req = req.into_inner();
         if req.skus.len() > 10_000 {
             return Err(Status::invalid_argument(format!(
@@ -221,9 +225,12 @@ impl product_service_server::ProductService for Handler {
         if !unknown.is_empty() {
             return Err(Status::not_found(format!("unknown SKUs: {}", unknown.join(", "))));
         }
-        Ok(Response::new(GetProductsResponse {
-            products: req.skus.iter().map(|s| product(&m.products[m.sku_index[s]])).collect(),
-        }))
+        let mut products: Vec<Product> =
+            req.skus.iter().map(|s| product(&m.products[m.sku_index[s]])).collect();
+        if let (Some(Malformed::UnknownId), Some(p)) = (fx.malformed, products.first_mut()) {
+            p.sku = Malformed::unknown(&p.sku);
+        }
+        Ok(Response::new(GetProductsResponse { products }))
     }
 
     async fn list_comparable_products(
@@ -258,7 +265,7 @@ impl inventory_service_server::InventoryService for Handler {
         &self,
         req: Request<StreamPositionsRequest>,
     ) -> Result<Response<Self::StreamPositionsStream>, Status> {
-        self.0.faults.before(call("inventory", "StreamPositions")).await?;
+        let fx = self.0.faults.before(call("inventory", "StreamPositions")).await?;
         let req = req.into_inner();
         let sel = self.select(&req.skus, &req.region_ids, &req.store_ids, req.include_dcs)?;
         let per_message =
@@ -266,7 +273,7 @@ impl inventory_service_server::InventoryService for Handler {
         let (tx, rx) = mpsc::channel(4);
         let systems = self.0.clone();
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = stream_positions(&systems, sel, per_message, &tx) {
+            if let Err(e) = stream_positions(&systems, sel, per_message, fx.malformed, &tx) {
                 let _ = tx.blocking_send(Err(e));
             }
         });
@@ -292,10 +299,27 @@ fn read_positions(
     Ok(())
 }
 
+/// Breaks `loc` the way `mode` says (see `Fault.malformed`); false when it cannot because the
+/// location holds no positions (the next one is tried).
+fn malform_positions(loc: &mut LocationPositions, mode: Malformed) -> bool {
+    if loc.sku_index.is_empty() {
+        return false;
+    }
+    match mode {
+        Malformed::LengthMismatch => {
+            loc.on_hand.pop();
+        }
+        Malformed::UnknownId => loc.location_id = Malformed::unknown(&loc.location_id),
+        Malformed::NegativeStock => loc.on_hand[0] = -loc.on_hand[0] - 1,
+    }
+    true
+}
+
 fn stream_positions(
     systems: &Systems,
     sel: Selection,
     per_message: usize,
+    mut malformed: Option<Malformed>,
     tx: &mpsc::Sender<Result<StreamPositionsResponse, Status>>,
 ) -> Result<(), Status> {
     let m = systems.master();
@@ -335,6 +359,9 @@ fn stream_positions(
                 read_positions(row, &mut loc, dict, anchor).map_err(db)?;
             }
         }
+        if malformed.is_some_and(|mode| malform_positions(&mut loc, mode)) {
+            malformed = None;
+        }
         batch.push(loc);
         if batch.len() >= per_message && !flush(&mut batch, false) {
             return Ok(()); // client went away
@@ -358,6 +385,9 @@ fn stream_positions(
             if dict != u32::MAX {
                 read_positions(row, &mut loc, dict, anchor).map_err(db)?;
             }
+        }
+        if malformed.is_some_and(|mode| malform_positions(&mut loc, mode)) {
+            malformed = None;
         }
         batch.push(loc);
     }
@@ -385,14 +415,14 @@ impl demand_service_server::DemandService for Handler {
         &self,
         req: Request<StreamBaselineDemandRequest>,
     ) -> Result<Response<Self::StreamBaselineDemandStream>, Status> {
-        self.0.faults.before(call("demand", "StreamBaselineDemand")).await?;
+        let fx = self.0.faults.before(call("demand", "StreamBaselineDemand")).await?;
         let req = req.into_inner();
         let sel = self.select(&req.skus, &req.region_ids, &req.store_ids, false)?;
         let per_message = if req.stores_per_message == 0 { 64 } else { req.stores_per_message as usize };
         let (tx, rx) = mpsc::channel(4);
         let systems = self.0.clone();
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = stream_demand(&systems, sel, per_message, &tx) {
+            if let Err(e) = stream_demand(&systems, sel, per_message, fx.malformed, &tx) {
                 let _ = tx.blocking_send(Err(e));
             }
         });
@@ -403,11 +433,11 @@ impl demand_service_server::DemandService for Handler {
         &self,
         req: Request<GetPromotionHistoryRequest>,
     ) -> Result<Response<GetPromotionHistoryResponse>, Status> {
-        self.0.faults.before(call("demand", "GetPromotionHistory")).await?;
+        let fx = self.0.faults.before(call("demand", "GetPromotionHistory")).await?;
         let skus = req.into_inner().skus;
         self.select(&skus, &[], &[], false)?; // validates SKUs
         let systems = self.0.clone();
-        let history = blocking(move || {
+        let mut history = blocking(move || {
             let conn = systems.reader().map_err(db)?;
             let mut stmt = conn
                 .prepare_cached(
@@ -435,14 +465,34 @@ impl demand_service_server::DemandService for Handler {
             Ok(out)
         })
         .await?;
+        if let (Some(Malformed::UnknownId), Some(h)) = (fx.malformed, history.first_mut()) {
+            h.sku = Malformed::unknown(&h.sku);
+        }
         Ok(Response::new(GetPromotionHistoryResponse { history }))
     }
+}
+
+/// Breaks `d` the way `mode` says (see `Fault.malformed`); false when it cannot because the
+/// store has no baselines (the next one is tried).
+fn malform_demand(d: &mut StoreDemand, mode: Malformed) -> bool {
+    if d.sku_index.is_empty() {
+        return false;
+    }
+    match mode {
+        Malformed::LengthMismatch => {
+            d.daily_units.pop();
+        }
+        Malformed::UnknownId => d.store_id = Malformed::unknown(&d.store_id),
+        Malformed::NegativeStock => d.daily_units[0] = -d.daily_units[0] - 1.0,
+    }
+    true
 }
 
 fn stream_demand(
     systems: &Systems,
     sel: Selection,
     per_message: usize,
+    mut malformed: Option<Malformed>,
     tx: &mpsc::Sender<Result<StreamBaselineDemandResponse, Status>>,
 ) -> Result<(), Status> {
     let m = systems.master();
@@ -469,6 +519,9 @@ fn stream_demand(
                 d.sku_index.push(dict);
                 d.daily_units.push(row.get::<_, f64>(1).map_err(db)? as f32);
             }
+        }
+        if malformed.is_some_and(|mode| malform_demand(&mut d, mode)) {
+            malformed = None;
         }
         batch.push(d);
         if batch.len() >= per_message || k + 1 == n {
@@ -498,10 +551,10 @@ impl funding_service_server::FundingService for Handler {
         &self,
         req: Request<GetAgreementsRequest>,
     ) -> Result<Response<GetAgreementsResponse>, Status> {
-        self.0.faults.before(call("funding", "GetAgreements")).await?;
+        let fx = self.0.faults.before(call("funding", "GetAgreements")).await?;
         let ids = req.into_inner().agreement_ids;
         let systems = self.0.clone();
-        let resp = blocking(move || {
+        let mut resp = blocking(move || {
             let conn = systems.reader().map_err(db)?;
             let anchor = systems.anchor();
             let mut stmt = conn
@@ -543,6 +596,9 @@ impl funding_service_server::FundingService for Handler {
             Ok(out)
         })
         .await?;
+        if let (Some(Malformed::UnknownId), Some(a)) = (fx.malformed, resp.agreements.first_mut()) {
+            a.agreement_id = Malformed::unknown(&a.agreement_id);
+        }
         Ok(Response::new(resp))
     }
 }
@@ -1130,7 +1186,7 @@ impl sales_service_server::SalesService for Handler {
         &self,
         req: Request<GetSalesActualsRequest>,
     ) -> Result<Response<GetSalesActualsResponse>, Status> {
-        self.0.faults.before(call("sales", "GetSalesActuals")).await?;
+        let fx = self.0.faults.before(call("sales", "GetSalesActuals")).await?;
         let req = req.into_inner();
         let m = self.0.master();
         let unknown: Vec<&str> =
@@ -1172,11 +1228,16 @@ impl sales_service_server::SalesService for Handler {
             scopes.push(sales::Scope { region_idx, start, end });
         }
         let systems = self.0.clone();
-        let actuals = blocking(move || {
+        let mut actuals = blocking(move || {
             let conn = systems.reader().map_err(db)?;
             sales::simulate(&systems, &conn, &lines, &scopes).map_err(db)
         })
         .await?;
+        match (fx.malformed, actuals.first_mut()) {
+            (Some(Malformed::UnknownId), Some(a)) => a.sku = Malformed::unknown(&a.sku),
+            (Some(Malformed::NegativeStock), Some(a)) => a.ending_units = -a.ending_units - 1,
+            _ => {}
+        }
         Ok(Response::new(GetSalesActualsResponse { actuals }))
     }
 }

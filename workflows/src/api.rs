@@ -182,8 +182,10 @@ pub struct IntakeInput {
     pub spec: pb::PromotionSpec,
     /// Business time, Unix seconds.
     pub now: i64,
-    /// The policy's approval lead time (business seconds): a launch sooner than this after
-    /// `now` is refused. 0: no check.
+    /// Approvals must be complete this long before launch (the policy's
+    /// `durations.approval_deadline_before_launch`, in seconds of business time, like `now`):
+    /// intake refuses a launch sooner than `now` plus this. 0 (the default, and what histories
+    /// recorded before the field existed carry) skips the check.
     #[serde(default)]
     pub approval_lead_secs: i64,
 }

@@ -1,6 +1,11 @@
 //! Intake: turning a [`PromotionSpec`] into a validated [`Plan`], reporting every problem at once
 //! with the promotion line (1-based) and field it is on. Pure functions: the CLI runs them before
 //! starting a workflow, and the intake activity runs them again with master data.
+//!
+//! [`validate_spec`] is all or nothing. Intake wants every problem in one list, so it uses
+//! [`validate_spec_partial`], which also keeps the parts of a spec that are well-formed, checks
+//! those against master data ([`check_master_partial`]) even when other parts have problems,
+//! adds the approval lead time ([`lead_time_problem`]) and sorts the lot ([`sort_problems`]).
 
 use chrono::{LocalResult, NaiveDateTime, TimeZone};
 use chrono_tz::Tz;
@@ -15,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use std::{
     collections::{BTreeSet, HashMap, HashSet},
     fmt,
+    time::Duration,
 };
 
 /// Largest spec accepted, in bytes of JSON: keeps the workflow input far below Temporal's 2 MB
@@ -41,6 +47,12 @@ impl fmt::Display for Problem {
             None => write!(f, "{}: {}", self.field, self.message),
         }
     }
+}
+
+/// Sorts problems by line, problems with the whole spec first; problems on one line keep their
+/// order (shape before master data), so a planner reads the spec top to bottom.
+pub fn sort_problems(problems: &mut [Problem]) {
+    problems.sort_by_key(|p| p.line);
 }
 
 /// Renders problems one per line, for errors shown to people.
@@ -131,6 +143,74 @@ fn valid_id(s: &str) -> bool {
 /// Validates the shape of a spec (no master data). `now` is Unix seconds (workflow time in a
 /// workflow, the clock in the CLI). Returns every problem found.
 pub fn validate_spec(spec: &PromotionSpec, now: i64) -> Result<Plan, Vec<Problem>> {
+    let partial = validate_spec_partial(spec, now);
+    partial.plan.ok_or(partial.problems)
+}
+
+/// A line of a spec whose SKU is well-formed (present, and not on an earlier line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartialLine {
+    /// Index in the spec's lines (0-based; the line number is one more).
+    pub index: usize,
+    /// The SKU.
+    pub sku: String,
+    /// The offer, when it is well-formed too.
+    pub offer: Option<OfferKind>,
+}
+
+/// A spec checked for shape as far as it goes: the plan when there is no problem, and either
+/// way the well-formed parts, which master data can still be checked against.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PartialPlan {
+    /// The plan, when the spec has no shape problem.
+    pub plan: Option<Plan>,
+    /// The window (start, end; Unix seconds), when well-formed and in the future.
+    pub window: Option<(i64, i64)>,
+    /// The window's time zone, when it is one.
+    pub time_zone: Option<Tz>,
+    /// Well-formed regions, each with its index in the spec's regions.
+    pub regions: Vec<(usize, String)>,
+    /// Well-formed stores, each with its index in the spec's stores.
+    pub stores: Vec<(usize, String)>,
+    /// Well-formed channels.
+    pub channels: Vec<Channel>,
+    /// Lines with a well-formed SKU; none when the spec has more than [`MAX_LINES`] lines (it is
+    /// refused anyway, and its SKUs would be more than one master-data lookup takes).
+    pub lines: Vec<PartialLine>,
+    /// Every shape problem, in the order found (the order [`validate_spec`] reports).
+    pub problems: Vec<Problem>,
+}
+
+impl PartialPlan {
+    /// The parts of a valid plan (every line well-formed, at its index; no time zone, which a
+    /// plan does not keep).
+    pub fn of(plan: &Plan) -> Self {
+        Self {
+            plan: Some(plan.clone()),
+            window: Some((plan.starts_at, plan.ends_at)),
+            time_zone: None,
+            regions: plan.regions.iter().cloned().enumerate().collect(),
+            stores: plan.stores.iter().cloned().enumerate().collect(),
+            channels: plan.channels.clone(),
+            lines: plan
+                .lines
+                .iter()
+                .enumerate()
+                .map(|(index, l)| PartialLine { index, sku: l.sku.clone(), offer: Some(l.offer) })
+                .collect(),
+            problems: Vec::new(),
+        }
+    }
+
+    /// The SKUs of the well-formed lines, in line order.
+    pub fn skus(&self) -> Vec<String> {
+        self.lines.iter().map(|l| l.sku.clone()).collect()
+    }
+}
+
+/// [`validate_spec`], keeping what is well-formed next to the problems (see [`PartialPlan`]).
+pub fn validate_spec_partial(spec: &PromotionSpec, now: i64) -> PartialPlan {
+    let mut partial = PartialPlan::default();
     let mut problems = Vec::new();
     let mut top =
         |field: &str, message: String| problems.push(Problem { line: None, field: field.into(), message });
@@ -155,6 +235,7 @@ pub fn validate_spec(spec: &PromotionSpec, now: i64) -> Result<Plan, Vec<Problem
                 format!("{:?} is not an IANA time zone like \"America/New_York\"", w.time_zone),
             ),
             Ok(tz) => {
+                partial.time_zone = Some(tz);
                 let start = resolve_local("window.starts_at", &w.starts_at, tz);
                 let end = resolve_local("window.ends_at", &w.ends_at, tz);
                 match (start, end) {
@@ -190,6 +271,10 @@ pub fn validate_spec(spec: &PromotionSpec, now: i64) -> Result<Plan, Vec<Problem
                 top(&format!("{field}[{i}]"), "is empty".into());
             } else if !seen.insert(r) {
                 top(&format!("{field}[{i}]"), format!("{r:?} is listed twice"));
+            } else if field == "regions" {
+                partial.regions.push((i, r.clone()));
+            } else {
+                partial.stores.push((i, r.clone()));
             }
         }
     }
@@ -221,10 +306,13 @@ pub fn validate_spec(spec: &PromotionSpec, now: i64) -> Result<Plan, Vec<Problem
         let mut at = |field: &str, message: String| {
             problems.push(Problem { line: Some(n), field: format!("lines[{i}].{field}"), message })
         };
+        let mut sku_ok = false;
         if l.sku.trim().is_empty() {
             at("sku", "is required".into());
         } else if let Some(first) = seen.insert(l.sku.clone(), n) {
             at("sku", format!("{} is already on line {first}", l.sku));
+        } else {
+            sku_ok = true;
         }
         let offer = match &l.offer {
             None => {
@@ -266,6 +354,9 @@ pub fn validate_spec(spec: &PromotionSpec, now: i64) -> Result<Plan, Vec<Problem
                 Ok(u) => Some(u),
             }
         };
+        if sku_ok && spec.lines.len() <= MAX_LINES {
+            partial.lines.push(PartialLine { index: i, sku: l.sku.clone(), offer });
+        }
         if let Some(offer) = offer {
             lines.push(PlanLine {
                 sku: l.sku.clone(),
@@ -275,18 +366,52 @@ pub fn validate_spec(spec: &PromotionSpec, now: i64) -> Result<Plan, Vec<Problem
             });
         }
     }
-    match window {
-        Some((starts_at, ends_at)) if problems.is_empty() => Ok(Plan {
+    partial.plan = match window {
+        Some((starts_at, ends_at)) if problems.is_empty() => Some(Plan {
             promotion_id: spec.promotion_id.clone(),
             starts_at,
             ends_at,
             regions: spec.regions.clone(),
             stores: spec.stores.clone(),
-            channels,
+            channels: channels.clone(),
             lines,
         }),
-        _ => Err(problems),
+        _ => None,
+    };
+    partial.window = window;
+    partial.channels = channels;
+    partial.problems = problems;
+    partial
+}
+
+/// The problem with launching at `starts_at` when approvals must be complete `lead_secs` before
+/// launch and it is `now` (Unix seconds, business time): `None` when the launch leaves that
+/// lead, when it is not in the future at all (the shape check says so), or when `lead_secs` is
+/// 0 or less (no lead required). `tz` is the window's time zone: the message gives the launch
+/// and the earliest possible one as local times a planner can paste into the spec.
+pub fn lead_time_problem(starts_at: i64, now: i64, lead_secs: i64, tz: Tz) -> Option<Problem> {
+    if lead_secs <= 0 || starts_at <= now || starts_at - now >= lead_secs {
+        return None;
     }
+    // Rounded up to the minute: the spec's local times have minutes, and rounding down would
+    // suggest a launch a few seconds too soon.
+    let earliest = now + lead_secs;
+    let earliest = earliest + (60 - earliest.rem_euclid(60)) % 60;
+    let local = |t: i64| {
+        tz.timestamp_opt(t, 0)
+            .single()
+            .map_or_else(|| t.to_string(), |d| d.format("%Y-%m-%dT%H:%M").to_string())
+    };
+    let lead = crate::policy::Span(Duration::from_secs(lead_secs.unsigned_abs()));
+    Some(Problem {
+        line: None,
+        field: "window.starts_at".into(),
+        message: format!(
+            "launches {} ({tz}), sooner than the approval lead time of {lead}; the earliest possible launch is {}",
+            local(starts_at),
+            local(earliest)
+        ),
+    })
 }
 
 /// Master data an intake check needs.
@@ -303,8 +428,15 @@ pub struct MasterData {
 /// Checks a plan against master data: SKUs exist, promo price above zero and below regular,
 /// channels eligible per SKU, regions and stores exist.
 pub fn check_master(plan: &Plan, master: &MasterData) -> Vec<Problem> {
+    check_master_partial(&PartialPlan::of(plan), master)
+}
+
+/// [`check_master`] over the well-formed parts of a spec that may have other problems: its
+/// regions, stores and lines with a well-formed SKU (the price only where the offer is
+/// well-formed too). Problems carry the spec's own line numbers and field paths.
+pub fn check_master_partial(partial: &PartialPlan, master: &MasterData) -> Vec<Problem> {
     let mut problems = Vec::new();
-    for (i, r) in plan.regions.iter().enumerate() {
+    for (i, r) in &partial.regions {
         if !master.regions.contains(r) {
             problems.push(Problem {
                 line: None,
@@ -313,7 +445,7 @@ pub fn check_master(plan: &Plan, master: &MasterData) -> Vec<Problem> {
             });
         }
     }
-    for (i, s) in plan.stores.iter().enumerate() {
+    for (i, s) in &partial.stores {
         if !master.stores.contains_key(s) {
             problems.push(Problem {
                 line: None,
@@ -322,7 +454,8 @@ pub fn check_master(plan: &Plan, master: &MasterData) -> Vec<Problem> {
             });
         }
     }
-    for (i, l) in plan.lines.iter().enumerate() {
+    for l in &partial.lines {
+        let i = l.index;
         let at = |field: &str, message: String| Problem {
             line: Some(i + 1),
             field: format!("lines[{i}].{field}"),
@@ -332,16 +465,20 @@ pub fn check_master(plan: &Plan, master: &MasterData) -> Vec<Problem> {
             problems.push(at("sku", format!("unknown SKU {:?}", l.sku)));
             continue;
         };
-        let price = l.promo_price(p.regular_price);
-        if price >= p.regular_price {
-            problems.push(at(
-                "promo_price",
-                format!("{} {price} is not below the regular price {}", l.sku, p.regular_price),
-            ));
-        } else if price <= Decimal::ZERO {
-            problems.push(at("discount_percent", format!("{} leaves a price of {price}", l.sku)));
+        if let Some(offer) = l.offer {
+            let line =
+                PlanLine { sku: l.sku.clone(), offer, funding_agreement_id: None, planned_uplift: None };
+            let price = line.promo_price(p.regular_price);
+            if price >= p.regular_price {
+                problems.push(at(
+                    "promo_price",
+                    format!("{} {price} is not below the regular price {}", l.sku, p.regular_price),
+                ));
+            } else if price <= Decimal::ZERO {
+                problems.push(at("discount_percent", format!("{} leaves a price of {price}", l.sku)));
+            }
         }
-        let ineligible: Vec<&str> = plan
+        let ineligible: Vec<&str> = partial
             .channels
             .iter()
             .filter(|c| !p.eligible_channels.contains(c))
@@ -512,6 +649,118 @@ mod tests {
         assert!(p[0].message.contains("daylight-saving gap"), "{p:?}");
         let p = validate_spec(&spec(), NOW + 60 * 86_400).unwrap_err();
         assert!(p[0].message.contains("not in the future"), "{p:?}");
+    }
+
+    fn master(skus: &[(&str, &str)]) -> MasterData {
+        MasterData {
+            products: skus
+                .iter()
+                .map(|(sku, regular)| {
+                    let p = Product {
+                        sku: (*sku).into(),
+                        category: "c".into(),
+                        supplier_id: "s".into(),
+                        cost: Decimal::ONE,
+                        regular_price: regular.parse().unwrap(),
+                        price_band: 1,
+                        eligible_channels: vec![Channel::Pos, Channel::Ecommerce],
+                    };
+                    ((*sku).to_owned(), p)
+                })
+                .collect(),
+            regions: ["R1".to_owned(), "R2".to_owned()].into(),
+            stores: HashMap::new(),
+        }
+    }
+
+    /// Shape and master-data problems of `s`, as intake reports them.
+    fn intake_problems(s: &PromotionSpec, master: &MasterData) -> Vec<String> {
+        let partial = validate_spec_partial(s, NOW);
+        let mut problems = partial.problems.clone();
+        problems.extend(check_master_partial(&partial, master));
+        sort_problems(&mut problems);
+        problems.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn master_data_is_checked_on_the_lines_that_are_well_formed_despite_other_problems() {
+        let mut s = spec();
+        s.lines[0].offer = Some(Offer::PromoPrice("-1".into()));
+        s.lines[1].sku = "SKU-9".into();
+        s.regions.push("R7".into());
+        s.name = String::new();
+        let text = intake_problems(&s, &master(&[("SKU-1", "9.99")]));
+        assert_eq!(
+            text,
+            [
+                "name: is required",
+                "regions[2]: unknown region \"R7\"",
+                "line 1: lines[0].promo_price: \"-1\" must be above zero",
+                "line 2: lines[1].sku: unknown SKU \"SKU-9\"",
+            ]
+        );
+        // validate_spec still reports the shape problems only, in its own order.
+        assert_eq!(validate_spec(&s, NOW).unwrap_err().len(), 2);
+    }
+
+    #[test]
+    fn lines_whose_sku_is_malformed_or_repeated_are_not_looked_up() {
+        let mut s = spec();
+        s.lines[1].sku = "SKU-1".into();
+        s.lines.push(PromotionLine { sku: " ".into(), ..Default::default() });
+        s.lines.push(PromotionLine {
+            sku: "SKU-3".into(),
+            offer: Some(Offer::PromoPrice("12.00".into())),
+            ..Default::default()
+        });
+        let partial = validate_spec_partial(&s, NOW);
+        assert_eq!(partial.plan, None);
+        assert_eq!(partial.skus(), ["SKU-1", "SKU-3"]);
+        let text = intake_problems(&s, &master(&[("SKU-1", "9.99"), ("SKU-3", "10.00")]));
+        assert_eq!(
+            text,
+            [
+                "line 2: lines[1].sku: SKU-1 is already on line 1",
+                "line 3: lines[2].sku: is required",
+                "line 3: lines[2].offer: set promo_price or discount_percent",
+                "line 4: lines[3].promo_price: SKU-3 12.00 is not below the regular price 10.00",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_valid_spec_checks_against_master_data_as_a_plan_does() {
+        let plan = validate_spec(&spec(), NOW).unwrap();
+        let partial = validate_spec_partial(&spec(), NOW);
+        assert_eq!(partial.plan.as_ref(), Some(&plan));
+        let m = master(&[("SKU-1", "7.99")]);
+        assert_eq!(check_master_partial(&partial, &m), check_master(&plan, &m));
+        assert_eq!(check_master(&plan, &m).len(), 2, "price not below regular, SKU-2 unknown");
+    }
+
+    #[test]
+    fn a_launch_inside_the_approval_lead_time_is_refused_with_the_earliest_launch() {
+        let utc: Tz = "Etc/UTC".parse().unwrap();
+        let at = |local: &str| resolve_local("t", local, utc).unwrap();
+        let (starts, now) = (at("2026-12-03T10:00"), at("2026-12-02T18:00"));
+        let p = lead_time_problem(starts, now, 24 * 3600, utc).unwrap();
+        assert_eq!(
+            p.to_string(),
+            "window.starts_at: launches 2026-12-03T10:00 (Etc/UTC), sooner than the approval lead time of 1d; \
+             the earliest possible launch is 2026-12-03T18:00"
+        );
+        assert_eq!(lead_time_problem(starts, now, 16 * 3600, utc), None, "exactly the lead time is enough");
+        assert_eq!(lead_time_problem(starts, now, 0, utc), None, "0 means no check");
+        assert_eq!(lead_time_problem(starts, starts + 60, 3600, utc), None, "the past is the shape check's");
+        let p = lead_time_problem(starts, now + 30, 24 * 3600, utc).unwrap();
+        assert!(p.message.ends_with("is 2026-12-03T18:01"), "rounded up to the minute: {p}");
+        let ny: Tz = "America/New_York".parse().unwrap();
+        let p = lead_time_problem(starts, now, 20 * 3600, ny).unwrap();
+        assert_eq!(
+            p.message,
+            "launches 2026-12-03T05:00 (America/New_York), sooner than the approval lead time of 20h; \
+             the earliest possible launch is 2026-12-03T09:00"
+        );
     }
 
     #[test]

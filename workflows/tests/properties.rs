@@ -6,7 +6,7 @@ use promo_contracts::{
     money::parse_money,
     promo::v1::{PromotionLine, PromotionSpec, PromotionWindow, promotion_line::Offer},
 };
-use promo_workflows::plan::validate_spec;
+use promo_workflows::plan::{validate_spec, validate_spec_partial};
 use proptest::prelude::*;
 
 fn text() -> impl Strategy<Value = String> {
@@ -91,6 +91,28 @@ proptest! {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn partial_validation_agrees_with_validate_spec(s in spec(), now in 0i64..4_000_000_000) {
+        let partial = validate_spec_partial(&s, now);
+        match validate_spec(&s, now) {
+            Ok(plan) => {
+                prop_assert_eq!(partial.plan.as_ref(), Some(&plan));
+                prop_assert!(partial.problems.is_empty());
+            }
+            Err(problems) => {
+                prop_assert_eq!(partial.plan.as_ref(), None);
+                prop_assert_eq!(&partial.problems, &problems);
+            }
+        }
+        // What intake looks up in the master data is a line's own, unrepeated SKU.
+        let mut seen = std::collections::HashSet::new();
+        for l in &partial.lines {
+            prop_assert!(l.index < s.lines.len());
+            prop_assert_eq!(&l.sku, &s.lines[l.index].sku);
+            prop_assert!(seen.insert(l.sku.clone()), "{} looked up twice", l.sku);
         }
     }
 

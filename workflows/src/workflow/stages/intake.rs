@@ -53,7 +53,12 @@ pub async fn run(ctx: &Ctx, policy: &Policy) -> Result<Plan, Stop> {
     let input = IntakeInput {
         spec,
         now: business_now(ctx, policy),
-        approval_lead_secs: policy.durations.approval_deadline_before_launch.0.as_secs() as i64,
+        // Runs started before lifecycle v2 keep their behaviour: no lead-time check.
+        approval_lead_secs: if ctx.state(|s| s.v2) {
+            policy.durations.approval_deadline_before_launch.0.as_secs() as i64
+        } else {
+            0
+        },
     };
     let intake = wait::run(
         ctx,

@@ -1,0 +1,293 @@
+//! Contract tests of the activities' side of the integration boundary: each malformed answer
+//! the reference systems can be told to give (`Fault.malformed`) fails the activity that reads
+//! it, non-retryably, with a message naming the service and the field; without the fault the
+//! same activity succeeds. The activities run as the worker runs them (the SDK's
+//! `ActivityEnvironment`), over gRPC against the reference server on a free port.
+
+mod common;
+
+use common::{ANCHOR, serve, spec};
+use promo_activities::{PromotionActivities, Systems};
+use promo_contracts::{
+    promo::v1 as pb,
+    retail::v1::{ClearFaultsRequest, Fault, InjectFaultRequest, admin_service_client::AdminServiceClient},
+};
+use promo_workflows::{
+    api::{Adjustments, AssessInput, IntakeInput, SalesInput},
+    plan::{self, Plan},
+    policy::Policy,
+};
+use temporalio_sdk::{
+    activities::ActivityError,
+    testing::{ActivityEnvironment, ActivityEnvironmentError},
+};
+
+fn plan() -> Plan {
+    plan::validate_spec(&spec(), ANCHOR).unwrap()
+}
+
+fn assess_input() -> AssessInput {
+    AssessInput {
+        revision: 1,
+        plan: plan(),
+        adjustments: Adjustments::default(),
+        min_fill_rate: "0.95".into(),
+        min_margin_rate: "0.10".into(),
+        only_regions: vec![],
+    }
+}
+
+fn sales_input() -> SalesInput {
+    let p = plan();
+    SalesInput {
+        windows: p.regions.iter().map(|r| (r.clone(), (p.starts_at, p.starts_at + 3 * 86_400))).collect(),
+        plan: p,
+        adjustments: Adjustments::default(),
+        assessment: pb::AssessmentSummary::default(),
+    }
+}
+
+/// An activity of the promotion workflow, run once; `Err` holds the failure's message and
+/// whether it may be retried.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Activity {
+    AssessInventory,
+    AssessMargin,
+    AssessFunding,
+    Monitor,
+    PostEventAnalysis,
+    ValidateSpec,
+}
+
+async fn run(env: &ActivityEnvironment, a: Activity) -> Result<(), (String, bool)> {
+    let out = match a {
+        Activity::AssessInventory => {
+            env.run(PromotionActivities::assess_inventory, assess_input()).await.map(|o| {
+                assert!(o.positions_read > 0, "positions were read");
+            })
+        }
+        Activity::AssessMargin => env.run(PromotionActivities::assess_margin, assess_input()).await.map(drop),
+        Activity::AssessFunding => {
+            env.run(PromotionActivities::assess_funding, assess_input()).await.map(drop)
+        }
+        Activity::Monitor => env.run(PromotionActivities::monitor, sales_input()).await.map(|r| {
+            assert!(r.units_sold > 0, "sales were read");
+        }),
+        Activity::PostEventAnalysis => {
+            env.run(PromotionActivities::post_event_analysis, sales_input()).await.map(drop)
+        }
+        Activity::ValidateSpec => env
+            .run(
+                PromotionActivities::validate_spec,
+                IntakeInput { spec: spec(), now: ANCHOR, approval_lead_secs: 0 },
+            )
+            .await
+            .map(|o| assert!(o.problems.is_empty(), "{:?}", o.problems)),
+    };
+    match out {
+        Ok(()) => Ok(()),
+        Err(ActivityEnvironmentError::Activity(ActivityError::Application(f))) => {
+            Err((f.source_error().to_string(), !f.is_non_retryable()))
+        }
+        Err(e) => panic!("{a:?}: not an application failure: {e}"),
+    }
+}
+
+/// One malformed answer and what the activity reading it must say.
+struct Case {
+    service: &'static str,
+    method: &'static str,
+    mode: &'static str,
+    activity: Activity,
+    /// Substrings of the failure's message, in order: the service and call, then the field.
+    says: &'static [&'static str],
+}
+
+const CASES: &[Case] = &[
+    Case {
+        service: "inventory",
+        method: "",
+        mode: "length-mismatch",
+        activity: Activity::AssessInventory,
+        says: &[
+            "inventory: StreamPositions batch 1 location S0001: ",
+            "column on_hand has 9 values, sku_index has 10",
+        ],
+    },
+    Case {
+        service: "inventory",
+        method: "",
+        mode: "unknown-id",
+        activity: Activity::AssessInventory,
+        says: &[
+            "inventory: StreamPositions batch 1: ",
+            "location_id \"UNKNOWN-S0001\" is not a store that was asked for",
+        ],
+    },
+    Case {
+        service: "inventory",
+        method: "",
+        mode: "negative-stock",
+        activity: Activity::AssessInventory,
+        says: &[
+            "inventory: StreamPositions batch 1 location S0001: ",
+            "on_hand[0] (SKU-00001) is -",
+            "cannot be negative",
+        ],
+    },
+    Case {
+        service: "demand",
+        method: "StreamBaselineDemand",
+        mode: "length-mismatch",
+        activity: Activity::AssessInventory,
+        says: &[
+            "demand: StreamBaselineDemand batch 1 store S0001: ",
+            "column daily_units has 9 values, sku_index has 10",
+        ],
+    },
+    Case {
+        service: "demand",
+        method: "StreamBaselineDemand",
+        mode: "length-mismatch",
+        activity: Activity::AssessMargin,
+        says: &["demand: StreamBaselineDemand batch 1 store S0001: ", "column daily_units has 9 values"],
+    },
+    Case {
+        service: "demand",
+        method: "StreamBaselineDemand",
+        mode: "unknown-id",
+        activity: Activity::AssessFunding,
+        says: &[
+            "demand: StreamBaselineDemand batch 1: ",
+            "store_id \"UNKNOWN-S0001\" is not a store that was asked for",
+        ],
+    },
+    Case {
+        service: "demand",
+        method: "StreamBaselineDemand",
+        mode: "negative-stock",
+        activity: Activity::AssessMargin,
+        says: &[
+            "demand: StreamBaselineDemand batch 1 store S0001: ",
+            "daily_units[0] (SKU-00001) is -",
+            "cannot be negative",
+        ],
+    },
+    Case {
+        service: "demand",
+        method: "GetPromotionHistory",
+        mode: "unknown-id",
+        activity: Activity::AssessMargin,
+        says: &[
+            "demand history: GetPromotionHistory history[0]: ",
+            "sku \"UNKNOWN-SKU-00001\" is not a SKU that was asked for",
+        ],
+    },
+    Case {
+        service: "product",
+        method: "GetProducts",
+        mode: "unknown-id",
+        activity: Activity::AssessMargin,
+        says: &[
+            "product master: GetProducts products[0]: ",
+            "sku \"UNKNOWN-SKU-00001\" is not a SKU that was asked for",
+        ],
+    },
+    Case {
+        service: "product",
+        method: "GetProducts",
+        mode: "unknown-id",
+        activity: Activity::ValidateSpec,
+        says: &["product master: GetProducts products[0]: ", "sku \"UNKNOWN-SKU-00001\""],
+    },
+    Case {
+        service: "funding",
+        method: "",
+        mode: "unknown-id",
+        activity: Activity::AssessFunding,
+        says: &[
+            "funding: GetAgreements agreements[0]: ",
+            "agreement_id \"UNKNOWN-FA-001\" is not an agreement that was asked for",
+        ],
+    },
+    Case {
+        service: "location",
+        method: "",
+        mode: "unknown-id",
+        activity: Activity::AssessInventory,
+        says: &[
+            "locations: ListLocations stores[0] (S0001): ",
+            "region_id \"UNKNOWN-R1\" is not a region of the response",
+        ],
+    },
+    Case {
+        service: "location",
+        method: "",
+        mode: "unknown-id",
+        activity: Activity::ValidateSpec,
+        says: &["locations: ListLocations stores[0] (S0001): ", "region_id \"UNKNOWN-R1\""],
+    },
+    Case {
+        service: "sales",
+        method: "",
+        mode: "unknown-id",
+        activity: Activity::PostEventAnalysis,
+        says: &[
+            "sales: GetSalesActuals actuals[0] (UNKNOWN-SKU-",
+            "sku \"UNKNOWN-SKU-",
+            "is not a SKU that was asked for",
+        ],
+    },
+    Case {
+        service: "sales",
+        method: "",
+        mode: "negative-stock",
+        activity: Activity::Monitor,
+        says: &["sales: GetSalesActuals actuals[0] (SKU-", "ending_units is -", "cannot be negative"],
+    },
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_answers_fail_the_activity_for_good_naming_service_and_field() {
+    let s = serve("malformed").await;
+    let env = ActivityEnvironment::builder()
+        .register_activities(PromotionActivities::new(
+            Systems::new(&s.url()).unwrap(),
+            Policy::default(),
+            None,
+        ))
+        .build();
+    let mut admin = AdminServiceClient::connect(s.url()).await.unwrap();
+
+    for a in [
+        Activity::AssessInventory,
+        Activity::AssessMargin,
+        Activity::AssessFunding,
+        Activity::Monitor,
+        Activity::PostEventAnalysis,
+        Activity::ValidateSpec,
+    ] {
+        run(&env, a).await.unwrap_or_else(|e| panic!("{a:?} without faults: {e:?}"));
+    }
+
+    for c in CASES {
+        let fault = Fault {
+            service: c.service.into(),
+            method: c.method.into(),
+            malformed: c.mode.into(),
+            ..Default::default()
+        };
+        admin.inject_fault(InjectFaultRequest { fault: Some(fault) }).await.unwrap();
+        let what = format!("{} {} {} → {:?}", c.service, c.method, c.mode, c.activity);
+        let (message, retryable) = run(&env, c.activity).await.expect_err(&what);
+        assert!(!retryable, "{what}: retryable: {message}");
+        let mut rest = message.as_str();
+        for part in c.says {
+            let at = rest.find(part).unwrap_or_else(|| panic!("{what}: {part:?} not in {message:?}"));
+            rest = &rest[at + part.len()..];
+        }
+        admin.clear_faults(ClearFaultsRequest {}).await.unwrap();
+        run(&env, c.activity).await.unwrap_or_else(|e| panic!("{what}, fault cleared: {e:?}"));
+    }
+    s.stop().await;
+}
