@@ -738,17 +738,21 @@ async fn sweep(systems: &Systems, input: &CompensateInput) -> Result<CompensateO
         rpc!(
             systems.prices(),
             revert_price_change,
-            RevertPriceChangeRequest { price_change_id: c.price_change_id.clone(), reason: input.reason.clone() }
+            RevertPriceChangeRequest {
+                price_change_id: c.price_change_id.clone(),
+                reason: input.reason.clone()
+            }
         )
         .await
         .map_err(|s| status_error("ERP", s))?;
         out.reverted = true;
     }
-    let orders = rpc!(systems.replenishment(), list_orders, ListOrdersRequest { promotion_id: promotion_id.clone() })
-        .await
-        .map_err(|s| status_error("replenishment", s))?
-        .into_inner()
-        .orders;
+    let orders =
+        rpc!(systems.replenishment(), list_orders, ListOrdersRequest { promotion_id: promotion_id.clone() })
+            .await
+            .map_err(|s| status_error("replenishment", s))?
+            .into_inner()
+            .orders;
     let keep = |o: &TransferOrder| {
         input.keep_orders_arriving_by > 0
             && o.eta.as_ref().is_some_and(|eta| eta.seconds <= input.keep_orders_arriving_by)

@@ -284,7 +284,11 @@ pub fn next_wakeup(ends_at: i64, pending_launch: Option<i64>, next_monitor: Opti
 
 /// The channel-sync exception of a publication not acknowledged by its deadline, with the
 /// revenue at risk of its region.
-pub fn channel_sync_exception(p: &PublicationRef, revision: u32, revenue_at_risk: String) -> PromotionException {
+pub fn channel_sync_exception(
+    p: &PublicationRef,
+    revision: u32,
+    revenue_at_risk: String,
+) -> PromotionException {
     let region = p.target.region_id.clone();
     PromotionException {
         exception_id: format!(
@@ -309,7 +313,11 @@ pub fn channel_sync_exception(p: &PublicationRef, revision: u32, revenue_at_risk
 
 /// The exception shown while compensation (or the revert at close) keeps failing: something of
 /// the promotion may still be live.
-pub fn compensation_pending_exception(what: &str, error: &str, revenue_at_risk: String) -> PromotionException {
+pub fn compensation_pending_exception(
+    what: &str,
+    error: &str,
+    revenue_at_risk: String,
+) -> PromotionException {
     PromotionException {
         exception_id: "compensation-pending".into(),
         kind: ExceptionKind::CompensationPending as i32,
@@ -484,21 +492,35 @@ mod tests {
 
     #[test]
     fn late_acks_and_channel_sync_exceptions_are_named_by_policy_and_target() {
-        assert_eq!(late_ack_note(LateAckAction::DelayRegion), "launch delayed until its channels acknowledge");
+        assert_eq!(
+            late_ack_note(LateAckAction::DelayRegion),
+            "launch delayed until its channels acknowledge"
+        );
         assert_eq!(late_ack_note(LateAckAction::HoldLaunch), "launch held until every channel acknowledges");
         let p = PublicationRef {
             publication_id: "PUB-1".into(),
-            target: crate::api::Target { channel: promo_contracts::retail::v1::Channel::Pos as i32, region_id: "R5".into() },
+            target: crate::api::Target {
+                channel: promo_contracts::retail::v1::Channel::Pos as i32,
+                region_id: "R5".into(),
+            },
             kind: 1,
             acknowledged_at_ms: None,
         };
         let e = channel_sync_exception(&p, 2, "12.50".into());
         assert_eq!(e.exception_id, "channel-POS-R5-r2");
-        assert_eq!((e.kind(), e.owner_role(), e.region_id.as_str()), (ExceptionKind::ChannelSync, Role::Operations, "R5"));
+        assert_eq!(
+            (e.kind(), e.owner_role(), e.region_id.as_str()),
+            (ExceptionKind::ChannelSync, Role::Operations, "R5")
+        );
         assert_eq!(e.detail, "POS publication PUB-1 not acknowledged by the deadline");
-        let national = PublicationRef { target: crate::api::Target { channel: 2, region_id: String::new() }, ..p };
+        let national =
+            PublicationRef { target: crate::api::Target { channel: 2, region_id: String::new() }, ..p };
         assert!(channel_sync_exception(&national, 1, "0".into()).exception_id.ends_with("-national-r1"));
-        let c = compensation_pending_exception("the revert of the ERP price change", "ERP: unavailable", "9".into());
+        let c = compensation_pending_exception(
+            "the revert of the ERP price change",
+            "ERP: unavailable",
+            "9".into(),
+        );
         assert_eq!((c.kind(), c.severity()), (ExceptionKind::CompensationPending, Severity::High));
     }
 }

@@ -196,7 +196,11 @@ impl PromotionWorkflow {
                 let (action, detail) = if signal {
                     (
                         format!("{}-ignored", kind.name()),
-                        why.replacen(&format!("malformed {} input", kind.name()), &format!("malformed {} signal", kind.name()), 1),
+                        why.replacen(
+                            &format!("malformed {} input", kind.name()),
+                            &format!("malformed {} signal", kind.name()),
+                            1,
+                        ),
                     )
                 } else {
                     (format!("{}-refused", kind.action()), why.clone())
@@ -222,7 +226,10 @@ impl PromotionWorkflow {
 
     fn apply_decision(&mut self, now: i64, d: &ApprovalDecision, approve: bool) -> Result<String, String> {
         if self.stage != Stage::Approval {
-            return Err(format!("the promotion is in stage {}, not awaiting approval", stage_name(self.stage)));
+            return Err(format!(
+                "the promotion is in stage {}, not awaiting approval",
+                stage_name(self.stage)
+            ));
         }
         let Some(policy) = self.policy() else {
             return Err("the promotion is still loading its policy; try again in a moment".into());
@@ -237,7 +244,12 @@ impl PromotionWorkflow {
             d.revision,
         )?;
         let role = role_name(d.role());
-        self.record(now, &d.approver_id, if approve { "approve" } else { "reject" }, format!("as {role}: {}", d.comment));
+        self.record(
+            now,
+            &d.approver_id,
+            if approve { "approve" } else { "reject" },
+            format!("as {role}: {}", d.comment),
+        );
         if !approve {
             self.rejection = Some(d.clone());
             return Ok(format!("rejected as {role}"));
@@ -256,7 +268,10 @@ impl PromotionWorkflow {
 
     fn apply_change_request(&mut self, now: i64, c: &ChangeRequest) -> Result<String, String> {
         if self.stage != Stage::Approval {
-            return Err(format!("the promotion is in stage {}, not awaiting approval", stage_name(self.stage)));
+            return Err(format!(
+                "the promotion is in stage {}, not awaiting approval",
+                stage_name(self.stage)
+            ));
         }
         let Some(policy) = self.policy() else {
             return Err("the promotion is still loading its policy; try again in a moment".into());
@@ -284,7 +299,12 @@ impl PromotionWorkflow {
         if let Err(problems) = plan::validate_spec(amended, now) {
             return Err(format!("the amended spec is invalid:\n{}", plan::describe(&problems)));
         }
-        self.record(now, &c.approver_id, "request-changes", format!("as {}: {}", role_name(c.role()), c.comment));
+        self.record(
+            now,
+            &c.approver_id,
+            "request-changes",
+            format!("as {}: {}", role_name(c.role()), c.comment),
+        );
         self.change_request = Some(c.clone());
         Ok(format!(
             "changes requested on revision {}; revision {} will be assessed",
@@ -301,8 +321,10 @@ impl PromotionWorkflow {
             ));
         }
         required("chosen_by", &c.chosen_by)?;
-        let Some(opt) =
-            self.remediation_options.iter().find(|o| o.option_id == c.option_id && o.region_id == c.region_id)
+        let Some(opt) = self
+            .remediation_options
+            .iter()
+            .find(|o| o.option_id == c.option_id && o.region_id == c.region_id)
         else {
             let ids: Vec<&str> = self
                 .remediation_options
@@ -318,7 +340,12 @@ impl PromotionWorkflow {
             ));
         };
         let desc = opt.description.clone();
-        self.record(now, &c.chosen_by, "remediation-chosen", format!("{}: {desc} ({})", c.option_id, c.comment));
+        self.record(
+            now,
+            &c.chosen_by,
+            "remediation-chosen",
+            format!("{}: {desc} ({})", c.option_id, c.comment),
+        );
         self.remediation_choices.insert(c.region_id.clone(), (c.option_id.clone(), c.chosen_by.clone()));
         Ok(format!("{} chosen for {}", c.option_id, c.region_id))
     }
@@ -347,7 +374,9 @@ impl PromotionWorkflow {
             Some(_) => {}
         }
         match kind {
-            Kind::Cancel if self.cancel.is_some() => return Err("the promotion is already being cancelled".into()),
+            Kind::Cancel if self.cancel.is_some() => {
+                return Err("the promotion is already being cancelled".into());
+            }
             Kind::Cancel => self.cancel = Some(a.clone()),
             Kind::Pause if self.v2 && self.paused => return Err("the promotion is already paused".into()),
             Kind::Pause => self.paused = true,
@@ -368,7 +397,10 @@ impl PromotionWorkflow {
         } else if o.reason.trim().is_empty() {
             return Err("reason is required for an override".to_owned());
         } else if !matches!(self.stage, Stage::Publishing | Stage::LaunchGate | Stage::Active) {
-            return Err(format!("there is no acknowledgment gate to override in stage {}", stage_name(self.stage)));
+            return Err(format!(
+                "there is no acknowledgment gate to override in stage {}",
+                stage_name(self.stage)
+            ));
         } else if !o.region_id.is_empty() && !self.readiness.contains_key(&o.region_id) {
             return Err(format!("region {:?} is not in this promotion", o.region_id));
         }
@@ -377,7 +409,10 @@ impl PromotionWorkflow {
         self.overrides.insert(o.region_id.clone());
         self.resolve(
             now,
-            |e| e.kind() == ExceptionKind::ChannelSync && (o.region_id.is_empty() || e.region_id == o.region_id),
+            |e| {
+                e.kind() == ExceptionKind::ChannelSync
+                    && (o.region_id.is_empty() || e.region_id == o.region_id)
+            },
             &format!("overridden by {}", o.operator_id),
         );
         Ok(format!("gate opened for {scope}"))

@@ -124,7 +124,11 @@ impl PromotionWorkflow {
     }
 
     #[update_validator(approve)]
-    fn validate_approve(&self, _ctx: &WorkflowContextView, input: &serde_json::Value) -> Result<(), HandlerError> {
+    fn validate_approve(
+        &self,
+        _ctx: &WorkflowContextView,
+        input: &serde_json::Value,
+    ) -> Result<(), HandlerError> {
         messages::validate(Kind::Approve, input)
     }
 
@@ -139,7 +143,11 @@ impl PromotionWorkflow {
     }
 
     #[update_validator(reject)]
-    fn validate_reject(&self, _ctx: &WorkflowContextView, input: &serde_json::Value) -> Result<(), HandlerError> {
+    fn validate_reject(
+        &self,
+        _ctx: &WorkflowContextView,
+        input: &serde_json::Value,
+    ) -> Result<(), HandlerError> {
         messages::validate(Kind::Reject, input)
     }
 
@@ -192,7 +200,11 @@ impl PromotionWorkflow {
     }
 
     #[update_validator(cancel)]
-    fn validate_cancel(&self, _ctx: &WorkflowContextView, input: &serde_json::Value) -> Result<(), HandlerError> {
+    fn validate_cancel(
+        &self,
+        _ctx: &WorkflowContextView,
+        input: &serde_json::Value,
+    ) -> Result<(), HandlerError> {
         messages::validate(Kind::Cancel, input)
     }
 
@@ -207,7 +219,11 @@ impl PromotionWorkflow {
     }
 
     #[update_validator(pause)]
-    fn validate_pause(&self, _ctx: &WorkflowContextView, input: &serde_json::Value) -> Result<(), HandlerError> {
+    fn validate_pause(
+        &self,
+        _ctx: &WorkflowContextView,
+        input: &serde_json::Value,
+    ) -> Result<(), HandlerError> {
         messages::validate(Kind::Pause, input)
     }
 
@@ -222,7 +238,11 @@ impl PromotionWorkflow {
     }
 
     #[update_validator(resume)]
-    fn validate_resume(&self, _ctx: &WorkflowContextView, input: &serde_json::Value) -> Result<(), HandlerError> {
+    fn validate_resume(
+        &self,
+        _ctx: &WorkflowContextView,
+        input: &serde_json::Value,
+    ) -> Result<(), HandlerError> {
         messages::validate(Kind::Resume, input)
     }
 

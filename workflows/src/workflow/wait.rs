@@ -7,10 +7,7 @@
 //! heartbeat sees it), and the nudges a stage names (pause, resume, override) wake it so that it
 //! can look again. So no stage can forget them.
 
-use super::{
-    stages::Stop,
-    state::PromotionWorkflow,
-};
+use super::{stages::Stop, state::PromotionWorkflow};
 use crate::policy::Policy;
 use futures::{FutureExt, future::FusedFuture};
 use std::{
@@ -254,7 +251,10 @@ where
 }
 
 /// [`activity`] with no nudge: only a cancel interrupts it.
-pub(crate) async fn run<T, E>(ctx: &Ctx, work: impl CancellableFuture<Output = Result<T, E>>) -> Result<T, Stop>
+pub(crate) async fn run<T, E>(
+    ctx: &Ctx,
+    work: impl CancellableFuture<Output = Result<T, E>>,
+) -> Result<T, Stop>
 where
     Stop: From<E>,
 {

@@ -62,7 +62,8 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<Windows, Sto
                 .filter(|&l| l > bnow)
                 .min()
         });
-        let (next, why) = decisions::next_wakeup(plan.ends_at, pending_launch, announced.then_some(next_monitor));
+        let (next, why) =
+            decisions::next_wakeup(plan.ends_at, pending_launch, announced.then_some(next_monitor));
         let (paused, overrides) = ctx.state(|s| (s.paused, s.overrides.len()));
         let nudged = move |s: &PromotionWorkflow| s.paused != paused || s.overrides.len() != overrides;
         if !waiting_acks.is_empty() && bnow >= plan.starts_at && !ctx.state(|s| s.overrides.contains("")) {
@@ -121,7 +122,8 @@ fn activate(ctx: &Ctx, plan: &Plan, policy: &Policy, bnow: i64, window_over: boo
                     s.record(t, "system", "region-missed-window", r.clone());
                 }
                 Activation::Activate => {
-                    let on_time = decisions::launched_on_time(plan.starts_at, launch_at, bnow, policy.time_scale);
+                    let on_time =
+                        decisions::launched_on_time(plan.starts_at, launch_at, bnow, policy.time_scale);
                     if let Some(x) = s.readiness.get_mut(&r) {
                         x.state = RegionState::Active as i32;
                         x.activated_at = pb_ts(bnow);
@@ -145,10 +147,16 @@ fn activate(ctx: &Ctx, plan: &Plan, policy: &Policy, bnow: i64, window_over: boo
 /// One monitoring round: sell-through so far, and stockouts raised as exceptions.
 async fn monitor(ctx: &Ctx, plan: &Plan, so_far: Windows) -> Result<(), Stop> {
     let input = sales_input(ctx, plan, so_far);
-    let m = wait::run(ctx, ctx.execute_activity(A::monitor, input, opts(120, "monitor sell-through".into()))).await?;
+    let m = wait::run(ctx, ctx.execute_activity(A::monitor, input, opts(120, "monitor sell-through".into())))
+        .await?;
     let t = now(ctx);
     ctx.state_mut(|s| {
-        s.record(t, "system", "monitor", format!("{} units sold, sell-through {}", m.units_sold, m.sell_through));
+        s.record(
+            t,
+            "system",
+            "monitor",
+            format!("{} units sold, sell-through {}", m.units_sold, m.sell_through),
+        );
         for (r, days) in &m.stockouts {
             s.raise(
                 t,

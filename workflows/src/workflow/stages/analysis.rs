@@ -1,7 +1,11 @@
 //! Post-event analysis: the report from sales actuals against the plan (in an activity), with
 //! what only the workflow knows — cycle time per stage, on-time acknowledgments and launches.
 
-use super::{Stop, active::{Windows, sales_input}, enter};
+use super::{
+    Stop,
+    active::{Windows, sales_input},
+    enter,
+};
 use crate::{
     api::PromotionActivities as A,
     plan::Plan,
@@ -15,9 +19,11 @@ use std::collections::BTreeMap;
 pub async fn run(ctx: &Ctx, plan: &Plan, windows: Windows) -> Result<PostEventReport, Stop> {
     enter(ctx, Stage::Analysis);
     let input = sales_input(ctx, plan, windows);
-    let mut report =
-        wait::run(ctx, ctx.execute_activity(A::post_event_analysis, input, opts(300, "post-event analysis".into())))
-            .await?;
+    let mut report = wait::run(
+        ctx,
+        ctx.execute_activity(A::post_event_analysis, input, opts(300, "post-event analysis".into())),
+    )
+    .await?;
     ctx.state(|s| {
         let mut cycle: BTreeMap<i32, u64> = BTreeMap::new();
         for w in s.timeline.windows(2) {
@@ -26,7 +32,8 @@ pub async fn run(ctx: &Ctx, plan: &Plan, windows: Windows) -> Result<PostEventRe
             .max(0) as u64;
             *cycle.entry(w[0].stage).or_default() += secs;
         }
-        report.cycle_times = cycle.into_iter().map(|(stage, seconds)| StageCycleTime { stage, seconds }).collect();
+        report.cycle_times =
+            cycle.into_iter().map(|(stage, seconds)| StageCycleTime { stage, seconds }).collect();
         let (on_time, total) = s.on_time_acks;
         report.on_time_ack_rate = ratio(i64::from(on_time), i64::from(total));
         let on_time_launches = s.on_time.values().filter(|t| **t).count();

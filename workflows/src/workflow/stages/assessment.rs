@@ -35,7 +35,12 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<bool, Stop> 
 
 /// Runs the three assessment engines in parallel and combines them (also the launch gate's
 /// final re-check).
-pub async fn assess(ctx: &Ctx, plan: &Plan, revision: u32, policy: &Policy) -> Result<AssessmentSummary, Stop> {
+pub async fn assess(
+    ctx: &Ctx,
+    plan: &Plan,
+    revision: u32,
+    policy: &Policy,
+) -> Result<AssessmentSummary, Stop> {
     let input = AssessInput {
         revision,
         plan: plan.clone(),
@@ -48,19 +53,19 @@ pub async fn assess(ctx: &Ctx, plan: &Plan, revision: u32, policy: &Policy) -> R
     let five_minutes = Duration::from_secs(300);
     // Seconds of work: a cancel that arrives meanwhile takes effect right after.
     let (margin, inventory, funding) = join!(
-            ctx.execute_activity(
-                A::assess_margin,
-                input.clone(),
-                long_opts(five_minutes, format!("margin & compliance of {n} lines"))
-            ),
-            ctx.execute_activity(
-                A::assess_inventory,
-                input.clone(),
-                long_opts(five_minutes, format!("inventory alignment of {n} SKUs per store"))
-            ),
-            ctx.execute_activity(
-                A::assess_funding,
-                input.clone(),
+        ctx.execute_activity(
+            A::assess_margin,
+            input.clone(),
+            long_opts(five_minutes, format!("margin & compliance of {n} lines"))
+        ),
+        ctx.execute_activity(
+            A::assess_inventory,
+            input.clone(),
+            long_opts(five_minutes, format!("inventory alignment of {n} SKUs per store"))
+        ),
+        ctx.execute_activity(
+            A::assess_funding,
+            input.clone(),
             long_opts(five_minutes, format!("supplier funding of {n} lines"))
         ),
     );

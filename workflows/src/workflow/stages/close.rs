@@ -25,7 +25,11 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
         if v2 {
             let attempts = policy.compensation_attempts;
             ending::until_done(ctx, "the revert of the ERP price change", || {
-                ctx.execute_activity(A::revert_prices, pc.clone(), compensation_opts(attempts, summary.clone()))
+                ctx.execute_activity(
+                    A::revert_prices,
+                    pc.clone(),
+                    compensation_opts(attempts, summary.clone()),
+                )
             })
             .await;
         } else {
@@ -53,7 +57,12 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
 
 /// Publishes the revert to every target that went live (national channels, and regional ones of
 /// activated regions) and waits, within the acknowledgment deadline, for the channels to confirm.
-async fn revert_channels(ctx: &Ctx, plan: &Plan, policy: &Policy, price_change_id: String) -> Result<(), Stop> {
+async fn revert_channels(
+    ctx: &Ctx,
+    plan: &Plan,
+    policy: &Policy,
+    price_change_id: String,
+) -> Result<(), Stop> {
     let (revision, targets) = ctx.state(|s| {
         let live: Vec<Target> = s
             .publications
@@ -79,8 +88,9 @@ async fn revert_channels(ctx: &Ctx, plan: &Plan, policy: &Policy, price_change_i
     let deadline = policy.scaled(policy.durations.ack_deadline.0);
     let input = AwaitAcksInput { publications: reverts.clone(), timeout_ms: deadline.as_millis() as u64 };
     let summary = format!("wait for {} revert acknowledgments", reverts.len());
-    let acked = wait::run(ctx, ctx.execute_activity(A::await_acknowledgments, input, long_opts(deadline, summary)))
-        .await?;
+    let acked =
+        wait::run(ctx, ctx.execute_activity(A::await_acknowledgments, input, long_opts(deadline, summary)))
+            .await?;
     let t = now(ctx);
     ctx.state_mut(|s| {
         let confirmed = acked.iter().filter(|p| p.acknowledged_at_ms.is_some()).count();

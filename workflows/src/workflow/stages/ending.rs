@@ -201,8 +201,13 @@ where
             Ok(t) => {
                 let t0 = now(ctx);
                 let was_open = ctx.state_mut(|s| {
-                    let open = s.open_exceptions().iter().any(|e| e.kind() == ExceptionKind::CompensationPending);
-                    s.resolve(t0, |e| e.kind() == ExceptionKind::CompensationPending, &format!("{what} succeeded"));
+                    let open =
+                        s.open_exceptions().iter().any(|e| e.kind() == ExceptionKind::CompensationPending);
+                    s.resolve(
+                        t0,
+                        |e| e.kind() == ExceptionKind::CompensationPending,
+                        &format!("{what} succeeded"),
+                    );
                     open
                 });
                 if was_open {

@@ -29,12 +29,16 @@ pub async fn start(ctx: &Ctx) -> Result<Policy, Stop> {
     let t0 = now(ctx);
     ctx.state_mut(|s| s.started_at = t0);
     enter(ctx, Stage::Intake);
-    let policy =
-        wait::run(ctx, ctx.execute_activity(A::load_policy, (), opts(30, "load the promotion policy".into())))
-            .await?;
+    let policy = wait::run(
+        ctx,
+        ctx.execute_activity(A::load_policy, (), opts(30, "load the promotion policy".into())),
+    )
+    .await?;
     ctx.state_mut(|s| s.policy = Some(policy.clone()));
     if let Err(why) = policy.thresholds() {
-        return Err(Stop::from(temporalio_sdk::WorkflowTermination::from(ApplicationFailure::non_retryable(why))));
+        return Err(Stop::from(temporalio_sdk::WorkflowTermination::from(
+            ApplicationFailure::non_retryable(why),
+        )));
     }
     let t = now(ctx);
     if ctx.state_mut(|s| s.apply_early(t)) > 0 {
@@ -46,7 +50,8 @@ pub async fn start(ctx: &Ctx) -> Result<Policy, Stop> {
 
 /// Validates the current revision; returns its plan.
 pub async fn run(ctx: &Ctx, policy: &Policy) -> Result<Plan, Stop> {
-    let (spec, revision, promotion_id) = ctx.state(|s| (s.spec.clone(), s.revision, s.spec.promotion_id.clone()));
+    let (spec, revision, promotion_id) =
+        ctx.state(|s| (s.spec.clone(), s.revision, s.spec.promotion_id.clone()));
     if revision > 1 {
         enter(ctx, Stage::Intake);
     }
@@ -99,8 +104,11 @@ pub async fn run(ctx: &Ctx, policy: &Policy) -> Result<Plan, Stop> {
             .regions
             .iter()
             .map(|r| {
-                let readiness =
-                    RegionReadiness { region_id: r.region_id.clone(), launch_at: pb_ts(launch), ..Default::default() };
+                let readiness = RegionReadiness {
+                    region_id: r.region_id.clone(),
+                    launch_at: pb_ts(launch),
+                    ..Default::default()
+                };
                 (r.region_id.clone(), readiness)
             })
             .collect();

@@ -33,7 +33,8 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
         )
     });
     let targets = channel_targets(plan, &region_ids);
-    let published = publish_all(ctx, plan, revision, &targets, PublicationKind::Activate, &price_change_id).await?;
+    let published =
+        publish_all(ctx, plan, revision, &targets, PublicationKind::Activate, &price_change_id).await?;
     ctx.state_mut(|s| s.publications = published);
     checkpoint(ctx)?;
 
@@ -45,7 +46,8 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
             break;
         }
         let overrides = ctx.state(|s| s.overrides.len());
-        let input = AwaitAcksInput { publications: pending.clone(), timeout_ms: ack_deadline.as_millis() as u64 };
+        let input =
+            AwaitAcksInput { publications: pending.clone(), timeout_ms: ack_deadline.as_millis() as u64 };
         let summary = format!("wait for {} acknowledgments (round {})", pending.len(), round + 1);
         let work = ctx.execute_activity(A::await_acknowledgments, input, long_opts(ack_deadline, summary));
         let Some(acked) =

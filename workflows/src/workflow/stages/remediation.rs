@@ -16,7 +16,12 @@ use crate::{
 use promo_contracts::promo::v1::*;
 
 /// Waits for a choice per failing region and applies them.
-pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy, assessment: &AssessmentSummary) -> Result<(), Stop> {
+pub async fn run(
+    ctx: &Ctx,
+    plan: &Plan,
+    policy: &Policy,
+    assessment: &AssessmentSummary,
+) -> Result<(), Stop> {
     enter(ctx, Stage::Remediation);
     let options = assessment.remediation_options.clone();
     let failing: Vec<String> =
@@ -35,9 +40,12 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy, assessment: &Assessmen
     publish(ctx);
     let deadline = until(ctx, policy, approval_deadline(plan, policy));
     let mut expiry = [Alarm::start(ctx, deadline, "remediation deadline".into())];
-    let all_chosen = |s: &crate::PromotionWorkflow| failing.iter().all(|r| s.remediation_choices.contains_key(r));
+    let all_chosen =
+        |s: &crate::PromotionWorkflow| failing.iter().all(|r| s.remediation_choices.contains_key(r));
     match wait::wait(ctx, Nothing, &mut expiry, all_chosen).await? {
-        Woke::Rang(_) => return Err(Stop::Expired("no remediation chosen before the approval deadline".into())),
+        Woke::Rang(_) => {
+            return Err(Stop::Expired("no remediation chosen before the approval deadline".into()));
+        }
         _ => expiry[0].stop(),
     }
     let t = now(ctx);

@@ -24,7 +24,8 @@ pub async fn run(ctx: &Ctx, plan: &Plan) -> Result<(), Stop> {
         adjustments,
     };
     let summary = format!("stage {} promo prices in the ERP", plan.lines.len());
-    let price_change_id = wait::run(ctx, ctx.execute_activity(A::stage_prices, input, opts(60, summary))).await?;
+    let price_change_id =
+        wait::run(ctx, ctx.execute_activity(A::stage_prices, input, opts(60, summary))).await?;
     ctx.state_mut(|s| s.price_change_id = Some(price_change_id));
     let orders = transfer_orders(ctx, &regions);
     if !orders.is_empty() {
@@ -52,7 +53,9 @@ fn transfer_orders(ctx: &Ctx, regions: &[RegionInfo]) -> BTreeMap<String, (Strin
                 .filter(|(sku, units)| **units > 0 && dropped.is_none_or(|d| !d.contains(*sku)))
                 .map(|(sku, units)| (sku.clone(), *units))
                 .collect();
-            if let (false, Some(info)) = (lines.is_empty(), regions.iter().find(|x| x.region_id == r.region_id)) {
+            if let (false, Some(info)) =
+                (lines.is_empty(), regions.iter().find(|x| x.region_id == r.region_id))
+            {
                 out.insert(r.region_id.clone(), (info.dc_id.clone(), lines));
             }
         }
