@@ -430,7 +430,7 @@ async fn missing_acknowledgments_raise_an_exception_and_block_activation() {
         })
         .await
         .unwrap();
-    let status = env
+    let (status, audit) = env
         .with_worker(async {
             env.start_promotion(spec("ACK-1", &["R1", "R3"], 0..6, 3.0, 2.0)).await.unwrap();
             at_stage(&env, "ACK-1", Stage::Approval).await;
@@ -449,7 +449,8 @@ async fn missing_acknowledgments_raise_an_exception_and_block_activation() {
             assert!(r1.awaiting_ack.contains(&(wire::Channel::Pos as i32)));
             env.result("ACK-1").await.unwrap();
             env.record_history("ACK-1", "missing_acknowledgments").await.unwrap();
-            env.wait_status("ACK-1", "done", LIMIT, |s| s.stage() == Stage::Done).await.unwrap()
+            let done = env.wait_status("ACK-1", "done", LIMIT, |s| s.stage() == Stage::Done).await.unwrap();
+            (done, env.audit("ACK-1").await.unwrap())
         })
         .await
         .unwrap();
@@ -457,8 +458,17 @@ async fn missing_acknowledgments_raise_an_exception_and_block_activation() {
     let r3 = status.regions.iter().find(|r| r.region_id == "R3").unwrap();
     assert!(r1.activated_at.is_none(), "R1 must never activate without its POS acknowledgment: {r1:?}");
     assert!(r3.activated_at.is_some(), "R3 launches once its late acknowledgment arrives: {r3:?}");
+    // The exception stays open while the promotion runs (above) and is closed, audited, when it
+    // ends: a finished promotion is not listed as stuck.
+    assert!(status.open_exceptions.is_empty(), "{:?}", status.open_exceptions);
     assert!(
-        status.open_exceptions.iter().any(|e| e.kind() == ExceptionKind::ChannelSync && e.region_id == "R1")
+        audit
+            .entries
+            .iter()
+            .any(|e| e.action == "exception-closed"
+                && e.detail.starts_with("EXCEPTION_KIND_CHANNEL_SYNC (R1)")),
+        "{:#?}",
+        audit.entries
     );
 }
 

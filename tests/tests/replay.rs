@@ -15,8 +15,8 @@ async fn committed_histories_replay_with_the_current_workflow() {
     .expect("replayer");
     let files = history_files(&histories_dir());
     assert!(
-        files.len() >= 14,
-        "expected the main scenarios' histories on both sides of the patch, found {files:?}"
+        files.len() >= 21,
+        "expected the main scenarios' histories on each side of each patch, found {files:?}"
     );
     for f in &files {
         let bytes = std::fs::read(f).unwrap();
@@ -44,16 +44,43 @@ fn history_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-/// The close-reverts-channels change is versioned: histories recorded before it carry no patch
-/// marker (and replay on the old path above), new runs record the marker and take the new path.
+/// The patch ids a history's markers record, in order.
+fn patch_ids(path: &std::path::Path) -> Vec<String> {
+    use temporalio_common::protos::temporal::api::history::v1::{History, history_event::Attributes};
+    let history: History = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    history
+        .events
+        .iter()
+        .filter_map(|e| match &e.attributes {
+            Some(Attributes::MarkerRecordedEventAttributes(m)) if m.marker_name == "core_patch" => {
+                m.details.get("patch-data").and_then(|p| p.payloads.first()).cloned()
+            }
+            _ => None,
+        })
+        .filter_map(|p| serde_json::from_slice::<serde_json::Value>(&p.data).ok())
+        .filter_map(|v| v["id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Each versioned change is covered on both sides: histories recorded before it carry no marker
+/// for it (and replay on the old path above), new runs record the marker and take the new path.
 #[test]
-fn the_patched_change_is_covered_on_both_paths() {
-    let marker = "\"marker_name\":\"core_patch\"";
-    let before =
-        std::fs::read_to_string(histories_dir().join("before-close-reverts-channels/happy_path.json"))
-            .unwrap();
-    let after = std::fs::read_to_string(histories_dir().join("happy_path.json")).unwrap();
-    assert!(!before.contains(marker), "the old history predates the patch");
-    assert!(after.contains(marker), "new runs record the patch marker");
-    assert_eq!(promo_workflows::workflow::CLOSE_REVERTS_CHANNELS, "close-reverts-channels");
+fn each_patched_change_is_covered_on_both_paths() {
+    use promo_workflows::workflow::{CLOSE_REVERTS_CHANNELS, LIFECYCLE_V2};
+    let dir = histories_dir();
+    for (before, patch) in
+        [("before-close-reverts-channels", CLOSE_REVERTS_CHANNELS), ("before-lifecycle-v2", LIFECYCLE_V2)]
+    {
+        let old = patch_ids(&dir.join(before).join("happy_path.json"));
+        assert!(!old.iter().any(|p| p == patch), "{before}/happy_path.json predates {patch}: {old:?}");
+    }
+    let now = patch_ids(&dir.join("happy_path.json"));
+    for patch in [CLOSE_REVERTS_CHANNELS, LIFECYCLE_V2] {
+        assert!(now.iter().any(|p| p == patch), "new runs record {patch}: {now:?}");
+    }
+    // The v1 histories recorded after close-reverts-channels carry its marker, not v2's.
+    let v1 = patch_ids(&dir.join("before-lifecycle-v2/happy_path.json"));
+    assert!(v1.iter().any(|p| p == CLOSE_REVERTS_CHANNELS), "{v1:?}");
+    assert_eq!(LIFECYCLE_V2, "lifecycle-v2", "a released patch id never changes");
+    assert_eq!(CLOSE_REVERTS_CHANNELS, "close-reverts-channels", "a released patch id never changes");
 }

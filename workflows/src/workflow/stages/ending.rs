@@ -128,6 +128,12 @@ fn fail(ctx: &Ctx, stop: Stop) -> WorkflowResult<PromotionResult> {
 fn close_out(ctx: &Ctx, outcome: Outcome, reason: &str, resolution: &str) {
     let t = now(ctx);
     ctx.state_mut(|s| {
+        for e in s.open_exceptions() {
+            let region = if e.region_id.is_empty() { String::new() } else { format!(" ({})", e.region_id) };
+            let detail =
+                format!("{}{region} closed with the promotion: {}", e.kind().as_str_name(), e.detail);
+            s.record(t, "system", "exception-closed", detail);
+        }
         s.resolve(t, |_| true, resolution);
         s.outcome = outcome;
         s.outcome_reason = reason.to_owned();
