@@ -1,0 +1,782 @@
+//! The lifecycle's promises, tried as a client we did not write would try them (the `temporal`
+//! CLI, messages before the worker runs, inputs of the wrong shape) and as an outage would: every
+//! message is answered, every input ends or runs, every ending leaves nothing live in the
+//! reference systems and no exception open, and every wait gives way to cancel, pause, resume and
+//! override within seconds — with the production policy's acknowledgment deadline.
+
+use futures::StreamExt;
+use promo_contracts::{
+    promo::v1::*,
+    retail::v1::{
+        self as wire, ClearFaultsRequest, Fault, InjectFaultRequest, ListOrdersRequest,
+        ListPriceChangesRequest, ListPublicationsRequest, OrderState, PriceChangeState, PublicationKind,
+        PublicationState,
+    },
+};
+use promo_tests::env::{PromoEnv, decision, spec, test_policy, update_message};
+use promo_workflows::{PromotionWorkflow, api, policy::Policy};
+use std::time::{Duration, Instant};
+use temporalio_client::{
+    WorkflowDescribeOptions, WorkflowExecuteUpdateOptions, WorkflowFetchHistoryOptions, WorkflowListOptions,
+    errors::WorkflowGetResultError,
+};
+use temporalio_common::protos::temporal::api::{
+    enums::v1::PendingActivityState,
+    history::v1::{HistoryEvent, history_event::Attributes},
+};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// The eight messages, each as its signal/update name with a well-formed input from someone the
+/// default directory authorises (merchandising E1001, supply chain E3001, operations E4001).
+fn messages(promotion_id: &str) -> Vec<(&'static str, serde_json::Value)> {
+    let json = |v: serde_json::Result<serde_json::Value>| v.expect("messages serialise");
+    let operator = |reason: &str| OperatorAction { operator_id: "E4001".into(), reason: reason.into() };
+    vec![
+        ("approve", json(serde_json::to_value(decision("E1001", Role::Merchandising, "fine")))),
+        ("reject", json(serde_json::to_value(decision("E1001", Role::Merchandising, "no")))),
+        (
+            "request_changes",
+            json(serde_json::to_value(ChangeRequest {
+                approver_id: "E1001".into(),
+                role: Role::Merchandising as i32,
+                revision: 0,
+                comment: "fewer SKUs".into(),
+                amended_spec: Some(spec(promotion_id, &["R1"], 0..3, 3.0, 2.0)),
+            })),
+        ),
+        (
+            "choose_remediation",
+            json(serde_json::to_value(RemediationChoice {
+                region_id: "R1".into(),
+                option_id: "delay".into(),
+                chosen_by: "E3001".into(),
+                comment: String::new(),
+            })),
+        ),
+        ("pause", json(serde_json::to_value(operator("hold on")))),
+        ("resume", json(serde_json::to_value(operator("go on")))),
+        (
+            "override",
+            json(serde_json::to_value(GateOverride {
+                operator_id: "E4001".into(),
+                region_id: "R1".into(),
+                reason: "the store manager confirmed".into(),
+            })),
+        ),
+        ("cancel", json(serde_json::to_value(operator("test over")))),
+    ]
+}
+
+/// The audit action of a message once applied.
+fn applied_action(name: &str) -> String {
+    match name {
+        "choose_remediation" => "remediation-chosen".into(),
+        other => other.replace('_', "-"),
+    }
+}
+
+/// Whether the trail shows `name` applied or refused (with a reason).
+fn answered(trail: &AuditTrail, name: &str) -> bool {
+    let refused = format!("{}-refused", name.replace('_', "-"));
+    trail
+        .entries
+        .iter()
+        .any(|e| e.action == applied_action(name) || (e.action == refused && !e.detail.trim().is_empty()))
+}
+
+/// Runs the `temporal` CLI from the project venv against the environment's dev server.
+fn temporal_cli(env: &PromoEnv, args: &[&str]) -> std::process::Output {
+    cli_command(env, args).output().expect("run the temporal CLI")
+}
+
+fn cli_command(env: &PromoEnv, args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(promo_tests::temporal::temporal_bin());
+    c.args(args).args(["--address", &env.dev.address()]);
+    c
+}
+
+fn assert_ok(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "temporal CLI failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Polls the audit trail until `pred` holds.
+async fn wait_audit(env: &PromoEnv, id: &str, what: &str, pred: impl Fn(&AuditTrail) -> bool) -> AuditTrail {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let last = env.audit(id).await;
+        if let Ok(t) = &last
+            && pred(t)
+        {
+            return t.clone();
+        }
+        assert!(Instant::now() < deadline, "{id}: timed out waiting for {what}; last audit: {last:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn history(env: &PromoEnv, id: &str) -> Vec<HistoryEvent> {
+    env.handle(id).fetch_history(WorkflowFetchHistoryOptions::default()).into_events().await.expect("history")
+}
+
+/// No workflow task of the promotion failed: no handler or stage panicked, nothing retried.
+async fn assert_no_failed_task(env: &PromoEnv, id: &str) {
+    let failed: Vec<_> = history(env, id)
+        .await
+        .into_iter()
+        .filter_map(|e| match e.attributes {
+            Some(Attributes::WorkflowTaskFailedEventAttributes(a)) => Some(a),
+            _ => None,
+        })
+        .collect();
+    assert!(failed.is_empty(), "{id}: workflow tasks failed: {failed:#?}");
+}
+
+/// The activity id of a running `await_acknowledgments` other than those in `seen`.
+async fn running_ack_wait(env: &PromoEnv, id: &str, seen: &[String]) -> String {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let d = env.handle(id).describe(WorkflowDescribeOptions::default()).await.expect("describe");
+        let running = d.raw_description.pending_activities.iter().find(|a| {
+            a.activity_type.as_ref().is_some_and(|t| t.name.ends_with("await_acknowledgments"))
+                && a.state() == PendingActivityState::Started
+                && !seen.contains(&a.activity_id)
+        });
+        if let Some(a) = running {
+            return a.activity_id.clone();
+        }
+        assert!(Instant::now() < deadline, "{id}: no acknowledgment wait started");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until the activity `activity_id` was cancelled: the cancellation requested by the
+/// workflow and confirmed by the activity itself (it saw it through its heartbeat).
+async fn wait_cancelled(env: &PromoEnv, id: &str, activity_id: &str) {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let events = history(env, id).await;
+        let scheduled = events.iter().find_map(|e| match &e.attributes {
+            Some(Attributes::ActivityTaskScheduledEventAttributes(a)) if a.activity_id == activity_id => {
+                Some(e.event_id)
+            }
+            _ => None,
+        });
+        let (mut requested, mut canceled) = (false, false);
+        for e in &events {
+            match &e.attributes {
+                Some(Attributes::ActivityTaskCancelRequestedEventAttributes(a))
+                    if Some(a.scheduled_event_id) == scheduled =>
+                {
+                    requested = true
+                }
+                Some(Attributes::ActivityTaskCanceledEventAttributes(a))
+                    if Some(a.scheduled_event_id) == scheduled =>
+                {
+                    canceled = true
+                }
+                _ => {}
+            }
+        }
+        if requested && canceled {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{id}: activity {activity_id} was not cancelled (requested {requested}, canceled {canceled})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The promotion's end is clean in the status and in visibility: DONE with no open exception and
+/// no pending approval.
+async fn assert_ended_clean(env: &PromoEnv, id: &str) {
+    let status = env.wait_status(id, "done", LIMIT, |s| s.stage() == Stage::Done).await.unwrap();
+    assert!(status.open_exceptions.is_empty(), "{id}: {:#?}", status.open_exceptions);
+    let wid = api::workflow_id(id);
+    let clean = format!("WorkflowId = '{wid}' AND PromotionStage = 'DONE' AND OpenExceptions = 0");
+    let deadline = Instant::now() + LIMIT;
+    while !listed(env, &clean).await.contains(&wid) {
+        assert!(Instant::now() < deadline, "{id}: not listed by {clean}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let stuck = format!(
+        "WorkflowId = '{wid}' AND (OpenExceptions > 0 OR PendingApprovals IN ('MERCHANDISING', 'FINANCE', \
+         'SUPPLY_CHAIN'))"
+    );
+    assert!(listed(env, &stuck).await.is_empty(), "{id} is listed as stuck by {stuck}");
+}
+
+async fn listed(env: &PromoEnv, query: &str) -> Vec<String> {
+    env.client
+        .list_workflows(query, WorkflowListOptions::default())
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .filter_map(|w| w.ok().map(|w| w.id().to_owned()))
+        .collect()
+}
+
+/// Reads the reference systems: nothing of the promotion is live. No staged price change; every
+/// activation publication withdrawn or followed by an acknowledged revert on its target; no
+/// released transfer order (after a COMPLETED run, orders arriving by the window's end may stay).
+async fn assert_nothing_live(env: &PromoEnv, id: &str, orders_may_stay: bool) {
+    let prices = env
+        .prices()
+        .await
+        .unwrap()
+        .list_price_changes(ListPriceChangesRequest { promotion_id: id.into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .price_changes;
+    assert!(!prices.is_empty(), "{id} staged no price: nothing to check");
+    for p in &prices {
+        assert_eq!(p.state(), PriceChangeState::Reverted, "{id}: a promotional price is still staged: {p:?}");
+    }
+    let mut hub = env.publications().await.unwrap();
+    let pubs = hub
+        .list_publications(ListPublicationsRequest { promotion_id: id.into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .publications;
+    assert!(pubs.iter().any(|p| p.kind() == PublicationKind::Activate), "{id} published nothing");
+    for a in pubs.iter().filter(|p| p.kind() == PublicationKind::Activate) {
+        let reverted = pubs.iter().any(|r| {
+            r.kind() == PublicationKind::Revert
+                && r.channel == a.channel
+                && r.region_id == a.region_id
+                && r.state() == PublicationState::Acknowledged
+        });
+        assert!(
+            a.state() == PublicationState::Withdrawn || reverted,
+            "{id}: an activation is still live on its channel: {a:?}"
+        );
+    }
+    if !orders_may_stay {
+        for o in &orders(env, id).await {
+            assert_eq!(o.state(), OrderState::Cancelled, "{id}: a transfer order is still open: {o:?}");
+        }
+    }
+}
+
+async fn orders(env: &PromoEnv, id: &str) -> Vec<wire::TransferOrder> {
+    wire::replenishment_service_client::ReplenishmentServiceClient::connect(env.systems.url())
+        .await
+        .unwrap()
+        .list_orders(ListOrdersRequest { promotion_id: id.into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .orders
+}
+
+async fn inject(env: &PromoEnv, fault: Fault) {
+    env.admin().await.unwrap().inject_fault(InjectFaultRequest { fault: Some(fault) }).await.unwrap();
+}
+
+async fn operator_update(env: &PromoEnv, id: &str, name: &str) -> Result<String, String> {
+    let h = env.handle(id);
+    let o = WorkflowExecuteUpdateOptions::default;
+    let action =
+        serde_json::to_value(OperatorAction { operator_id: "E4001".into(), reason: name.into() }).unwrap();
+    update_message(match name {
+        "cancel" => h.execute_update(PromotionWorkflow::cancel, action, o()).await,
+        "pause" => h.execute_update(PromotionWorkflow::pause, action, o()).await,
+        "resume" => h.execute_update(PromotionWorkflow::resume, action, o()).await,
+        _ => unreachable!("not an operator action: {name}"),
+    })
+}
+
+async fn override_region(env: &PromoEnv, id: &str, region: &str) -> Result<String, String> {
+    let o = GateOverride {
+        operator_id: "E4001".into(),
+        region_id: region.into(),
+        reason: "confirmed by phone".into(),
+    };
+    update_message(
+        env.handle(id)
+            .execute_update(
+                PromotionWorkflow::override_gate,
+                serde_json::to_value(o).unwrap(),
+                WorkflowExecuteUpdateOptions::default(),
+            )
+            .await,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_message_sent_with_signal_with_start_is_applied_or_refused() {
+    let env = PromoEnv::start(test_policy()).await.unwrap();
+    let mut ids = Vec::new();
+    for (i, (name, input)) in messages("SWS-0").into_iter().enumerate() {
+        let id = format!("SWS-{i}");
+        // Distinct SKUs: the eight promotions must not collide with each other.
+        let spec = serde_json::to_string(&spec(&id, &["R1"], i * 4..i * 4 + 4, 3.0, 2.0)).unwrap();
+        let wid = api::workflow_id(&id);
+        let signal_input = input.to_string().replace("SWS-0", &id);
+        let out = temporal_cli(
+            &env,
+            &[
+                "workflow",
+                "signal-with-start",
+                "--workflow-id",
+                &wid,
+                "--type",
+                api::WORKFLOW_TYPE,
+                "--task-queue",
+                &env.task_queue,
+                "--input",
+                &spec,
+                "--signal-name",
+                name,
+                "--signal-input",
+                &signal_input,
+            ],
+        );
+        assert_ok(&out);
+        ids.push((id, name));
+    }
+    env.with_worker(async {
+        for (id, name) in &ids {
+            let trail = wait_audit(&env, id, &format!("{name} answered"), |t| answered(t, name)).await;
+            let queued = format!("{}-queued", name.replace('_', "-"));
+            assert!(trail.entries.iter().any(|e| e.action == queued), "{id}: {trail:#?}");
+            if *name == "cancel" {
+                assert_eq!(env.result(id).await.unwrap().outcome(), Outcome::Cancelled);
+            } else {
+                // Not wedged: it carries on to the approval stage, then a cancel ends it.
+                env.wait_status(id, "approval", LIMIT, |s| s.stage() == Stage::Approval).await.unwrap();
+                operator_update(&env, id, "cancel").await.unwrap();
+                assert_eq!(env.result(id).await.unwrap().outcome(), Outcome::Cancelled);
+            }
+            // What was refused says why.
+            let refused: Vec<_> = trail.entries.iter().filter(|e| e.action.ends_with("-refused")).collect();
+            assert!(refused.iter().all(|e| !e.detail.is_empty()), "{refused:#?}");
+            assert_no_failed_task(&env, id).await;
+            assert_ended_clean(&env, id).await;
+        }
+        // The approval sent with the start came before there was anything to approve: refused,
+        // with the stage it found.
+        let t = env.audit("SWS-0").await.unwrap();
+        let refusal = t.entries.iter().find(|e| e.action == "approve-refused").expect("approve refused");
+        assert!(refusal.detail.contains("not awaiting approval"), "{refusal:?}");
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_message_sent_while_no_worker_runs_is_applied_or_refused_in_order() {
+    let env = PromoEnv::start(test_policy()).await.unwrap();
+    env.start_promotion_bare(spec("OFF-1", &["R1"], 0..4, 3.0, 2.0)).await.unwrap();
+    let wid = api::workflow_id("OFF-1");
+    for (name, input) in messages("OFF-1") {
+        let out = temporal_cli(
+            &env,
+            &["workflow", "signal", "--workflow-id", &wid, "--name", name, "--input", &input.to_string()],
+        );
+        assert_ok(&out);
+    }
+    let trail = env
+        .with_worker(async {
+            // Cancel came last: the others were applied or refused first, in the order sent.
+            assert_eq!(env.result("OFF-1").await.unwrap().outcome(), Outcome::Cancelled);
+            assert_no_failed_task(&env, "OFF-1").await;
+            assert_ended_clean(&env, "OFF-1").await;
+            env.audit("OFF-1").await.unwrap()
+        })
+        .await
+        .unwrap();
+    let queued = trail.entries.iter().filter(|e| e.action.ends_with("-queued")).count();
+    assert_eq!(queued, 8, "{trail:#?}");
+    for (name, _) in messages("OFF-1") {
+        assert!(answered(&trail, name), "{name} not answered: {trail:#?}");
+    }
+    // Pause, then resume, were applied (the operator holds the role); the approval decisions
+    // and the remediation choice were refused for the stage.
+    let order: Vec<&str> = trail
+        .entries
+        .iter()
+        .map(|e| e.action.as_str())
+        .filter(|a| ["pause", "resume", "cancel"].contains(a))
+        .collect();
+    assert_eq!(order, ["pause", "resume", "cancel"], "{trail:#?}");
+    for refused in
+        ["approve-refused", "reject-refused", "request-changes-refused", "choose-remediation-refused"]
+    {
+        assert!(trail.entries.iter().any(|e| e.action == refused), "{refused}: {trail:#?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_update_sent_right_after_start_gets_an_answer() {
+    let env = PromoEnv::start(test_policy()).await.unwrap();
+    env.start_promotion_bare(spec("UPD-1", &["R1"], 0..4, 3.0, 2.0)).await.unwrap();
+    let wid = api::workflow_id("UPD-1");
+    // Sent before any worker runs: each waits in the server and reaches the workflow at its
+    // first task, before its policy has loaded, or soon after.
+    let pending: Vec<_> = messages("UPD-1")
+        .into_iter()
+        .filter(|(name, _)| *name != "cancel")
+        .map(|(name, input)| {
+            let child = cli_command(
+                &env,
+                &[
+                    "workflow",
+                    "update",
+                    "execute",
+                    "--workflow-id",
+                    &wid,
+                    "--name",
+                    name,
+                    "--input",
+                    &input.to_string(),
+                ],
+            )
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run the temporal CLI");
+            (name, child)
+        })
+        .collect();
+    let trail = env
+        .with_worker(async {
+            for (name, child) in pending {
+                let out =
+                    tokio::task::spawn_blocking(move || child.wait_with_output()).await.unwrap().unwrap();
+                let text = format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                // Accepted with a message, or refused with a reason: never a timeout.
+                assert!(!text.contains("deadline") && !text.contains("timed out"), "{name}: {text}");
+                assert!(text.trim().len() > 10, "{name} got no answer: {text}");
+            }
+            assert_eq!(operator_update(&env, "UPD-1", "cancel").await, Ok("cancel accepted".into()));
+            assert_eq!(env.result("UPD-1").await.unwrap().outcome(), Outcome::Cancelled);
+            assert_no_failed_task(&env, "UPD-1").await;
+            assert_ended_clean(&env, "UPD-1").await;
+            env.audit("UPD-1").await.unwrap()
+        })
+        .await
+        .unwrap();
+    for (name, _) in messages("UPD-1") {
+        assert!(answered(&trail, name), "{name} not answered: {trail:#?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_inputs_that_are_not_a_spec_fail_at_once_naming_what_is_wrong() {
+    let env = PromoEnv::start(test_policy()).await.unwrap();
+    let cases = [
+        ("BADIN-ARRAY", r#"["garbage"]"#, "not an array"),
+        ("BADIN-NUMBER", "42", "not a number"),
+        ("BADIN-TYPES", r#"{"promotionId": "BADIN-TYPES", "lines": "x"}"#, "lines"),
+        ("BADIN-EMPTY", "{}", "promotion_id"),
+    ];
+    for (id, input, _) in &cases {
+        let wid = api::workflow_id(id);
+        let out = temporal_cli(
+            &env,
+            &[
+                "workflow",
+                "start",
+                "--workflow-id",
+                &wid,
+                "--type",
+                api::WORKFLOW_TYPE,
+                "--task-queue",
+                &env.task_queue,
+                "--input",
+                input,
+            ],
+        );
+        assert_ok(&out);
+    }
+    env.with_worker(async {
+        for (id, _, names) in &cases {
+            let e = env.result(id).await.expect_err("an input that is not a spec fails the promotion");
+            let Ok(WorkflowGetResultError::Failed(failure)) = e.downcast::<WorkflowGetResultError>() else {
+                panic!("{id} must fail")
+            };
+            let text = format!("{failure:?}");
+            assert!(text.contains("InvalidSpec"), "{id}: {text}");
+            assert!(text.contains(names), "{id}: the failure must name {names:?}: {text}");
+            assert_no_failed_task(&env, id).await;
+            // A non-object or ill-typed input never reaches an activity.
+            if *id != "BADIN-EMPTY" {
+                let scheduled = history(&env, id)
+                    .await
+                    .into_iter()
+                    .filter(|e| {
+                        matches!(e.attributes, Some(Attributes::ActivityTaskScheduledEventAttributes(_)))
+                    })
+                    .count();
+                assert_eq!(scheduled, 0, "{id}");
+            }
+        }
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erp_outage_at_close_shows_compensation_pending_until_the_prices_are_reverted() {
+    let mut policy = test_policy();
+    policy.compensation_attempts = 2;
+    let env = PromoEnv::start(policy).await.unwrap();
+    let wid = api::workflow_id("ERP-1");
+    let result = env
+        .with_worker(async {
+            env.start_promotion(spec("ERP-1", &["R1"], 0..4, 1.0, 2.0)).await.unwrap();
+            env.wait_status("ERP-1", "approval", LIMIT, |s| s.stage() == Stage::Approval).await.unwrap();
+            env.approve("ERP-1", "E1001", Role::Merchandising).await.unwrap();
+            env.wait_status("ERP-1", "active", LIMIT, |s| s.stage() == Stage::Active).await.unwrap();
+            // The ERP goes down while the promotion is live, and stays down through the close.
+            inject(&env, Fault { service: "price".into(), error_rate: "1".into(), ..Default::default() })
+                .await;
+            let s = env
+                .wait_status("ERP-1", "compensation pending", LIMIT, |s| {
+                    s.open_exceptions.iter().any(|e| e.kind() == ExceptionKind::CompensationPending)
+                })
+                .await
+                .unwrap();
+            assert_eq!(s.stage(), Stage::Closing, "{s:?}");
+            let stuck = format!("WorkflowId = '{wid}' AND OpenExceptions > 0");
+            let deadline = Instant::now() + LIMIT;
+            while !listed(&env, &stuck).await.contains(&wid) {
+                assert!(Instant::now() < deadline, "not listed by {stuck}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            // Longer than a whole retry budget: the revert keeps being retried, nothing gives up.
+            wait_audit(&env, "ERP-1", "two failed compensation rounds", |t| {
+                t.entries.iter().filter(|e| e.action == "compensation-retry").count() >= 2
+            })
+            .await;
+            let prices = env
+                .prices()
+                .await
+                .unwrap()
+                .list_price_changes(ListPriceChangesRequest {
+                    promotion_id: "ERP-1".into(),
+                    ..Default::default()
+                })
+                .await;
+            assert!(prices.is_err(), "the ERP is down");
+            env.admin().await.unwrap().clear_faults(ClearFaultsRequest {}).await.unwrap();
+            let r = env.result("ERP-1").await.unwrap();
+            assert_ended_clean(&env, "ERP-1").await;
+            let s = env.wait_status("ERP-1", "done", LIMIT, |s| s.stage() == Stage::Done).await.unwrap();
+            assert!(s.exceptions_raised >= 1);
+            r
+        })
+        .await
+        .unwrap();
+    assert_eq!(result.outcome(), Outcome::Completed);
+    assert_nothing_live(&env, "ERP-1", true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_while_live_is_compensated() {
+    let env = PromoEnv::start(test_policy()).await.unwrap();
+    let result = env
+        .with_worker(async {
+            // R2 is short (inbound 4–6 days after the anchor): delayed, with stock ordered for it.
+            env.start_promotion(spec("FAIL-1", &["R1", "R2"], 0..12, 2.0, 7.0)).await.unwrap();
+            env.wait_status("FAIL-1", "remediation", LIMIT, |s| s.stage() == Stage::Remediation)
+                .await
+                .unwrap();
+            let choice = RemediationChoice {
+                region_id: "R2".into(),
+                option_id: "R2:delay".into(),
+                chosen_by: "E3001".into(),
+                comment: "wait for inbound".into(),
+            };
+            let chosen = env
+                .handle("FAIL-1")
+                .execute_update(
+                    PromotionWorkflow::choose_remediation,
+                    serde_json::to_value(choice).unwrap(),
+                    WorkflowExecuteUpdateOptions::default(),
+                )
+                .await;
+            assert_eq!(update_message(chosen), Ok("R2:delay chosen for R2".into()));
+            env.wait_status("FAIL-1", "approval", LIMIT, |s| s.stage() == Stage::Approval).await.unwrap();
+            env.approve("FAIL-1", "E1001", Role::Merchandising).await.unwrap();
+            env.approve("FAIL-1", "E3001", Role::SupplyChain).await.unwrap();
+            env.wait_status("FAIL-1", "active", LIMIT, |s| s.stage() == Stage::Active).await.unwrap();
+            assert!(
+                orders(&env, "FAIL-1").await.iter().any(|o| o.state() == OrderState::Released),
+                "stock was ordered for R2"
+            );
+            // Sales answers break their contract while the promotion is live: monitoring fails
+            // for good and the promotion ends FAILED, with everything it put live undone.
+            inject(
+                &env,
+                Fault { service: "sales".into(), malformed: "negative-stock".into(), ..Default::default() },
+            )
+            .await;
+            let e = env.result("FAIL-1").await.expect_err("monitoring fails");
+            assert_ended_clean(&env, "FAIL-1").await;
+            e
+        })
+        .await
+        .unwrap();
+    let text = format!("{result:?}");
+    assert!(text.contains("sales"), "the failure names the service: {text}");
+    assert_nothing_live(&env, "FAIL-1", false).await;
+}
+
+/// The production policy's acknowledgment deadline (2 h) on a clock running 60 times faster: an
+/// acknowledgment round lasts two minutes of wall time, far longer than any wait below.
+fn slow_ack_policy() -> Policy {
+    let mut p = Policy { time_scale: 60, ..Policy::default() };
+    p.durations.approval_deadline_before_launch = "10m".parse().unwrap();
+    p.durations.final_recheck_before_launch = "5m".parse().unwrap();
+    p.durations.approval_reminder = "1h".parse().unwrap();
+    p.durations.approval_escalation = "2h".parse().unwrap();
+    p.ack_retries = 0;
+    p
+}
+
+/// R1's POS never acknowledges.
+async fn pos_silent_in_r1(env: &PromoEnv) {
+    inject(
+        env,
+        Fault {
+            service: "publication".into(),
+            channel: wire::Channel::Pos as i32,
+            region_id: "R1".into(),
+            ack_never: true,
+            ..Default::default()
+        },
+    )
+    .await;
+}
+
+/// A spec launching 25 business minutes from now (25 s of wall time at scale 60).
+fn soon(id: &str) -> PromotionSpec {
+    spec(id, &["R1", "R3"], 0..4, 25.0 / 1440.0, 2.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_during_an_acknowledgment_round_cancels_the_wait_and_undoes_the_publications() {
+    let env = PromoEnv::start(slow_ack_policy()).await.unwrap();
+    pos_silent_in_r1(&env).await;
+    let (result, started) = env
+        .with_worker(async {
+            env.start_promotion(soon("ACKC-1")).await.unwrap();
+            env.wait_status("ACKC-1", "approval", LIMIT, |s| s.stage() == Stage::Approval).await.unwrap();
+            env.approve("ACKC-1", "E1001", Role::Merchandising).await.unwrap();
+            let round = running_ack_wait(&env, "ACKC-1", &[]).await;
+            let started = Instant::now();
+            assert_eq!(operator_update(&env, "ACKC-1", "cancel").await, Ok("cancel accepted".into()));
+            let r = env.result("ACKC-1").await.unwrap();
+            let started = started.elapsed();
+            wait_cancelled(&env, "ACKC-1", &round).await;
+            assert_ended_clean(&env, "ACKC-1").await;
+            (r, started)
+        })
+        .await
+        .unwrap();
+    assert_eq!(result.outcome(), Outcome::Cancelled);
+    assert!(started < Duration::from_secs(120), "the round was not waited out: {started:?}");
+    assert_nothing_live(&env, "ACKC-1", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn override_during_an_acknowledgment_round_ends_the_round_at_once() {
+    let env = PromoEnv::start(slow_ack_policy()).await.unwrap();
+    pos_silent_in_r1(&env).await;
+    let id = "ACKO-1";
+    let result = env
+        .with_worker(async {
+            env.start_promotion(soon(id)).await.unwrap();
+            env.wait_status(id, "approval", LIMIT, |s| s.stage() == Stage::Approval).await.unwrap();
+            env.approve(id, "E1001", Role::Merchandising).await.unwrap();
+            // The publishing round waits for R1's POS: an override of R1 ends it.
+            let round = running_ack_wait(&env, id, &[]).await;
+            assert_eq!(override_region(&env, id, "R1").await, Ok("gate opened for R1".into()));
+            wait_cancelled(&env, id, &round).await;
+            env.wait_status(id, "past publishing", LIMIT, |s| {
+                matches!(s.stage(), Stage::LaunchGate | Stage::Active)
+            })
+            .await
+            .unwrap();
+            assert_eq!(operator_update(&env, id, "cancel").await, Ok("cancel accepted".into()));
+            let r = env.result(id).await.unwrap();
+            assert_no_failed_task(&env, id).await;
+            assert_ended_clean(&env, id).await;
+            r
+        })
+        .await
+        .unwrap();
+    assert_eq!(result.outcome(), Outcome::Cancelled);
+    assert_nothing_live(&env, id, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_resume_override_and_cancel_interrupt_the_late_acknowledgment_poll() {
+    // A 20-minute acknowledgment deadline (20 s of wall time): the publishing round runs out,
+    // R1 is delayed, and the active window polls for its late acknowledgment 20 s at a time.
+    let mut policy = slow_ack_policy();
+    policy.durations.ack_deadline = "20m".parse().unwrap();
+    let env = PromoEnv::start(policy).await.unwrap();
+    pos_silent_in_r1(&env).await;
+    let id = "ACKP-1";
+    let (result, trail) = env
+        .with_worker(async {
+            env.start_promotion(spec(id, &["R1", "R3"], 0..4, 30.0 / 1440.0, 2.0)).await.unwrap();
+            env.wait_status(id, "approval", LIMIT, |s| s.stage() == Stage::Approval).await.unwrap();
+            env.approve(id, "E1001", Role::Merchandising).await.unwrap();
+            env.wait_status(id, "R3 live, R1 delayed", LIMIT, |s| {
+                s.stage() == Stage::Active
+                    && s.regions.iter().any(|r| r.region_id == "R1" && r.state() == RegionState::Delayed)
+            })
+            .await
+            .unwrap();
+            let mut seen = Vec::new();
+            for action in ["pause", "resume", "override"] {
+                let poll = running_ack_wait(&env, id, &seen).await;
+                let answer = if action == "override" {
+                    override_region(&env, id, "R1").await
+                } else {
+                    operator_update(&env, id, action).await
+                };
+                assert!(answer.is_ok(), "{action}: {answer:?}");
+                wait_cancelled(&env, id, &poll).await;
+                seen.push(poll);
+            }
+            // Resumed and overridden: R1 launches without its POS acknowledgment.
+            env.wait_status(id, "R1 live", LIMIT, |s| {
+                s.regions.iter().any(|r| r.region_id == "R1" && r.state() == RegionState::Active)
+            })
+            .await
+            .unwrap();
+            assert_eq!(operator_update(&env, id, "cancel").await, Ok("cancel accepted".into()));
+            let r = env.result(id).await.unwrap();
+            assert_no_failed_task(&env, id).await;
+            assert_ended_clean(&env, id).await;
+            (r, env.audit(id).await.unwrap())
+        })
+        .await
+        .unwrap();
+    assert_eq!(result.outcome(), Outcome::Cancelled);
+    // R1's channel-sync exception was resolved by the override, not left for the end to close.
+    assert!(trail.entries.iter().any(|e| e.action == "override"), "{trail:#?}");
+    assert!(
+        !trail.entries.iter().any(|e| e.action == "exception-closed" && e.detail.contains("CHANNEL_SYNC")),
+        "{trail:#?}"
+    );
+    assert_nothing_live(&env, id, false).await;
+}
