@@ -308,7 +308,12 @@ async fn lifecycle(ctx: &mut WorkflowContext<PromotionWorkflow>) -> Result<Promo
     let policy = intake::start(ctx).await?;
     let plan = loop {
         let plan = intake::run(ctx, &policy).await?;
-        let remediated = assessment::run(ctx, &plan, &policy).await?;
+        let found = assessment::run(ctx, &plan, &policy).await?;
+        let remediated = !assessment::passes(&found);
+        if remediated {
+            remediation::run(ctx, &plan, &policy, &found).await?;
+            assessment::run(ctx, &plan, &policy).await?;
+        }
         match approval::run(ctx, &policy, &plan, remediated).await? {
             approval::Verdict::Approved => break plan,
             approval::Verdict::ChangesRequested => continue,

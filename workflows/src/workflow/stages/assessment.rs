@@ -1,8 +1,8 @@
 //! Assessment: margin & compliance, inventory alignment and supplier funding, three activities
-//! in parallel; the exceptions they raise; and, when a region fails, one round of remediation
-//! followed by a re-assessment. Returns whether remediation was applied.
+//! in parallel, and the exceptions they raise. When a region fails, the lifecycle remediates
+//! once and assesses again.
 
-use super::{Stop, checkpoint, enter, remediation};
+use super::{Stop, checkpoint, enter};
 use crate::{
     api::{AssessInput, InventoryAssessment, PromotionActivities as A},
     decisions,
@@ -17,20 +17,18 @@ use promo_contracts::promo::v1::*;
 use std::time::Duration;
 use temporalio_sdk::workflows::join;
 
-/// Assesses the current revision, remediating once if a region fails.
-pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<bool, Stop> {
+/// Assesses the current revision and records what it found (exceptions, readiness).
+pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<AssessmentSummary, Stop> {
     let revision = ctx.state(|s| s.revision);
-    let mut remediated = false;
-    loop {
-        enter(ctx, Stage::Assessment);
-        let assessment = assess(ctx, plan, revision, policy).await?;
-        record(ctx, &assessment, revision);
-        if assessment.regions.iter().all(|r| r.passes) || remediated {
-            return Ok(remediated);
-        }
-        remediation::run(ctx, plan, policy, &assessment).await?;
-        remediated = true;
-    }
+    enter(ctx, Stage::Assessment);
+    let assessment = assess(ctx, plan, revision, policy).await?;
+    record(ctx, &assessment, revision);
+    Ok(assessment)
+}
+
+/// Whether every region passed.
+pub fn passes(assessment: &AssessmentSummary) -> bool {
+    assessment.regions.iter().all(|r| r.passes)
 }
 
 /// Runs the three assessment engines in parallel and combines them (also the launch gate's
