@@ -780,3 +780,79 @@ async fn pause_resume_override_and_cancel_interrupt_the_late_acknowledgment_poll
     );
     assert_nothing_live(&env, id, false).await;
 }
+
+/// The failure text of a promotion that must have failed.
+async fn failure_text(env: &PromoEnv, id: &str) -> String {
+    let e = env.result(id).await.expect_err("the promotion must fail");
+    let Ok(WorkflowGetResultError::Failed(failure)) = e.downcast::<WorkflowGetResultError>() else {
+        panic!("{id} must fail")
+    };
+    format!("{failure:?}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collision_checks_follow_each_revision_of_the_other_promotion() {
+    let env = PromoEnv::start(test_policy()).await.unwrap();
+    env.with_worker(async {
+        env.start_promotion(spec("REV-A", &["R1"], 0..4, 3.0, 3.0)).await.unwrap();
+        env.wait_status("REV-A", "approval", LIMIT, |s| s.stage() == Stage::Approval).await.unwrap();
+        // REV-A moves off SKUs 0..4 onto 20..24.
+        let change = ChangeRequest {
+            approver_id: "E1001".into(),
+            role: Role::Merchandising as i32,
+            revision: 1,
+            comment: "other SKUs".into(),
+            amended_spec: Some(spec("REV-A", &["R1"], 20..24, 3.0, 3.0)),
+        };
+        let asked = env
+            .handle("REV-A")
+            .execute_update(
+                PromotionWorkflow::request_changes,
+                serde_json::to_value(change).unwrap(),
+                WorkflowExecuteUpdateOptions::default(),
+            )
+            .await;
+        assert!(update_message(asked).is_ok());
+        env.wait_status("REV-A", "revision 2 awaiting approval", LIMIT, |s| {
+            s.revision == 2 && s.stage() == Stage::Approval
+        })
+        .await
+        .unwrap();
+        // The new footprint collides; the old one is free again.
+        env.start_promotion(spec("REV-B", &["R1"], 22..26, 4.0, 3.0)).await.unwrap();
+        let text = failure_text(&env, "REV-B").await;
+        // Indexes 22..26 are SKU-00023..26; REV-A now holds SKU-00021..24.
+        assert!(text.contains("SKU-00023 collides with promotion REV-A in R1"), "{text}");
+        assert!(text.contains("SKU-00024 collides with promotion REV-A in R1"), "{text}");
+        assert!(!text.contains("SKU-00025"), "{text}");
+        env.start_promotion(spec("REV-C", &["R1"], 0..4, 4.0, 3.0)).await.unwrap();
+        env.wait_status("REV-C", "approval", LIMIT, |s| s.stage() == Stage::Approval).await.unwrap();
+        for id in ["REV-A", "REV-C"] {
+            operator_update(&env, id, "cancel").await.unwrap();
+            assert_eq!(env.result(id).await.unwrap().outcome(), Outcome::Cancelled);
+        }
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launch_sooner_than_the_approval_lead_time_is_refused_at_intake() {
+    // The test policy's approval lead is 12 business hours; this launch is 6 hours away.
+    let env = PromoEnv::start(test_policy()).await.unwrap();
+    let text = env
+        .with_worker(async {
+            env.start_promotion(spec("LEAD-1", &["R1"], 0..4, 0.25, 2.0)).await.unwrap();
+            let text = failure_text(&env, "LEAD-1").await;
+            let s = env.wait_status("LEAD-1", "done", LIMIT, |s| s.stage() == Stage::Done).await.unwrap();
+            // Refused at intake: it never waited for an approval it could not get in time.
+            assert!(s.timeline.iter().all(|t| t.stage() != Stage::Approval), "{s:?}");
+            text
+        })
+        .await
+        .unwrap();
+    assert!(text.contains("InvalidSpec"), "{text}");
+    assert!(text.contains("window.starts_at"), "{text}");
+    assert!(text.contains("sooner than the approval lead time of 12h"), "{text}");
+    assert!(text.contains("the earliest possible launch is "), "{text}");
+}

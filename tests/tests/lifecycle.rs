@@ -109,6 +109,8 @@ async fn reject_ends_the_promotion() {
             assert_eq!(update_message(r), Ok("rejected as MERCHANDISING".into()));
             let r = env.result("REJ-1").await.unwrap();
             env.record_history("REJ-1", "rejected").await.unwrap();
+            let done = env.wait_status("REJ-1", "done", LIMIT, |s| s.stage() == Stage::Done).await.unwrap();
+            assert!(done.open_exceptions.is_empty(), "{:?}", done.open_exceptions);
             r
         })
         .await
@@ -139,6 +141,14 @@ async fn unapproved_promotion_expires_after_reminder_and_escalation() {
         audit.entries.iter().any(|e| e.action == "exception-raised" && e.detail.starts_with("approval-sla"))
     );
     assert_eq!(status.outcome(), Outcome::Expired);
+    // The approval-SLA exception does not outlive the promotion: closed, with a line saying so.
+    assert!(status.open_exceptions.is_empty(), "{:?}", status.open_exceptions);
+    assert!(status.exceptions_raised >= 1);
+    assert!(
+        audit.entries.iter().any(|e| e.action == "exception-closed"
+            && e.detail.starts_with("EXCEPTION_KIND_APPROVAL_SLA closed with the promotion")),
+        "{audit:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
