@@ -255,6 +255,13 @@ impl Policy {
 
 #[cfg(test)]
 mod tests {
+    /// The documented production policy file is the built-in default, key for key.
+    #[test]
+    fn config_policy_toml_is_the_default() {
+        let file = Policy::from_toml(include_str!("../../config/policy.toml")).unwrap();
+        assert_eq!(file, Policy::default());
+    }
+
     use super::*;
 
     #[test]
