@@ -1315,4 +1315,94 @@ impl admin_service_server::AdminService for Handler {
     ) -> Result<Response<ListFaultsResponse>, Status> {
         Ok(Response::new(ListFaultsResponse { faults: self.0.faults.list() }))
     }
+
+    async fn set_agreement_status(
+        &self,
+        req: Request<SetAgreementStatusRequest>,
+    ) -> Result<Response<SetAgreementStatusResponse>, Status> {
+        let req = req.into_inner();
+        if req.status() == AgreementStatus::Unspecified {
+            return Err(Status::invalid_argument("status: is required"));
+        }
+        let systems = self.0.clone();
+        let previous = blocking(move || {
+            systems.write(|conn| {
+                let tx = conn.transaction().map_err(db)?;
+                let previous: Option<i32> = tx
+                    .query_row(
+                        "SELECT status FROM agreements WHERE agreement_id = ?1",
+                        [&req.agreement_id],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(db)?;
+                let Some(previous) = previous else {
+                    return Err(Status::not_found(format!(
+                        "agreement_id: unknown agreement {:?}",
+                        req.agreement_id
+                    )));
+                };
+                tx.execute(
+                    "UPDATE agreements SET status = ?2 WHERE agreement_id = ?1",
+                    params![req.agreement_id, req.status],
+                )
+                .map_err(db)?;
+                tx.commit().map_err(db)?;
+                Ok(previous)
+            })
+        })
+        .await?;
+        Ok(Response::new(SetAgreementStatusResponse { previous }))
+    }
+
+    async fn drain_stock(
+        &self,
+        req: Request<DrainStockRequest>,
+    ) -> Result<Response<DrainStockResponse>, Status> {
+        let req = req.into_inner();
+        let m = self.0.master();
+        let Some(&region) = m.region_index.get(&req.region_id) else {
+            return Err(Status::not_found(format!("region_id: unknown region {:?}", req.region_id)));
+        };
+        let stores: Vec<usize> =
+            m.stores.iter().enumerate().filter(|(_, s)| s.region_idx == region).map(|(i, _)| i).collect();
+        let mut skus = Vec::with_capacity(req.skus.len());
+        for (i, sku) in req.skus.iter().enumerate() {
+            let idx = m.sku_index.get(sku).copied();
+            skus.push(idx.ok_or_else(|| Status::not_found(format!("skus[{i}]: unknown SKU {sku:?}")))?);
+        }
+        let systems = self.0.clone();
+        let positions = blocking(move || {
+            systems.write(|conn| {
+                let tx = conn.transaction().map_err(db)?;
+                let mut n = 0;
+                {
+                    let mut by_store = tx
+                        .prepare(
+                            "UPDATE store_positions SET on_hand = 0, in_transit = 0, confirmed = 0
+                             WHERE store_idx = ?1",
+                        )
+                        .map_err(db)?;
+                    let mut by_cell = tx
+                        .prepare(
+                            "UPDATE store_positions SET on_hand = 0, in_transit = 0, confirmed = 0
+                             WHERE store_idx = ?1 AND sku_idx = ?2",
+                        )
+                        .map_err(db)?;
+                    for &store in &stores {
+                        if skus.is_empty() {
+                            n += by_store.execute([store as i64]).map_err(db)?;
+                        }
+                        for &sku in &skus {
+                            n += by_cell.execute([store as i64, sku as i64]).map_err(db)?;
+                        }
+                    }
+                }
+                tx.commit().map_err(db)?;
+                Ok(n as u64)
+            })
+        })
+        .await?;
+        Ok(Response::new(DrainStockResponse { positions }))
+    }
 }

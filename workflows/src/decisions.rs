@@ -149,6 +149,108 @@ pub fn exceptions_from_assessment(a: &AssessmentSummary, id_suffix: &str) -> Vec
     out
 }
 
+/// Why the launch gate holds a region back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Hold {
+    /// Its stock fell below the policy's floor after approval.
+    Stock,
+    /// Funding the approval counted on was withdrawn (an agreement revoked or expired).
+    Funding,
+}
+
+impl Hold {
+    /// How the hold is named to people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Hold::Stock => "stock below the policy floor at the final re-check",
+            Hold::Funding => "supplier funding withdrawn since approval",
+        }
+    }
+}
+
+/// One hold the final re-check places: the regions it keeps from launching and the exception
+/// that tells its owner, with the revenue at risk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GateHold {
+    /// Why.
+    pub hold: Hold,
+    /// Regions held.
+    pub regions: Vec<String>,
+    /// The exception raised.
+    pub exception: PromotionException,
+}
+
+/// The launch gate's rule: what the final re-check found that the approval did not know.
+/// A region that passed the approved assessment and fails the re-check is held for stock
+/// (supply chain owns it; the revenue at risk is its uncovered demand); agreements that were
+/// valid at approval and are not now hold every region for funding (finance owns it; every
+/// region's revenue is at risk until finance decides). Risks the approvers accepted knowingly
+/// — a region approved failing after remediation, funding already missing — hold nothing.
+pub fn gate_holds(
+    approved: &AssessmentSummary,
+    recheck: &AssessmentSummary,
+    id_suffix: &str,
+) -> Vec<GateHold> {
+    let mut out = Vec::new();
+    let passed = |r: &str| approved.regions.iter().any(|a| a.region_id == r && a.passes);
+    for r in recheck.regions.iter().filter(|r| !r.passes && passed(&r.region_id)) {
+        out.push(GateHold {
+            hold: Hold::Stock,
+            regions: vec![r.region_id.clone()],
+            exception: PromotionException {
+                exception_id: format!("gate-stock-{}-{id_suffix}", r.region_id),
+                kind: ExceptionKind::StockRisk as i32,
+                severity: Severity::High as i32,
+                owner_role: Role::SupplyChain as i32,
+                revenue_at_risk: r.revenue_at_risk.clone(),
+                status: ExceptionStatus::Open as i32,
+                region_id: r.region_id.clone(),
+                detail: format!(
+                    "held at the launch gate: fill rate {} below the policy floor at the final re-check \
+                     ({}); choose a delay, or an operator overrides",
+                    r.fill_rate,
+                    plural(r.short_sku_count as usize, "SKU short")
+                ),
+                ..Default::default()
+            },
+        });
+    }
+    let invalid =
+        |a: &AssessmentSummary| a.funding.as_ref().map(|f| f.invalid_agreements.clone()).unwrap_or_default();
+    let was_invalid = invalid(approved);
+    let revoked: Vec<String> = invalid(recheck).into_iter().filter(|a| !was_invalid.contains(a)).collect();
+    if !revoked.is_empty() {
+        let claim =
+            |a: &AssessmentSummary| a.funding.as_ref().map_or(Decimal::ZERO, |f| dec(&f.forecast_claim));
+        let revenue = recheck.margin.as_ref().map_or_else(String::new, |m| m.forecast_revenue.clone());
+        out.push(GateHold {
+            hold: Hold::Funding,
+            regions: recheck.regions.iter().map(|r| r.region_id.clone()).collect(),
+            exception: PromotionException {
+                exception_id: format!("gate-funding-{id_suffix}"),
+                kind: ExceptionKind::FundingMissing as i32,
+                severity: Severity::High as i32,
+                owner_role: Role::Finance as i32,
+                revenue_at_risk: if revenue.is_empty() { "0".into() } else { revenue },
+                status: ExceptionStatus::Open as i32,
+                detail: format!(
+                    "held at the launch gate: {} no longer valid; forecast funding claim {} → {}; \
+                     finance approves launching without it, or the promotion is cancelled",
+                    plural_list("agreement", &revoked),
+                    claim(approved).round_dp(2),
+                    claim(recheck).round_dp(2),
+                ),
+                ..Default::default()
+            },
+        });
+    }
+    out
+}
+
+fn plural_list(noun: &str, items: &[String]) -> String {
+    if items.len() == 1 { format!("{noun} {}", items[0]) } else { format!("{noun}s {}", items.join(", ")) }
+}
+
 /// `low`, `medium` or `high`, from open exceptions.
 pub fn risk(open: &[PromotionException]) -> &'static str {
     if open.iter().any(|e| e.severity() == Severity::High) {
@@ -210,6 +312,8 @@ pub struct Gate {
     pub paused: bool,
     /// The promotion's window has ended.
     pub window_over: bool,
+    /// The final re-check holds the region (see [`gate_holds`]) and nobody has released it.
+    pub held_at_gate: bool,
 }
 
 /// What the gate does with a region.
@@ -228,7 +332,8 @@ pub enum Activation {
 /// the window has not ended.
 pub fn activation(g: &Gate) -> Activation {
     let done = matches!(g.state, RegionState::Active | RegionState::Closed | RegionState::Dropped);
-    if done || g.paused || g.launch_at > g.now || !g.acknowledged || (g.held && !g.overridden) {
+    let waits = g.paused || g.held_at_gate || g.launch_at > g.now;
+    if done || waits || !g.acknowledged || (g.held && !g.overridden) {
         Activation::Wait
     } else if g.window_over {
         Activation::MissedWindow
@@ -454,7 +559,37 @@ mod tests {
             held: false,
             paused: false,
             window_over: false,
+            held_at_gate: false,
         }
+    }
+
+    #[test]
+    fn the_gate_holds_only_what_changed_since_approval() {
+        let approved = assessment(0, 0, &["R3"]);
+        assert!(gate_holds(&approved, &approved, "r1").is_empty(), "nothing changed, nothing held");
+        // R1 fell below the floor; R3 was approved failing (after remediation): only R1 is held.
+        let mut recheck = assessment(0, 0, &["R1", "R3"]);
+        recheck.regions[0].revenue_at_risk = "1234.50".into();
+        let holds = gate_holds(&approved, &recheck, "r1");
+        assert_eq!(holds.len(), 1, "{holds:?}");
+        assert_eq!((holds[0].hold, holds[0].regions.clone()), (Hold::Stock, vec!["R1".to_owned()]));
+        let e = &holds[0].exception;
+        assert_eq!(
+            (e.kind(), e.owner_role(), e.revenue_at_risk.as_str()),
+            (ExceptionKind::StockRisk, Role::SupplyChain, "1234.50")
+        );
+        assert_eq!(e.exception_id, "gate-stock-R1-r1");
+        // An agreement revoked since approval holds every region; one already invalid does not.
+        let mut revoked = assessment(0, 1, &[]);
+        revoked.margin.as_mut().unwrap().forecast_revenue = "9000.00".into();
+        let holds = gate_holds(&assessment(0, 0, &[]), &revoked, "r2");
+        assert_eq!(holds.len(), 1, "{holds:?}");
+        assert_eq!(holds[0].hold, Hold::Funding);
+        assert_eq!(holds[0].regions, ["R1", "R2", "R3"]);
+        let e = &holds[0].exception;
+        assert_eq!((e.owner_role(), e.revenue_at_risk.as_str()), (Role::Finance, "9000.00"));
+        assert!(e.detail.contains("agreement FA-1 no longer valid"), "{}", e.detail);
+        assert!(gate_holds(&assessment(0, 1, &[]), &assessment(0, 1, &[]), "r1").is_empty());
     }
 
     #[test]
@@ -469,6 +604,9 @@ mod tests {
         assert_eq!(activation(&Gate { state: RegionState::Delayed, ..gate() }), Activation::Activate);
         assert_eq!(activation(&Gate { window_over: true, ..gate() }), Activation::MissedWindow);
         assert_eq!(activation(&Gate { window_over: true, acknowledged: false, ..gate() }), Activation::Wait);
+        assert_eq!(activation(&Gate { held_at_gate: true, ..gate() }), Activation::Wait);
+        assert_eq!(activation(&Gate { held_at_gate: true, overridden: true, ..gate() }), Activation::Wait);
+        assert_eq!(activation(&Gate { held_at_gate: true, window_over: true, ..gate() }), Activation::Wait);
     }
 
     #[test]

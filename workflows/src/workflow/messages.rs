@@ -11,7 +11,7 @@
 use super::state::{PromotionWorkflow, pb_ts};
 use crate::{
     api::names,
-    decisions::{self, role_name, stage_name},
+    decisions::{self, Hold, role_name, stage_name},
     plan,
 };
 use promo_contracts::promo::v1::*;
@@ -225,6 +225,10 @@ impl PromotionWorkflow {
     }
 
     fn apply_decision(&mut self, now: i64, d: &ApprovalDecision, approve: bool) -> Result<String, String> {
+        let funding_held = self.gate_holds.values().any(|h| h.contains(&Hold::Funding));
+        if approve && funding_held && d.role() == Role::Finance {
+            return self.release_funding(now, d);
+        }
         if self.stage != Stage::Approval {
             return Err(format!(
                 "the promotion is in stage {}, not awaiting approval",
@@ -264,6 +268,34 @@ impl PromotionWorkflow {
         } else {
             format!("approved as {role}; still pending: {}", pending.join(", "))
         })
+    }
+
+    /// Finance's approval of a launch the gate holds because funding was withdrawn.
+    fn release_funding(&mut self, now: i64, d: &ApprovalDecision) -> Result<String, String> {
+        let holds_finance = self
+            .policy()
+            .and_then(|p| p.roles_of(&d.approver_id))
+            .is_some_and(|roles| roles.contains(&Role::Finance));
+        if !holds_finance {
+            return Err(format!("approver {:?} does not hold the FINANCE role", d.approver_id));
+        }
+        if d.revision != 0 && d.revision != self.revision {
+            return Err(format!("revision {} is not the current revision {}", d.revision, self.revision));
+        }
+        self.record(
+            now,
+            &d.approver_id,
+            "approve",
+            format!("as FINANCE, without the withdrawn funding: {}", d.comment),
+        );
+        let released = self.release_hold(
+            now,
+            &[],
+            Hold::Funding,
+            &d.approver_id,
+            "finance approved launching without it",
+        );
+        Ok(format!("launch approved without the withdrawn funding for {}", released.join(", ")))
     }
 
     fn apply_change_request(&mut self, now: i64, c: &ChangeRequest) -> Result<String, String> {
@@ -314,6 +346,10 @@ impl PromotionWorkflow {
     }
 
     fn apply_choice(&mut self, now: i64, c: &RemediationChoice) -> Result<String, String> {
+        let stock_held = self.gate_holds.get(&c.region_id).is_some_and(|h| h.contains(&Hold::Stock));
+        if stock_held && matches!(self.stage, Stage::LaunchGate | Stage::Active) {
+            return self.apply_gate_choice(now, c);
+        }
         if self.stage != Stage::Remediation {
             return Err(format!(
                 "the promotion is in stage {}, not awaiting remediation",
@@ -347,6 +383,47 @@ impl PromotionWorkflow {
             format!("{}: {desc} ({})", c.option_id, c.comment),
         );
         self.remediation_choices.insert(c.region_id.clone(), (c.option_id.clone(), c.chosen_by.clone()));
+        Ok(format!("{} chosen for {}", c.option_id, c.region_id))
+    }
+
+    /// A remediation chosen for a region the launch gate holds for stock: only a delay, since
+    /// the prices are already published (a change to the lines is a new revision).
+    fn apply_gate_choice(&mut self, now: i64, c: &RemediationChoice) -> Result<String, String> {
+        required("chosen_by", &c.chosen_by)?;
+        let Some(opt) = self
+            .remediation_options
+            .iter()
+            .find(|o| o.option_id == c.option_id && o.region_id == c.region_id && o.kind == "delay")
+            .cloned()
+        else {
+            return Err(format!(
+                "{:?} is not an option for region {:?} at the launch gate: {}",
+                c.option_id,
+                c.region_id,
+                "only a delay until inbound stock arrives can be chosen once prices are published; \
+                 an operator may override the hold, or the promotion be cancelled"
+            ));
+        };
+        let Some(until) = opt.delay_until.as_ref().map(|d| d.seconds) else {
+            return Err(format!("{:?} has no delay date", c.option_id));
+        };
+        self.record(
+            now,
+            &c.chosen_by,
+            "remediation-chosen",
+            format!("{}: {} ({})", c.option_id, opt.description, c.comment),
+        );
+        self.adjustments.delays.insert(c.region_id.clone(), until);
+        if let Some(r) = self.readiness.get_mut(&c.region_id) {
+            r.launch_at = pb_ts(until);
+        }
+        self.release_hold(
+            now,
+            std::slice::from_ref(&c.region_id),
+            Hold::Stock,
+            &c.chosen_by,
+            &opt.description,
+        );
         Ok(format!("{} chosen for {}", c.option_id, c.region_id))
     }
 
@@ -407,6 +484,9 @@ impl PromotionWorkflow {
         let scope = if o.region_id.is_empty() { "all regions".to_owned() } else { o.region_id.clone() };
         self.record(now, &o.operator_id, "override", format!("gate opened for {scope}: {}", o.reason));
         self.overrides.insert(o.region_id.clone());
+        let scope_regions: Vec<String> =
+            if o.region_id.is_empty() { Vec::new() } else { vec![o.region_id.clone()] };
+        self.release_hold(now, &scope_regions, Hold::Stock, &o.operator_id, &o.reason);
         self.resolve(
             now,
             |e| {

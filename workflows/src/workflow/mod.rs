@@ -43,6 +43,11 @@ pub use state::PromotionWorkflow;
 /// Patch id of lifecycle v2 (this module): consulted once, first thing in `run`.
 pub const LIFECYCLE_V2: &str = "lifecycle-v2";
 
+/// Patch id of the change that makes the launch gate's final re-check hold regions it finds
+/// unready since approval (before it, the re-check only wrote an audit line). Consulted at the
+/// re-check, in v2 runs only.
+pub const LAUNCH_GATE_HOLDS: &str = "launch-gate-holds";
+
 /// Patch id of the change that publishes the revert to every channel at close.
 pub const CLOSE_REVERTS_CHANNELS: &str = "close-reverts-channels";
 

@@ -48,6 +48,9 @@ pub struct PromotionWorkflow {
     pub(crate) cancel: Option<OperatorAction>,
     pub(crate) paused: bool,
     pub(crate) overrides: BTreeSet<String>,
+    /// Regions the launch gate's final re-check holds back, and why ([`decisions::gate_holds`]);
+    /// released by a remediation choice or an operator override (stock) and by finance (funding).
+    pub(crate) gate_holds: BTreeMap<String, BTreeSet<decisions::Hold>>,
     /// Signals that arrived before the policy was loaded (signal-with-start, or sent while the
     /// first task was pending): applied, or refused with a reason, right after it loads.
     pub(crate) early: Vec<(super::messages::Kind, serde_json::Value)>,
@@ -103,6 +106,7 @@ impl PromotionWorkflow {
             cancel: None,
             paused: false,
             overrides: BTreeSet::new(),
+            gate_holds: BTreeMap::new(),
             early: Vec::new(),
             wrote: false,
             price_change_id: None,
@@ -245,6 +249,87 @@ impl PromotionWorkflow {
     }
 
     /// Whether an operator opened the gate of `region` (or of every region).
+    /// Whether the launch gate holds `region` back.
+    pub(crate) fn held_at_gate(&self, region: &str) -> bool {
+        self.gate_holds.get(region).is_some_and(|h| !h.is_empty())
+    }
+
+    /// How many holds are in place: a wait watches it to wake when one is released.
+    pub(crate) fn hold_count(&self) -> usize {
+        self.gate_holds.values().map(BTreeSet::len).sum()
+    }
+
+    /// Places a hold of the launch gate: the regions do not launch until it is released.
+    pub(crate) fn place_hold(&mut self, now: i64, h: &decisions::GateHold) {
+        for r in &h.regions {
+            self.gate_holds.entry(r.clone()).or_default().insert(h.hold);
+            if let Some(x) = self.readiness.get_mut(r)
+                && !matches!(x.state(), RegionState::Active | RegionState::Closed | RegionState::Dropped)
+            {
+                x.state = RegionState::AtRisk as i32;
+                x.note = format!("held at the launch gate: {}", h.hold.describe());
+            }
+        }
+        self.record(
+            now,
+            "system",
+            "gate-hold",
+            format!("{} held: {}", h.regions.join(", "), h.hold.describe()),
+        );
+        self.raise(now, h.exception.clone());
+    }
+
+    /// Releases `hold` from `regions` (every held region when empty); returns those released.
+    pub(crate) fn release_hold(
+        &mut self,
+        now: i64,
+        regions: &[String],
+        hold: decisions::Hold,
+        by: &str,
+        why: &str,
+    ) -> Vec<String> {
+        let mut released = Vec::new();
+        for (r, holds) in &mut self.gate_holds {
+            if (regions.is_empty() || regions.contains(r)) && holds.remove(&hold) {
+                released.push(r.clone());
+            }
+        }
+        for r in &released {
+            if self.held_at_gate(r) {
+                continue;
+            }
+            if let Some(x) = self.readiness.get_mut(r)
+                && x.state() == RegionState::AtRisk
+            {
+                let delayed = self.adjustments.delays.contains_key(r);
+                x.state = if delayed { RegionState::Delayed } else { RegionState::Ready } as i32;
+                x.note = format!("released at the launch gate by {by}");
+            }
+        }
+        if !released.is_empty() {
+            let kind = match hold {
+                decisions::Hold::Stock => ExceptionKind::StockRisk,
+                decisions::Hold::Funding => ExceptionKind::FundingMissing,
+            };
+            self.resolve(
+                now,
+                |e| {
+                    e.exception_id.starts_with("gate-")
+                        && e.kind() == kind
+                        && (e.region_id.is_empty() || released.contains(&e.region_id))
+                },
+                &format!("released by {by}: {why}"),
+            );
+            self.record(
+                now,
+                by,
+                "gate-hold-released",
+                format!("{} ({}): {why}", released.join(", "), hold.describe()),
+            );
+        }
+        released
+    }
+
     pub(crate) fn overridden(&self, region: &str) -> bool {
         self.overrides.contains("") || self.overrides.contains(region)
     }

@@ -64,8 +64,10 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<Windows, Sto
         });
         let (next, why) =
             decisions::next_wakeup(plan.ends_at, pending_launch, announced.then_some(next_monitor));
-        let (paused, overrides) = ctx.state(|s| (s.paused, s.overrides.len()));
-        let nudged = move |s: &PromotionWorkflow| s.paused != paused || s.overrides.len() != overrides;
+        let (paused, overrides, holds) = ctx.state(|s| (s.paused, s.overrides.len(), s.hold_count()));
+        let nudged = move |s: &PromotionWorkflow| {
+            s.paused != paused || s.overrides.len() != overrides || s.hold_count() != holds
+        };
         if !waiting_acks.is_empty() && bnow >= plan.starts_at && !ctx.state(|s| s.overrides.contains("")) {
             let timeout = until(ctx, policy, next).min(ack_poll);
             let input =
@@ -112,6 +114,7 @@ fn activate(ctx: &Ctx, plan: &Plan, policy: &Policy, bnow: i64, window_over: boo
                 held,
                 paused: s.paused,
                 window_over,
+                held_at_gate: s.held_at_gate(&r),
             };
             match decisions::activation(&gate) {
                 Activation::Wait => {}

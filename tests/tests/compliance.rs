@@ -1,0 +1,175 @@
+//! Execution compliance on a real Temporal dev server and the reference systems (small dataset,
+//! one business day in two seconds): the launch gate's final re-check gates. Stock drained and
+//! funding revoked after approval (through the reference systems' admin contract) hold the
+//! regions they affect back from launching, with an exception naming owner and revenue at risk,
+//! until the owner acts.
+//!
+//! Small dataset facts used here: R1 is well stocked and acknowledges at once; R3 is stocked and
+//! its POS acknowledges in 5 s; agreement FA-001 (supplier SUP-001, SKU-00001 and SKU-00007) is
+//! active.
+
+use promo_contracts::{
+    promo::v1::*,
+    retail::v1::{AgreementStatus, DrainStockRequest, SetAgreementStatusRequest},
+};
+use promo_tests::env::{PromoEnv, decision, spec, test_policy, update_message};
+use promo_workflows::PromotionWorkflow;
+use std::time::{Duration, Instant};
+use temporalio_client::WorkflowExecuteUpdateOptions;
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn region(s: &PromotionStatus, r: &str) -> RegionReadiness {
+    s.regions.iter().find(|x| x.region_id == r).cloned().unwrap_or_else(|| panic!("no {r} in {s:?}"))
+}
+
+fn gate_exception(s: &PromotionStatus, kind: ExceptionKind) -> Option<PromotionException> {
+    s.open_exceptions.iter().find(|e| e.kind() == kind && e.exception_id.starts_with("gate-")).cloned()
+}
+
+async fn update(env: &PromoEnv, id: &str, name: &str, input: serde_json::Value) -> Result<String, String> {
+    let h = env.handle(id);
+    let o = WorkflowExecuteUpdateOptions::default();
+    update_message(match name {
+        "approve" => h.execute_update(PromotionWorkflow::approve, input, o).await,
+        "override" => h.execute_update(PromotionWorkflow::override_gate, input, o).await,
+        "choose_remediation" => h.execute_update(PromotionWorkflow::choose_remediation, input, o).await,
+        _ => unreachable!("{name}"),
+    })
+}
+
+/// Asserts for `d` of wall time that `region` does not go live.
+async fn stays_dark(env: &PromoEnv, id: &str, r: &str, d: Duration) {
+    let t = Instant::now();
+    while t.elapsed() < d {
+        let s = env.wait_status(id, "status", LIMIT, |_| true).await.unwrap();
+        assert_ne!(region(&s, r).state(), RegionState::Active, "{r} went live while held: {s:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_region_drained_after_approval_is_held_at_the_gate_until_an_operator_overrides() {
+    let env = PromoEnv::start(test_policy()).await.unwrap();
+    let id = "GATE-S";
+    let (result, trail) = env
+        .with_worker(async {
+            // Launch 8 business days (16 s) ahead, 4 days long.
+            env.start_promotion(spec(id, &["R1", "R3"], 0..4, 8.0, 4.0)).await.unwrap();
+            env.wait_status(id, "approval", LIMIT, |s| s.stage() == Stage::Approval).await.unwrap();
+            let s = env.wait_status(id, "status", LIMIT, |_| true).await.unwrap();
+            assert!(s.regions.iter().all(|r| r.state() == RegionState::Ready), "{s:?}");
+            env.approve(id, "E1001", Role::Merchandising).await.unwrap();
+            // After approval, R1's stores lose their stock (a recall): the re-check finds it.
+            let mut admin = env.admin().await.unwrap();
+            let drained = admin
+                .drain_stock(DrainStockRequest { region_id: "R1".into(), skus: vec![] })
+                .await
+                .unwrap()
+                .into_inner();
+            assert!(drained.positions > 0);
+
+            let s = env
+                .wait_status(id, "R3 live, R1 held at the gate", LIMIT, |s| {
+                    region(s, "R3").state() == RegionState::Active
+                        && gate_exception(s, ExceptionKind::StockRisk).is_some()
+                })
+                .await
+                .unwrap();
+            let r1 = region(&s, "R1");
+            assert_eq!(r1.state(), RegionState::AtRisk, "{r1:?}");
+            assert!(r1.activated_at.is_none() && r1.note.contains("held at the launch gate"), "{r1:?}");
+            let e = gate_exception(&s, ExceptionKind::StockRisk).unwrap();
+            assert_eq!((e.region_id.as_str(), e.owner_role()), ("R1", Role::SupplyChain), "{e:?}");
+            let at_risk: f64 = e.revenue_at_risk.parse().unwrap();
+            assert!(at_risk > 0.0, "revenue at risk is computed: {e:?}");
+            stays_dark(&env, id, "R1", Duration::from_secs(2)).await;
+
+            // The same paths as at assessment: a remediation the gate cannot apply is refused with
+            // the reason; an operator's override releases the hold.
+            let choice =
+                serde_json::json!({"regionId": "R1", "optionId": "R1:drop-short", "chosenBy": "E0042"});
+            let refused = update(&env, id, "choose_remediation", choice).await.unwrap_err();
+            assert!(refused.contains("only a delay"), "{refused}");
+            let not_ops = serde_json::json!({"operatorId": "E1001", "regionId": "R1", "reason": "x"});
+            assert!(update(&env, id, "override", not_ops).await.is_err());
+            let ops =
+                serde_json::json!({"operatorId": "E4001", "regionId": "R1", "reason": "stock recounted"});
+            assert_eq!(update(&env, id, "override", ops).await, Ok("gate opened for R1".into()));
+            let s = env
+                .wait_status(id, "R1 live after the override", LIMIT, |s| {
+                    region(s, "R1").state() == RegionState::Active
+                })
+                .await
+                .unwrap();
+            // It went live at least the 2 s (one business day) it was held after R3.
+            let at = |r: &str| region(&s, r).activated_at.map(|t| t.seconds).unwrap();
+            assert!(at("R1") - at("R3") >= 86_400, "R1 at {}, R3 at {}", at("R1"), at("R3"));
+            let r = env.result(id).await.unwrap();
+            let trail = env.audit(id).await.unwrap();
+            env.record_history(id, "gate_hold_stock").await.unwrap();
+            (r, trail)
+        })
+        .await
+        .unwrap();
+    assert_eq!(result.outcome(), Outcome::Completed, "{}", result.reason);
+    let actions: Vec<&str> = trail.entries.iter().map(|e| e.action.as_str()).collect();
+    for a in ["gate-hold", "choose-remediation-refused", "override", "gate-hold-released"] {
+        assert!(actions.contains(&a), "{a} missing from {actions:?}");
+    }
+    let released = trail.entries.iter().find(|e| e.action == "gate-hold-released").unwrap();
+    assert_eq!(released.actor, "E4001");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agreement_revoked_after_approval_holds_the_launch_until_finance_approves() {
+    let env = PromoEnv::start(test_policy()).await.unwrap();
+    let id = "GATE-F";
+    let result = env
+        .with_worker(async {
+            let mut s = spec(id, &["R1"], 0..4, 8.0, 4.0);
+            s.lines[0].funding_agreement_id = "FA-001".into();
+            env.start_promotion(s).await.unwrap();
+            let s = env.wait_status(id, "approval", LIMIT, |s| s.stage() == Stage::Approval).await.unwrap();
+            assert!(!s.approvals.iter().any(|a| a.role() == Role::Finance), "funding is valid: {s:?}");
+            env.approve(id, "E1001", Role::Merchandising).await.unwrap();
+            // After approval the supplier terminates the agreement.
+            let mut admin = env.admin().await.unwrap();
+            let req = SetAgreementStatusRequest {
+                agreement_id: "FA-001".into(),
+                status: AgreementStatus::Expired as i32,
+            };
+            let previous = admin.set_agreement_status(req).await.unwrap().into_inner().previous();
+            assert_eq!(previous, AgreementStatus::Active);
+
+            let s = env
+                .wait_status(id, "the launch held for funding", LIMIT, |s| {
+                    gate_exception(s, ExceptionKind::FundingMissing).is_some()
+                })
+                .await
+                .unwrap();
+            let e = gate_exception(&s, ExceptionKind::FundingMissing).unwrap();
+            assert_eq!(e.owner_role(), Role::Finance, "{e:?}");
+            assert!(e.detail.contains("FA-001"), "{e:?}");
+            assert!(e.revenue_at_risk.parse::<f64>().unwrap() > 0.0, "{e:?}");
+            assert_eq!(region(&s, "R1").state(), RegionState::AtRisk);
+            // The launch instant passes (16 s after start) and R1 stays dark.
+            stays_dark(&env, id, "R1", Duration::from_secs(4)).await;
+
+            // Only finance can release it.
+            let merch = serde_json::to_value(decision("E1001", Role::Merchandising, "go")).unwrap();
+            assert!(update(&env, id, "approve", merch).await.is_err());
+            let finance = serde_json::to_value(decision("E2001", Role::Finance, "absorb it")).unwrap();
+            let ok = update(&env, id, "approve", finance).await.unwrap();
+            assert!(ok.contains("without the withdrawn funding"), "{ok}");
+            env.wait_status(id, "R1 live after finance approved", LIMIT, |s| {
+                region(s, "R1").state() == RegionState::Active
+            })
+            .await
+            .unwrap();
+            env.result(id).await.unwrap()
+        })
+        .await
+        .unwrap();
+    assert_eq!(result.outcome(), Outcome::Completed, "{}", result.reason);
+}
