@@ -32,6 +32,7 @@ pub mod checks;
 pub mod context;
 pub mod engines;
 pub mod intake;
+pub mod reconcile;
 pub mod substitutes;
 
 use context::{Context, load_context};
@@ -45,8 +46,8 @@ use promo_contracts::{
 use promo_workflows::{
     api::{
         self, AssessInput, AwaitAcksInput, CompensateInput, CompensateOutput, IntakeInput, IntakeOutput,
-        InventoryAssessment, MonitorReport, OrdersInput, PublicationRef, PublishInput, SalesInput,
-        StagePricesInput, activity_names,
+        InventoryAssessment, MonitorReport, OrdersInput, PublicationRef, PublishInput, ReconcileInput,
+        ReconcileOutput, SalesInput, StagePricesInput, activity_names,
     },
     policy::Policy,
 };
@@ -504,12 +505,15 @@ impl PromotionActivities {
                 wire::Channel::try_from(input.target.channel).map_err(|_| business("unknown channel"))?;
             let kind =
                 PublicationKind::try_from(input.kind).map_err(|_| business("unknown publication kind"))?;
-            let target = format!(
+            let mut target = format!(
                 "publish:{}:{}:{}",
                 channel.as_str_name(),
                 if input.target.region_id.is_empty() { "national" } else { &input.target.region_id },
                 kind.as_str_name()
             );
+            if input.correction > 0 {
+                target.push_str(&format!(":correction-{}", input.correction));
+            }
             let req = PublishRequest {
                 idempotency_key: idempotency_key(&input.promotion_id, input.revision, &target),
                 promotion_id: input.promotion_id.clone(),
@@ -618,6 +622,17 @@ impl PromotionActivities {
             Ok(out)
         })
         .await
+    }
+
+    /// Reads back the live price of every SKU of the price change on each target and compares
+    /// it with the approved one (the promo price while live, the regular price after the revert).
+    #[activity(name = activity_names::RECONCILE_PRICES)]
+    pub async fn reconcile_prices(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: ReconcileInput,
+    ) -> Result<ReconcileOutput, ActivityError> {
+        alive(&ctx, &Progress::default(), reconcile::run(&self.systems, &input)).await
     }
 
     /// Reverts the staged price change at the end of the window.

@@ -71,12 +71,10 @@ async fn main() -> anyhow::Result<()> {
     let n = Narrator { start: Instant::now() };
     let client = api::connect("promo-demo").await.map_err(anyhow::Error::msg)?;
 
-    let info = AdminServiceClient::connect(args.systems.clone())
+    let mut admin = AdminServiceClient::connect(args.systems.clone())
         .await
-        .with_context(|| format!("reference systems at {}", args.systems))?
-        .get_dataset_info(GetDatasetInfoRequest {})
-        .await?
-        .into_inner();
+        .with_context(|| format!("reference systems at {}", args.systems))?;
+    let info = admin.get_dataset_info(GetDatasetInfoRequest {}).await?.into_inner();
     println!("\n== The national launch ==");
     println!(
         "dataset {:?}: {} stores in {} regions, {} DCs, {} SKUs, {} store positions",
@@ -112,6 +110,7 @@ async fn main() -> anyhow::Result<()> {
     let mut region_states: BTreeMap<String, RegionState> = BTreeMap::new();
     let mut approved = false;
     let mut remediated = false;
+    let mut drifted = false;
     loop {
         let status = handle.query(PromotionWorkflow::status, (), WorkflowQueryOptions::default()).await?;
         if status.stage() != seen_stage {
@@ -198,6 +197,26 @@ async fn main() -> anyhow::Result<()> {
                 };
                 let r = approve(&handle, who, a.role(), comment).await;
                 n.say(format!("  {who} approves as {}: {}", role(a.role()), answer(r)));
+            }
+        }
+        // Once R1 is live, its POS silently applies wrong prices for three SKUs (a channel
+        // that acknowledged the file and then loaded it badly): the next read-back catches it.
+        let r1_live = status.regions.iter().any(|r| r.region_id == "R1" && r.state() == RegionState::Active);
+        if r1_live && !drifted {
+            drifted = true;
+            let drift = wire::DriftPricesRequest {
+                channel: wire::Channel::Pos as i32,
+                region_id: "R1".into(),
+                promotion_id: spec.promotion_id.clone(),
+                drift: wire::Drift::Wrong as i32,
+                sku_count: 3,
+            };
+            match admin.drift_prices(drift).await {
+                Ok(r) => n.say(format!(
+                    "  ⚡ R1's POS silently charges wrong prices for {} (10% over the approved price)",
+                    r.into_inner().skus.join(", ")
+                )),
+                Err(e) => n.say(format!("  (could not make R1's POS drift: {})", e.message())),
             }
         }
         if status.stage() == Stage::Done {
@@ -387,6 +406,10 @@ fn print_report(r: &PostEventReport) {
         ("on-time acknowledgments", r.on_time_ack_rate.clone()),
         ("on-time launches", r.on_time_launch_rate.clone()),
         ("exceptions raised", r.exceptions_raised.to_string()),
+        (
+            "price accuracy",
+            format!("{} of {} prices read back from the channels", r.price_accuracy, r.prices_checked),
+        ),
     ];
     for (k, v) in rows {
         println!("  {k:<28} {v}");
@@ -404,6 +427,21 @@ fn print_report(r: &PostEventReport) {
             g.stockout_store_days,
             g.sell_through,
             if g.launched_on_time { "yes" } else { "no" }
+        );
+    }
+    for c in &r.price_corrections {
+        let place = if c.region_id.is_empty() { "national" } else { &c.region_id };
+        let channel = wire::Channel::try_from(c.channel)
+            .map_or("?", |c| c.as_str_name().trim_start_matches("CHANNEL_"));
+        let fixed = if c.corrected_at.is_some() {
+            format!("corrected in {} s after {} republication(s)", c.seconds_to_correct, c.republished)
+        } else {
+            "not corrected".to_owned()
+        };
+        println!(
+            "  price mismatch {channel} {place}{}: {} — {fixed}",
+            if c.after_revert { " after the revert" } else { "" },
+            c.skus.join(", ")
         );
     }
     println!("\n  cycle time per stage (wall clock):");

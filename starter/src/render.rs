@@ -377,7 +377,44 @@ pub fn report(r: &PromotionResult) -> String {
         ("on-time acknowledgments", percent(&p.on_time_ack_rate, false)),
         ("on-time launches", percent(&p.on_time_launch_rate, false)),
         ("exceptions raised", p.exceptions_raised.to_string()),
+        (
+            "price accuracy",
+            if p.price_accuracy.is_empty() {
+                "—".into()
+            } else {
+                format!(
+                    "{} of {} read back",
+                    percent(&p.price_accuracy, false),
+                    thousands(p.prices_checked as i64)
+                )
+            },
+        ),
     ]));
+    if !p.price_corrections.is_empty() {
+        out.push_str("\nPrice mismatches found on the channels\n");
+        let mut t = Table::new(["CHANNEL", "REGION", "WHEN", "SKUS", "REPUBLISHED", "CORRECTED IN"])
+            .right(4)
+            .right(5);
+        for c in &p.price_corrections {
+            let channel = promo_contracts::retail::v1::Channel::try_from(c.channel).map_or_else(
+                |_| c.channel.to_string(),
+                |x| x.as_str_name().trim_start_matches("CHANNEL_").to_owned(),
+            );
+            t.row([
+                channel,
+                if c.region_id.is_empty() { "national".into() } else { c.region_id.clone() },
+                if c.after_revert { "after revert".into() } else { "live".into() },
+                c.skus.join(" "),
+                c.republished.to_string(),
+                if c.corrected_at.is_some() {
+                    duration(c.seconds_to_correct)
+                } else {
+                    "not corrected".into()
+                },
+            ]);
+        }
+        out.push_str(&t.render());
+    }
     if !p.cycle_times.is_empty() {
         out.push_str("\nCycle time per stage\n");
         let mut t = Table::new(["STAGE", "TIME", "SECONDS"]).right(1).right(2);
@@ -640,9 +677,25 @@ mod tests {
                     state: RegionState::Closed as i32,
                 }],
                 exceptions_raised: 2,
+                price_accuracy: "0.9875".into(),
+                prices_checked: 800,
+                price_corrections: vec![PriceCorrection {
+                    channel: 1,
+                    region_id: "R1".into(),
+                    skus: vec!["SKU-00001".into(), "SKU-00002".into()],
+                    seconds_to_correct: 7200,
+                    corrected_at: ts(T0),
+                    republished: 1,
+                    ..Default::default()
+                }],
             }),
         };
         let text = report(&r);
+        assert!(text.contains("  price accuracy           98.8% of 800 read back\n"), "{text}");
+        assert!(
+            text.contains("POS      R1      live  SKU-00001 SKU-00002            1            2h\n"),
+            "{text}"
+        );
         assert!(text.starts_with("Promotion SPRING-26: COMPLETED (revision 1)\n"), "{text}");
         assert!(text.contains("  units sold           12,345\n"), "{text}");
         assert!(text.contains("  forecast variance    +12.2%\n"), "{text}");

@@ -209,6 +209,13 @@ impl Systems {
              ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             [anchor.to_string()],
         )?;
+        // Channel drift (admin `DriftPrices`) lives beside the dataset; files written before it
+        // existed get the table on open.
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS channel_drift(channel INTEGER NOT NULL, region_id TEXT NOT NULL,
+             sku TEXT NOT NULL, price TEXT NOT NULL, since_ms INTEGER NOT NULL,
+             PRIMARY KEY(channel, region_id, sku)) WITHOUT ROWID;",
+        )?;
         let master = load_master(&conn)?;
         Ok(Self {
             path: path.to_owned(),

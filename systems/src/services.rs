@@ -1009,6 +1009,70 @@ fn get_publication(
     Ok(Some(p))
 }
 
+/// The live publication a channel target applied for `sku`: the most recently acknowledged
+/// publication to the target, not withdrawn, whose price change carries the SKU there — as
+/// (publication id, kind, acknowledged ms, promo price). Settles the target's acknowledgments
+/// that have come due first.
+fn applied_publication(
+    conn: &Connection,
+    faults: &Faults,
+    channel: i32,
+    region_id: &str,
+    sku: &str,
+) -> rusqlite::Result<Option<(String, i32, i64, String)>> {
+    let pending: Vec<String> = conn
+        .prepare_cached(
+            "SELECT publication_id FROM publications WHERE channel = ?1 AND region_id = ?2 AND state = ?3",
+        )?
+        .query_map(params![channel, region_id, PublicationState::PendingAck as i32], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for id in &pending {
+        get_publication(conn, faults, "publication_id", id)?;
+    }
+    conn.prepare_cached(
+        "SELECT p.publication_id, p.kind, p.acknowledged_ms, l.promo_price
+         FROM publications p JOIN price_lines l ON l.price_change_id = p.price_change_id
+         WHERE p.channel = ?1 AND p.region_id = ?2 AND l.sku = ?3 AND p.state = ?4
+           AND (l.region_ids = '' OR (',' || l.region_ids || ',') LIKE ('%,' || ?2 || ',%'))
+         ORDER BY p.acknowledged_ms DESC, p.publication_id DESC LIMIT 1",
+    )?
+    .query_row(params![channel, region_id, sku, PublicationState::Acknowledged as i32], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    })
+    .optional()
+}
+
+/// What a channel target charges for `sku` now: the applied publication's price (the promo
+/// price of an activation, the regular price after a revert), unless the target drifted after
+/// applying it; the regular price when nothing of a promotion applies.
+fn live_price(
+    conn: &Connection,
+    faults: &Faults,
+    channel: i32,
+    region_id: &str,
+    sku: &str,
+    regular: &str,
+) -> rusqlite::Result<LivePrice> {
+    let applied = applied_publication(conn, faults, channel, region_id, sku)?;
+    let (publication_id, mut price, applied_ms) = match applied {
+        Some((id, kind, ms, promo)) if kind == PublicationKind::Activate as i32 => (id, promo, ms),
+        Some((id, _, ms, _)) => (id, regular.to_owned(), ms),
+        None => (String::new(), regular.to_owned(), 0),
+    };
+    let drift: Option<(String, i64)> = conn
+        .prepare_cached(
+            "SELECT price, since_ms FROM channel_drift WHERE channel = ?1 AND region_id = ?2 AND sku = ?3",
+        )?
+        .query_row(params![channel, region_id, sku], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    if let Some((drifted, since)) = drift
+        && since > applied_ms
+    {
+        price = drifted;
+    }
+    Ok(LivePrice { sku: sku.to_owned(), price, publication_id })
+}
+
 fn is_regional(channel: Channel) -> bool {
     matches!(channel, Channel::Pos | Channel::StoreComms)
 }
@@ -1177,6 +1241,44 @@ impl publication_service_server::PublicationService for Handler {
         })
         .await?;
         Ok(Response::new(ListPublicationsResponse { publications }))
+    }
+
+    async fn get_live_prices(
+        &self,
+        req: Request<GetLivePricesRequest>,
+    ) -> Result<Response<GetLivePricesResponse>, Status> {
+        let req = req.into_inner();
+        let c = Call {
+            service: "publication",
+            method: "GetLivePrices",
+            channel: req.channel,
+            region_id: &req.region_id,
+        };
+        self.0.faults.before(c).await?;
+        let m = self.0.master();
+        let mut regular = Vec::with_capacity(req.skus.len());
+        for (i, sku) in req.skus.iter().enumerate() {
+            let idx = m
+                .sku_index
+                .get(sku)
+                .ok_or_else(|| Status::not_found(format!("skus[{i}]: unknown SKU {sku:?}")))?;
+            regular.push(m.products[*idx].regular_price.clone());
+        }
+        let systems = self.0.clone();
+        let prices = blocking(move || {
+            systems.write(|conn| {
+                req.skus
+                    .iter()
+                    .zip(&regular)
+                    .map(|(sku, reg)| {
+                        live_price(conn, &systems.faults, req.channel, &req.region_id, sku, reg)
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(db)
+            })
+        })
+        .await?;
+        Ok(Response::new(GetLivePricesResponse { prices }))
     }
 }
 
@@ -1404,5 +1506,80 @@ impl admin_service_server::AdminService for Handler {
         })
         .await?;
         Ok(Response::new(DrainStockResponse { positions }))
+    }
+
+    async fn drift_prices(
+        &self,
+        req: Request<DriftPricesRequest>,
+    ) -> Result<Response<DriftPricesResponse>, Status> {
+        let req = req.into_inner();
+        if req.drift() == Drift::Unspecified {
+            return Err(Status::invalid_argument("drift: is required"));
+        }
+        require(&req.promotion_id, "promotion_id")?;
+        let systems = self.0.clone();
+        let skus = blocking(move || {
+            systems.write(|conn| {
+                let (channel, region) = (req.channel, req.region_id.clone());
+                let pending: Vec<String> = conn
+                    .prepare("SELECT publication_id FROM publications WHERE channel = ?1 AND region_id = ?2 AND state = ?3")
+                    .and_then(|mut st| {
+                        st.query_map(params![channel, region, PublicationState::PendingAck as i32], |r| r.get(0))?
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                    .map_err(db)?;
+                for id in &pending {
+                    get_publication(conn, &systems.faults, "publication_id", id).map_err(db)?;
+                }
+                let live: Option<(String, i64)> = conn
+                    .query_row(
+                        "SELECT price_change_id, acknowledged_ms FROM publications
+                         WHERE promotion_id = ?1 AND channel = ?2 AND region_id = ?3 AND kind = ?4 AND state = ?5
+                         ORDER BY acknowledged_ms DESC LIMIT 1",
+                        params![req.promotion_id, channel, region, PublicationKind::Activate as i32, PublicationState::Acknowledged as i32],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()
+                    .map_err(db)?;
+                let Some((price_change_id, acked_ms)) = live else {
+                    return Err(Status::failed_precondition(format!(
+                        "promotion_id: {:?} has no acknowledged activation on channel {} {:?}",
+                        req.promotion_id, channel, region
+                    )));
+                };
+                let mut lines: Vec<(String, String)> = conn
+                    .prepare(
+                        "SELECT sku, promo_price FROM price_lines WHERE price_change_id = ?1
+                         AND (region_ids = '' OR (',' || region_ids || ',') LIKE ('%,' || ?2 || ',%')) ORDER BY sku",
+                    )
+                    .and_then(|mut st| st.query_map(params![price_change_id, region], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+                    .map_err(db)?;
+                if req.sku_count > 0 && req.drift() != Drift::EarlyRevert {
+                    lines.truncate(req.sku_count as usize);
+                }
+                let m = systems.master();
+                let since = now_ms().max(acked_ms + 1);
+                let tx = conn.transaction().map_err(db)?;
+                for (sku, promo) in &lines {
+                    let regular = m.sku_index.get(sku).map(|&i| m.products[i].regular_price.clone()).unwrap_or_default();
+                    let price = match req.drift() {
+                        Drift::Wrong => {
+                            let p = parse_decimal("promo_price", promo, 4).map_err(field)?;
+                            (p * rust_decimal::Decimal::new(110, 2)).round_dp(2).to_string()
+                        }
+                        _ => regular,
+                    };
+                    tx.execute(
+                        "INSERT OR REPLACE INTO channel_drift(channel, region_id, sku, price, since_ms) VALUES (?1,?2,?3,?4,?5)",
+                        params![channel, region, sku, price, since],
+                    )
+                    .map_err(db)?;
+                }
+                tx.commit().map_err(db)?;
+                Ok(lines.into_iter().map(|(sku, _)| sku).collect())
+            })
+        })
+        .await?;
+        Ok(Response::new(DriftPricesResponse { skus }))
     }
 }

@@ -642,3 +642,164 @@ async fn tls_with_client_certificates_is_enforced() {
     assert!(plain.list_locations(ListLocationsRequest {}).await.is_err());
     s.stop().await;
 }
+
+/// Polls until `id` is acknowledged.
+async fn acknowledged(publ: &mut PublicationServiceClient<Conn>, id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let p = publ
+            .get_publication(GetPublicationRequest { publication_id: id.into() })
+            .await
+            .unwrap()
+            .into_inner()
+            .publication
+            .unwrap();
+        if p.state() == PublicationState::Acknowledged {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{id} never acknowledged");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_prices_follow_acknowledged_publications_and_drift_until_republished() {
+    let (s, _) = serve_small("live-prices").await;
+    let conn = connect(&s).await;
+    let (mut publ, mut prices) =
+        (PublicationServiceClient::new(conn.clone()), PriceServiceClient::new(conn.clone()));
+    let (mut admin, mut products) = (AdminServiceClient::new(conn.clone()), ProductServiceClient::new(conn));
+    let skus: Vec<String> = (0..3).map(DatasetSpec::sku).collect();
+    let regular: Vec<String> = products
+        .get_products(GetProductsRequest { skus: skus.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .products
+        .into_iter()
+        .map(|p| p.regular_price)
+        .collect();
+    let read = |publ: &mut PublicationServiceClient<Conn>| {
+        let req =
+            GetLivePricesRequest { channel: Channel::Pos as i32, region_id: "R1".into(), skus: skus.clone() };
+        let mut publ = publ.clone();
+        async move {
+            publ.get_live_prices(req)
+                .await
+                .unwrap()
+                .into_inner()
+                .prices
+                .into_iter()
+                .map(|p| p.price)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(read(&mut publ).await, regular, "nothing published: regular prices");
+
+    let pc = prices
+        .stage_price_change(StagePriceChangeRequest {
+            idempotency_key: "LIVE-1:r1:erp".into(),
+            promotion_id: "LIVE-1".into(),
+            revision: 1,
+            region_ids: vec!["R1".into()],
+            effective_from: Some(Timestamp { seconds: 1_900_000_000, nanos: 0 }),
+            effective_to: Some(Timestamp { seconds: 1_901_209_600, nanos: 0 }),
+            lines: skus
+                .iter()
+                .map(|s| PriceLine { sku: s.clone(), promo_price: "1.50".into(), ..Default::default() })
+                .collect(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .price_change
+        .unwrap()
+        .price_change_id;
+    let publish = |key: &str, kind: PublicationKind| PublishRequest {
+        idempotency_key: key.into(),
+        promotion_id: "LIVE-1".into(),
+        kind: kind as i32,
+        price_change_id: pc.clone(),
+        ..publish_req(key, Channel::Pos, "R1")
+    };
+    let a = publ.publish(publish("LIVE-1:activate", PublicationKind::Activate)).await.unwrap().into_inner();
+    acknowledged(&mut publ, &a.publication.unwrap().publication_id).await;
+    assert_eq!(read(&mut publ).await, ["1.50", "1.50", "1.50"], "the acknowledged activation applies");
+
+    // Drift: the POS charges 10% over for the first two SKUs, silently.
+    let drift = |d: Drift| DriftPricesRequest {
+        channel: Channel::Pos as i32,
+        region_id: "R1".into(),
+        promotion_id: "LIVE-1".into(),
+        drift: d as i32,
+        sku_count: 2,
+    };
+    let drifted = admin.drift_prices(drift(Drift::Wrong)).await.unwrap().into_inner().skus;
+    assert_eq!(drifted, skus[..2]);
+    assert_eq!(read(&mut publ).await, ["1.65", "1.65", "1.50"]);
+    // A republication under a new key, once acknowledged, puts the approved prices back.
+    let fix = publ.publish(publish("LIVE-1:activate:correction-1", PublicationKind::Activate)).await.unwrap();
+    acknowledged(&mut publ, &fix.into_inner().publication.unwrap().publication_id).await;
+    assert_eq!(read(&mut publ).await, ["1.50", "1.50", "1.50"]);
+    // An early revert takes every SKU back to its regular price.
+    admin.drift_prices(drift(Drift::EarlyRevert)).await.unwrap();
+    assert_eq!(read(&mut publ).await, regular);
+    // The revert, acknowledged, is what applies then (drift before it no longer does).
+    let r = publ.publish(publish("LIVE-1:revert", PublicationKind::Revert)).await.unwrap();
+    acknowledged(&mut publ, &r.into_inner().publication.unwrap().publication_id).await;
+    assert_eq!(read(&mut publ).await, regular);
+
+    // Refusals name the field.
+    let err = admin
+        .drift_prices(DriftPricesRequest { promotion_id: "NOPE".into(), ..drift(Drift::Stale) })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().starts_with("promotion_id:"), "{err}");
+    let err = publ
+        .get_live_prices(GetLivePricesRequest {
+            channel: Channel::Pos as i32,
+            region_id: "R1".into(),
+            skus: vec!["X".into()],
+        })
+        .await
+        .unwrap_err();
+    assert!(err.message().starts_with("skus[0]:"), "{err}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_world_changes_after_the_fact_through_the_admin_contract() {
+    let (s, _) = serve_small("world").await;
+    let conn = connect(&s).await;
+    let (mut admin, mut funding) =
+        (AdminServiceClient::new(conn.clone()), FundingServiceClient::new(conn.clone()));
+    let set = |status: AgreementStatus| SetAgreementStatusRequest {
+        agreement_id: "FA-001".into(),
+        status: status as i32,
+    };
+    let before = admin.set_agreement_status(set(AgreementStatus::Expired)).await.unwrap().into_inner();
+    assert_eq!(before.previous(), AgreementStatus::Active);
+    let a = funding
+        .get_agreements(GetAgreementsRequest { agreement_ids: vec!["FA-001".into()] })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(a.agreements[0].status(), AgreementStatus::Expired);
+    let err = admin
+        .set_agreement_status(SetAgreementStatusRequest { agreement_id: "FA-999".into(), status: 1 })
+        .await
+        .unwrap_err();
+    assert_eq!((err.code(), err.message().starts_with("agreement_id:")), (Code::NotFound, true), "{err}");
+
+    let drained = admin
+        .drain_stock(DrainStockRequest { region_id: "R1".into(), skus: vec![DatasetSpec::sku(0)] })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(drained.positions, 4, "R1's four stores (small dataset) hold SKU-00001");
+    let err =
+        admin.drain_stock(DrainStockRequest { region_id: "R9".into(), skus: vec![] }).await.unwrap_err();
+    assert!(err.message().starts_with("region_id:"), "{err}");
+    s.stop().await;
+}

@@ -173,3 +173,106 @@ async fn an_agreement_revoked_after_approval_holds_the_launch_until_finance_appr
         .unwrap();
     assert_eq!(result.outcome(), Outcome::Completed, "{}", result.reason);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_that_drifts_mid_window_is_caught_corrected_and_reported() {
+    use promo_contracts::retail::v1::{
+        Channel, Drift, DriftPricesRequest, Fault, GetLivePricesRequest, InjectFaultRequest,
+    };
+    let env = PromoEnv::start(test_policy()).await.unwrap();
+    let id = "DRIFT-1";
+    let live = |skus: Vec<String>| GetLivePricesRequest {
+        channel: Channel::Pos as i32,
+        region_id: "R1".into(),
+        skus,
+    };
+    let (result, trail, drifted, during, after) = env
+        .with_worker(async {
+            // Launch in 3 business days (6 s), 6 days long (12 s, a monitoring round every 2 s).
+            env.start_promotion(spec(id, &["R1"], 0..4, 3.0, 6.0)).await.unwrap();
+            env.wait_status(id, "approval", LIMIT, |s| s.stage() == Stage::Approval).await.unwrap();
+            env.approve(id, "E1001", Role::Merchandising).await.unwrap();
+            env.wait_status(id, "R1 live", LIMIT, |s| region(s, "R1").state() == RegionState::Active)
+                .await
+                .unwrap();
+            // Mid-window R1's POS silently goes back to the regular price for two SKUs, and the
+            // POS takes 2 s to load any file sent to it from now on.
+            let mut admin = env.admin().await.unwrap();
+            let drifted = admin
+                .drift_prices(DriftPricesRequest {
+                    channel: Channel::Pos as i32,
+                    region_id: "R1".into(),
+                    promotion_id: id.into(),
+                    drift: Drift::Stale as i32,
+                    sku_count: 2,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .skus;
+            assert_eq!(drifted.len(), 2);
+            let slow = Fault {
+                service: "publication".into(),
+                channel: Channel::Pos as i32,
+                region_id: "R1".into(),
+                ack_delay_ms: 2_000,
+                ..Default::default()
+            };
+            admin.inject_fault(InjectFaultRequest { fault: Some(slow) }).await.unwrap();
+            let mut hub = env.publications().await.unwrap();
+            let during = hub.get_live_prices(live(drifted.clone())).await.unwrap().into_inner().prices;
+
+            // The next monitoring round reads it back: a CHANNEL_SYNC exception names channel,
+            // region and SKUs with the revenue at risk, while the correction loads.
+            let s = env
+                .wait_status(id, "the price mismatch raised", LIMIT, |s| {
+                    s.open_exceptions.iter().any(|e| e.exception_id == "price-POS-R1")
+                })
+                .await
+                .unwrap();
+            let e = s.open_exceptions.iter().find(|e| e.exception_id == "price-POS-R1").unwrap();
+            assert_eq!((e.kind(), e.region_id.as_str()), (ExceptionKind::ChannelSync, "R1"));
+            assert!(drifted.iter().all(|sku| e.detail.contains(sku.as_str())), "{e:?}");
+            assert!(e.revenue_at_risk.parse::<f64>().unwrap() > 0.0, "{e:?}");
+            env.wait_status(id, "the mismatch corrected", LIMIT, |s| {
+                !s.open_exceptions.iter().any(|e| e.exception_id == "price-POS-R1")
+            })
+            .await
+            .unwrap();
+            let after = hub.get_live_prices(live(drifted.clone())).await.unwrap().into_inner().prices;
+            // The POS loads files at its usual speed again, so the revert at close is confirmed.
+            admin.clear_faults(promo_contracts::retail::v1::ClearFaultsRequest {}).await.unwrap();
+            let r = env.result(id).await.unwrap();
+            let trail = env.audit(id).await.unwrap();
+            env.record_history(id, "price_drift_corrected").await.unwrap();
+            (r, trail, drifted, during, after)
+        })
+        .await
+        .unwrap();
+    assert_eq!(result.outcome(), Outcome::Completed, "{}", result.reason);
+    // What the channel charged: regular prices while drifted, promo prices once corrected.
+    assert!(during.iter().zip(&after).all(|(d, a)| d.price != a.price), "{during:?} {after:?}");
+    let actions: Vec<&str> = trail.entries.iter().map(|e| e.action.as_str()).collect();
+    assert!(actions.contains(&"price-mismatch") && actions.contains(&"price-corrected"), "{actions:?}");
+
+    let report = result.report.unwrap();
+    assert_eq!(report.price_corrections.len(), 1, "{:?}", report.price_corrections);
+    let c = &report.price_corrections[0];
+    assert_eq!((c.channel, c.region_id.as_str(), c.after_revert), (Channel::Pos as i32, "R1", false));
+    assert_eq!(c.skus, drifted);
+    assert!(c.corrected_at.is_some() && c.republished >= 1, "{c:?}");
+    assert!(c.seconds_to_correct >= 1, "the correction took the POS's 2 s to load: {c:?}");
+    // Price accuracy: most reads matched, not all.
+    let accuracy: f64 = report.price_accuracy.parse().unwrap();
+    assert!(report.prices_checked >= 8, "{report:?}");
+    assert!(accuracy < 1.0 && accuracy > 0.5, "accuracy {accuracy} of {} reads", report.prices_checked);
+
+    // At close the revert was read back too: R1's POS charges regular prices again.
+    let mut hub = env.publications().await.unwrap();
+    let closed = hub.get_live_prices(live(drifted.clone())).await.unwrap().into_inner().prices;
+    assert_eq!(
+        closed.iter().map(|p| &p.price).collect::<Vec<_>>(),
+        during.iter().map(|p| &p.price).collect::<Vec<_>>(),
+        "regular prices after the revert"
+    );
+}

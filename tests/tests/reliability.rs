@@ -31,9 +31,11 @@ use temporalio_client::{WorkflowListOptions, WorkflowQueryOptions, WorkflowSigna
 const LIMIT: Duration = Duration::from_secs(240);
 
 /// The reference store's view of one promotion: how many publications exist per
-/// (revision, channel, region, kind), their states, and the price changes' states.
+/// (revision, channel, region, kind, correction), their states, and the price changes' states.
+/// (A correction republishes a target found charging other prices than approved, under its own
+/// key: `…:correction-<n>`.)
 struct Store {
-    publications: BTreeMap<(u32, i32, String, i32), usize>,
+    publications: BTreeMap<(u32, i32, String, i32, String), usize>,
     /// (kind, state) of each publication.
     publication_states: Vec<(wire::PublicationKind, PublicationState)>,
     price_changes: Vec<(u32, PriceChangeState)>,
@@ -54,7 +56,10 @@ async fn store(env: &PromoEnv, id: &str) -> Store {
         .publications;
     let mut publications = BTreeMap::new();
     for p in &pubs {
-        *publications.entry((p.revision, p.channel, p.region_id.clone(), p.kind)).or_default() += 1;
+        let correction =
+            p.idempotency_key.split_once(":correction-").map(|(_, n)| n.to_owned()).unwrap_or_default();
+        *publications.entry((p.revision, p.channel, p.region_id.clone(), p.kind, correction)).or_default() +=
+            1;
     }
     let pcs = env
         .prices()

@@ -15,7 +15,7 @@ async fn committed_histories_replay_with_the_current_workflow() {
     .expect("replayer");
     let files = history_files(&histories_dir());
     assert!(
-        files.len() >= 29,
+        files.len() >= 38,
         "expected the main scenarios' histories on each side of each patch, found {files:?}"
     );
     for f in &files {
@@ -66,18 +66,21 @@ fn patch_ids(path: &std::path::Path) -> Vec<String> {
 /// for it (and replay on the old path above), new runs record the marker and take the new path.
 #[test]
 fn each_patched_change_is_covered_on_both_paths() {
-    use promo_workflows::workflow::{CLOSE_REVERTS_CHANNELS, LAUNCH_GATE_HOLDS, LIFECYCLE_V2};
+    use promo_workflows::workflow::{
+        CLOSE_REVERTS_CHANNELS, LAUNCH_GATE_HOLDS, LIFECYCLE_V2, PRICE_RECONCILIATION,
+    };
     let dir = histories_dir();
     for (before, patch) in [
         ("before-close-reverts-channels", CLOSE_REVERTS_CHANNELS),
         ("before-lifecycle-v2", LIFECYCLE_V2),
         ("before-launch-gate-holds", LAUNCH_GATE_HOLDS),
+        ("before-price-reconciliation", PRICE_RECONCILIATION),
     ] {
         let old = patch_ids(&dir.join(before).join("happy_path.json"));
         assert!(!old.iter().any(|p| p == patch), "{before}/happy_path.json predates {patch}: {old:?}");
     }
     let now = patch_ids(&dir.join("happy_path.json"));
-    for patch in [CLOSE_REVERTS_CHANNELS, LIFECYCLE_V2, LAUNCH_GATE_HOLDS] {
+    for patch in [CLOSE_REVERTS_CHANNELS, LIFECYCLE_V2, LAUNCH_GATE_HOLDS, PRICE_RECONCILIATION] {
         assert!(now.iter().any(|p| p == patch), "new runs record {patch}: {now:?}");
     }
     // The v1 histories recorded after close-reverts-channels carry its marker, not v2's.
@@ -86,6 +89,9 @@ fn each_patched_change_is_covered_on_both_paths() {
     assert_eq!(LIFECYCLE_V2, "lifecycle-v2", "a released patch id never changes");
     assert_eq!(CLOSE_REVERTS_CHANNELS, "close-reverts-channels", "a released patch id never changes");
     assert_eq!(LAUNCH_GATE_HOLDS, "launch-gate-holds", "a released patch id never changes");
+    assert_eq!(PRICE_RECONCILIATION, "price-reconciliation", "a released patch id never changes");
+    let drift = patch_ids(&dir.join("price_drift_corrected.json"));
+    assert!(drift.iter().any(|p| p == PRICE_RECONCILIATION), "{drift:?}");
     // The v2 histories recorded before the gate held anything carry v2's marker, not the gate's.
     let v2 = patch_ids(&dir.join("before-launch-gate-holds/happy_path.json"));
     assert!(v2.iter().any(|p| p == LIFECYCLE_V2), "{v2:?}");

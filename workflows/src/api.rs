@@ -291,6 +291,56 @@ pub struct PublishInput {
     pub effective: (i64, i64),
     /// Lines carried.
     pub line_count: u32,
+    /// 0 for the publication itself; n > 0 for the n-th republication that corrects a channel
+    /// found charging other prices (its own idempotency key, so retries of it never duplicate).
+    #[serde(default)]
+    pub correction: u32,
+}
+
+/// Input of `promo.reconcile_prices`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReconcileInput {
+    /// Promotion.
+    pub promotion_id: String,
+    /// The ERP price change whose prices were approved.
+    pub price_change_id: String,
+    /// Channel targets to read back.
+    pub targets: Vec<Target>,
+    /// Whether the targets should charge the promotional prices (live) or the regular ones
+    /// (after the revert).
+    pub expect_promo: bool,
+    /// Forecast promo units per region over the window (the assessment's demand), for the
+    /// revenue at risk of a mismatch.
+    pub demand_units: BTreeMap<String, i64>,
+    /// Share of the window still to come, in thousandths.
+    pub remaining_permille: u32,
+}
+
+/// One channel target charging other prices than approved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PriceMismatch {
+    /// The target.
+    pub target: Target,
+    /// SKUs that do not match (the first 20).
+    pub skus: Vec<String>,
+    /// How many do not match.
+    pub count: u32,
+    /// The first few, as `SKU-00001 charges 19.99, approved 15.99`.
+    pub detail: String,
+    /// Price difference × the target's forecast units of those SKUs for the rest of the window,
+    /// decimal string.
+    pub revenue_at_risk: String,
+}
+
+/// Output of `promo.reconcile_prices`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReconcileOutput {
+    /// Prices read back (SKU × target).
+    pub checked: u64,
+    /// Of those, matching the approved price.
+    pub matching: u64,
+    /// Targets with mismatches.
+    pub mismatches: Vec<PriceMismatch>,
 }
 
 /// A publication made.
@@ -408,6 +458,8 @@ pub mod activity_names {
     pub const MONITOR: &str = "promo.monitor";
     /// `promo.post_event_analysis`.
     pub const POST_EVENT_ANALYSIS: &str = "promo.post_event_analysis";
+    /// `promo.reconcile_prices`.
+    pub const RECONCILE_PRICES: &str = "promo.reconcile_prices";
 }
 
 /// The activities of the promotion workflow. Implemented by `promo_activities::PromotionActivities`.
@@ -490,6 +542,12 @@ impl PromotionActivities {
     /// The post-event report.
     #[activity(name = activity_names::POST_EVENT_ANALYSIS)]
     pub fn post_event_analysis(_: SalesInput) -> Result<pb::PostEventReport, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Reads back what each channel target charges and compares it with the approved prices.
+    #[activity(name = activity_names::RECONCILE_PRICES)]
+    pub fn reconcile_prices(_: ReconcileInput) -> Result<ReconcileOutput, ActivityError> {
         unimplemented!()
     }
 }

@@ -3,7 +3,7 @@
 //! remediation policy applies by itself. Unit-tested without a server; the workflow only calls them.
 
 use crate::{
-    api::PublicationRef,
+    api::{PriceMismatch, PublicationRef},
     policy::{LateAckAction, Policy, Thresholds},
     summary::channel_name,
 };
@@ -416,6 +416,44 @@ pub fn channel_sync_exception(
     }
 }
 
+/// The exception a price read-back raises: a channel target charging other prices than the
+/// approved ones (`after_close`: still charging the promotional price after the revert).
+pub fn price_mismatch_exception(m: &PriceMismatch, after_close: bool) -> PromotionException {
+    let region = m.target.region_id.clone();
+    let place = if region.is_empty() { "national".to_owned() } else { region.clone() };
+    let channel = channel_name(m.target.channel);
+    PromotionException {
+        exception_id: price_exception_id(&m.target, after_close),
+        kind: ExceptionKind::ChannelSync as i32,
+        severity: Severity::High as i32,
+        owner_role: Role::Operations as i32,
+        revenue_at_risk: m.revenue_at_risk.clone(),
+        status: ExceptionStatus::Open as i32,
+        region_id: region,
+        detail: format!(
+            "{channel} {place} charges other prices than {} for {}: {}; republishing",
+            if after_close { "the regular ones after the revert" } else { "approved" },
+            plural(m.count as usize, "SKU"),
+            m.detail
+        ),
+        ..Default::default()
+    }
+}
+
+/// The id of the exception a price mismatch on `target` raises.
+pub fn price_exception_id(target: &crate::api::Target, after_close: bool) -> String {
+    let place = if target.region_id.is_empty() { "national" } else { &target.region_id };
+    format!("price-{}-{place}{}", channel_name(target.channel), if after_close { "-revert" } else { "" })
+}
+
+/// Price accuracy: prices read back that matched, over all read back ("" when none was).
+pub fn price_accuracy(matching: u64, checked: u64) -> String {
+    if checked == 0 {
+        return String::new();
+    }
+    promo_contracts::money::format_ratio(Decimal::from(matching) / Decimal::from(checked))
+}
+
 /// The exception shown while compensation (or the revert at close) keeps failing: something of
 /// the promotion may still be live.
 pub fn compensation_pending_exception(
@@ -561,6 +599,28 @@ mod tests {
             window_over: false,
             held_at_gate: false,
         }
+    }
+
+    #[test]
+    fn price_mismatches_name_channel_region_skus_and_revenue_at_risk() {
+        let m = PriceMismatch {
+            target: crate::api::Target { channel: 1, region_id: "R1".into() },
+            skus: vec!["SKU-00001".into(), "SKU-00002".into()],
+            count: 2,
+            detail: "SKU-00001 charges 10.00, approved 8.00; SKU-00002 charges 5.00, approved 4.00".into(),
+            revenue_at_risk: "120.00".into(),
+        };
+        let e = price_mismatch_exception(&m, false);
+        assert_eq!(e.kind(), ExceptionKind::ChannelSync);
+        assert_eq!((e.region_id.as_str(), e.revenue_at_risk.as_str()), ("R1", "120.00"));
+        assert!(
+            e.detail.starts_with("POS R1 charges other prices than approved for 2 SKUs: SKU-00001"),
+            "{}",
+            e.detail
+        );
+        assert_ne!(e.exception_id, price_mismatch_exception(&m, true).exception_id);
+        assert_eq!(price_accuracy(0, 0), "");
+        assert_eq!(price_accuracy(3, 4), "0.75");
     }
 
     #[test]

@@ -48,6 +48,11 @@ pub const LIFECYCLE_V2: &str = "lifecycle-v2";
 /// re-check, in v2 runs only.
 pub const LAUNCH_GATE_HOLDS: &str = "launch-gate-holds";
 
+/// Patch id of the change that reads live prices back from the channels after activation, at
+/// every monitoring round and after the revert, and republishes where they differ from the
+/// approved ones. Consulted when the active window begins, in v2 runs only.
+pub const PRICE_RECONCILIATION: &str = "price-reconciliation";
+
 /// Patch id of the change that publishes the revert to every channel at close.
 pub const CLOSE_REVERTS_CHANNELS: &str = "close-reverts-channels";
 

@@ -51,6 +51,12 @@ pub struct PromotionWorkflow {
     /// Regions the launch gate's final re-check holds back, and why ([`decisions::gate_holds`]);
     /// released by a remediation choice or an operator override (stock) and by finance (funding).
     pub(crate) gate_holds: BTreeMap<String, BTreeSet<decisions::Hold>>,
+    /// Whether live prices are read back and reconciled ([`super::PRICE_RECONCILIATION`]).
+    pub(crate) reconciles: bool,
+    /// Prices read back from the channels: (matching the approved price, all).
+    pub(crate) price_checks: (u64, u64),
+    /// Mismatches found, open or corrected, in the order found.
+    pub(crate) price_corrections: Vec<PriceCorrection>,
     /// Signals that arrived before the policy was loaded (signal-with-start, or sent while the
     /// first task was pending): applied, or refused with a reason, right after it loads.
     pub(crate) early: Vec<(super::messages::Kind, serde_json::Value)>,
@@ -107,6 +113,9 @@ impl PromotionWorkflow {
             paused: false,
             overrides: BTreeSet::new(),
             gate_holds: BTreeMap::new(),
+            reconciles: false,
+            price_checks: (0, 0),
+            price_corrections: Vec::new(),
             early: Vec::new(),
             wrote: false,
             price_change_id: None,

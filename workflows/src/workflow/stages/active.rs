@@ -3,14 +3,14 @@
 //! acknowledgments are polled, sell-through is monitored on the policy's cadence, and the
 //! window's end closes it. Returns each region's live window for the analysis.
 
-use super::{Stop, check_cancel, enter, publishing};
+use super::{Stop, check_cancel, enter, publishing, reconcile};
 use crate::{
     api::{AwaitAcksInput, PromotionActivities as A, SalesInput},
     decisions::{self, Activation, Gate},
     plan::Plan,
     policy::{LateAckAction, Policy},
     workflow::{
-        NO_LAUNCH_AFTER_WINDOW,
+        NO_LAUNCH_AFTER_WINDOW, PRICE_RECONCILIATION,
         state::{PromotionWorkflow, pb_ts, publish},
         wait::{self, Ctx, business_now, long_opts, now, opts, until},
     },
@@ -28,6 +28,9 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<Windows, Sto
     let mut next_monitor = plan.starts_at + every;
     let ack_poll = policy.scaled(policy.durations.ack_deadline.0).max(Duration::from_secs(1));
     let mut announced = false;
+    // Versioned change: live prices are read back and reconciled from here on.
+    let reconciles = ctx.state(|s| s.v2) && ctx.patched(PRICE_RECONCILIATION);
+    ctx.state_mut(|s| s.reconciles = reconciles);
     loop {
         check_cancel(ctx)?;
         let bnow = business_now(ctx, policy);
@@ -43,6 +46,9 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<Windows, Sto
             enter(ctx, Stage::Active);
         } else if !activated.is_empty() {
             publish(ctx);
+        }
+        if !activated.is_empty() {
+            reconcile::round(ctx, plan, policy, true).await?;
         }
         if bnow >= plan.ends_at {
             return Ok(windows);
@@ -91,6 +97,7 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<Windows, Sto
             let so_far: Windows =
                 windows.iter().map(|(r, (a, _))| (r.clone(), (*a, bnow.min(plan.ends_at)))).collect();
             monitor(ctx, plan, so_far).await?;
+            reconcile::round(ctx, plan, policy, true).await?;
         }
     }
 }

@@ -8,6 +8,7 @@ use super::{
 };
 use crate::{
     api::PromotionActivities as A,
+    decisions,
     plan::Plan,
     workflow::wait::{self, Ctx, opts},
 };
@@ -39,6 +40,9 @@ pub async fn run(ctx: &Ctx, plan: &Plan, windows: Windows) -> Result<PostEventRe
         let on_time_launches = s.on_time.values().filter(|t| **t).count();
         report.on_time_launch_rate = ratio(on_time_launches as i64, s.readiness.len() as i64);
         report.exceptions_raised = s.exceptions.len() as u32;
+        report.price_accuracy = decisions::price_accuracy(s.price_checks.0, s.price_checks.1);
+        report.prices_checked = s.price_checks.1;
+        report.price_corrections = s.price_corrections.clone();
         for rr in report.regions.iter_mut() {
             rr.launched_on_time = s.on_time.get(&rr.region_id).copied().unwrap_or(false);
             if let Some(x) = s.readiness.get(&rr.region_id) {

@@ -40,6 +40,7 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
     // the channels get the revert too, and it must be acknowledged again (DESIGN.md §3.9).
     if ctx.patched(CLOSE_REVERTS_CHANNELS) {
         revert_channels(ctx, plan, policy, price_change_id.unwrap_or_default()).await?;
+        super::reconcile::round(ctx, plan, policy, false).await?;
     }
     let t = now(ctx);
     ctx.state_mut(|s| {

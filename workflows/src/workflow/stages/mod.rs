@@ -13,6 +13,7 @@ pub mod ending;
 pub mod intake;
 pub mod launch_gate;
 pub mod publishing;
+pub mod reconcile;
 pub mod remediation;
 pub mod scheduling;
 

@@ -137,6 +137,7 @@ pub(crate) async fn publish_all(
                     price_change_id: price_change_id.to_owned(),
                     effective: (plan.starts_at, plan.ends_at),
                     line_count: plan.lines.len() as u32,
+                    correction: 0,
                 },
                 opts(PUBLISH_TIMEOUT_SECS, format!("{verb} {} {}", channel_name(t.channel), t.region_id)),
             )

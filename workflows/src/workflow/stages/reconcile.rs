@@ -1,0 +1,205 @@
+//! Price-accuracy reconciliation, run by the active window after each activation and at every
+//! monitoring round, and by close after the revert: the live price of every SKU on every live
+//! channel target is read back (in an activity) and compared with the approved one. A target
+//! that differs raises a CHANNEL_SYNC exception naming channel, region and SKUs with the revenue
+//! at risk, and is republished (its own idempotency key per correction) and read again once the
+//! channel acknowledges; what still differs stays open for the next round. Each mismatch and
+//! how long it took to correct goes into the post-event report with the price accuracy.
+
+use super::Stop;
+use crate::{
+    api::{AwaitAcksInput, PromotionActivities as A, PublishInput, ReconcileInput, ReconcileOutput, Target},
+    decisions,
+    plan::Plan,
+    policy::Policy,
+    summary::channel_name,
+    workflow::{
+        state::{PromotionWorkflow, pb_ts, publish, region_of_target},
+        wait::{self, Ctx, PUBLISH_TIMEOUT_SECS, business_now, long_opts, now, opts},
+    },
+};
+use promo_contracts::{promo::v1::*, retail::v1::PublicationKind};
+use temporalio_sdk::workflows::join_all;
+
+/// One reconciliation round: read back, republish what differs, read back once more.
+/// `live`: the targets should charge the promotional prices (else the regular ones, after the
+/// revert at close). Does nothing in runs without [`crate::workflow::PRICE_RECONCILIATION`].
+pub async fn round(ctx: &Ctx, plan: &Plan, policy: &Policy, live: bool) -> Result<(), Stop> {
+    if !ctx.state(|s| s.reconciles) {
+        return Ok(());
+    }
+    for read in 0..2 {
+        let targets = ctx.state(|s| targets(s, live));
+        if targets.is_empty() {
+            return Ok(());
+        }
+        let input = ctx.state(|s| ReconcileInput {
+            promotion_id: plan.promotion_id.clone(),
+            price_change_id: s.price_change_id.clone().unwrap_or_default(),
+            targets: targets.clone(),
+            expect_promo: live,
+            demand_units: s
+                .assessment
+                .as_ref()
+                .map(|a| a.regions.iter().map(|r| (r.region_id.clone(), r.demand_units)).collect())
+                .unwrap_or_default(),
+            remaining_permille: remaining_permille(plan, business_now(ctx, policy), live),
+        });
+        let summary = format!("read back live prices on {} channel targets", targets.len());
+        let found =
+            wait::run(ctx, ctx.execute_activity(A::reconcile_prices, input, opts(120, summary))).await?;
+        let t = now(ctx);
+        let republish = ctx.state_mut(|s| record(s, t, &found, live, read == 0));
+        publish(ctx);
+        if republish.is_empty() || read == 1 {
+            return Ok(());
+        }
+        let kind = if live { PublicationKind::Activate } else { PublicationKind::Revert };
+        let (revision, price_change_id) =
+            ctx.state(|s| (s.revision, s.price_change_id.clone().unwrap_or_default()));
+        let futs: Vec<_> = republish
+            .iter()
+            .map(|(target, correction)| {
+                ctx.execute_activity(
+                    A::publish,
+                    PublishInput {
+                        promotion_id: plan.promotion_id.clone(),
+                        revision,
+                        target: target.clone(),
+                        kind: kind as i32,
+                        price_change_id: price_change_id.clone(),
+                        effective: (plan.starts_at, plan.ends_at),
+                        line_count: plan.lines.len() as u32,
+                        correction: *correction,
+                    },
+                    opts(
+                        PUBLISH_TIMEOUT_SECS,
+                        format!(
+                            "republish to {} {} (correction {correction})",
+                            channel_name(target.channel),
+                            target.region_id
+                        ),
+                    ),
+                )
+            })
+            .collect();
+        let mut sent = Vec::with_capacity(futs.len());
+        for r in join_all(futs).await {
+            sent.push(r?);
+        }
+        let deadline = policy.scaled(policy.durations.ack_deadline.0);
+        let summary = format!("wait for {} corrected channel targets to acknowledge", sent.len());
+        let input = AwaitAcksInput { publications: sent, timeout_ms: deadline.as_millis() as u64 };
+        wait::run(ctx, ctx.execute_activity(A::await_acknowledgments, input, long_opts(deadline, summary)))
+            .await?;
+    }
+    Ok(())
+}
+
+/// The targets to read: while live, every target of an activation that went live (national
+/// ones once a region is live); after close, every target the revert was published to.
+fn targets(s: &PromotionWorkflow, live: bool) -> Vec<Target> {
+    let any_live = s.readiness.values().any(|r| r.activated_at.is_some());
+    let kind = if live { PublicationKind::Activate } else { PublicationKind::Revert };
+    let mut out: Vec<Target> = s
+        .publications
+        .iter()
+        .filter(|p| p.kind == kind as i32)
+        .filter(|p| {
+            !live
+                || region_of_target(&p.target).map_or(any_live, |r| {
+                    s.readiness.get(r).is_some_and(|x| x.state() == RegionState::Active)
+                })
+        })
+        .map(|p| p.target.clone())
+        .collect();
+    out.sort_by(|a, b| (a.channel, &a.region_id).cmp(&(b.channel, &b.region_id)));
+    out.dedup();
+    out
+}
+
+/// Share of the window still to come, in thousandths: what a mismatch found now puts at risk.
+/// After close, one day's share (what a channel charging the wrong price loses until fixed).
+fn remaining_permille(plan: &Plan, bnow: i64, live: bool) -> u32 {
+    let len = (plan.ends_at - plan.starts_at).max(1);
+    let left = if live { (plan.ends_at - bnow).clamp(0, len) } else { 86_400.min(len) };
+    (left * 1000 / len) as u32
+}
+
+/// Records a read: the accuracy counts (first read of a round only), new mismatches (exception,
+/// audit, an entry in the report), corrections confirmed. Returns the targets to republish,
+/// each with its correction number.
+fn record(
+    s: &mut PromotionWorkflow,
+    t: i64,
+    found: &ReconcileOutput,
+    live: bool,
+    first: bool,
+) -> Vec<(Target, u32)> {
+    if first {
+        s.price_checks.0 += found.matching;
+        s.price_checks.1 += found.checked;
+    }
+    let after_revert = !live;
+    let same = |c: &PriceCorrection, target: &Target| {
+        c.channel == target.channel && c.region_id == target.region_id && c.after_revert == after_revert
+    };
+    let mut republish = Vec::new();
+    for m in &found.mismatches {
+        let sent_before: u32 = s
+            .price_corrections
+            .iter()
+            .filter(|c| c.channel == m.target.channel && c.region_id == m.target.region_id)
+            .map(|c| c.republished)
+            .sum();
+        let open = s.price_corrections.iter().position(|c| same(c, &m.target) && c.corrected_at.is_none());
+        let i = match open {
+            Some(i) => i,
+            None => {
+                let e = decisions::price_mismatch_exception(m, after_revert);
+                s.record(
+                    t,
+                    "system",
+                    "price-mismatch",
+                    format!("{} (revenue at risk {})", e.detail, e.revenue_at_risk),
+                );
+                s.raise(t, e);
+                s.price_corrections.push(PriceCorrection {
+                    channel: m.target.channel,
+                    region_id: m.target.region_id.clone(),
+                    skus: m.skus.clone(),
+                    detected_at: pb_ts(t),
+                    after_revert,
+                    ..Default::default()
+                });
+                s.price_corrections.len() - 1
+            }
+        };
+        s.price_corrections[i].republished += 1;
+        republish.push((m.target.clone(), sent_before + 1));
+    }
+    let checked: Vec<Target> = targets(s, live);
+    for i in 0..s.price_corrections.len() {
+        let c = &s.price_corrections[i];
+        let target = Target { channel: c.channel, region_id: c.region_id.clone() };
+        let still = found.mismatches.iter().any(|m| m.target == target);
+        if c.corrected_at.is_some() || c.after_revert != after_revert || still || !checked.contains(&target) {
+            continue;
+        }
+        let detected = c.detected_at.as_ref().map_or(t, |d| d.seconds);
+        let c = &mut s.price_corrections[i];
+        c.corrected_at = pb_ts(t);
+        c.seconds_to_correct = (t - detected).max(0) as u64;
+        let (id, secs) = (decisions::price_exception_id(&target, after_revert), c.seconds_to_correct);
+        let place =
+            if target.region_id.is_empty() { "national".to_owned() } else { target.region_id.clone() };
+        s.resolve(t, |e| e.exception_id == id, &format!("republished; prices match again after {secs} s"));
+        s.record(
+            t,
+            "system",
+            "price-corrected",
+            format!("{} {place}: prices match again after {secs} s", channel_name(target.channel)),
+        );
+    }
+    republish
+}
