@@ -586,6 +586,13 @@ impl Context {
             issue_count: issues.len() as u32,
             issues: issues.into_iter().take(100).collect(),
             forecast_claim: format_money(claims.iter().map(|c| c.1).sum()),
+            forecast_claims: {
+                let mut per: std::collections::BTreeMap<String, Decimal> = Default::default();
+                for (id, amount) in &claims {
+                    *per.entry(id.clone()).or_default() += *amount;
+                }
+                per.into_iter().map(|(id, a)| (id, format_money(a))).collect()
+            },
             over_cap_agreements: funding::over_cap(&claims, &self.agreements),
             invalid_agreements: invalid.into_iter().collect(),
         }

@@ -29,6 +29,7 @@ macro_rules! rpc {
 }
 
 pub mod checks;
+pub mod claims;
 pub mod context;
 pub mod engines;
 pub mod intake;
@@ -45,9 +46,9 @@ use promo_contracts::{
 };
 use promo_workflows::{
     api::{
-        self, AssessInput, AwaitAcksInput, CompensateInput, CompensateOutput, IntakeInput, IntakeOutput,
-        InventoryAssessment, MonitorReport, OrdersInput, PublicationRef, PublishInput, ReconcileInput,
-        ReconcileOutput, SalesInput, StagePricesInput, activity_names,
+        self, AssessInput, AwaitAcksInput, ClaimsInput, CompensateInput, CompensateOutput, IntakeInput,
+        IntakeOutput, InventoryAssessment, MonitorReport, OrdersInput, PublicationRef, PublishInput,
+        ReconcileInput, ReconcileOutput, SalesInput, StagePricesInput, activity_names,
     },
     policy::Policy,
 };
@@ -633,6 +634,16 @@ impl PromotionActivities {
         input: ReconcileInput,
     ) -> Result<ReconcileOutput, ActivityError> {
         alive(&ctx, &Progress::default(), reconcile::run(&self.systems, &input)).await
+    }
+
+    /// The supplier funding claims of the promotion, reconciled and submitted.
+    #[activity(name = activity_names::SUBMIT_FUNDING_CLAIMS)]
+    pub async fn submit_funding_claims(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: ClaimsInput,
+    ) -> Result<Vec<pb::FundingClaimResult>, ActivityError> {
+        alive(&ctx, &Progress::default(), claims::run(&self.systems, &input)).await
     }
 
     /// Reverts the staged price change at the end of the window.

@@ -390,6 +390,37 @@ pub fn report(r: &PromotionResult) -> String {
             },
         ),
     ]));
+    if !p.funding_claims.is_empty() {
+        out.push_str("\nSupplier funding claims\n");
+        let mut t = Table::new([
+            "AGREEMENT",
+            "FORECAST",
+            "EARNED",
+            "OUT OF WINDOW",
+            "OVER CAP",
+            "CLAIMED",
+            "CLAIM",
+            "NOTE",
+        ])
+        .right(1)
+        .right(2)
+        .right(3)
+        .right(4)
+        .right(5);
+        for c in &p.funding_claims {
+            t.row([
+                c.agreement_id.clone(),
+                or_dash(&c.forecast),
+                or_dash(&c.earned),
+                or_dash(&c.out_of_window),
+                or_dash(&c.over_cap),
+                or_dash(&c.claimed),
+                or_dash(&c.claim_id),
+                or_dash(&c.note),
+            ]);
+        }
+        out.push_str(&t.render());
+    }
     if !p.price_corrections.is_empty() {
         out.push_str("\nPrice mismatches found on the channels\n");
         let mut t = Table::new(["CHANNEL", "REGION", "WHEN", "SKUS", "REPUBLISHED", "CORRECTED IN"])
@@ -688,9 +719,24 @@ mod tests {
                     republished: 1,
                     ..Default::default()
                 }],
+                funding_claims: vec![FundingClaimResult {
+                    agreement_id: "FA-001".into(),
+                    forecast: "120.00".into(),
+                    units_sold: 100,
+                    earned: "100.00".into(),
+                    out_of_window: "0".into(),
+                    over_cap: "40.00".into(),
+                    claimed: "60.00".into(),
+                    claim_id: "CL-000001".into(),
+                    note: "the cap of 60.00 has 60.00 left".into(),
+                }],
             }),
         };
         let text = report(&r);
+        assert!(
+            text.contains("FA-001       120.00  100.00              0     40.00    60.00  CL-000001"),
+            "{text}"
+        );
         assert!(text.contains("  price accuracy           98.8% of 800 read back\n"), "{text}");
         assert!(
             text.contains("POS      R1      live  SKU-00001 SKU-00002            1            2h\n"),

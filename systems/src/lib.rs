@@ -209,12 +209,15 @@ impl Systems {
              ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             [anchor.to_string()],
         )?;
-        // Channel drift (admin `DriftPrices`) lives beside the dataset; files written before it
-        // existed get the table on open.
+        // Channel drift (admin `DriftPrices`) and funding claims live beside the dataset; files
+        // written before they existed get the tables on open.
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS channel_drift(channel INTEGER NOT NULL, region_id TEXT NOT NULL,
              sku TEXT NOT NULL, price TEXT NOT NULL, since_ms INTEGER NOT NULL,
-             PRIMARY KEY(channel, region_id, sku)) WITHOUT ROWID;",
+             PRIMARY KEY(channel, region_id, sku)) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS funding_claims(claim_id TEXT PRIMARY KEY,
+             idempotency_key TEXT UNIQUE NOT NULL, promotion_id TEXT NOT NULL, agreement_id TEXT NOT NULL,
+             amount TEXT NOT NULL, units INTEGER NOT NULL, submitted_ms INTEGER NOT NULL);",
         )?;
         let master = load_master(&conn)?;
         Ok(Self {

@@ -601,6 +601,103 @@ impl funding_service_server::FundingService for Handler {
         }
         Ok(Response::new(resp))
     }
+
+    async fn submit_claim(
+        &self,
+        req: Request<SubmitClaimRequest>,
+    ) -> Result<Response<SubmitClaimResponse>, Status> {
+        let c = call("funding", "SubmitClaim");
+        let fx = self.0.faults.before(c).await?;
+        let req = req.into_inner();
+        require(&req.idempotency_key, "idempotency_key")?;
+        require(&req.promotion_id, "promotion_id")?;
+        let amount = parse_decimal("amount", &req.amount, 2).map_err(field)?;
+        if amount <= rust_decimal::Decimal::ZERO {
+            return Err(Status::invalid_argument(format!("amount: {:?} must be more than zero", req.amount)));
+        }
+        let systems = self.0.clone();
+        let (claim, replayed) = blocking(move || {
+            systems.write(|conn| {
+                let tx = conn.transaction().map_err(db)?;
+                if let Some(existing) = get_claim(&tx, "idempotency_key", &req.idempotency_key).map_err(db)? {
+                    if existing.agreement_id != req.agreement_id || existing.amount != amount.to_string() {
+                        return Err(Status::failed_precondition(format!(
+                            "idempotency_key {:?} was used for a different claim ({} {})",
+                            req.idempotency_key, existing.agreement_id, existing.amount
+                        )));
+                    }
+                    return Ok((existing, true));
+                }
+                let agreement: Option<(i32, String)> = tx
+                    .query_row(
+                        "SELECT status, cap_amount FROM agreements WHERE agreement_id = ?1",
+                        [&req.agreement_id],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()
+                    .map_err(db)?;
+                let Some((status, cap)) = agreement else {
+                    return Err(Status::not_found(format!("agreement_id: unknown agreement {:?}", req.agreement_id)));
+                };
+                if status != AgreementStatus::Active as i32 {
+                    return Err(Status::failed_precondition(format!(
+                        "agreement_id: {} is {}, it funds no claims",
+                        req.agreement_id,
+                        AgreementStatus::try_from(status).unwrap_or_default().as_str_name()
+                    )));
+                }
+                let claimed: Vec<String> = tx
+                    .prepare("SELECT amount FROM funding_claims WHERE agreement_id = ?1")
+                    .and_then(|mut st| st.query_map([&req.agreement_id], |r| r.get(0))?.collect())
+                    .map_err(db)?;
+                let claimed: rust_decimal::Decimal =
+                    claimed.iter().filter_map(|a| parse_decimal("amount", a, 2).ok()).sum();
+                let cap = parse_decimal("cap_amount", &cap, 2).map_err(field)?;
+                if claimed + amount > cap {
+                    return Err(Status::failed_precondition(format!(
+                        "amount: {amount} exceeds what the cap of {} has left ({} of {cap} claimed)",
+                        req.agreement_id, claimed
+                    )));
+                }
+                let id = next_id(&tx, "funding_claims", "CL").map_err(db)?;
+                tx.execute(
+                    "INSERT INTO funding_claims(claim_id, idempotency_key, promotion_id, agreement_id, amount, units, submitted_ms)
+                     VALUES (?1,?2,?3,?4,?5,?6,?7)",
+                    params![id, req.idempotency_key, req.promotion_id, req.agreement_id, amount.to_string(), req.units, now_ms()],
+                )
+                .map_err(db)?;
+                let claim = get_claim(&tx, "claim_id", &id).map_err(db)?.ok_or_else(|| Status::internal("lost write"))?;
+                tx.commit().map_err(db)?;
+                Ok((claim, false))
+            })
+        })
+        .await?;
+        if fx.lose_response {
+            return Err(lost_response(c));
+        }
+        Ok(Response::new(SubmitClaimResponse { claim: Some(claim), replayed }))
+    }
+
+    async fn list_claims(
+        &self,
+        req: Request<ListClaimsRequest>,
+    ) -> Result<Response<ListClaimsResponse>, Status> {
+        self.0.faults.before(call("funding", "ListClaims")).await?;
+        let promotion = req.into_inner().promotion_id;
+        let systems = self.0.clone();
+        let claims = blocking(move || {
+            let conn = systems.reader().map_err(db)?;
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT {CLAIM_COLUMNS} FROM funding_claims WHERE ?1 = '' OR promotion_id = ?1 ORDER BY submitted_ms, claim_id"
+                ))
+                .map_err(db)?;
+            let rows = stmt.query_map([promotion], claim_row).map_err(db)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db)
+        })
+        .await?;
+        Ok(Response::new(ListClaimsResponse { claims }))
+    }
 }
 
 fn seconds(t: &Option<Timestamp>, name: &str) -> Result<i64, Status> {
@@ -1073,6 +1170,30 @@ fn live_price(
     Ok(LivePrice { sku: sku.to_owned(), price, publication_id })
 }
 
+const CLAIM_COLUMNS: &str =
+    "claim_id, idempotency_key, promotion_id, agreement_id, amount, units, submitted_ms";
+
+fn claim_row(r: &Row<'_>) -> rusqlite::Result<FundingClaim> {
+    Ok(FundingClaim {
+        claim_id: r.get(0)?,
+        idempotency_key: r.get(1)?,
+        promotion_id: r.get(2)?,
+        agreement_id: r.get(3)?,
+        amount: r.get(4)?,
+        units: r.get(5)?,
+        submitted_at: ts_ms(r.get(6)?),
+    })
+}
+
+fn get_claim(conn: &Connection, key_column: &str, key: &str) -> rusqlite::Result<Option<FundingClaim>> {
+    conn.query_row(
+        &format!("SELECT {CLAIM_COLUMNS} FROM funding_claims WHERE {key_column} = ?1"),
+        [key],
+        claim_row,
+    )
+    .optional()
+}
+
 fn is_regional(channel: Channel) -> bool {
     matches!(channel, Channel::Pos | Channel::StoreComms)
 }
@@ -1423,9 +1544,12 @@ impl admin_service_server::AdminService for Handler {
         req: Request<SetAgreementStatusRequest>,
     ) -> Result<Response<SetAgreementStatusResponse>, Status> {
         let req = req.into_inner();
-        if req.status() == AgreementStatus::Unspecified {
-            return Err(Status::invalid_argument("status: is required"));
-        }
+        let cap = if req.cap_amount.is_empty() {
+            None
+        } else {
+            Some(parse_decimal("cap_amount", &req.cap_amount, 2).map_err(field)?.to_string())
+        };
+        let valid_to = req.valid_to.as_ref().map(|t| t.seconds - self.0.anchor());
         let systems = self.0.clone();
         let previous = blocking(move || {
             systems.write(|conn| {
@@ -1445,8 +1569,10 @@ impl admin_service_server::AdminService for Handler {
                     )));
                 };
                 tx.execute(
-                    "UPDATE agreements SET status = ?2 WHERE agreement_id = ?1",
-                    params![req.agreement_id, req.status],
+                    "UPDATE agreements SET status = CASE WHEN ?2 = 0 THEN status ELSE ?2 END,
+                     valid_to = coalesce(?3, valid_to), cap_amount = coalesce(?4, cap_amount)
+                     WHERE agreement_id = ?1",
+                    params![req.agreement_id, req.status, valid_to, cap],
                 )
                 .map_err(db)?;
                 tx.commit().map_err(db)?;

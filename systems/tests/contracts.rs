@@ -777,6 +777,7 @@ async fn the_world_changes_after_the_fact_through_the_admin_contract() {
     let set = |status: AgreementStatus| SetAgreementStatusRequest {
         agreement_id: "FA-001".into(),
         status: status as i32,
+        ..Default::default()
     };
     let before = admin.set_agreement_status(set(AgreementStatus::Expired)).await.unwrap().into_inner();
     assert_eq!(before.previous(), AgreementStatus::Active);
@@ -787,10 +788,46 @@ async fn the_world_changes_after_the_fact_through_the_admin_contract() {
         .into_inner();
     assert_eq!(a.agreements[0].status(), AgreementStatus::Expired);
     let err = admin
-        .set_agreement_status(SetAgreementStatusRequest { agreement_id: "FA-999".into(), status: 1 })
+        .set_agreement_status(SetAgreementStatusRequest {
+            agreement_id: "FA-999".into(),
+            status: 1,
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!((err.code(), err.message().starts_with("agreement_id:")), (Code::NotFound, true), "{err}");
+
+    // Claims: idempotent by key, refused over the cap and against an agreement that is not active.
+    let claim = |key: &str, agreement: &str, amount: &str| SubmitClaimRequest {
+        idempotency_key: key.into(),
+        promotion_id: "CL-1".into(),
+        agreement_id: agreement.into(),
+        amount: amount.into(),
+        units: 10,
+    };
+    let capped = SetAgreementStatusRequest {
+        agreement_id: "FA-003".into(),
+        cap_amount: "100.00".into(),
+        ..Default::default()
+    };
+    admin.set_agreement_status(capped).await.unwrap();
+    let first = funding.submit_claim(claim("CL-1:a", "FA-003", "60.00")).await.unwrap().into_inner();
+    let again = funding.submit_claim(claim("CL-1:a", "FA-003", "60.00")).await.unwrap().into_inner();
+    assert!(!first.replayed && again.replayed);
+    assert_eq!(first.claim.unwrap().claim_id, again.claim.unwrap().claim_id);
+    let over = funding.submit_claim(claim("CL-1:b", "FA-003", "40.01")).await.unwrap_err();
+    assert_eq!(over.code(), Code::FailedPrecondition);
+    assert!(over.message().starts_with("amount:") && over.message().contains("60.00 of 100.00"), "{over}");
+    funding.submit_claim(claim("CL-1:b", "FA-003", "40.00")).await.unwrap();
+    let expired = funding.submit_claim(claim("CL-1:c", "FA-001", "1.00")).await.unwrap_err();
+    assert!(expired.message().contains("EXPIRED"), "{expired}");
+    let listed = funding
+        .list_claims(ListClaimsRequest { promotion_id: "CL-1".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .claims;
+    assert_eq!(listed.iter().map(|c| c.amount.as_str()).collect::<Vec<_>>(), ["60.00", "40.00"]);
 
     let drained = admin
         .drain_stock(DrainStockRequest { region_id: "R1".into(), skus: vec![DatasetSpec::sku(0)] })

@@ -299,6 +299,18 @@ impl PromoEnv {
         .await?)
     }
 
+    /// A client of the reference systems' funding (trade-terms) service.
+    pub async fn funding(
+        &self,
+    ) -> anyhow::Result<
+        promo_contracts::retail::v1::funding_service_client::FundingServiceClient<tonic::transport::Channel>,
+    > {
+        Ok(promo_contracts::retail::v1::funding_service_client::FundingServiceClient::connect(
+            self.systems.url(),
+        )
+        .await?)
+    }
+
     /// A client of the reference systems' price service.
     pub async fn prices(
         &self,

@@ -138,6 +138,7 @@ async fn an_agreement_revoked_after_approval_holds_the_launch_until_finance_appr
             let req = SetAgreementStatusRequest {
                 agreement_id: "FA-001".into(),
                 status: AgreementStatus::Expired as i32,
+                ..Default::default()
             };
             let previous = admin.set_agreement_status(req).await.unwrap().into_inner().previous();
             assert_eq!(previous, AgreementStatus::Active);
@@ -275,4 +276,78 @@ async fn a_channel_that_drifts_mid_window_is_caught_corrected_and_reported() {
         during.iter().map(|p| &p.price).collect::<Vec<_>>(),
         "regular prices after the revert"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn funding_is_claimed_per_agreement_within_its_validity_and_cap() {
+    use promo_contracts::{pbjson_types::Timestamp, retail::v1::ListClaimsRequest};
+    let env = PromoEnv::start(test_policy()).await.unwrap();
+    let id = "CLAIM-1";
+    let mut s = spec(id, &["R1"], 0..4, 3.0, 4.0);
+    // SKU-00001 is funded by FA-001, SKU-00003 by FA-003; both valid at approval.
+    s.lines[0].funding_agreement_id = "FA-001".into();
+    s.lines[2].funding_agreement_id = "FA-003".into();
+    let starts_at =
+        chrono::NaiveDateTime::parse_from_str(&s.window.as_ref().unwrap().starts_at, "%Y-%m-%dT%H:%M:%S")
+            .unwrap()
+            .and_utc()
+            .timestamp();
+    let result = env
+        .with_worker(async {
+            env.start_promotion(s).await.unwrap();
+            env.wait_status(id, "approval", LIMIT, |s| s.stage() == Stage::Approval).await.unwrap();
+            env.approve(id, "E1001", Role::Merchandising).await.unwrap();
+            env.wait_status(id, "R1 live", LIMIT, |s| region(s, "R1").state() == RegionState::Active)
+                .await
+                .unwrap();
+            // Mid-window the suppliers renegotiate: FA-001's cap drops to 1.00, FA-003 ends
+            // halfway through the window.
+            let mut admin = env.admin().await.unwrap();
+            let change = |agreement: &str| SetAgreementStatusRequest {
+                agreement_id: agreement.into(),
+                status: AgreementStatus::Unspecified as i32,
+                ..Default::default()
+            };
+            let cap = SetAgreementStatusRequest { cap_amount: "1.00".into(), ..change("FA-001") };
+            admin.set_agreement_status(cap).await.unwrap();
+            let ends = Timestamp { seconds: starts_at + 2 * 86_400, nanos: 0 };
+            let end = SetAgreementStatusRequest { valid_to: Some(ends), ..change("FA-003") };
+            admin.set_agreement_status(end).await.unwrap();
+            let r = env.result(id).await.unwrap();
+            env.record_history(id, "funding_claimed").await.unwrap();
+            r
+        })
+        .await
+        .unwrap();
+    assert_eq!(result.outcome(), Outcome::Completed, "{}", result.reason);
+    let report = result.report.unwrap();
+    let claims = &report.funding_claims;
+    assert_eq!(claims.iter().map(|c| c.agreement_id.as_str()).collect::<Vec<_>>(), ["FA-001", "FA-003"]);
+    let num = |s: &str| s.parse::<f64>().unwrap_or_else(|_| panic!("{s:?} is not a number"));
+    for c in claims {
+        assert!(c.units_sold > 0 && num(&c.earned) > 0.0 && num(&c.forecast) > 0.0, "{c:?}");
+    }
+    let (fa1, fa3) = (&claims[0], &claims[1]);
+    assert_eq!(num(&fa1.claimed), 1.0, "capped at 1.00: {fa1:?}");
+    assert!((num(&fa1.over_cap) - (num(&fa1.earned) - 1.0)).abs() < 0.011, "{fa1:?}");
+    assert!(fa1.note.contains("cap"), "{fa1:?}");
+    let share = num(&fa3.out_of_window) / num(&fa3.earned);
+    assert!((0.3..0.7).contains(&share), "about half the window fell after FA-003 ended: {fa3:?}");
+    assert!((num(&fa3.claimed) - (num(&fa3.earned) - num(&fa3.out_of_window))).abs() < 0.011, "{fa3:?}");
+    assert!((num(&report.funding_claim) - num(&fa1.claimed) - num(&fa3.claimed)).abs() < 0.001, "{report:?}");
+
+    // The trade-terms system holds exactly those claims.
+    let held = env
+        .funding()
+        .await
+        .unwrap()
+        .list_claims(ListClaimsRequest { promotion_id: id.into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .claims;
+    let mut got: Vec<(String, String)> =
+        held.iter().map(|c| (c.agreement_id.clone(), c.amount.clone())).collect();
+    got.sort();
+    assert_eq!(got, [("FA-001".into(), fa1.claimed.clone()), ("FA-003".into(), fa3.claimed.clone())]);
 }

@@ -15,7 +15,7 @@ async fn committed_histories_replay_with_the_current_workflow() {
     .expect("replayer");
     let files = history_files(&histories_dir());
     assert!(
-        files.len() >= 38,
+        files.len() >= 48,
         "expected the main scenarios' histories on each side of each patch, found {files:?}"
     );
     for f in &files {
@@ -67,7 +67,7 @@ fn patch_ids(path: &std::path::Path) -> Vec<String> {
 #[test]
 fn each_patched_change_is_covered_on_both_paths() {
     use promo_workflows::workflow::{
-        CLOSE_REVERTS_CHANNELS, LAUNCH_GATE_HOLDS, LIFECYCLE_V2, PRICE_RECONCILIATION,
+        CLOSE_REVERTS_CHANNELS, FUNDING_CLAIMS, LAUNCH_GATE_HOLDS, LIFECYCLE_V2, PRICE_RECONCILIATION,
     };
     let dir = histories_dir();
     for (before, patch) in [
@@ -75,12 +75,15 @@ fn each_patched_change_is_covered_on_both_paths() {
         ("before-lifecycle-v2", LIFECYCLE_V2),
         ("before-launch-gate-holds", LAUNCH_GATE_HOLDS),
         ("before-price-reconciliation", PRICE_RECONCILIATION),
+        ("before-funding-claims", FUNDING_CLAIMS),
     ] {
         let old = patch_ids(&dir.join(before).join("happy_path.json"));
         assert!(!old.iter().any(|p| p == patch), "{before}/happy_path.json predates {patch}: {old:?}");
     }
     let now = patch_ids(&dir.join("happy_path.json"));
-    for patch in [CLOSE_REVERTS_CHANNELS, LIFECYCLE_V2, LAUNCH_GATE_HOLDS, PRICE_RECONCILIATION] {
+    for patch in
+        [CLOSE_REVERTS_CHANNELS, LIFECYCLE_V2, LAUNCH_GATE_HOLDS, PRICE_RECONCILIATION, FUNDING_CLAIMS]
+    {
         assert!(now.iter().any(|p| p == patch), "new runs record {patch}: {now:?}");
     }
     // The v1 histories recorded after close-reverts-channels carry its marker, not v2's.
@@ -90,6 +93,9 @@ fn each_patched_change_is_covered_on_both_paths() {
     assert_eq!(CLOSE_REVERTS_CHANNELS, "close-reverts-channels", "a released patch id never changes");
     assert_eq!(LAUNCH_GATE_HOLDS, "launch-gate-holds", "a released patch id never changes");
     assert_eq!(PRICE_RECONCILIATION, "price-reconciliation", "a released patch id never changes");
+    assert_eq!(FUNDING_CLAIMS, "funding-claims", "a released patch id never changes");
+    let claimed = patch_ids(&dir.join("funding_claimed.json"));
+    assert!(claimed.iter().any(|p| p == FUNDING_CLAIMS), "{claimed:?}");
     let drift = patch_ids(&dir.join("price_drift_corrected.json"));
     assert!(drift.iter().any(|p| p == PRICE_RECONCILIATION), "{drift:?}");
     // The v2 histories recorded before the gate held anything carry v2's marker, not the gate's.

@@ -419,6 +419,15 @@ pub struct SalesInput {
     pub assessment: pb::AssessmentSummary,
 }
 
+/// Input of `promo.submit_funding_claims`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClaimsInput {
+    /// The revision that ran (part of each claim's idempotency key).
+    pub revision: u32,
+    /// What the sales are read over.
+    pub sales: SalesInput,
+}
+
 /// Output of `promo.monitor`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MonitorReport {
@@ -460,6 +469,8 @@ pub mod activity_names {
     pub const POST_EVENT_ANALYSIS: &str = "promo.post_event_analysis";
     /// `promo.reconcile_prices`.
     pub const RECONCILE_PRICES: &str = "promo.reconcile_prices";
+    /// `promo.submit_funding_claims`.
+    pub const SUBMIT_FUNDING_CLAIMS: &str = "promo.submit_funding_claims";
 }
 
 /// The activities of the promotion workflow. Implemented by `promo_activities::PromotionActivities`.
@@ -548,6 +559,13 @@ impl PromotionActivities {
     /// Reads back what each channel target charges and compares it with the approved prices.
     #[activity(name = activity_names::RECONCILE_PRICES)]
     pub fn reconcile_prices(_: ReconcileInput) -> Result<ReconcileOutput, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Reconciles the supplier funding earned by actual sales per agreement (validity, cap) and
+    /// submits the claims.
+    #[activity(name = activity_names::SUBMIT_FUNDING_CLAIMS)]
+    pub fn submit_funding_claims(_: ClaimsInput) -> Result<Vec<pb::FundingClaimResult>, ActivityError> {
         unimplemented!()
     }
 }

@@ -53,6 +53,10 @@ pub const LAUNCH_GATE_HOLDS: &str = "launch-gate-holds";
 /// approved ones. Consulted when the active window begins, in v2 runs only.
 pub const PRICE_RECONCILIATION: &str = "price-reconciliation";
 
+/// Patch id of the change that reconciles supplier funding per agreement from actual sales at
+/// the end (validity, cap) and submits the claims. Consulted in the analysis, in v2 runs only.
+pub const FUNDING_CLAIMS: &str = "funding-claims";
+
 /// Patch id of the change that publishes the revert to every channel at close.
 pub const CLOSE_REVERTS_CHANNELS: &str = "close-reverts-channels";
 

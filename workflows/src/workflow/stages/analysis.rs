@@ -7,10 +7,13 @@ use super::{
     enter,
 };
 use crate::{
-    api::PromotionActivities as A,
+    api::{ClaimsInput, PromotionActivities as A},
     decisions,
     plan::Plan,
-    workflow::wait::{self, Ctx, opts},
+    workflow::{
+        FUNDING_CLAIMS,
+        wait::{self, Ctx, now, opts},
+    },
 };
 use promo_contracts::promo::v1::*;
 use rust_decimal::Decimal;
@@ -22,9 +25,37 @@ pub async fn run(ctx: &Ctx, plan: &Plan, windows: Windows) -> Result<PostEventRe
     let input = sales_input(ctx, plan, windows);
     let mut report = wait::run(
         ctx,
-        ctx.execute_activity(A::post_event_analysis, input, opts(300, "post-event analysis".into())),
+        ctx.execute_activity(A::post_event_analysis, input.clone(), opts(300, "post-event analysis".into())),
     )
     .await?;
+    // Versioned change: the funding is reconciled per agreement and claimed.
+    if ctx.state(|s| s.v2) && ctx.patched(FUNDING_CLAIMS) {
+        let revision = ctx.state(|s| s.revision);
+        let claims = ClaimsInput { revision, sales: input };
+        let summary = "reconcile and claim supplier funding".to_owned();
+        let claims =
+            wait::run(ctx, ctx.execute_activity(A::submit_funding_claims, claims, opts(300, summary)))
+                .await?;
+        let t = now(ctx);
+        ctx.state_mut(|s| {
+            for c in &claims {
+                let note = if c.note.is_empty() { String::new() } else { format!(" ({})", c.note) };
+                s.record(
+                    t,
+                    "system",
+                    "funding-claimed",
+                    format!(
+                        "{}: claimed {} of {} earned, forecast {}{note}",
+                        c.agreement_id, c.claimed, c.earned, c.forecast
+                    ),
+                );
+            }
+        });
+        let claimed: Decimal =
+            claims.iter().filter_map(|c| promo_contracts::money::parse_decimal("", &c.claimed, 2).ok()).sum();
+        report.funding_claim = promo_contracts::money::format_money(claimed);
+        report.funding_claims = claims;
+    }
     ctx.state(|s| {
         let mut cycle: BTreeMap<i32, u64> = BTreeMap::new();
         for w in s.timeline.windows(2) {
