@@ -119,6 +119,12 @@ async fn a_region_drained_after_approval_is_held_at_the_gate_until_an_operator_o
     }
     let released = trail.entries.iter().find(|e| e.action == "gate-hold-released").unwrap();
     assert_eq!(released.actor, "E4001");
+    // R3's POS takes 5 s to load the revert, longer than the acknowledgment deadline: close
+    // read it back until it charged regular prices again, and reported how long that took.
+    let report = result.report.unwrap();
+    let late: Vec<_> = report.price_corrections.iter().filter(|c| c.after_revert).collect();
+    assert!(late.iter().any(|c| c.region_id == "R3"), "{:?}", report.price_corrections);
+    assert!(late.iter().all(|c| c.corrected_at.is_some()), "a revert left unconfirmed: {late:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,7 +15,7 @@ async fn committed_histories_replay_with_the_current_workflow() {
     .expect("replayer");
     let files = history_files(&histories_dir());
     assert!(
-        files.len() >= 48,
+        files.len() >= 58,
         "expected the main scenarios' histories on each side of each patch, found {files:?}"
     );
     for f in &files {
@@ -68,6 +68,7 @@ fn patch_ids(path: &std::path::Path) -> Vec<String> {
 fn each_patched_change_is_covered_on_both_paths() {
     use promo_workflows::workflow::{
         CLOSE_REVERTS_CHANNELS, FUNDING_CLAIMS, LAUNCH_GATE_HOLDS, LIFECYCLE_V2, PRICE_RECONCILIATION,
+        REVERT_READ_BACK_UNTIL_REGULAR,
     };
     let dir = histories_dir();
     for (before, patch) in [
@@ -76,6 +77,7 @@ fn each_patched_change_is_covered_on_both_paths() {
         ("before-launch-gate-holds", LAUNCH_GATE_HOLDS),
         ("before-price-reconciliation", PRICE_RECONCILIATION),
         ("before-funding-claims", FUNDING_CLAIMS),
+        ("before-revert-read-back-until-regular", REVERT_READ_BACK_UNTIL_REGULAR),
     ] {
         let old = patch_ids(&dir.join(before).join("happy_path.json"));
         assert!(!old.iter().any(|p| p == patch), "{before}/happy_path.json predates {patch}: {old:?}");
@@ -94,6 +96,17 @@ fn each_patched_change_is_covered_on_both_paths() {
     assert_eq!(LAUNCH_GATE_HOLDS, "launch-gate-holds", "a released patch id never changes");
     assert_eq!(PRICE_RECONCILIATION, "price-reconciliation", "a released patch id never changes");
     assert_eq!(FUNDING_CLAIMS, "funding-claims", "a released patch id never changes");
+    // Consulted only when a revert is still unconfirmed after its second read: R3's POS
+    // acknowledges in 5 s, longer than the test policy's acknowledgment deadline. The history
+    // from before it reached that point too (its replay fails without the patch).
+    assert_eq!(
+        REVERT_READ_BACK_UNTIL_REGULAR, "revert-read-back-until-regular",
+        "a released patch id never changes"
+    );
+    let late = patch_ids(&dir.join("gate_hold_stock.json"));
+    assert!(late.iter().any(|p| p == REVERT_READ_BACK_UNTIL_REGULAR), "{late:?}");
+    let before = patch_ids(&dir.join("before-revert-read-back-until-regular/gate_hold_stock.json"));
+    assert!(!before.iter().any(|p| p == REVERT_READ_BACK_UNTIL_REGULAR), "{before:?}");
     let claimed = patch_ids(&dir.join("funding_claimed.json"));
     assert!(claimed.iter().any(|p| p == FUNDING_CLAIMS), "{claimed:?}");
     let drift = patch_ids(&dir.join("price_drift_corrected.json"));

@@ -57,6 +57,12 @@ pub const PRICE_RECONCILIATION: &str = "price-reconciliation";
 /// the end (validity, cap) and submits the claims. Consulted in the analysis, in v2 runs only.
 pub const FUNDING_CLAIMS: &str = "funding-claims";
 
+/// Patch id of the change that keeps reading the revert back at close (5 s, doubling to 5 min
+/// apart) until every channel target charges its regular prices again; before it, a target
+/// still unconfirmed after the second read was left to the final compensation sweep.
+/// Consulted only when that happens.
+pub const REVERT_READ_BACK_UNTIL_REGULAR: &str = "revert-read-back-until-regular";
+
 /// Patch id of the change that publishes the revert to every channel at close.
 pub const CLOSE_REVERTS_CHANNELS: &str = "close-reverts-channels";
 

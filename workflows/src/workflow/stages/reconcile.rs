@@ -14,21 +14,42 @@ use crate::{
     policy::Policy,
     summary::channel_name,
     workflow::{
+        REVERT_READ_BACK_UNTIL_REGULAR,
         state::{PromotionWorkflow, pb_ts, publish, region_of_target},
         wait::{self, Ctx, PUBLISH_TIMEOUT_SECS, business_now, long_opts, now, opts},
     },
 };
 use promo_contracts::{promo::v1::*, retail::v1::PublicationKind};
+use std::time::Duration;
 use temporalio_sdk::workflows::join_all;
 
 /// One reconciliation round: read back, republish what differs, read back once more.
 /// `live`: the targets should charge the promotional prices (else the regular ones, after the
-/// revert at close). Does nothing in runs without [`crate::workflow::PRICE_RECONCILIATION`].
+/// revert at close: then, as with compensation, it keeps reading back — 5 s, doubling to 5 min
+/// apart — until every target charges its regular prices again, for nothing of the promotion
+/// may stay live). Does nothing in runs without [`crate::workflow::PRICE_RECONCILIATION`].
 pub async fn round(ctx: &Ctx, plan: &Plan, policy: &Policy, live: bool) -> Result<(), Stop> {
     if !ctx.state(|s| s.reconciles) {
         return Ok(());
     }
-    for read in 0..2 {
+    let mut pause = Duration::from_secs(5);
+    let mut read = 0;
+    let mut waiting = false;
+    loop {
+        read += 1;
+        if read > 2 {
+            let open = |s: &PromotionWorkflow| {
+                s.price_corrections.iter().any(|c| c.after_revert && c.corrected_at.is_none())
+            };
+            // Versioned change: runs before it left a revert still unconfirmed here.
+            if live || !ctx.state(open) || !(waiting || ctx.patched(REVERT_READ_BACK_UNTIL_REGULAR)) {
+                return Ok(());
+            }
+            waiting = true;
+            let summary = "wait before reading the revert back again".to_owned();
+            wait::sleep(ctx, pause, summary, |_| false).await?;
+            pause = (pause * 2).min(Duration::from_secs(300));
+        }
         let targets = ctx.state(|s| targets(s, live));
         if targets.is_empty() {
             return Ok(());
@@ -49,10 +70,13 @@ pub async fn round(ctx: &Ctx, plan: &Plan, policy: &Policy, live: bool) -> Resul
         let found =
             wait::run(ctx, ctx.execute_activity(A::reconcile_prices, input, opts(120, summary))).await?;
         let t = now(ctx);
-        let republish = ctx.state_mut(|s| record(s, t, &found, live, read == 0));
+        let republish = ctx.state_mut(|s| record(s, t, &found, live, read == 1, read == 1));
         publish(ctx);
-        if republish.is_empty() || read == 1 {
+        if found.mismatches.is_empty() || (live && read >= 2) {
             return Ok(());
+        }
+        if republish.is_empty() {
+            continue;
         }
         let kind = if live { PublicationKind::Activate } else { PublicationKind::Revert };
         let (revision, price_change_id) =
@@ -93,7 +117,6 @@ pub async fn round(ctx: &Ctx, plan: &Plan, policy: &Policy, live: bool) -> Resul
         wait::run(ctx, ctx.execute_activity(A::await_acknowledgments, input, long_opts(deadline, summary)))
             .await?;
     }
-    Ok(())
 }
 
 /// The targets to read: while live, every target of an activation that went live (national
@@ -135,6 +158,7 @@ fn record(
     found: &ReconcileOutput,
     live: bool,
     first: bool,
+    republish_now: bool,
 ) -> Vec<(Target, u32)> {
     if first {
         s.price_checks.0 += found.matching;
@@ -175,8 +199,10 @@ fn record(
                 s.price_corrections.len() - 1
             }
         };
-        s.price_corrections[i].republished += 1;
-        republish.push((m.target.clone(), sent_before + 1));
+        if republish_now {
+            s.price_corrections[i].republished += 1;
+            republish.push((m.target.clone(), sent_before + 1));
+        }
     }
     let checked: Vec<Target> = targets(s, live);
     for i in 0..s.price_corrections.len() {
