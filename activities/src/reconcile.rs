@@ -126,7 +126,7 @@ pub async fn run(systems: &Systems, input: &ReconcileInput) -> Result<ReconcileO
         let detail = wrong
             .iter()
             .take(5)
-            .map(|(sku, charged, expected)| format!("{sku} charges {charged}, approved {expected}"))
+            .map(|(sku, charged, expected)| format!("{sku} charges {charged}, should be {expected}"))
             .collect::<Vec<_>>()
             .join("; ");
         out.mismatches.push(PriceMismatch {

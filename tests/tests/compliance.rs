@@ -160,6 +160,20 @@ async fn an_agreement_revoked_after_approval_holds_the_launch_until_finance_appr
             assert!(e.detail.contains("FA-001"), "{e:?}");
             assert!(e.revenue_at_risk.parse::<f64>().unwrap() > 0.0, "{e:?}");
             assert_eq!(region(&s, "R1").state(), RegionState::AtRisk);
+            // Finance's queue in visibility lists it.
+            let query =
+                format!("PromotionId = '{id}' AND PendingApprovals = 'FINANCE' AND OpenExceptions > 0");
+            let t = Instant::now();
+            loop {
+                use futures::StreamExt;
+                let opts = temporalio_client::WorkflowListOptions::default();
+                let listed: Vec<_> = env.client.list_workflows(&query, opts).collect().await;
+                if !listed.is_empty() {
+                    break;
+                }
+                assert!(t.elapsed() < LIMIT, "not listed by {query}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
             // The launch instant passes (16 s after start) and R1 stays dark.
             stays_dark(&env, id, "R1", Duration::from_secs(4)).await;
 

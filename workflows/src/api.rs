@@ -325,7 +325,7 @@ pub struct PriceMismatch {
     pub skus: Vec<String>,
     /// How many do not match.
     pub count: u32,
-    /// The first few, as `SKU-00001 charges 19.99, approved 15.99`.
+    /// The first few, as `SKU-00001 charges 19.99, should be 15.99`.
     pub detail: String,
     /// Price difference × the target's forecast units of those SKUs for the rest of the window,
     /// decimal string.

@@ -607,7 +607,7 @@ mod tests {
             target: crate::api::Target { channel: 1, region_id: "R1".into() },
             skus: vec!["SKU-00001".into(), "SKU-00002".into()],
             count: 2,
-            detail: "SKU-00001 charges 10.00, approved 8.00; SKU-00002 charges 5.00, approved 4.00".into(),
+            detail: "SKU-00001 charges 10.00, should be 8.00; SKU-00002 charges 5.00, should be 4.00".into(),
             revenue_at_risk: "120.00".into(),
         };
         let e = price_mismatch_exception(&m, false);

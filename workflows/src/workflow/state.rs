@@ -202,7 +202,15 @@ impl PromotionWorkflow {
     /// What the outside sees: the search attributes and the Web UI's current details (Markdown).
     pub(crate) fn outside(&self) -> (Vec<SearchAttributeUpdate>, String) {
         let open = self.open_exceptions();
-        let pending = if self.stage == Stage::Approval { self.pending_roles() } else { vec![] };
+        let funding_held = self.gate_holds.values().any(|h| h.contains(&decisions::Hold::Funding));
+        let pending = if self.stage == Stage::Approval {
+            self.pending_roles()
+        } else if funding_held {
+            // The launch gate waits for finance to approve launching without withdrawn funding.
+            vec![role_name(Role::Finance).to_owned()]
+        } else {
+            vec![]
+        };
         let sas = vec![
             api::PROMOTION_STAGE.value_set(stage_name(self.stage).to_owned()),
             api::PROMOTION_RISK.value_set(decisions::risk(&open).to_owned()),
