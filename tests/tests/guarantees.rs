@@ -763,6 +763,11 @@ async fn pause_resume_override_and_cancel_interrupt_the_late_acknowledgment_poll
             })
             .await
             .unwrap();
+            // The read-back after R1 went live finds its POS never loaded the prices.
+            wait_audit(&env, id, "the price read-back on R1", |t| {
+                t.entries.iter().any(|e| e.action == "price-mismatch" && e.detail.starts_with("POS R1"))
+            })
+            .await;
             assert_eq!(operator_update(&env, id, "cancel").await, Ok("cancel accepted".into()));
             let r = env.result(id).await.unwrap();
             assert_no_failed_task(&env, id).await;
@@ -772,10 +777,19 @@ async fn pause_resume_override_and_cancel_interrupt_the_late_acknowledgment_poll
         .await
         .unwrap();
     assert_eq!(result.outcome(), Outcome::Cancelled);
-    // R1's channel-sync exception was resolved by the override, not left for the end to close.
+    // R1's missing-acknowledgment exception was resolved by the override, not left for the end
+    // to close; and the read-back after R1 went live found what the override could not know:
+    // its POS never loaded the promotional prices.
     assert!(trail.entries.iter().any(|e| e.action == "override"), "{trail:#?}");
     assert!(
-        !trail.entries.iter().any(|e| e.action == "exception-closed" && e.detail.contains("CHANNEL_SYNC")),
+        !trail
+            .entries
+            .iter()
+            .any(|e| e.action == "exception-closed" && e.detail.contains("not acknowledged")),
+        "{trail:#?}"
+    );
+    assert!(
+        trail.entries.iter().any(|e| e.action == "price-mismatch" && e.detail.starts_with("POS R1")),
         "{trail:#?}"
     );
     assert_nothing_live(&env, id, false).await;

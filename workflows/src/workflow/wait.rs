@@ -56,6 +56,16 @@ fn retry(max_attempts: u32) -> RetryPolicy {
         .build()
 }
 
+/// Options of a check that must not hold the lifecycle up (the price read-back): three
+/// attempts, then the caller records that it could not check and goes on.
+pub(crate) fn check_opts(timeout_secs: u64, summary: String) -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(timeout_secs))
+        .heartbeat_timeout(Duration::from_secs(HEARTBEAT_TIMEOUT_SECS))
+        .retry_policy(retry(3))
+        .summary(summary)
+        .build()
+}
+
 /// Start-to-close timeout of one publish call: a single idempotent write with a few quick
 /// in-place retries, so an attempt stuck on a hung connection is abandoned and retried soon.
 pub(crate) const PUBLISH_TIMEOUT_SECS: u64 = 20;

@@ -16,7 +16,7 @@ use crate::{
     workflow::{
         REVERT_READ_BACK_UNTIL_REGULAR,
         state::{PromotionWorkflow, pb_ts, publish, region_of_target},
-        wait::{self, Ctx, PUBLISH_TIMEOUT_SECS, business_now, long_opts, now, opts},
+        wait::{self, Ctx, PUBLISH_TIMEOUT_SECS, business_now, check_opts, long_opts, now, opts},
     },
 };
 use promo_contracts::{promo::v1::*, retail::v1::PublicationKind};
@@ -67,8 +67,18 @@ pub async fn round(ctx: &Ctx, plan: &Plan, policy: &Policy, live: bool) -> Resul
             remaining_permille: remaining_permille(plan, business_now(ctx, policy), live),
         });
         let summary = format!("read back live prices on {} channel targets", targets.len());
-        let found =
-            wait::run(ctx, ctx.execute_activity(A::reconcile_prices, input, opts(120, summary))).await?;
+        let work = ctx.execute_activity(A::reconcile_prices, input, check_opts(120, summary));
+        // A read-back that cannot run (the ERP or a channel down) is a check missed, not a
+        // reason to stop the promotion: it is recorded, and the next round tries again.
+        let found = match wait::run(ctx, work).await {
+            Ok(found) => found,
+            Err(Stop::Failed(why, _)) => {
+                let t = now(ctx);
+                ctx.state_mut(|s| s.record(t, "system", "price-read-back-failed", why));
+                return Ok(());
+            }
+            Err(stop) => return Err(stop),
+        };
         let t = now(ctx);
         let republish = ctx.state_mut(|s| record(s, t, &found, live, read == 1, read == 1));
         publish(ctx);
