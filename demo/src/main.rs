@@ -45,6 +45,37 @@ struct Args {
     /// Web UI base URL, for the link printed at the end.
     #[arg(long, default_value = "http://localhost:8233")]
     ui: String,
+    /// The approvers' secret keys (`<employee id>.key`); every decision is signed with them.
+    #[arg(long, default_value = ".run/keys")]
+    keys: std::path::PathBuf,
+    /// Make the approvers' keys instead of running: a key pair per approver of the policy file
+    /// into --keys, and the policy with their public keys in [approver_keys] written here.
+    #[arg(long, value_name = "FILE", requires = "policy_in")]
+    prepare_keys: Option<std::path::PathBuf>,
+    /// The policy file to add the approvers' public keys to (with --prepare-keys).
+    #[arg(long, value_name = "FILE")]
+    policy_in: Option<std::path::PathBuf>,
+}
+
+/// `--prepare-keys`: a key pair per approver, and the policy that knows their public keys.
+fn prepare_keys(args: &Args, out: &std::path::Path) -> anyhow::Result<()> {
+    let input = args.policy_in.as_ref().context("--policy-in is required")?;
+    let text = std::fs::read_to_string(input).with_context(|| input.display().to_string())?;
+    let policy = promo_workflows::policy::Policy::from_toml(&text).map_err(anyhow::Error::msg)?;
+    std::fs::create_dir_all(&args.keys)?;
+    let mut keys = String::from(
+        "\n# Added by promo-demo --prepare-keys: the demo approvers' public keys.\n[approver_keys]\n",
+    );
+    for who in policy.approvers.keys() {
+        let mut seed = [0u8; 32];
+        getrandom::getrandom(&mut seed).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+        let (secret, public) = promo_workflows::signing::keypair_from_seed(seed);
+        std::fs::write(args.keys.join(format!("{who}.key")), format!("{secret}\n"))?;
+        keys.push_str(&format!("{who} = \"{public}\"\n"));
+    }
+    std::fs::write(out, format!("{text}{keys}"))?;
+    println!("demo: signing keys for {} approvers in {}", policy.approvers.len(), args.keys.display());
+    Ok(())
 }
 
 struct Narrator {
@@ -68,6 +99,9 @@ fn role(r: Role) -> &'static str {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(out) = &args.prepare_keys {
+        return prepare_keys(&args, out);
+    }
     let n = Narrator { start: Instant::now() };
     let client = api::connect("promo-demo").await.map_err(anyhow::Error::msg)?;
 
@@ -184,7 +218,9 @@ async fn main() -> anyhow::Result<()> {
                 n.say(format!("  approval required: {} — {}", role(a.role()), a.reason));
             }
             // An unauthorised attempt: finance tries to sign off merchandising.
-            let r = approve(&handle, "E2001", Role::Merchandising, "I'll sign this too").await;
+            let at = (spec.promotion_id.as_str(), status.revision);
+            let r =
+                approve(&handle, &args.keys, at, "E2001", Role::Merchandising, "I'll sign this too").await;
             n.say(format!("  E2001 tries to approve as MERCHANDISING: {}", answer(r)));
             let directory =
                 [(Role::Merchandising, "E1001"), (Role::Finance, "E2001"), (Role::SupplyChain, "E3001")];
@@ -195,8 +231,12 @@ async fn main() -> anyhow::Result<()> {
                     Role::SupplyChain => "delay accepted; transfer orders released",
                     _ => "assortment and prices approved",
                 };
-                let r = approve(&handle, who, a.role(), comment).await;
-                n.say(format!("  {who} approves as {}: {}", role(a.role()), answer(r)));
+                let r = approve(&handle, &args.keys, at, who, a.role(), comment).await;
+                n.say(format!(
+                    "  {who} approves as {}, signed with {who}'s key: {}",
+                    role(a.role()),
+                    answer(r)
+                ));
             }
         }
         // Once R1 is live, its POS silently applies wrong prices for three SKUs (a channel
@@ -239,20 +279,37 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Sends `approve`, signed with the approver's key from `keys` (as `promo approve --key` does).
 async fn approve(
     handle: &temporalio_client::WorkflowHandle<Client, PromotionWorkflow>,
+    keys: &std::path::Path,
+    (promotion_id, revision): (&str, u32),
     who: &str,
     role: Role,
     comment: &str,
 ) -> Result<ActionResult, WorkflowUpdateError> {
+    let signed_at = chrono::Utc::now().timestamp();
+    let payload = promo_workflows::signing::Decision {
+        promotion_id,
+        revision,
+        role: role.as_str_name(),
+        decision: "approve",
+        comment,
+        signed_at,
+    }
+    .payload();
+    let secret = std::fs::read_to_string(keys.join(format!("{who}.key"))).unwrap_or_default();
+    let signature = promo_workflows::signing::sign(secret.trim(), &payload).unwrap_or_default();
     handle
         .execute_update(
             PromotionWorkflow::approve,
             serde_json::to_value(ApprovalDecision {
                 approver_id: who.into(),
                 role: role as i32,
-                revision: 0,
+                revision,
                 comment: comment.into(),
+                signature,
+                signed_at,
             })
             .unwrap(),
             WorkflowExecuteUpdateOptions::default(),

@@ -54,7 +54,34 @@ pub enum Command {
     /// The post-event report (waits for the promotion to end unless --no-wait).
     Report(ReportArgs),
     /// The audit trail: every decision, refusal, override and system action.
-    Audit(IdArgs),
+    Audit(AuditArgs),
+    /// Make an approver's Ed25519 key pair: the secret key to a file (mode 0600), the public key
+    /// printed as the line to add to the policy's [approver_keys].
+    Keygen(KeygenArgs),
+}
+
+/// `promo audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Promotion id.
+    pub id: String,
+    /// Re-verify every signed decision against the public keys of the policy file.
+    #[arg(long)]
+    pub verify: bool,
+    /// The policy file whose [approver_keys] to verify with.
+    #[arg(long, value_name = "FILE", env = "PROMO_POLICY", default_value = "config/policy.toml")]
+    pub policy: PathBuf,
+}
+
+/// `promo keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Approver's employee id (for the printed policy line).
+    #[arg(long = "for", value_name = "APPROVER_ID")]
+    pub approver: String,
+    /// Where to write the secret key (refused if it exists).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
 }
 
 /// `promo start`.
@@ -127,6 +154,9 @@ pub struct DecisionArgs {
     /// revision you have not seen.
     #[arg(long, value_name = "N")]
     pub revision: Option<u32>,
+    /// The approver's secret key file (`promo keygen`): the decision is signed with it.
+    #[arg(long, value_name = "FILE", env = "PROMO_APPROVER_KEY")]
+    pub key: Option<PathBuf>,
     /// Update (answered) or signal (fire-and-forget).
     #[command(flatten)]
     pub delivery: Delivery,
@@ -152,6 +182,9 @@ pub struct ChangeArgs {
     /// Revision the request is about (default: the current one).
     #[arg(long, value_name = "N")]
     pub revision: Option<u32>,
+    /// The approver's secret key file (`promo keygen`): the request is signed with it.
+    #[arg(long, value_name = "FILE", env = "PROMO_APPROVER_KEY")]
+    pub key: Option<PathBuf>,
     /// Update (answered) or signal (fire-and-forget).
     #[command(flatten)]
     pub delivery: Delivery,

@@ -4,20 +4,21 @@
 //! to wait for the end.
 
 use crate::{
-    cli::{ChangeArgs, Cli, Command, DecisionArgs, ListArgs, ReportArgs, StartArgs},
+    cli::{AuditArgs, ChangeArgs, Cli, Command, DecisionArgs, KeygenArgs, ListArgs, ReportArgs, StartArgs},
     error::CliError,
     messages, query, render, spec,
 };
 use futures::StreamExt;
 use promo_activities::{Systems, SystemsTls, intake};
 use promo_contracts::{
-    promo::v1::{ActionResult, Outcome, PromotionResult},
+    promo::v1::{ActionResult, AuditTrail, Outcome, PromotionResult},
     retail::v1::ListLocationsRequest,
 };
 use promo_workflows::{
     PromotionWorkflow,
     api::{self, IntakeInput, RegionInfo, TASK_QUEUE, workflow_id},
     plan::Problem,
+    signing,
 };
 use serde_json::{Value, json};
 use std::{
@@ -119,8 +120,51 @@ pub async fn run(cli: Cli) -> Result<Output, CliError> {
         ),
         Command::List(a) => list(&connect().await?, &a).await,
         Command::Report(a) => report(&connect().await?, &a).await,
-        Command::Audit(a) => audit(&connect().await?, &a.id, timeout).await,
+        Command::Audit(a) => audit(&connect().await?, &a, timeout).await,
+        Command::Keygen(a) => keygen(&a),
     }
+}
+
+/// `promo keygen`.
+fn keygen(a: &KeygenArgs) -> Result<Output, CliError> {
+    let mut seed = [0u8; 32];
+    getrandom::getrandom(&mut seed).map_err(|e| CliError::Usage(format!("no randomness for a key: {e}")))?;
+    let (secret, public) = signing::keypair_from_seed(seed);
+    let mut f = std::fs::OpenOptions::new();
+    f.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut f, 0o600);
+    let mut file = f.open(&a.out).map_err(|e| CliError::Usage(format!("--out {}: {e}", a.out.display())))?;
+    std::io::Write::write_all(&mut file, format!("{secret}\n").as_bytes())
+        .map_err(|e| CliError::Usage(format!("--out {}: {e}", a.out.display())))?;
+    let line = format!("{} = \"{public}\"", a.approver);
+    Ok(Output {
+        human: format!(
+            "secret key written to {} (keep it to yourself)\nadd to the policy's [approver_keys]:\n{line}\n",
+            a.out.display()
+        ),
+        json: json!({ "approver": a.approver, "public_key": public, "secret_key_file": a.out }),
+    })
+}
+
+/// The revision a signed decision names: the one given, or the promotion's current one.
+async fn revision_to_sign(
+    c: &Client,
+    id: &str,
+    given: Option<u32>,
+    timeout: Duration,
+) -> Result<u32, CliError> {
+    if let Some(r) = given {
+        return Ok(r);
+    }
+    let h = handle(c, id);
+    let s = bounded(id, "status query", timeout, async {
+        h.query(PromotionWorkflow::status, (), WorkflowQueryOptions::default())
+            .await
+            .map_err(|e| query_error(id, "status query", timeout, e))
+    })
+    .await?;
+    Ok(s.revision)
 }
 
 /// Connects to Temporal from its environment configuration.
@@ -392,7 +436,8 @@ async fn status(client: &Client, id: &str, timeout: Duration) -> Result<Output, 
     Ok(Output { human: render::status(&s), json: to_json(&s) })
 }
 
-async fn audit(client: &Client, id: &str, timeout: Duration) -> Result<Output, CliError> {
+async fn audit(client: &Client, a: &AuditArgs, timeout: Duration) -> Result<Output, CliError> {
+    let id = a.id.as_str();
     let h = handle(client, id);
     let t = bounded(id, "audit query", timeout, async {
         match h.query(PromotionWorkflow::audit, (), WorkflowQueryOptions::default()).await {
@@ -401,7 +446,50 @@ async fn audit(client: &Client, id: &str, timeout: Duration) -> Result<Output, C
         }
     })
     .await?;
+    if a.verify {
+        return verify_audit(id, &t, &a.policy);
+    }
     Ok(Output { human: render::audit(id, &t), json: to_json(&t) })
+}
+
+/// `promo audit --verify`: every signed decision re-verified against the policy's public keys;
+/// an error naming each one that does not verify.
+fn verify_audit(id: &str, t: &AuditTrail, policy_file: &std::path::Path) -> Result<Output, CliError> {
+    let text = std::fs::read_to_string(policy_file)
+        .map_err(|e| CliError::Usage(format!("--policy {}: {e}", policy_file.display())))?;
+    let policy = promo_workflows::policy::Policy::from_toml(&text).map_err(CliError::Usage)?;
+    let (mut good, mut bad) = (Vec::new(), Vec::new());
+    for (i, e) in t.entries.iter().enumerate().filter(|(_, e)| !e.signature.is_empty()) {
+        let verdict = match policy.approver_keys.get(&e.actor) {
+            None => Err(format!("no key for {} in {}", e.actor, policy_file.display())),
+            Some(key) => signing::verify(key, &e.signed_payload, &e.signature),
+        };
+        match verdict {
+            Ok(()) => good.push(format!("entry {i}: {} {} by {}", e.action, e.revision, e.actor)),
+            Err(why) => bad.push(format!("entry {i}: {} by {}: {why}", e.action, e.actor)),
+        }
+    }
+    if !bad.is_empty() {
+        return Err(CliError::Usage(format!(
+            "{id}: {} signed decisions do not verify:\n{}",
+            bad.len(),
+            bad.join("\n")
+        )));
+    }
+    let unsigned = t.entries.iter().filter(|e| {
+        e.signature.is_empty() && matches!(e.action.as_str(), "approve" | "reject" | "request-changes")
+    });
+    let unsigned = unsigned.count();
+    Ok(Output {
+        human: format!(
+            "{id}: {} signed decisions verify against {}{}\n{}\n",
+            good.len(),
+            policy_file.display(),
+            if unsigned > 0 { format!("; {unsigned} decisions were unsigned") } else { String::new() },
+            good.join("\n")
+        ),
+        json: json!({ "verified": good, "unsigned": unsigned }),
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -485,8 +573,14 @@ where
 }
 
 async fn decide(a: &DecisionArgs, approve: bool, timeout: Duration) -> Result<Output, CliError> {
-    let d = messages::decision(a)?;
+    let mut d = messages::decision(a)?;
     let c = connect().await?;
+    if let Some(key) = &a.key {
+        d.revision = revision_to_sign(&c, &a.id, a.revision, timeout).await?;
+        let what = if approve { "approve" } else { "reject" };
+        (d.signature, d.signed_at) =
+            messages::sign(key, &a.id, d.revision, d.role(), what, &d.comment, unix_now())?;
+    }
     match (approve, a.delivery.signal) {
         (true, false) => update(&c, &a.id, "approve", PromotionWorkflow::approve, d, timeout).await,
         (true, true) => signal(&c, &a.id, "approve", PromotionWorkflow::approve_signal, d).await,
@@ -498,11 +592,16 @@ async fn decide(a: &DecisionArgs, approve: bool, timeout: Duration) -> Result<Ou
 async fn request_changes(a: &ChangeArgs, timeout: Duration) -> Result<Output, CliError> {
     let file = a.spec.display().to_string();
     let amended = spec::read_spec_file(&a.spec)?;
-    let m = messages::change_request(a, amended)?;
+    let mut m = messages::change_request(a, amended)?;
     if let Some(s) = &m.amended_spec {
         spec::check_locally(&file, s, unix_now(), &format!("fix {file} and send the change request again"))?;
     }
     let c = connect().await?;
+    if let Some(key) = &a.key {
+        m.revision = revision_to_sign(&c, &a.id, a.revision, timeout).await?;
+        (m.signature, m.signed_at) =
+            messages::sign(key, &a.id, m.revision, m.role(), "request_changes", &m.comment, unix_now())?;
+    }
     if a.delivery.signal {
         signal(&c, &a.id, "request-changes", PromotionWorkflow::request_changes_signal, m).await
     } else {

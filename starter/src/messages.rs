@@ -8,6 +8,7 @@ use crate::{
 use promo_contracts::promo::v1::{
     ApprovalDecision, ChangeRequest, GateOverride, OperatorAction, PromotionSpec, RemediationChoice, Role,
 };
+use promo_workflows::signing;
 
 fn required(flag: &str, value: &str) -> Result<String, CliError> {
     let v = value.trim();
@@ -24,7 +25,33 @@ pub fn decision(a: &DecisionArgs) -> Result<ApprovalDecision, CliError> {
         role: Role::from(a.role) as i32,
         revision: revision(a.revision)?,
         comment: a.comment.trim().to_owned(),
+        ..Default::default()
     })
+}
+
+/// Signs a decision with the secret key in `key_file`: (signature, signed at).
+pub fn sign(
+    key_file: &std::path::Path,
+    promotion_id: &str,
+    revision: u32,
+    role: Role,
+    decision: &str,
+    comment: &str,
+    now: i64,
+) -> Result<(String, i64), CliError> {
+    let secret = std::fs::read_to_string(key_file)
+        .map_err(|e| CliError::Usage(format!("--key {}: {e}", key_file.display())))?;
+    let d = signing::Decision {
+        promotion_id,
+        revision,
+        role: role.as_str_name(),
+        decision,
+        comment,
+        signed_at: now,
+    };
+    let signature = signing::sign(secret.trim(), &d.payload())
+        .map_err(|e| CliError::Usage(format!("--key {}: {e}", key_file.display())))?;
+    Ok((signature, now))
 }
 
 fn revision(r: Option<u32>) -> Result<u32, CliError> {
@@ -53,6 +80,7 @@ pub fn change_request(a: &ChangeArgs, amended: PromotionSpec) -> Result<ChangeRe
         revision: revision(a.revision)?,
         comment: a.comment.trim().to_owned(),
         amended_spec: Some(amended),
+        ..Default::default()
     })
 }
 
@@ -122,7 +150,8 @@ mod tests {
                 approver_id: "E2001".into(),
                 role: Role::Finance as i32,
                 revision: 2,
-                comment: "margin ok".into()
+                comment: "margin ok".into(),
+                ..Default::default()
             }
         );
         // On the wire: proto3 JSON, enums by their full names.

@@ -780,6 +780,7 @@ mod tests {
                 action: "approve-refused".into(),
                 detail: "the promotion is in stage ASSESSMENT, not awaiting approval".into(),
                 revision: 1,
+                ..Default::default()
             }],
         };
         let text = audit("X", &trail);

@@ -35,6 +35,9 @@ pub fn test_policy() -> Policy {
     p.durations.ack_deadline = "6h".parse().expect("span");
     p.durations.approval_deadline_before_launch = "12h".parse().expect("span");
     p.durations.final_recheck_before_launch = "6h".parse().expect("span");
+    // Unsigned decisions, said explicitly: most tests are about other things
+    // (`tests/tests/compliance.rs` runs with signatures required).
+    p.require_signatures = false;
     p
 }
 
@@ -248,6 +251,39 @@ pub fn decision(
         role: role as i32,
         revision: 0,
         comment: comment.into(),
+        ..Default::default()
+    }
+}
+
+/// A test approver's key pair (secret, public; base64), derived from `n`.
+pub fn test_keys(n: u8) -> (String, String) {
+    promo_workflows::signing::keypair_from_seed([n; 32])
+}
+
+/// `decision` for `revision` of `promotion_id`, signed now with `secret` (base64) as the CLI
+/// signs it.
+pub fn signed_decision(
+    promotion_id: &str,
+    revision: u32,
+    approver: &str,
+    role: promo_contracts::promo::v1::Role,
+    comment: &str,
+    secret: &str,
+) -> promo_contracts::promo::v1::ApprovalDecision {
+    let signed_at = now();
+    let d = promo_workflows::signing::Decision {
+        promotion_id,
+        revision,
+        role: role.as_str_name(),
+        decision: "approve",
+        comment,
+        signed_at,
+    };
+    promo_contracts::promo::v1::ApprovalDecision {
+        revision,
+        signature: promo_workflows::signing::sign(secret, &d.payload()).expect("a valid test key"),
+        signed_at,
+        ..decision(approver, role, comment)
     }
 }
 

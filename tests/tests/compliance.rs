@@ -371,3 +371,119 @@ async fn funding_is_claimed_per_agreement_within_its_validity_and_cap() {
     got.sort();
     assert_eq!(got, [("FA-001".into(), fa1.claimed.clone()), ("FA-003".into(), fa3.claimed.clone())]);
 }
+
+/// The `promo` CLI built beside this test binary.
+fn promo_cli(env: &PromoEnv) -> std::process::Command {
+    let dir = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_owned();
+    let mut c = std::process::Command::new(dir.join("promo"));
+    c.env("TEMPORAL_ADDRESS", env.dev.address()).env_remove("PROMO_APPROVER_KEY");
+    c
+}
+
+/// Runs `c` to its end off the test's task (the in-process worker is polled on that task, so
+/// blocking it would keep the worker from answering the command).
+async fn run(mut c: std::process::Command) -> (bool, String) {
+    let out = tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// `temporal workflow update execute` with `input`: the workflow's answer, or its refusal.
+async fn raw_update(
+    env: &PromoEnv,
+    id: &str,
+    name: &str,
+    input: &serde_json::Value,
+) -> Result<String, String> {
+    let mut c = std::process::Command::new(promo_tests::temporal::temporal_bin());
+    c.args(["workflow", "update", "execute", "--workflow-id", &format!("promotion-{id}"), "--name", name])
+        .args(["--input", &input.to_string(), "--address", &env.dev.address()]);
+    match run(c).await {
+        (true, text) => Ok(text),
+        (false, text) => Err(text),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_are_signed_verified_and_refused_when_forged_replayed_or_unsigned() {
+    use promo_tests::env::{signed_decision, test_keys};
+    let (e1001, e1001_pub) = test_keys(1);
+    let (e2001, e2001_pub) = test_keys(2);
+    let mut policy = test_policy();
+    policy.require_signatures = true;
+    policy.approver_keys.insert("E1001".into(), e1001_pub.clone());
+    policy.approver_keys.insert("E2001".into(), e2001_pub.clone());
+    let env = PromoEnv::start(policy).await.unwrap();
+    let dir = std::env::temp_dir().join(format!("promo-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key_file = dir.join("e1001.key");
+    std::fs::write(&key_file, format!("{e1001}\n")).unwrap();
+    let policy_file = dir.join("policy.toml");
+    let toml = format!(
+        "[approvers]\nE1001 = [\"merchandising\"]\nE2001 = [\"finance\"]\n\
+         [approver_keys]\nE1001 = \"{e1001_pub}\"\nE2001 = \"{e2001_pub}\"\n"
+    );
+    std::fs::write(&policy_file, toml).unwrap();
+    let id = "SIG-1";
+    let (result, verified) = env
+        .with_worker(async {
+            env.start_promotion(spec(id, &["R1"], 0..4, 8.0, 2.0)).await.unwrap();
+            env.wait_status(id, "approval", LIMIT, |s| s.stage() == Stage::Approval).await.unwrap();
+            let json = |d: &ApprovalDecision| serde_json::to_value(d).unwrap();
+            let merch = |secret: &str, revision: u32| {
+                signed_decision(id, revision, "E1001", Role::Merchandising, "go", secret)
+            };
+
+            // Unsigned, from a client we did not write.
+            let unsigned =
+                serde_json::json!({"approverId": "E1001", "role": "ROLE_MERCHANDISING", "comment": "go"});
+            let e = raw_update(&env, id, "approve", &unsigned).await.unwrap_err();
+            assert!(e.contains("unsigned"), "{e}");
+            // Forged: signed, then the comment changed.
+            let forged =
+                ApprovalDecision { comment: "go, and drop the margin floor".into(), ..merch(&e1001, 1) };
+            let e = raw_update(&env, id, "approve", &json(&forged)).await.unwrap_err();
+            assert!(e.contains("does not verify"), "{e}");
+            // Signed with another approver's key.
+            let e = raw_update(&env, id, "approve", &json(&merch(&e2001, 1))).await.unwrap_err();
+            assert!(e.contains("does not verify"), "{e}");
+            // Signed for another revision.
+            let e = raw_update(&env, id, "approve", &json(&merch(&e1001, 2))).await.unwrap_err();
+            assert!(e.contains("current revision is 1"), "{e}");
+            let s = env.wait_status(id, "still waiting", LIMIT, |_| true).await.unwrap();
+            assert!(s.approvals.iter().all(|a| a.approved_by.is_empty()), "nothing was applied: {s:?}");
+
+            // The CLI signs with the approver's key file, for the current revision.
+            let mut c = promo_cli(&env);
+            c.args(["approve", id, "--as", "E1001", "--role", "merchandising", "--comment", "go", "--key"]);
+            c.arg(&key_file);
+            let (ok, text) = run(c).await;
+            assert!(ok, "{text}");
+            // The audit trail keeps the signature and what was signed; the same signed decision
+            // sent again (a replay) is refused although its signature is valid.
+            let trail = env.audit(id).await.unwrap();
+            let approved = trail.entries.iter().find(|e| e.action == "approve").unwrap();
+            let head = "promo-decision/v1\nSIG-1\n1\nROLE_MERCHANDISING\napprove\n";
+            assert!(approved.signed_payload.starts_with(head), "{approved:?}");
+            let signed_at: i64 = approved.signed_payload.rsplit('\n').next().unwrap().parse().unwrap();
+            let replay = ApprovalDecision {
+                revision: 1,
+                signature: approved.signature.clone(),
+                signed_at,
+                ..decision("E1001", Role::Merchandising, "go")
+            };
+            let e = raw_update(&env, id, "approve", &json(&replay)).await.unwrap_err();
+            assert!(e.contains("already used"), "{e}");
+            let r = env.result(id).await.unwrap();
+            let mut c = promo_cli(&env);
+            c.args(["audit", id, "--verify", "--policy"]).arg(&policy_file);
+            let (ok, verified) = run(c).await;
+            assert!(ok, "{verified}");
+            (r, verified)
+        })
+        .await
+        .unwrap();
+    assert_eq!(result.outcome(), Outcome::Completed, "{}", result.reason);
+    assert!(verified.contains("1 signed decisions verify"), "{verified}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -43,6 +43,7 @@ fn messages(promotion_id: &str) -> Vec<(&'static str, serde_json::Value)> {
                 revision: 0,
                 comment: "fewer SKUs".into(),
                 amended_spec: Some(spec(promotion_id, &["R1"], 0..3, 3.0, 2.0)),
+                ..Default::default()
             })),
         ),
         (
@@ -640,7 +641,7 @@ async fn a_failure_while_live_is_compensated() {
 /// The production policy's acknowledgment deadline (2 h) on a clock running 60 times faster: an
 /// acknowledgment round lasts two minutes of wall time, far longer than any wait below.
 fn slow_ack_policy() -> Policy {
-    let mut p = Policy { time_scale: 60, ..Policy::default() };
+    let mut p = Policy { time_scale: 60, require_signatures: false, ..Policy::default() };
     p.durations.approval_deadline_before_launch = "10m".parse().unwrap();
     p.durations.final_recheck_before_launch = "5m".parse().unwrap();
     p.durations.approval_reminder = "1h".parse().unwrap();
@@ -817,6 +818,7 @@ async fn collision_checks_follow_each_revision_of_the_other_promotion() {
             revision: 1,
             comment: "other SKUs".into(),
             amended_spec: Some(spec("REV-A", &["R1"], 20..24, 3.0, 3.0)),
+            ..Default::default()
         };
         let asked = env
             .handle("REV-A")

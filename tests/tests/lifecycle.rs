@@ -172,6 +172,7 @@ async fn changes_requested_start_a_new_revision_that_needs_fresh_approval() {
                         revision: 1,
                         comment: "fewer lines".into(),
                         amended_spec: Some(amended),
+                        ..Default::default()
                     })
                     .unwrap(),
                     WorkflowExecuteUpdateOptions::default(),
@@ -198,6 +199,7 @@ async fn changes_requested_start_a_new_revision_that_needs_fresh_approval() {
                         role: Role::Merchandising as i32,
                         revision: 1,
                         comment: String::new(),
+                        ..Default::default()
                     })
                     .unwrap(),
                     WorkflowExecuteUpdateOptions::default(),

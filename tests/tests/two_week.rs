@@ -4,7 +4,7 @@
 
 use promo_contracts::promo::v1::*;
 use promo_tests::{
-    env::{decision, small_systems, spec, update_message, worker_options},
+    env::{signed_decision, small_systems, spec, test_keys, update_message, worker_options},
     temporal::{run_worker_until, start_time_skipping_server},
 };
 use promo_workflows::{PromotionWorkflow, api, policy::Policy};
@@ -17,8 +17,12 @@ async fn two_week_promotion_completes_in_seconds() {
     let server = start_time_skipping_server().await.unwrap();
     let client = server.client();
     let systems = small_systems().await.unwrap();
-    let policy = Policy::default();
+    // The production policy: signed decisions, with the approver's public key in the directory.
+    let (secret, public) = test_keys(1);
+    let mut policy = Policy::default();
+    policy.approver_keys.insert("E1001".into(), public);
     assert_eq!(policy.time_scale, 1);
+    assert!(policy.require_signatures);
     let opts = worker_options(None, &systems.url(), &policy).unwrap();
     let s = spec("TWO-WEEK", &["R1"], 0..12, 3.0, 14.0);
     let (result, status) = run_worker_until(&client, opts, async {
@@ -40,7 +44,15 @@ async fn two_week_promotion_completes_in_seconds() {
         let r = h
             .execute_update(
                 PromotionWorkflow::approve,
-                serde_json::to_value(decision("E1001", Role::Merchandising, "two weeks, go")).unwrap(),
+                serde_json::to_value(signed_decision(
+                    "TWO-WEEK",
+                    1,
+                    "E1001",
+                    Role::Merchandising,
+                    "two weeks, go",
+                    &secret,
+                ))
+                .unwrap(),
                 WorkflowExecuteUpdateOptions::default(),
             )
             .await;

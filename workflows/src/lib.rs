@@ -12,6 +12,7 @@ pub mod api;
 pub mod decisions;
 pub mod plan;
 pub mod policy;
+pub mod signing;
 pub mod summary;
 pub mod workflow;
 

@@ -101,6 +101,8 @@ pub struct Durations {
     pub final_recheck_before_launch: Span,
     /// Monitoring cadence while active.
     pub monitor_every: Span,
+    /// How old (wall clock) a signed decision may be when it arrives.
+    pub signature_max_age: Span,
 }
 
 impl Default for Durations {
@@ -113,6 +115,7 @@ impl Default for Durations {
             ack_deadline: h(2),
             final_recheck_before_launch: h(1),
             monitor_every: h(24),
+            signature_max_age: Span(Duration::from_secs(15 * 60)),
         }
     }
 }
@@ -143,6 +146,14 @@ pub struct Policy {
     pub durations: Durations,
     /// The approver directory: employee id → roles held.
     pub approvers: BTreeMap<String, Vec<RoleName>>,
+    /// Whether approve, reject and request_changes must be signed by the approver's key.
+    /// A policy file that leaves it out requires signatures; a policy recorded in a history from
+    /// before signatures existed does not (so those runs replay as they ran).
+    #[serde(default)]
+    pub require_signatures: bool,
+    /// The approvers' Ed25519 public keys (base64), by employee id (`promo keygen` makes them).
+    #[serde(default)]
+    pub approver_keys: BTreeMap<String, String>,
 }
 
 /// A role as written in the policy file: `merchandising`, `finance`, `supply-chain`, `operations`.
@@ -188,6 +199,8 @@ impl Default for Policy {
             compensation_attempts: 5,
             durations: Durations::default(),
             approvers,
+            require_signatures: true,
+            approver_keys: BTreeMap::new(),
         }
     }
 }
@@ -206,7 +219,11 @@ pub struct Thresholds {
 impl Policy {
     /// Parses and validates a TOML policy; every problem is named with its key.
     pub fn from_toml(text: &str) -> Result<Self, String> {
-        let p: Policy = toml::from_str(text).map_err(|e| format!("policy: {e}"))?;
+        let mut p: Policy = toml::from_str(text).map_err(|e| format!("policy: {e}"))?;
+        let table: toml::Table = toml::from_str(text).map_err(|e| format!("policy: {e}"))?;
+        if !table.contains_key("require_signatures") {
+            p.require_signatures = true;
+        }
         p.validate()?;
         Ok(p)
     }
@@ -219,6 +236,12 @@ impl Policy {
         }
         if !self.approvers.values().flatten().any(|r| *r == RoleName::Merchandising) {
             return Err("policy: approvers must include someone with the merchandising role".into());
+        }
+        for (who, key) in &self.approver_keys {
+            if !self.approvers.contains_key(who) {
+                return Err(format!("policy: approver_keys.{who}: not in the approver directory"));
+            }
+            crate::signing::public_key(key).map_err(|e| format!("policy: approver_keys.{who}: {e}"))?;
         }
         Ok(())
     }

@@ -12,7 +12,7 @@ use super::state::{PromotionWorkflow, pb_ts};
 use crate::{
     api::names,
     decisions::{self, Hold, role_name, stage_name},
-    plan,
+    plan, signing,
 };
 use promo_contracts::promo::v1::*;
 use serde::de::DeserializeOwned;
@@ -248,12 +248,18 @@ impl PromotionWorkflow {
             d.revision,
         )?;
         let role = role_name(d.role());
-        self.record(
-            now,
+        let action = if approve { "approve" } else { "reject" };
+        let signed = self.signature(
+            Some(now),
             &d.approver_id,
-            if approve { "approve" } else { "reject" },
-            format!("as {role}: {}", d.comment),
-        );
+            d.role(),
+            action,
+            &d.comment,
+            d.revision,
+            d.signed_at,
+            &d.signature,
+        )?;
+        self.record_signed(now, &d.approver_id, action, format!("as {role}: {}", d.comment), signed);
         if !approve {
             self.rejection = Some(d.clone());
             return Ok(format!("rejected as {role}"));
@@ -282,11 +288,22 @@ impl PromotionWorkflow {
         if d.revision != 0 && d.revision != self.revision {
             return Err(format!("revision {} is not the current revision {}", d.revision, self.revision));
         }
-        self.record(
+        let signed = self.signature(
+            Some(now),
+            &d.approver_id,
+            d.role(),
+            "approve",
+            &d.comment,
+            d.revision,
+            d.signed_at,
+            &d.signature,
+        )?;
+        self.record_signed(
             now,
             &d.approver_id,
             "approve",
             format!("as FINANCE, without the withdrawn funding: {}", d.comment),
+            signed,
         );
         let released = self.release_hold(
             now,
@@ -296,6 +313,80 @@ impl PromotionWorkflow {
             "finance approved launching without it",
         );
         Ok(format!("launch approved without the withdrawn funding for {}", released.join(", ")))
+    }
+
+    /// Checks a decision's signature against the directory ([`signing::check`]): the signed
+    /// text and signature to keep in the audit trail, `None` for an unsigned decision the policy
+    /// accepts, or why it is refused. `now` is unknown in an update validator (no staleness
+    /// check there; the handler checks it).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn signature(
+        &self,
+        now: Option<i64>,
+        approver: &str,
+        role: Role,
+        decision: &str,
+        comment: &str,
+        revision: u32,
+        signed_at: i64,
+        signature: &str,
+    ) -> Result<Option<(String, String)>, String> {
+        let Some(policy) = self.policy() else { return Ok(None) };
+        let check = signing::Check {
+            public_key: policy.approver_keys.get(approver).map(String::as_str),
+            required: policy.require_signatures,
+            current_revision: self.revision,
+            now,
+            max_age: policy.durations.signature_max_age.0.as_secs() as i64,
+            used: &self.used_signatures,
+        };
+        let d = signing::Decision {
+            promotion_id: &self.spec.promotion_id,
+            revision,
+            role: role.as_str_name(),
+            decision,
+            comment,
+            signed_at,
+        };
+        let payload = signing::check(&check, &d, signature).map_err(|e| format!("signature refused: {e}"))?;
+        Ok(payload.map(|p| (p, signature.to_owned())))
+    }
+
+    /// The update validator's check of a decision's signature, before anything is written to
+    /// history: forged, unsigned (where required), replayed and other-revision signatures are
+    /// refused there and never reach the promotion.
+    pub(crate) fn validate_signature(
+        &self,
+        kind: Kind,
+        input: &serde_json::Value,
+    ) -> Result<(), HandlerError> {
+        let checked = match parse(kind, input)? {
+            Message::Decision(d) => {
+                let action = if kind == Kind::Approve { "approve" } else { "reject" };
+                self.signature(
+                    None,
+                    &d.approver_id,
+                    d.role(),
+                    action,
+                    &d.comment,
+                    d.revision,
+                    d.signed_at,
+                    &d.signature,
+                )
+            }
+            Message::Changes(c) => self.signature(
+                None,
+                &c.approver_id,
+                c.role(),
+                "request_changes",
+                &c.comment,
+                c.revision,
+                c.signed_at,
+                &c.signature,
+            ),
+            _ => Ok(None),
+        };
+        checked.map(drop).map_err(Into::into)
     }
 
     fn apply_change_request(&mut self, now: i64, c: &ChangeRequest) -> Result<String, String> {
@@ -331,11 +422,22 @@ impl PromotionWorkflow {
         if let Err(problems) = plan::validate_spec(amended, now) {
             return Err(format!("the amended spec is invalid:\n{}", plan::describe(&problems)));
         }
-        self.record(
+        let signed = self.signature(
+            Some(now),
+            &c.approver_id,
+            c.role(),
+            "request_changes",
+            &c.comment,
+            c.revision,
+            c.signed_at,
+            &c.signature,
+        )?;
+        self.record_signed(
             now,
             &c.approver_id,
             "request-changes",
             format!("as {}: {}", role_name(c.role()), c.comment),
+            signed,
         );
         self.change_request = Some(c.clone());
         Ok(format!(
@@ -496,5 +598,41 @@ impl PromotionWorkflow {
             &format!("overridden by {}", o.operator_id),
         );
         Ok(format!("gate opened for {scope}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{api::StartInput, policy::Policy};
+
+    #[test]
+    fn the_validator_refuses_unsigned_and_forged_decisions_and_accepts_signed_ones() {
+        let (secret, public) = signing::keypair_from_seed([3; 32]);
+        let mut policy = Policy::default();
+        policy.approver_keys.insert("E1001".into(), public);
+        let spec = PromotionSpec { promotion_id: "P".into(), ..Default::default() };
+        let mut s = PromotionWorkflow::from_input(StartInput(Ok(spec)));
+        s.policy = Some(policy);
+        s.stage = Stage::Approval;
+        let unsigned =
+            serde_json::json!({"approverId": "E1001", "role": "ROLE_MERCHANDISING", "comment": "go"});
+        let e = s.validate_signature(Kind::Approve, &unsigned).unwrap_err().to_string();
+        assert!(e.contains("unsigned"), "{e}");
+        let d = signing::Decision {
+            promotion_id: "P",
+            revision: 1,
+            role: "ROLE_MERCHANDISING",
+            decision: "approve",
+            comment: "go",
+            signed_at: 5,
+        };
+        let sig = signing::sign(&secret, &d.payload()).unwrap();
+        let signed = serde_json::json!({"approverId": "E1001", "role": "ROLE_MERCHANDISING", "comment": "go", "revision": 1, "signature": sig, "signedAt": "5"});
+        s.validate_signature(Kind::Approve, &signed).unwrap();
+        let forged = serde_json::json!({"approverId": "E1001", "role": "ROLE_MERCHANDISING", "comment": "no", "revision": 1, "signature": sig, "signedAt": "5"});
+        assert!(
+            s.validate_signature(Kind::Approve, &forged).unwrap_err().to_string().contains("does not verify")
+        );
     }
 }

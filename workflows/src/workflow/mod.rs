@@ -149,7 +149,8 @@ impl PromotionWorkflow {
         _ctx: &WorkflowContextView,
         input: &serde_json::Value,
     ) -> Result<(), HandlerError> {
-        messages::validate(Kind::Approve, input)
+        messages::validate(Kind::Approve, input)?;
+        self.validate_signature(Kind::Approve, input)
     }
 
     /// Approve; answers at once with accepted or refused (and why). Every answer is audited.
@@ -168,7 +169,8 @@ impl PromotionWorkflow {
         _ctx: &WorkflowContextView,
         input: &serde_json::Value,
     ) -> Result<(), HandlerError> {
-        messages::validate(Kind::Reject, input)
+        messages::validate(Kind::Reject, input)?;
+        self.validate_signature(Kind::Reject, input)
     }
 
     /// Reject; ends the promotion as REJECTED.
@@ -187,7 +189,8 @@ impl PromotionWorkflow {
         _ctx: &WorkflowContextView,
         input: &serde_json::Value,
     ) -> Result<(), HandlerError> {
-        messages::validate(Kind::RequestChanges, input)
+        messages::validate(Kind::RequestChanges, input)?;
+        self.validate_signature(Kind::RequestChanges, input)
     }
 
     /// Request changes with an amended spec: a new revision is assessed and approved afresh.

@@ -51,6 +51,8 @@ pub struct PromotionWorkflow {
     /// Regions the launch gate's final re-check holds back, and why ([`decisions::gate_holds`]);
     /// released by a remediation choice or an operator override (stock) and by finance (funding).
     pub(crate) gate_holds: BTreeMap<String, BTreeSet<decisions::Hold>>,
+    /// Signatures of decisions already applied: a signature is good for one decision.
+    pub(crate) used_signatures: BTreeSet<String>,
     /// Whether live prices are read back and reconciled ([`super::PRICE_RECONCILIATION`]).
     pub(crate) reconciles: bool,
     /// Prices read back from the channels: (matching the approved price, all).
@@ -113,6 +115,7 @@ impl PromotionWorkflow {
             paused: false,
             overrides: BTreeSet::new(),
             gate_holds: BTreeMap::new(),
+            used_signatures: BTreeSet::new(),
             reconciles: false,
             price_checks: (0, 0),
             price_corrections: Vec::new(),
@@ -134,7 +137,26 @@ impl PromotionWorkflow {
             action: action.to_owned(),
             detail,
             revision: self.revision,
+            ..Default::default()
         });
+    }
+
+    /// Appends a decision to the audit trail with its signature, if it was signed (the
+    /// signature is then spent).
+    pub(crate) fn record_signed(
+        &mut self,
+        now: i64,
+        actor: &str,
+        action: &str,
+        detail: String,
+        signed: Option<(String, String)>,
+    ) {
+        self.record(now, actor, action, detail);
+        if let (Some((payload, signature)), Some(e)) = (signed, self.audit.last_mut()) {
+            self.used_signatures.insert(signature.clone());
+            e.signature = signature;
+            e.signed_payload = payload;
+        }
     }
 
     /// Exceptions still open.
