@@ -249,16 +249,7 @@ impl PromotionWorkflow {
         )?;
         let role = role_name(d.role());
         let action = if approve { "approve" } else { "reject" };
-        let signed = self.signature(
-            Some(now),
-            &d.approver_id,
-            d.role(),
-            action,
-            &d.comment,
-            d.revision,
-            d.signed_at,
-            &d.signature,
-        )?;
+        let signed = self.decision_signature(Some(now), d, action)?;
         self.record_signed(now, &d.approver_id, action, format!("as {role}: {}", d.comment), signed);
         if !approve {
             self.rejection = Some(d.clone());
@@ -278,26 +269,13 @@ impl PromotionWorkflow {
 
     /// Finance's approval of a launch the gate holds because funding was withdrawn.
     fn release_funding(&mut self, now: i64, d: &ApprovalDecision) -> Result<String, String> {
-        let holds_finance = self
-            .policy()
-            .and_then(|p| p.roles_of(&d.approver_id))
-            .is_some_and(|roles| roles.contains(&Role::Finance));
-        if !holds_finance {
+        if !self.holds(&d.approver_id, Role::Finance) {
             return Err(format!("approver {:?} does not hold the FINANCE role", d.approver_id));
         }
         if d.revision != 0 && d.revision != self.revision {
             return Err(format!("revision {} is not the current revision {}", d.revision, self.revision));
         }
-        let signed = self.signature(
-            Some(now),
-            &d.approver_id,
-            d.role(),
-            "approve",
-            &d.comment,
-            d.revision,
-            d.signed_at,
-            &d.signature,
-        )?;
+        let signed = self.decision_signature(Some(now), d, "approve")?;
         self.record_signed(
             now,
             &d.approver_id,
@@ -352,6 +330,32 @@ impl PromotionWorkflow {
         Ok(payload.map(|p| (p, signature.to_owned())))
     }
 
+    /// [`Self::signature`] of an `approve` or `reject` (`action`).
+    fn decision_signature(
+        &self,
+        now: Option<i64>,
+        d: &ApprovalDecision,
+        action: &str,
+    ) -> Result<Option<(String, String)>, String> {
+        let (who, comment) = (d.approver_id.as_str(), d.comment.as_str());
+        self.signature(now, who, d.role(), action, comment, d.revision, d.signed_at, &d.signature)
+    }
+
+    /// [`Self::signature`] of a `request_changes`.
+    fn change_signature(
+        &self,
+        now: Option<i64>,
+        c: &ChangeRequest,
+    ) -> Result<Option<(String, String)>, String> {
+        let (who, comment) = (c.approver_id.as_str(), c.comment.as_str());
+        self.signature(now, who, c.role(), "request_changes", comment, c.revision, c.signed_at, &c.signature)
+    }
+
+    /// Whether `who` holds `role` in the policy's directory.
+    fn holds(&self, who: &str, role: Role) -> bool {
+        self.policy().and_then(|p| p.roles_of(who)).is_some_and(|roles| roles.contains(&role))
+    }
+
     /// The update validator's check of a decision's signature, before anything is written to
     /// history: forged, unsigned (where required), replayed and other-revision signatures are
     /// refused there and never reach the promotion.
@@ -362,28 +366,9 @@ impl PromotionWorkflow {
     ) -> Result<(), HandlerError> {
         let checked = match parse(kind, input)? {
             Message::Decision(d) => {
-                let action = if kind == Kind::Approve { "approve" } else { "reject" };
-                self.signature(
-                    None,
-                    &d.approver_id,
-                    d.role(),
-                    action,
-                    &d.comment,
-                    d.revision,
-                    d.signed_at,
-                    &d.signature,
-                )
+                self.decision_signature(None, &d, if kind == Kind::Approve { "approve" } else { "reject" })
             }
-            Message::Changes(c) => self.signature(
-                None,
-                &c.approver_id,
-                c.role(),
-                "request_changes",
-                &c.comment,
-                c.revision,
-                c.signed_at,
-                &c.signature,
-            ),
+            Message::Changes(c) => self.change_signature(None, &c),
             _ => Ok(None),
         };
         checked.map(drop).map_err(Into::into)
@@ -422,16 +407,7 @@ impl PromotionWorkflow {
         if let Err(problems) = plan::validate_spec(amended, now) {
             return Err(format!("the amended spec is invalid:\n{}", plan::describe(&problems)));
         }
-        let signed = self.signature(
-            Some(now),
-            &c.approver_id,
-            c.role(),
-            "request_changes",
-            &c.comment,
-            c.revision,
-            c.signed_at,
-            &c.signature,
-        )?;
+        let signed = self.change_signature(Some(now), c)?;
         self.record_signed(
             now,
             &c.approver_id,
@@ -567,11 +543,7 @@ impl PromotionWorkflow {
     }
 
     fn apply_override(&mut self, now: i64, o: &GateOverride) -> Result<String, String> {
-        let holds_ops = self
-            .policy()
-            .and_then(|p| p.roles_of(&o.operator_id))
-            .is_some_and(|roles| roles.contains(&Role::Operations));
-        if !holds_ops {
+        if !self.holds(&o.operator_id, Role::Operations) {
             return Err(format!("operator {:?} does not hold the OPERATIONS role", o.operator_id));
         } else if o.reason.trim().is_empty() {
             return Err("reason is required for an override".to_owned());
