@@ -578,6 +578,33 @@ impl PromotionActivities {
         .await
     }
 
+    /// Reads each publication's state once (the launch gate's re-check of the acknowledgments).
+    #[activity(name = activity_names::READ_PUBLICATIONS)]
+    pub async fn read_publications(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: Vec<PublicationRef>,
+    ) -> Result<Vec<PublicationRef>, ActivityError> {
+        alive(&ctx, &Progress::default(), async {
+            let mut out = Vec::with_capacity(input.len());
+            for p in &input {
+                let got = rpc!(
+                    self.systems.publication(),
+                    get_publication,
+                    GetPublicationRequest { publication_id: p.publication_id.clone() }
+                )
+                .await
+                .map_err(|s| status_error("publication", s))?
+                .into_inner()
+                .publication
+                .ok_or_else(|| business("publication: empty response"))?;
+                out.push(publication_ref(&got, p.target.clone()));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     /// Compensation: withdraw publications, revert the price change, cancel orders.
     #[activity(name = activity_names::COMPENSATE)]
     pub async fn compensate(

@@ -1162,8 +1162,10 @@ fn live_price(
         )?
         .query_row(params![channel, region_id, sku], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
+    // Drift perturbs what a target applied; a target that applies nothing charges regular prices.
     if let Some((drifted, since)) = drift
         && since > applied_ms
+        && !publication_id.is_empty()
     {
         price = drifted;
     }
@@ -1707,5 +1709,50 @@ impl admin_service_server::AdminService for Handler {
         })
         .await?;
         Ok(Response::new(DriftPricesResponse { skus }))
+    }
+
+    async fn withdraw_acknowledgment(
+        &self,
+        req: Request<WithdrawAcknowledgmentRequest>,
+    ) -> Result<Response<WithdrawAcknowledgmentResponse>, Status> {
+        let req = req.into_inner();
+        require(&req.promotion_id, "promotion_id")?;
+        let systems = self.0.clone();
+        let publication_ids = blocking(move || {
+            systems.write(|conn| {
+                let (channel, region) = (req.channel, req.region_id.clone());
+                // Settle what has come due first: an acknowledgment can only be taken back once given.
+                let mine = "SELECT publication_id FROM publications
+                     WHERE promotion_id = ?1 AND channel = ?2 AND region_id = ?3 AND kind = ?4 AND state = ?5";
+                let ids = |conn: &Connection, state: PublicationState| -> rusqlite::Result<Vec<String>> {
+                    conn.prepare(mine)?
+                        .query_map(
+                            params![req.promotion_id, channel, region, PublicationKind::Activate as i32, state as i32],
+                            |r| r.get(0),
+                        )?
+                        .collect()
+                };
+                for id in ids(conn, PublicationState::PendingAck).map_err(db)? {
+                    get_publication(conn, &systems.faults, "publication_id", &id).map_err(db)?;
+                }
+                let acked = ids(conn, PublicationState::Acknowledged).map_err(db)?;
+                if acked.is_empty() {
+                    return Err(Status::failed_precondition(format!(
+                        "promotion_id: {:?} has no acknowledged activation on channel {} {:?}",
+                        req.promotion_id, channel, region
+                    )));
+                }
+                for id in &acked {
+                    conn.execute(
+                        "UPDATE publications SET state = ?2 WHERE publication_id = ?1 AND state = ?3",
+                        params![id, PublicationState::AckWithdrawn as i32, PublicationState::Acknowledged as i32],
+                    )
+                    .map_err(db)?;
+                }
+                Ok(acked)
+            })
+        })
+        .await?;
+        Ok(Response::new(WithdrawAcknowledgmentResponse { publication_ids }))
     }
 }

@@ -741,6 +741,27 @@ async fn live_prices_follow_acknowledged_publications_and_drift_until_republishe
     let fix = publ.publish(publish("LIVE-1:activate:correction-1", PublicationKind::Activate)).await.unwrap();
     acknowledged(&mut publ, &fix.into_inner().publication.unwrap().publication_id).await;
     assert_eq!(read(&mut publ).await, ["1.50", "1.50", "1.50"]);
+    // The channel takes its acknowledgments back: both publications say so, the target charges
+    // regular prices, and only a new publication, once acknowledged, brings the prices back.
+    let withdraw = WithdrawAcknowledgmentRequest {
+        channel: Channel::Pos as i32,
+        region_id: "R1".into(),
+        promotion_id: "LIVE-1".into(),
+    };
+    let taken = admin.withdraw_acknowledgment(withdraw.clone()).await.unwrap().into_inner().publication_ids;
+    assert_eq!(taken.len(), 2, "the activation and its correction: {taken:?}");
+    for id in &taken {
+        let p = publ.get_publication(GetPublicationRequest { publication_id: id.clone() }).await.unwrap();
+        assert_eq!(p.into_inner().publication.unwrap().state(), PublicationState::AckWithdrawn);
+    }
+    assert_eq!(read(&mut publ).await, regular);
+    let err = admin.withdraw_acknowledgment(withdraw).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().starts_with("promotion_id:"), "{err}");
+    let again =
+        publ.publish(publish("LIVE-1:activate:correction-2", PublicationKind::Activate)).await.unwrap();
+    acknowledged(&mut publ, &again.into_inner().publication.unwrap().publication_id).await;
+    assert_eq!(read(&mut publ).await, ["1.50", "1.50", "1.50"]);
     // An early revert takes every SKU back to its regular price.
     admin.drift_prices(drift(Drift::EarlyRevert)).await.unwrap();
     assert_eq!(read(&mut publ).await, regular);

@@ -1,8 +1,8 @@
 //! Execution compliance on a real Temporal dev server and the reference systems (small dataset,
-//! one business day in two seconds): the launch gate's final re-check gates. Stock drained and
-//! funding revoked after approval (through the reference systems' admin contract) hold the
-//! regions they affect back from launching, with an exception naming owner and revenue at risk,
-//! until the owner acts.
+//! one business day in two seconds): the launch gate's final re-check gates. Stock drained,
+//! funding revoked and a channel acknowledgment taken back after approval (through the reference
+//! systems' admin contract) hold the regions they affect back from launching, with an exception
+//! naming owner and revenue at risk, until the owner acts.
 //!
 //! Small dataset facts used here: R1 is well stocked and acknowledges at once; R3 is stocked and
 //! its POS acknowledges in 5 s; agreement FA-001 (supplier SUP-001, SKU-00001 and SKU-00007) is
@@ -193,6 +193,116 @@ async fn an_agreement_revoked_after_approval_holds_the_launch_until_finance_appr
         .await
         .unwrap();
     assert_eq!(result.outcome(), Outcome::Completed, "{}", result.reason);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_that_takes_its_acknowledgment_back_holds_its_region_until_it_acknowledges_again() {
+    use promo_contracts::retail::v1::{
+        Channel, ClearFaultsRequest, Fault, InjectFaultRequest, ListPublicationsRequest, PublicationKind,
+        PublicationState, WithdrawAcknowledgmentRequest,
+    };
+    let env = PromoEnv::start(test_policy()).await.unwrap();
+    let id = "GATE-C";
+    let (result, trail) = env
+        .with_worker(async {
+            // Launch 10 business days (20 s) ahead, 4 days long.
+            env.start_promotion(spec(id, &["R1", "R3"], 0..4, 10.0, 4.0)).await.unwrap();
+            env.wait_status(id, "approval", LIMIT, |s| s.stage() == Stage::Approval).await.unwrap();
+            env.approve(id, "E1001", Role::Merchandising).await.unwrap();
+            // R1's channels acknowledge at once (R3's POS takes 5 s, past the deadline).
+            env.wait_status(id, "R1's channels acknowledged", LIMIT, |s| {
+                s.stage() == Stage::LaunchGate && region(s, "R1").awaiting_ack.is_empty()
+            })
+            .await
+            .unwrap();
+            // Before the final re-check, R1's POS takes its acknowledgment back (its price file
+            // failed at the stores) and goes down, so the republication is not acknowledged yet.
+            let mut admin = env.admin().await.unwrap();
+            let down = Fault {
+                channel: Channel::Pos as i32,
+                region_id: "R1".into(),
+                channel_down: true,
+                ..Default::default()
+            };
+            admin.inject_fault(InjectFaultRequest { fault: Some(down) }).await.unwrap();
+            let req = WithdrawAcknowledgmentRequest {
+                channel: Channel::Pos as i32,
+                region_id: "R1".into(),
+                promotion_id: id.into(),
+            };
+            let taken = admin.withdraw_acknowledgment(req).await.unwrap().into_inner().publication_ids;
+            assert_eq!(taken.len(), 1, "{taken:?}");
+
+            let held = |s: &PromotionStatus| {
+                s.open_exceptions.iter().find(|e| e.exception_id.starts_with("gate-channel-POS-R1")).cloned()
+            };
+            let s = env
+                .wait_status(id, "R3 live, R1 held for its POS", LIMIT, |s| {
+                    region(s, "R3").state() == RegionState::Active && held(s).is_some()
+                })
+                .await
+                .unwrap();
+            let e = held(&s).unwrap();
+            assert_eq!(
+                (e.kind(), e.owner_role(), e.region_id.as_str()),
+                (ExceptionKind::ChannelSync, Role::Operations, "R1")
+            );
+            assert!(e.detail.contains(&taken[0]) && e.detail.contains("took back"), "{e:?}");
+            assert!(e.revenue_at_risk.parse::<f64>().unwrap() > 0.0, "revenue at risk is computed: {e:?}");
+            let r1 = region(&s, "R1");
+            assert!(r1.activated_at.is_none() && r1.awaiting_ack.contains(&(Channel::Pos as i32)), "{r1:?}");
+            stays_dark(&env, id, "R1", Duration::from_secs(2)).await;
+
+            // The channel comes back and acknowledges the republished prices: R1 launches (late)
+            // and the exception is resolved.
+            admin.clear_faults(ClearFaultsRequest {}).await.unwrap();
+            let s = env
+                .wait_status(id, "R1 live once its POS acknowledged", LIMIT, |s| {
+                    region(s, "R1").state() == RegionState::Active
+                })
+                .await
+                .unwrap();
+            assert!(held(&s).is_none(), "{:?}", s.open_exceptions);
+            let at = |r: &str| region(&s, r).activated_at.map(|t| t.seconds).unwrap();
+            assert!(at("R1") > at("R3"), "R1 at {}, R3 at {}", at("R1"), at("R3"));
+            // In the channel's records: the activation whose acknowledgment was taken back, and
+            // its republication, acknowledged.
+            let mut publ = env.publications().await.unwrap();
+            let pubs = publ
+                .list_publications(ListPublicationsRequest { promotion_id: id.into() })
+                .await
+                .unwrap()
+                .into_inner()
+                .publications;
+            let states: Vec<PublicationState> = pubs
+                .iter()
+                .filter(|p| p.channel() == Channel::Pos && p.region_id == "R1")
+                .filter(|p| p.kind() == PublicationKind::Activate)
+                .map(|p| p.state())
+                .collect();
+            assert_eq!(states, [PublicationState::AckWithdrawn, PublicationState::Acknowledged]);
+            let r = env.result(id).await.unwrap();
+            let trail = env.audit(id).await.unwrap();
+            env.record_history(id, "gate_hold_channel").await.unwrap();
+            (r, trail)
+        })
+        .await
+        .unwrap();
+    assert_eq!(result.outcome(), Outcome::Completed, "{}", result.reason);
+    let actions: Vec<&str> = trail.entries.iter().map(|e| e.action.as_str()).collect();
+    for a in ["acknowledgment-withdrawn", "acknowledgment-restored", "region-activated"] {
+        assert!(actions.contains(&a), "{a} missing from {actions:?}");
+    }
+    let withdrawn = actions.iter().position(|a| *a == "acknowledgment-withdrawn").unwrap();
+    let restored = actions.iter().position(|a| *a == "acknowledgment-restored").unwrap();
+    assert!(withdrawn < restored, "{actions:?}");
+    // R1 went live after the channel acknowledged again, not before.
+    let r1_live = trail
+        .entries
+        .iter()
+        .position(|e| e.action == "region-activated" && e.detail == "R1")
+        .expect("R1 activated");
+    assert!(restored < r1_live, "{actions:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

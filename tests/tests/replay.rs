@@ -15,7 +15,7 @@ async fn committed_histories_replay_with_the_current_workflow() {
     .expect("replayer");
     let files = history_files(&histories_dir());
     assert!(
-        files.len() >= 58,
+        files.len() >= 69,
         "expected the main scenarios' histories on each side of each patch, found {files:?}"
     );
     for f in &files {
@@ -67,8 +67,8 @@ fn patch_ids(path: &std::path::Path) -> Vec<String> {
 #[test]
 fn each_patched_change_is_covered_on_both_paths() {
     use promo_workflows::workflow::{
-        CLOSE_REVERTS_CHANNELS, FUNDING_CLAIMS, LAUNCH_GATE_HOLDS, LIFECYCLE_V2, PRICE_RECONCILIATION,
-        REVERT_READ_BACK_UNTIL_REGULAR,
+        CLOSE_REVERTS_CHANNELS, FUNDING_CLAIMS, LAUNCH_GATE_CHANNELS, LAUNCH_GATE_HOLDS, LIFECYCLE_V2,
+        PRICE_RECONCILIATION, REVERT_READ_BACK_UNTIL_REGULAR,
     };
     let dir = histories_dir();
     for (before, patch) in [
@@ -78,14 +78,20 @@ fn each_patched_change_is_covered_on_both_paths() {
         ("before-price-reconciliation", PRICE_RECONCILIATION),
         ("before-funding-claims", FUNDING_CLAIMS),
         ("before-revert-read-back-until-regular", REVERT_READ_BACK_UNTIL_REGULAR),
+        ("before-launch-gate-channels", LAUNCH_GATE_CHANNELS),
     ] {
         let old = patch_ids(&dir.join(before).join("happy_path.json"));
         assert!(!old.iter().any(|p| p == patch), "{before}/happy_path.json predates {patch}: {old:?}");
     }
     let now = patch_ids(&dir.join("happy_path.json"));
-    for patch in
-        [CLOSE_REVERTS_CHANNELS, LIFECYCLE_V2, LAUNCH_GATE_HOLDS, PRICE_RECONCILIATION, FUNDING_CLAIMS]
-    {
+    for patch in [
+        CLOSE_REVERTS_CHANNELS,
+        LIFECYCLE_V2,
+        LAUNCH_GATE_HOLDS,
+        PRICE_RECONCILIATION,
+        FUNDING_CLAIMS,
+        LAUNCH_GATE_CHANNELS,
+    ] {
         assert!(now.iter().any(|p| p == patch), "new runs record {patch}: {now:?}");
     }
     // The v1 histories recorded after close-reverts-channels carry its marker, not v2's.
@@ -96,6 +102,7 @@ fn each_patched_change_is_covered_on_both_paths() {
     assert_eq!(LAUNCH_GATE_HOLDS, "launch-gate-holds", "a released patch id never changes");
     assert_eq!(PRICE_RECONCILIATION, "price-reconciliation", "a released patch id never changes");
     assert_eq!(FUNDING_CLAIMS, "funding-claims", "a released patch id never changes");
+    assert_eq!(LAUNCH_GATE_CHANNELS, "launch-gate-channels", "a released patch id never changes");
     // Consulted only when a revert is still unconfirmed after its second read: R3's POS
     // acknowledges in 5 s, longer than the test policy's acknowledgment deadline. The history
     // from before it reached that point too (its replay fails without the patch).
@@ -117,4 +124,10 @@ fn each_patched_change_is_covered_on_both_paths() {
     // A hold placed and released at the gate is recorded on the new path.
     let held = patch_ids(&dir.join("gate_hold_stock.json"));
     assert!(held.iter().any(|p| p == LAUNCH_GATE_HOLDS), "{held:?}");
+    // A withdrawn acknowledgment republished and re-acknowledged at the gate is recorded on the
+    // new path; the gate's stock hold from before the channel re-read replays without it.
+    let channel = patch_ids(&dir.join("gate_hold_channel.json"));
+    assert!(channel.iter().any(|p| p == LAUNCH_GATE_CHANNELS), "{channel:?}");
+    let before = patch_ids(&dir.join("before-launch-gate-channels/gate_hold_stock.json"));
+    assert!(!before.iter().any(|p| p == LAUNCH_GATE_CHANNELS), "{before:?}");
 }

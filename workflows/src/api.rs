@@ -459,6 +459,8 @@ pub mod activity_names {
     pub const PUBLISH: &str = "promo.publish";
     /// `promo.await_acknowledgments`.
     pub const AWAIT_ACKNOWLEDGMENTS: &str = "promo.await_acknowledgments";
+    /// `promo.read_publications`.
+    pub const READ_PUBLICATIONS: &str = "promo.read_publications";
     /// `promo.compensate`.
     pub const COMPENSATE: &str = "promo.compensate";
     /// `promo.revert_prices`.
@@ -529,6 +531,13 @@ impl PromotionActivities {
     /// Waits (heartbeating) until the publications are acknowledged or the timeout passes.
     #[activity(name = activity_names::AWAIT_ACKNOWLEDGMENTS)]
     pub fn await_acknowledgments(_: AwaitAcksInput) -> Result<Vec<PublicationRef>, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Reads each publication's state now, once: `acknowledged_at_ms` is set only for those the
+    /// channel still acknowledges (not for one whose acknowledgment it took back).
+    #[activity(name = activity_names::READ_PUBLICATIONS)]
+    pub fn read_publications(_: Vec<PublicationRef>) -> Result<Vec<PublicationRef>, ActivityError> {
         unimplemented!()
     }
 

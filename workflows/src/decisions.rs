@@ -3,7 +3,7 @@
 //! remediation policy applies by itself. Unit-tested without a server; the workflow only calls them.
 
 use crate::{
-    api::{PriceMismatch, PublicationRef},
+    api::{PriceMismatch, PublicationRef, Target},
     policy::{LateAckAction, Policy, Thresholds},
     summary::channel_name,
 };
@@ -416,6 +416,59 @@ pub fn channel_sync_exception(
     }
 }
 
+/// What a channel target that does not carry the promotion puts at risk: the forecast
+/// promotional revenue of the region it serves (the forecast split by demand), or the whole
+/// forecast for a national target, which every region depends on.
+pub fn channel_revenue_at_risk(a: &AssessmentSummary, region: Option<&str>) -> String {
+    let revenue = a.margin.as_ref().map_or(Decimal::ZERO, |m| dec(&m.forecast_revenue));
+    let total: i64 = a.regions.iter().map(|r| r.demand_units.max(0)).sum();
+    let share = match region {
+        None => Decimal::ONE,
+        Some(_) if total == 0 => Decimal::ZERO,
+        Some(id) => {
+            let units = a.regions.iter().find(|r| r.region_id == id).map_or(0, |r| r.demand_units.max(0));
+            Decimal::from(units) / Decimal::from(total)
+        }
+    };
+    (revenue * share).round_dp(2).normalize().to_string()
+}
+
+/// The id of [`ack_withdrawn_exception`] for a target.
+pub fn ack_withdrawn_exception_id(t: &Target, revision: u32) -> String {
+    let place = if t.region_id.is_empty() { "national" } else { &t.region_id };
+    format!("gate-channel-{}-{place}-r{revision}", channel_name(t.channel))
+}
+
+/// The exception the launch gate raises when a channel took back, after approval, an
+/// acknowledgment the launch counted on: operations owns it; the regions it holds stay dark
+/// until the channel acknowledges the republished activation or an operator overrides.
+pub fn ack_withdrawn_exception(
+    p: &PublicationRef,
+    revision: u32,
+    held: &[String],
+    revenue_at_risk: String,
+) -> PromotionException {
+    let region = p.target.region_id.clone();
+    let place = if region.is_empty() { "national" } else { &region };
+    PromotionException {
+        exception_id: ack_withdrawn_exception_id(&p.target, revision),
+        kind: ExceptionKind::ChannelSync as i32,
+        severity: Severity::High as i32,
+        owner_role: Role::Operations as i32,
+        revenue_at_risk,
+        status: ExceptionStatus::Open as i32,
+        region_id: region.clone(),
+        detail: format!(
+            "held at the launch gate: {} {place} took back its acknowledgment of publication {}; \
+             republished, {} held until the channel acknowledges it, or an operator overrides",
+            channel_name(p.target.channel),
+            p.publication_id,
+            plural_list("region", held),
+        ),
+        ..Default::default()
+    }
+}
+
 /// The exception a price read-back raises: a channel target charging other prices than the
 /// approved ones (`after_close`: still charging the promotional price after the revert).
 pub fn price_mismatch_exception(m: &PriceMismatch, after_close: bool) -> PromotionException {
@@ -686,6 +739,47 @@ mod tests {
         assert_eq!(next_wakeup(100, Some(80), Some(70)), (70, Wake::Monitor));
         assert_eq!(next_wakeup(100, Some(100), None), (100, Wake::End));
         assert_eq!(Wake::Monitor.describe(), "monitoring");
+    }
+
+    #[test]
+    fn a_withdrawn_acknowledgment_puts_the_revenue_of_the_regions_it_holds_at_risk() {
+        use promo_contracts::promo::v1::{MarginSummary, RegionAlignment};
+        let region = |id: &str, units| RegionAlignment {
+            region_id: id.into(),
+            demand_units: units,
+            ..Default::default()
+        };
+        let a = AssessmentSummary {
+            margin: Some(MarginSummary { forecast_revenue: "1000.00".into(), ..Default::default() }),
+            regions: vec![region("R1", 300), region("R3", 100)],
+            ..Default::default()
+        };
+        assert_eq!(channel_revenue_at_risk(&a, Some("R1")), "750");
+        assert_eq!(channel_revenue_at_risk(&a, Some("R3")), "250");
+        assert_eq!(channel_revenue_at_risk(&a, None), "1000", "a national channel holds every region");
+        assert_eq!(channel_revenue_at_risk(&a, Some("R9")), "0");
+        assert_eq!(channel_revenue_at_risk(&AssessmentSummary::default(), Some("R1")), "0");
+        let p = PublicationRef {
+            publication_id: "PUB-7".into(),
+            target: crate::api::Target {
+                channel: promo_contracts::retail::v1::Channel::Pos as i32,
+                region_id: "R3".into(),
+            },
+            kind: 1,
+            acknowledged_at_ms: None,
+        };
+        let e = ack_withdrawn_exception(&p, 2, &["R3".into()], "250".into());
+        assert_eq!(e.exception_id, "gate-channel-POS-R3-r2");
+        assert_eq!(
+            (e.kind(), e.owner_role(), e.region_id.as_str(), e.revenue_at_risk.as_str()),
+            (ExceptionKind::ChannelSync, Role::Operations, "R3", "250")
+        );
+        assert!(
+            e.detail.contains("POS R3 took back its acknowledgment of publication PUB-7"),
+            "{}",
+            e.detail
+        );
+        assert!(e.detail.contains("region R3 held"), "{}", e.detail);
     }
 
     #[test]

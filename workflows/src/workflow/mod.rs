@@ -48,6 +48,12 @@ pub const LIFECYCLE_V2: &str = "lifecycle-v2";
 /// re-check, in v2 runs only.
 pub const LAUNCH_GATE_HOLDS: &str = "launch-gate-holds";
 
+/// Patch id of the change that makes the launch gate's final re-check re-read the channels'
+/// acknowledgments: a target that took its acknowledgment back since is republished and holds
+/// the regions depending on it until it acknowledges again. Consulted at the re-check, in v2
+/// runs only.
+pub const LAUNCH_GATE_CHANNELS: &str = "launch-gate-channels";
+
 /// Patch id of the change that reads live prices back from the channels after activation, at
 /// every monitoring round and after the revert, and republishes where they differ from the
 /// approved ones. Consulted when the active window begins, in v2 runs only.

@@ -8,6 +8,7 @@ use crate::{
     decisions::{self, role_name, stage_name},
     plan::{self, Plan},
     policy::Policy,
+    summary::channel_name,
 };
 use pbjson_types::Timestamp as PbTimestamp;
 use promo_contracts::{promo::v1::*, retail::v1::PublicationKind};
@@ -59,6 +60,8 @@ pub struct PromotionWorkflow {
     pub(crate) price_checks: (u64, u64),
     /// Mismatches found, open or corrected, in the order found.
     pub(crate) price_corrections: Vec<PriceCorrection>,
+    /// Activations republished by the launch gate, per target ([`Self::corrections_sent`]).
+    pub(crate) gate_republished: BTreeMap<(i32, String), u32>,
     /// Signals that arrived before the policy was loaded (signal-with-start, or sent while the
     /// first task was pending): applied, or refused with a reason, right after it loads.
     pub(crate) early: Vec<(super::messages::Kind, serde_json::Value)>,
@@ -119,6 +122,7 @@ impl PromotionWorkflow {
             reconciles: false,
             price_checks: (0, 0),
             price_corrections: Vec::new(),
+            gate_republished: BTreeMap::new(),
             early: Vec::new(),
             wrote: false,
             price_change_id: None,
@@ -379,6 +383,40 @@ impl PromotionWorkflow {
             .iter()
             .filter(|p| p.kind == PublicationKind::Activate as i32)
             .filter(move |p| region_of_target(&p.target).is_none_or(|r| r == region))
+    }
+
+    /// Corrections published to a target so far (by the launch gate and by price reconciliation):
+    /// each republication gets the next number, so its own idempotency key.
+    pub(crate) fn corrections_sent(&self, t: &Target) -> u32 {
+        let reconciled: u32 = self
+            .price_corrections
+            .iter()
+            .filter(|c| c.channel == t.channel && c.region_id == t.region_id)
+            .map(|c| c.republished)
+            .sum();
+        reconciled + self.gate_republished.get(&(t.channel, t.region_id.clone())).copied().unwrap_or(0)
+    }
+
+    /// Resolves the launch gate's withdrawn-acknowledgment exceptions whose target acknowledged
+    /// its republished activation, with an audit line each.
+    pub(crate) fn resolve_reacknowledged(&mut self, now: i64) {
+        let back: Vec<(String, String)> = self
+            .publications
+            .iter()
+            .filter(|p| p.kind == PublicationKind::Activate as i32 && p.acknowledged_at_ms.is_some())
+            .map(|p| {
+                let place = region_of_target(&p.target).unwrap_or("national");
+                let id = decisions::ack_withdrawn_exception_id(&p.target, self.revision);
+                (id, format!("{} {place}", channel_name(p.target.channel)))
+            })
+            .filter(|(id, _)| {
+                self.exceptions.iter().any(|e| &e.exception_id == id && e.status() == ExceptionStatus::Open)
+            })
+            .collect();
+        for (id, target) in back {
+            self.resolve(now, |e| e.exception_id == id, "the channel acknowledged the republished prices");
+            self.record(now, "channel", "acknowledgment-restored", format!("{target} acknowledged again"));
+        }
     }
 
     /// Whether every channel target a region depends on has acknowledged the activation (or an

@@ -81,9 +81,11 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<Windows, Sto
             let summary = format!("wait for {} late acknowledgments", waiting_acks.len());
             let work = ctx.execute_activity(A::await_acknowledgments, input, long_opts(timeout, summary));
             if let Some(acked) = wait::activity(ctx, work, nudged).await? {
+                let t = now(ctx);
                 ctx.state_mut(|s| {
                     publishing::merge_acks(&mut s.publications, &acked);
                     s.refresh_ack_readiness();
+                    s.resolve_reacknowledged(t);
                 });
                 publish(ctx);
             }

@@ -1,21 +1,30 @@
 //! The launch gate: a durable timer to the final readiness re-check shortly before launch, then
-//! the re-check itself (stock with remediation, and funding). What it finds unready since the
-//! approval holds the region back ([`decisions::gate_holds`]) until the exception's owner acts:
-//! a delay chosen or an operator override for stock, finance's approval for funding. Activation
-//! happens in [`super::active`], region by region, when each region's gate opens.
+//! the re-check itself (stock with remediation, funding, and the channels' acknowledgments).
+//! What it finds unready since the approval holds the region back ([`decisions::gate_holds`])
+//! until the exception's owner acts: a delay chosen or an operator override for stock, finance's
+//! approval for funding. A channel target that took its acknowledgment back is republished and
+//! holds the regions depending on it until it acknowledges again (or an operator overrides).
+//! Activation happens in [`super::active`], region by region, when each region's gate opens.
 
-use super::{Stop, enter};
+use super::{Stop, enter, publishing};
 use crate::{
+    api::{AwaitAcksInput, PromotionActivities as A, PublicationRef, PublishInput},
     decisions::{self, Hold},
     plan::Plan,
     policy::Policy,
+    summary::channel_name,
     workflow::{
-        LAUNCH_GATE_HOLDS,
-        state::{PromotionWorkflow, publish},
-        wait::{self, Ctx, business_now, now, until},
+        LAUNCH_GATE_CHANNELS, LAUNCH_GATE_HOLDS,
+        state::{PromotionWorkflow, publish, region_of_target},
+        wait::{self, Ctx, PUBLISH_TIMEOUT_SECS, business_now, check_opts, long_opts, now, opts, until},
     },
 };
-use promo_contracts::promo::v1::{AssessmentSummary, Stage};
+use promo_contracts::{
+    promo::v1::{AssessmentSummary, Stage},
+    retail::v1::PublicationKind,
+};
+use std::time::Duration;
+use temporalio_sdk::workflows::join_all;
 
 /// Waits for the re-check instant and re-checks readiness.
 pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
@@ -49,7 +58,154 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
         };
         s.record(t, "system", "readiness-recheck", detail);
     });
+    // Versioned change: the re-check re-reads the channels' acknowledgments too.
+    if ctx.state(|s| s.v2) && ctx.patched(LAUNCH_GATE_CHANNELS) {
+        channels(ctx, plan, policy).await?;
+    }
     Ok(())
+}
+
+/// Re-reads every acknowledged activation. A target whose channel took its acknowledgment back
+/// raises an exception (operations, with the revenue of the regions it holds), loses its
+/// acknowledgment here — so the regions depending on it stay dark ([`decisions::activation`]) —
+/// and is republished under its own key; the gate then waits for the acknowledgments until the
+/// launch instant (at most the acknowledgment deadline); after that the active window keeps
+/// waiting for them as for any late acknowledgment. A re-read that cannot run is audited and
+/// does not hold the launch: the channels did acknowledge, and the read-back after activation
+/// checks the prices they charge.
+async fn channels(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
+    let acked: Vec<PublicationRef> = ctx.state(|s| {
+        s.publications
+            .iter()
+            .filter(|p| p.kind == PublicationKind::Activate as i32 && p.acknowledged_at_ms.is_some())
+            .cloned()
+            .collect()
+    });
+    if acked.is_empty() {
+        return Ok(());
+    }
+    let summary = format!("re-read {} channel acknowledgments", acked.len());
+    let work = ctx.execute_activity(A::read_publications, acked.clone(), check_opts(60, summary));
+    let read = match wait::run(ctx, work).await {
+        Ok(read) => read,
+        Err(Stop::Failed(why, _)) => {
+            let t = now(ctx);
+            ctx.state_mut(|s| s.record(t, "system", "channel-recheck-failed", why));
+            return Ok(());
+        }
+        Err(stop) => return Err(stop),
+    };
+    let withdrawn: Vec<PublicationRef> =
+        read.into_iter().filter(|p| p.acknowledged_at_ms.is_none()).collect();
+    let t = now(ctx);
+    if withdrawn.is_empty() {
+        let detail = format!("{} channel acknowledgments still hold", acked.len());
+        ctx.state_mut(|s| s.record(t, "system", "channel-recheck", detail));
+        return Ok(());
+    }
+    let numbered = ctx.state_mut(|s| withdraw(s, t, &withdrawn));
+    publish(ctx);
+
+    let (revision, price_change_id) =
+        ctx.state(|s| (s.revision, s.price_change_id.clone().unwrap_or_default()));
+    let futs: Vec<_> = numbered
+        .iter()
+        .map(|(p, correction)| {
+            ctx.execute_activity(
+                A::publish,
+                PublishInput {
+                    promotion_id: plan.promotion_id.clone(),
+                    revision,
+                    target: p.target.clone(),
+                    kind: PublicationKind::Activate as i32,
+                    price_change_id: price_change_id.clone(),
+                    effective: (plan.starts_at, plan.ends_at),
+                    line_count: plan.lines.len() as u32,
+                    correction: *correction,
+                },
+                opts(
+                    PUBLISH_TIMEOUT_SECS,
+                    format!("republish to {} {}", channel_name(p.target.channel), p.target.region_id),
+                ),
+            )
+        })
+        .collect();
+    let mut sent = Vec::with_capacity(futs.len());
+    for r in join_all(futs).await {
+        sent.push(r?);
+    }
+    let t = now(ctx);
+    ctx.state_mut(|s| {
+        for (new, (old, _)) in sent.iter().zip(&numbered) {
+            if let Some(p) = s.publications.iter_mut().find(|p| p.publication_id == old.publication_id) {
+                *p = new.clone();
+            }
+        }
+        s.refresh_ack_readiness();
+        s.resolve_reacknowledged(t);
+    });
+    publish(ctx);
+
+    let deadline = policy.scaled(policy.durations.ack_deadline.0);
+    let timeout = until(ctx, policy, plan.starts_at).min(deadline);
+    let waiting = publishing::waiting_for(ctx);
+    if waiting.is_empty() || timeout < Duration::from_millis(1) {
+        return Ok(());
+    }
+    let overrides = ctx.state(|s| s.overrides.len());
+    let summary = format!("wait for {} republished channel targets to acknowledge", waiting.len());
+    let input = AwaitAcksInput { publications: waiting, timeout_ms: timeout.as_millis() as u64 };
+    let work = ctx.execute_activity(A::await_acknowledgments, input, long_opts(timeout, summary));
+    if let Some(acked) =
+        wait::activity(ctx, work, move |s: &PromotionWorkflow| s.overrides.len() != overrides).await?
+    {
+        let t = now(ctx);
+        ctx.state_mut(|s| {
+            publishing::merge_acks(&mut s.publications, &acked);
+            s.refresh_ack_readiness();
+            s.resolve_reacknowledged(t);
+        });
+        publish(ctx);
+    }
+    Ok(())
+}
+
+/// Records each withdrawn acknowledgment: audit line, exception, the publication no longer
+/// counted as acknowledged, the held regions' notes. Returns each target with the correction
+/// number its republication carries.
+fn withdraw(s: &mut PromotionWorkflow, t: i64, withdrawn: &[PublicationRef]) -> Vec<(PublicationRef, u32)> {
+    let mut out = Vec::with_capacity(withdrawn.len());
+    let all: Vec<String> = s.readiness.keys().cloned().collect();
+    for p in withdrawn {
+        let region = region_of_target(&p.target).map(str::to_owned);
+        let held = region.clone().map_or_else(|| all.clone(), |r| vec![r]);
+        let revenue =
+            decisions::channel_revenue_at_risk(&s.assessment.clone().unwrap_or_default(), region.as_deref());
+        let e = decisions::ack_withdrawn_exception(p, s.revision, &held, revenue);
+        s.record(
+            t,
+            "channel",
+            "acknowledgment-withdrawn",
+            format!("{} (revenue at risk {})", e.detail, e.revenue_at_risk),
+        );
+        s.raise(t, e);
+        if let Some(mine) = s.publications.iter_mut().find(|x| x.publication_id == p.publication_id) {
+            mine.acknowledged_at_ms = None;
+        }
+        for r in &held {
+            if let Some(x) = s.readiness.get_mut(r) {
+                x.note = format!(
+                    "held at the launch gate: {} took back its acknowledgment; republished",
+                    channel_name(p.target.channel)
+                );
+            }
+        }
+        let n = s.corrections_sent(&p.target) + 1;
+        *s.gate_republished.entry((p.target.channel, p.target.region_id.clone())).or_default() += 1;
+        out.push((p.clone(), n));
+    }
+    s.refresh_ack_readiness();
+    out
 }
 
 /// Holds the regions the re-check found unready since approval ([`decisions::gate_holds`]):

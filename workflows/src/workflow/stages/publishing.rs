@@ -105,13 +105,11 @@ pub(crate) fn waiting_for(ctx: &Ctx) -> Vec<PublicationRef> {
     })
 }
 
-/// The region's revenue at risk from the assessment ("0" for national targets).
-pub(crate) fn revenue_at_risk(s: &PromotionWorkflow, region: &str) -> String {
-    s.assessment
-        .as_ref()
-        .and_then(|a| a.regions.iter().find(|r| r.region_id == region))
-        .map(|r| r.revenue_at_risk.clone())
-        .unwrap_or_else(|| "0".into())
+/// What a target not acknowledging puts at risk: its region's forecast promotional revenue,
+/// every region's for a national target ([`decisions::channel_revenue_at_risk`]).
+fn revenue_at_risk(s: &PromotionWorkflow, region: &str) -> String {
+    let region = (!region.is_empty()).then_some(region);
+    decisions::channel_revenue_at_risk(s.assessment.as_ref().unwrap_or(&Default::default()), region)
 }
 
 /// Publishes `kind` to every target, in parallel (idempotent writes, seconds at most).

@@ -180,12 +180,7 @@ fn record(
     };
     let mut republish = Vec::new();
     for m in &found.mismatches {
-        let sent_before: u32 = s
-            .price_corrections
-            .iter()
-            .filter(|c| c.channel == m.target.channel && c.region_id == m.target.region_id)
-            .map(|c| c.republished)
-            .sum();
+        let sent_before = s.corrections_sent(&m.target);
         let open = s.price_corrections.iter().position(|c| same(c, &m.target) && c.corrected_at.is_none());
         let i = match open {
             Some(i) => i,
