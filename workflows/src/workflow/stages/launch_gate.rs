@@ -8,7 +8,7 @@
 
 use super::{Stop, enter, publishing};
 use crate::{
-    api::{AwaitAcksInput, PromotionActivities as A, PublicationRef, PublishInput},
+    api::{AwaitAcksInput, PromotionActivities as A, PublicationRef},
     decisions::{self, Hold},
     plan::Plan,
     policy::Policy,
@@ -16,7 +16,7 @@ use crate::{
     workflow::{
         LAUNCH_GATE_CHANNELS, LAUNCH_GATE_HOLDS,
         state::{PromotionWorkflow, publish, region_of_target},
-        wait::{self, Ctx, PUBLISH_TIMEOUT_SECS, business_now, check_opts, long_opts, now, opts, until},
+        wait::{self, Ctx, business_now, check_opts, long_opts, now, until},
     },
 };
 use promo_contracts::{
@@ -24,7 +24,6 @@ use promo_contracts::{
     retail::v1::PublicationKind,
 };
 use std::time::Duration;
-use temporalio_sdk::workflows::join_all;
 
 /// Waits for the re-check instant and re-checks readiness.
 pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
@@ -106,34 +105,8 @@ async fn channels(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
     let numbered = ctx.state_mut(|s| withdraw(s, t, &withdrawn));
     publish(ctx);
 
-    let (revision, price_change_id) =
-        ctx.state(|s| (s.revision, s.price_change_id.clone().unwrap_or_default()));
-    let futs: Vec<_> = numbered
-        .iter()
-        .map(|(p, correction)| {
-            ctx.execute_activity(
-                A::publish,
-                PublishInput {
-                    promotion_id: plan.promotion_id.clone(),
-                    revision,
-                    target: p.target.clone(),
-                    kind: PublicationKind::Activate as i32,
-                    price_change_id: price_change_id.clone(),
-                    effective: (plan.starts_at, plan.ends_at),
-                    line_count: plan.lines.len() as u32,
-                    correction: *correction,
-                },
-                opts(
-                    PUBLISH_TIMEOUT_SECS,
-                    format!("republish to {} {}", channel_name(p.target.channel), p.target.region_id),
-                ),
-            )
-        })
-        .collect();
-    let mut sent = Vec::with_capacity(futs.len());
-    for r in join_all(futs).await {
-        sent.push(r?);
-    }
+    let targets: Vec<_> = numbered.iter().map(|(p, n)| (p.target.clone(), *n)).collect();
+    let sent = publishing::republish(ctx, plan, PublicationKind::Activate, &targets).await?;
     let t = now(ctx);
     ctx.state_mut(|s| {
         for (new, (old, _)) in sent.iter().zip(&numbered) {

@@ -148,6 +148,49 @@ pub(crate) async fn publish_all(
     Ok(out)
 }
 
+/// Republishes `kind` to each target under its correction number (its own idempotency key), in
+/// parallel: the launch gate after a withdrawn acknowledgment, reconciliation after a mismatch.
+pub(crate) async fn republish(
+    ctx: &Ctx,
+    plan: &Plan,
+    kind: PublicationKind,
+    targets: &[(Target, u32)],
+) -> Result<Vec<PublicationRef>, Stop> {
+    let (revision, price_change_id) =
+        ctx.state(|s| (s.revision, s.price_change_id.clone().unwrap_or_default()));
+    let futs: Vec<_> = targets
+        .iter()
+        .map(|(target, correction)| {
+            ctx.execute_activity(
+                A::publish,
+                PublishInput {
+                    promotion_id: plan.promotion_id.clone(),
+                    revision,
+                    target: target.clone(),
+                    kind: kind as i32,
+                    price_change_id: price_change_id.clone(),
+                    effective: (plan.starts_at, plan.ends_at),
+                    line_count: plan.lines.len() as u32,
+                    correction: *correction,
+                },
+                opts(
+                    PUBLISH_TIMEOUT_SECS,
+                    format!(
+                        "republish to {} {} (correction {correction})",
+                        channel_name(target.channel),
+                        target.region_id
+                    ),
+                ),
+            )
+        })
+        .collect();
+    let mut sent = Vec::with_capacity(futs.len());
+    for r in join_all(futs).await {
+        sent.push(r?);
+    }
+    Ok(sent)
+}
+
 /// Every channel target of the plan: regional channels per region, national ones once.
 fn channel_targets(plan: &Plan, regions: &[String]) -> Vec<Target> {
     let mut out = Vec::new();

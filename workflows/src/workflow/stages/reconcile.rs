@@ -6,9 +6,9 @@
 //! channel acknowledges; what still differs stays open for the next round. Each mismatch and
 //! how long it took to correct goes into the post-event report with the price accuracy.
 
-use super::Stop;
+use super::{Stop, publishing};
 use crate::{
-    api::{AwaitAcksInput, PromotionActivities as A, PublishInput, ReconcileInput, ReconcileOutput, Target},
+    api::{AwaitAcksInput, PromotionActivities as A, ReconcileInput, ReconcileOutput, Target},
     decisions,
     plan::Plan,
     policy::Policy,
@@ -16,12 +16,11 @@ use crate::{
     workflow::{
         REVERT_READ_BACK_UNTIL_REGULAR,
         state::{PromotionWorkflow, pb_ts, publish, region_of_target},
-        wait::{self, Ctx, PUBLISH_TIMEOUT_SECS, business_now, check_opts, long_opts, now, opts},
+        wait::{self, Ctx, business_now, check_opts, long_opts, now},
     },
 };
 use promo_contracts::{promo::v1::*, retail::v1::PublicationKind};
 use std::time::Duration;
-use temporalio_sdk::workflows::join_all;
 
 /// One reconciliation round: read back, republish what differs, read back once more.
 /// `live`: the targets should charge the promotional prices (else the regular ones, after the
@@ -89,38 +88,7 @@ pub async fn round(ctx: &Ctx, plan: &Plan, policy: &Policy, live: bool) -> Resul
             continue;
         }
         let kind = if live { PublicationKind::Activate } else { PublicationKind::Revert };
-        let (revision, price_change_id) =
-            ctx.state(|s| (s.revision, s.price_change_id.clone().unwrap_or_default()));
-        let futs: Vec<_> = republish
-            .iter()
-            .map(|(target, correction)| {
-                ctx.execute_activity(
-                    A::publish,
-                    PublishInput {
-                        promotion_id: plan.promotion_id.clone(),
-                        revision,
-                        target: target.clone(),
-                        kind: kind as i32,
-                        price_change_id: price_change_id.clone(),
-                        effective: (plan.starts_at, plan.ends_at),
-                        line_count: plan.lines.len() as u32,
-                        correction: *correction,
-                    },
-                    opts(
-                        PUBLISH_TIMEOUT_SECS,
-                        format!(
-                            "republish to {} {} (correction {correction})",
-                            channel_name(target.channel),
-                            target.region_id
-                        ),
-                    ),
-                )
-            })
-            .collect();
-        let mut sent = Vec::with_capacity(futs.len());
-        for r in join_all(futs).await {
-            sent.push(r?);
-        }
+        let sent = publishing::republish(ctx, plan, kind, &republish).await?;
         let deadline = policy.scaled(policy.durations.ack_deadline.0);
         let summary = format!("wait for {} corrected channel targets to acknowledge", sent.len());
         let input = AwaitAcksInput { publications: sent, timeout_ms: deadline.as_millis() as u64 };
