@@ -190,6 +190,10 @@ impl Systems {
     pub fn replenishment(&self) -> replenishment_service_client::ReplenishmentServiceClient<Conn> {
         replenishment_service_client::ReplenishmentServiceClient::new(self.conn.clone())
     }
+    /// The process-event record (analytics).
+    pub fn events(&self) -> process_event_service_client::ProcessEventServiceClient<Conn> {
+        process_event_service_client::ProcessEventServiceClient::new(self.conn.clone())
+    }
     /// Channel publication.
     pub fn publication(&self) -> publication_service_client::PublicationServiceClient<Conn> {
         publication_service_client::PublicationServiceClient::new(self.conn.clone())
@@ -576,6 +580,19 @@ impl PromotionActivities {
             }
         })
         .await
+    }
+
+    /// Records process events (a local activity: no heartbeat; one call, idempotent by id).
+    #[activity(name = activity_names::RECORD_EVENTS)]
+    pub async fn record_events(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: Vec<ProcessEvent>,
+    ) -> Result<u32, ActivityError> {
+        let done = rpc!(self.systems.events(), record_events, RecordEventsRequest { events: input.clone() })
+            .await
+            .map_err(|s| status_error("process events", s))?;
+        Ok(done.into_inner().recorded)
     }
 
     /// Reads each publication's state once (the launch gate's re-check of the acknowledgments).

@@ -11,6 +11,7 @@
 //! - [`faults`] holds the fault rules the admin RPC injects;
 //! - [`sales`] simulates sales for a window from demand × uplift, capped by stock.
 
+mod analytics;
 pub mod dataset;
 pub mod faults;
 pub mod rng;
@@ -209,7 +210,7 @@ impl Systems {
              ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             [anchor.to_string()],
         )?;
-        // Channel drift (admin `DriftPrices`) and funding claims live beside the dataset; files
+        // Channel drift (admin `DriftPrices`), funding claims and process events live beside the dataset; files
         // written before they existed get the tables on open.
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS channel_drift(channel INTEGER NOT NULL, region_id TEXT NOT NULL,
@@ -219,6 +220,7 @@ impl Systems {
              idempotency_key TEXT UNIQUE NOT NULL, promotion_id TEXT NOT NULL, agreement_id TEXT NOT NULL,
              amount TEXT NOT NULL, units INTEGER NOT NULL, submitted_ms INTEGER NOT NULL);",
         )?;
+        conn.execute_batch(analytics::SCHEMA)?;
         let master = load_master(&conn)?;
         Ok(Self {
             path: path.to_owned(),

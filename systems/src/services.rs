@@ -47,10 +47,11 @@ pub fn router(
         .add_service(replenishment_service_server::ReplenishmentServiceServer::new(h.clone()))
         .add_service(publication_service_server::PublicationServiceServer::new(h.clone()))
         .add_service(sales_service_server::SalesServiceServer::new(h.clone()))
+        .add_service(process_event_service_server::ProcessEventServiceServer::new(h.clone()))
         .add_service(admin_service_server::AdminServiceServer::new(h)))
 }
 
-fn db(e: rusqlite::Error) -> Status {
+pub(crate) fn db(e: rusqlite::Error) -> Status {
     Status::internal(format!("reference store: sqlite error: {e}"))
 }
 
@@ -71,7 +72,7 @@ fn call<'a>(service: &'a str, method: &'a str) -> Call<'a> {
 }
 
 /// Runs blocking SQLite work off the async runtime.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, Status> + Send + 'static,
 ) -> Result<T, Status> {
     tokio::task::spawn_blocking(f)
@@ -734,7 +735,7 @@ fn get_price_change(conn: &Connection, key_column: &str, key: &str) -> rusqlite:
     .optional()
 }
 
-fn require(value: &str, name: &str) -> Result<(), Status> {
+pub(crate) fn require(value: &str, name: &str) -> Result<(), Status> {
     if value.trim().is_empty() {
         return Err(Status::invalid_argument(format!("{name}: is required")));
     }

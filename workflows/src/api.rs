@@ -461,6 +461,8 @@ pub mod activity_names {
     pub const AWAIT_ACKNOWLEDGMENTS: &str = "promo.await_acknowledgments";
     /// `promo.read_publications`.
     pub const READ_PUBLICATIONS: &str = "promo.read_publications";
+    /// `promo.record_events` (a local activity).
+    pub const RECORD_EVENTS: &str = "promo.record_events";
     /// `promo.compensate`.
     pub const COMPENSATE: &str = "promo.compensate";
     /// `promo.revert_prices`.
@@ -538,6 +540,13 @@ impl PromotionActivities {
     /// channel still acknowledges (not for one whose acknowledgment it took back).
     #[activity(name = activity_names::READ_PUBLICATIONS)]
     pub fn read_publications(_: Vec<PublicationRef>) -> Result<Vec<PublicationRef>, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Records process events in the analytics store, idempotently (run as a local activity);
+    /// returns how many were new.
+    #[activity(name = activity_names::RECORD_EVENTS)]
+    pub fn record_events(_: Vec<promo_contracts::retail::v1::ProcessEvent>) -> Result<u32, ActivityError> {
         unimplemented!()
     }
 

@@ -251,6 +251,7 @@ impl PromotionWorkflow {
         let action = if approve { "approve" } else { "reject" };
         let signed = self.decision_signature(Some(now), d, action)?;
         self.record_signed(now, &d.approver_id, action, format!("as {role}: {}", d.comment), signed);
+        self.decision_event(now, d.role(), &d.approver_id, if approve { "approved" } else { "rejected" });
         if !approve {
             self.rejection = Some(d.clone());
             return Ok(format!("rejected as {role}"));
@@ -265,6 +266,17 @@ impl PromotionWorkflow {
         } else {
             format!("approved as {role}; still pending: {}", pending.join(", "))
         })
+    }
+
+    /// An approval decision as a process event, with the wait since the approval was requested.
+    fn decision_event(&mut self, now: i64, role: Role, approver: &str, decision: &str) {
+        let asked = self.approval_requested_at().unwrap_or(now);
+        self.event(now, promo_contracts::retail::v1::ProcessEventKind::ApprovalDecided, |e| {
+            e.role = role_name(role).to_owned();
+            e.actor = approver.to_owned();
+            e.detail = decision.to_owned();
+            e.wait_seconds = (now - asked).max(0);
+        });
     }
 
     /// Finance's approval of a launch the gate holds because funding was withdrawn.
@@ -416,6 +428,7 @@ impl PromotionWorkflow {
             signed,
         );
         self.change_request = Some(c.clone());
+        self.decision_event(now, c.role(), &c.approver_id, "changes requested");
         Ok(format!(
             "changes requested on revision {}; revision {} will be assessed",
             self.revision,

@@ -25,6 +25,7 @@
 //! sequence (compensation at every ending, cancellable activity waits, the footprint memo per
 //! revision, the clean-up at close) happens only when it is set.
 
+pub mod events;
 pub mod messages;
 pub mod stages;
 pub mod state;
@@ -53,6 +54,11 @@ pub const LAUNCH_GATE_HOLDS: &str = "launch-gate-holds";
 /// the regions depending on it until it acknowledges again. Consulted at the re-check, in v2
 /// runs only.
 pub const LAUNCH_GATE_CHANNELS: &str = "launch-gate-channels";
+
+/// Patch id of the change that records process events (stage changes, approvals, exceptions,
+/// acknowledgments, the report) through a local activity before every wait and at the end
+/// ([`events`]). Consulted once, right after [`LIFECYCLE_V2`], in v2 runs only.
+pub const PROCESS_EVENTS: &str = "process-events";
 
 /// Patch id of the change that reads live prices back from the channels after activation, at
 /// every monitoring round and after the revert, and republishes where they differ from the
@@ -97,7 +103,13 @@ impl PromotionWorkflow {
     #[run(name = "PromotionWorkflow")]
     pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<PromotionResult> {
         let v2 = ctx.patched(LIFECYCLE_V2);
-        ctx.state_mut(|s| s.v2 = v2);
+        let records_events = v2 && ctx.patched(PROCESS_EVENTS);
+        let run_id = ctx.run_id().to_owned();
+        ctx.state_mut(|s| {
+            s.v2 = v2;
+            s.records_events = records_events;
+            s.run_id = run_id;
+        });
         if let Some(why) = ctx.state(|s| s.input_error.clone()) {
             return ending::invalid_input(ctx, &why);
         }

@@ -60,6 +60,15 @@ pub struct PromotionWorkflow {
     pub(crate) price_checks: (u64, u64),
     /// Mismatches found, open or corrected, in the order found.
     pub(crate) price_corrections: Vec<PriceCorrection>,
+    /// This run's id, part of every process event's id.
+    pub(crate) run_id: String,
+    /// Whether process events are recorded ([`super::PROCESS_EVENTS`]).
+    pub(crate) records_events: bool,
+    /// Process events not yet recorded ([`super::events`]), and the sequence number of the last.
+    pub(crate) outbox: Vec<promo_contracts::retail::v1::ProcessEvent>,
+    pub(crate) event_seq: u32,
+    /// After a failed flush: no new try before this instant (0 when the last flush succeeded).
+    pub(crate) events_retry_at: i64,
     /// Activations republished by the launch gate, per target ([`Self::corrections_sent`]).
     pub(crate) gate_republished: BTreeMap<(i32, String), u32>,
     /// Signals that arrived before the policy was loaded (signal-with-start, or sent while the
@@ -123,6 +132,11 @@ impl PromotionWorkflow {
             price_checks: (0, 0),
             price_corrections: Vec::new(),
             gate_republished: BTreeMap::new(),
+            run_id: String::new(),
+            records_events: false,
+            outbox: Vec::new(),
+            event_seq: 0,
+            events_retry_at: 0,
             early: Vec::new(),
             wrote: false,
             price_change_id: None,
@@ -179,15 +193,48 @@ impl PromotionWorkflow {
         }
         e.raised_at = pb_ts(now);
         self.record(now, "system", "exception-raised", format!("{}: {}", e.exception_id, e.detail));
+        self.exception_event(now, &e, false);
         self.exceptions.push(e);
     }
 
     /// Resolves every open exception `pred` selects, with `resolution` as the reason.
     pub(crate) fn resolve(&mut self, now: i64, pred: impl Fn(&PromotionException) -> bool, resolution: &str) {
+        let mut resolved = Vec::new();
         for e in self.exceptions.iter_mut().filter(|e| e.status() == ExceptionStatus::Open && pred(e)) {
             e.status = ExceptionStatus::Resolved as i32;
             e.resolved_at = pb_ts(now);
             e.resolution = resolution.to_owned();
+            resolved.push(e.clone());
+        }
+        for e in &resolved {
+            self.exception_event(now, e, true);
+        }
+    }
+
+    /// Records the acknowledgments `acked` reports (an acknowledgment is never taken back here;
+    /// the launch gate takes back one the channel withdrew), with an event for each new one.
+    pub(crate) fn merge_acks(&mut self, now: i64, acked: &[PublicationRef]) {
+        let began = self.publishing_began_at().unwrap_or(now);
+        let mut new = Vec::new();
+        for p in self.publications.iter_mut() {
+            if p.acknowledged_at_ms.is_some() {
+                continue;
+            }
+            if let Some(at) =
+                acked.iter().find(|a| a.publication_id == p.publication_id).and_then(|a| a.acknowledged_at_ms)
+            {
+                p.acknowledged_at_ms = Some(at);
+                if p.kind == PublicationKind::Activate as i32 {
+                    new.push((p.target.clone(), at));
+                }
+            }
+        }
+        for (target, at) in new {
+            self.event(now, promo_contracts::retail::v1::ProcessEventKind::Acknowledged, |e| {
+                e.channel = channel_name(target.channel).to_owned();
+                e.region_id = target.region_id.clone();
+                e.wait_seconds = (at / 1000 - began).max(0);
+            });
         }
     }
 

@@ -46,7 +46,7 @@ pub(crate) fn until(ctx: &Ctx, policy: &Policy, at: i64) -> Duration {
     policy.scaled(Duration::from_secs(ahead))
 }
 
-fn retry(max_attempts: u32) -> RetryPolicy {
+pub(crate) fn retry(max_attempts: u32) -> RetryPolicy {
     RetryPolicy::builder()
         .initial_interval(Duration::from_millis(500))
         .backoff_coefficient(2.0)
@@ -174,6 +174,8 @@ pub(crate) async fn wait<W: CancellableFuture>(
     alarms: &mut [Alarm<'_>],
     nudge: impl Fn(&PromotionWorkflow) -> bool,
 ) -> Result<Woke<W::Output>, Stop> {
+    // What happened up to this wait goes to the process-event record first.
+    super::events::flush(ctx).await;
     let mut work = std::pin::pin!(work);
     let mut condition =
         std::pin::pin!(ctx.wait_condition(|s: &PromotionWorkflow| s.cancel.is_some() || nudge(s)).fuse());

@@ -83,7 +83,7 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<Windows, Sto
             if let Some(acked) = wait::activity(ctx, work, nudged).await? {
                 let t = now(ctx);
                 ctx.state_mut(|s| {
-                    publishing::merge_acks(&mut s.publications, &acked);
+                    s.merge_acks(t, &acked);
                     s.refresh_ack_readiness();
                     s.resolve_reacknowledged(t);
                 });

@@ -39,6 +39,12 @@ pub async fn run(ctx: &Ctx, policy: &Policy, plan: &Plan, remediated: bool) -> R
             .collect();
         let roles = s.pending_roles().join(", ");
         s.record(t, "policy", "approvals-required", roles);
+        for r in s.requirements.clone() {
+            s.event(t, promo_contracts::retail::v1::ProcessEventKind::ApprovalRequested, |e| {
+                e.role = decisions::role_name(r.role()).to_owned();
+                e.detail = r.reason.clone();
+            });
+        }
     });
     publish(ctx);
 

@@ -9,12 +9,12 @@ use crate::{
     api::{CompensateInput, CompensateOutput, PromotionActivities as A},
     decisions,
     workflow::{
-        PromotionResultBody,
+        PromotionResultBody, events,
         state::{PromotionWorkflow, publish},
         wait::{Ctx, compensation_opts, now, opts},
     },
 };
-use promo_contracts::promo::v1::*;
+use promo_contracts::{promo::v1::*, retail::v1::ProcessEventKind};
 use std::{future::Future, time::Duration};
 use temporalio_common::protos::temporal::api::failure::v1::{Failure, failure::FailureInfo};
 use temporalio_sdk::{
@@ -22,8 +22,27 @@ use temporalio_sdk::{
     WorkflowTermination,
 };
 
-/// Ends the run: compensation, closed exceptions, the outcome, and the result.
+/// Ends the run: compensation, closed exceptions, the outcome, and the result — then the report
+/// and the end go to the process-event record with whatever else is still in the outbox.
 pub async fn finish(ctx: &Ctx, end: Result<PromotionResultBody, Stop>) -> WorkflowResult<PromotionResult> {
+    let out = settle(ctx, end).await;
+    let t = now(ctx);
+    ctx.state_mut(|s| {
+        if let Ok(PromotionResult { report: Some(r), .. }) = &out {
+            let kpis = events::report_kpis(r);
+            s.event(t, ProcessEventKind::Report, |e| e.kpis = kpis.into_iter().collect());
+        }
+        let outcome = s.outcome.as_str_name().trim_start_matches("OUTCOME_").to_owned();
+        let reason = s.outcome_reason.clone();
+        s.event(t, ProcessEventKind::Ended, |e| {
+            e.detail = if reason.is_empty() { outcome } else { format!("{outcome}: {reason}") };
+        });
+    });
+    events::flush(ctx).await;
+    out
+}
+
+async fn settle(ctx: &Ctx, end: Result<PromotionResultBody, Stop>) -> WorkflowResult<PromotionResult> {
     let v2 = ctx.state(|s| s.v2);
     let end = match end {
         // Cancelled through Temporal itself (`temporal workflow cancel`): in v2 the same as an

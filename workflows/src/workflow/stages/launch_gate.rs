@@ -134,7 +134,7 @@ async fn channels(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
     {
         let t = now(ctx);
         ctx.state_mut(|s| {
-            publishing::merge_acks(&mut s.publications, &acked);
+            s.merge_acks(t, &acked);
             s.refresh_ack_readiness();
             s.resolve_reacknowledged(t);
         });

@@ -21,7 +21,10 @@ use super::{
     state::{PromotionWorkflow, pb_ts, publish},
     wait::{Ctx, now},
 };
-use promo_contracts::promo::v1::{Stage, StageEntry};
+use promo_contracts::{
+    promo::v1::{Stage, StageEntry},
+    retail::v1::ProcessEventKind,
+};
 use temporalio_sdk::{ActivityExecutionError, WorkflowTermination};
 
 /// How a stage ends the lifecycle before it completes.
@@ -64,6 +67,7 @@ pub(crate) fn enter(ctx: &Ctx, stage: Stage) {
     ctx.state_mut(|s| {
         s.stage = stage;
         s.timeline.push(StageEntry { stage: stage as i32, entered_at: pb_ts(t), revision: s.revision });
+        s.event(t, ProcessEventKind::StageEntered, |_| {});
     });
     publish(ctx);
 }

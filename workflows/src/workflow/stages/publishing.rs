@@ -59,7 +59,7 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
         let t = now(ctx);
         let first_round = round == 0;
         ctx.state_mut(|s| {
-            merge_acks(&mut s.publications, &acked);
+            s.merge_acks(t, &acked);
             if first_round {
                 let on_time = s.publications.iter().filter(|p| p.acknowledged_at_ms.is_some()).count() as u32;
                 s.on_time_acks = (on_time, s.publications.len() as u32);
@@ -202,13 +202,4 @@ fn channel_targets(plan: &Plan, regions: &[String]) -> Vec<Target> {
         }
     }
     out
-}
-
-/// Records the acknowledgments `acked` reports (an acknowledgment is never taken back).
-pub(crate) fn merge_acks(into: &mut [PublicationRef], acked: &[PublicationRef]) {
-    for p in into.iter_mut() {
-        if let Some(a) = acked.iter().find(|a| a.publication_id == p.publication_id) {
-            p.acknowledged_at_ms = p.acknowledged_at_ms.or(a.acknowledged_at_ms);
-        }
-    }
 }

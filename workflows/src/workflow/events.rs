@@ -1,0 +1,135 @@
+//! The process-event record: what the dashboard and `promo ask` read about finished and running
+//! promotions. The state keeps an outbox of events — stage entered, approval requested and
+//! decided (with its wait), exception raised and resolved (with its age), channel acknowledged,
+//! the report, the end — each with a deterministic id (promotion, run, sequence), and [`flush`]
+//! hands the outbox to a local activity (`promo.record_events`, idempotent by id) before every
+//! wait and at the end. Local activities put one marker in the history and not their input, so
+//! the record costs one event per flush whatever the batch. A record that cannot be written
+//! (the analytics store down) is audited once, kept, and sent again at a later wait: it never
+//! holds a promotion up. Only runs carrying [`super::PROCESS_EVENTS`] flush.
+
+use crate::{
+    api::PromotionActivities as A,
+    decisions::stage_name,
+    workflow::{
+        state::{PromotionWorkflow, pb_ts},
+        wait::{Ctx, now, retry},
+    },
+};
+use promo_contracts::{
+    promo::v1::{PostEventReport, PromotionException, Stage},
+    retail::v1::{ProcessEvent, ProcessEventKind},
+};
+use std::time::Duration;
+use temporalio_sdk::LocalActivityOptions;
+
+/// After a failed flush, the next try waits at least this long (workflow time).
+const RETRY_AFTER_SECS: i64 = 60;
+
+impl PromotionWorkflow {
+    /// Appends an event to the outbox; `fill` sets what is particular to it.
+    pub(crate) fn event(&mut self, t: i64, kind: ProcessEventKind, fill: impl FnOnce(&mut ProcessEvent)) {
+        self.event_seq += 1;
+        let mut e = ProcessEvent {
+            event_id: format!("{}/{}/{}", self.spec.promotion_id, self.run_id, self.event_seq),
+            promotion_id: self.spec.promotion_id.clone(),
+            run_id: self.run_id.clone(),
+            revision: self.revision,
+            kind: kind as i32,
+            at: pb_ts(t),
+            stage: stage_name(self.stage).to_owned(),
+            ..Default::default()
+        };
+        fill(&mut e);
+        self.outbox.push(e);
+    }
+
+    /// An exception raised or resolved, as an event.
+    pub(crate) fn exception_event(&mut self, t: i64, e: &PromotionException, resolved: bool) {
+        let kind =
+            if resolved { ProcessEventKind::ExceptionResolved } else { ProcessEventKind::ExceptionRaised };
+        let age = e.raised_at.as_ref().map_or(0, |r| (t - r.seconds).max(0));
+        self.event(t, kind, |x| {
+            x.exception_id = e.exception_id.clone();
+            x.exception_kind = e.kind().as_str_name().trim_start_matches("EXCEPTION_KIND_").to_owned();
+            x.role = e.owner_role().as_str_name().trim_start_matches("ROLE_").to_owned();
+            x.region_id = e.region_id.clone();
+            x.revenue_at_risk = e.revenue_at_risk.clone();
+            x.detail = if resolved { e.resolution.clone() } else { e.detail.clone() };
+            x.wait_seconds = if resolved { age } else { 0 };
+        });
+    }
+
+    /// When the current revision's approval was requested: its stage's last entry.
+    pub(crate) fn approval_requested_at(&self) -> Option<i64> {
+        self.timeline
+            .iter()
+            .rev()
+            .find(|e| e.stage() == Stage::Approval)
+            .and_then(|e| e.entered_at.as_ref().map(|t| t.seconds))
+    }
+
+    /// When publishing began (for the time to each acknowledgment).
+    pub(crate) fn publishing_began_at(&self) -> Option<i64> {
+        self.timeline
+            .iter()
+            .rev()
+            .find(|e| e.stage() == Stage::Publishing)
+            .and_then(|e| e.entered_at.as_ref().map(|t| t.seconds))
+    }
+}
+
+/// The figures of a report, as the record keeps them.
+pub(crate) fn report_kpis(r: &PostEventReport) -> Vec<(String, String)> {
+    let mut out = vec![
+        ("units_sold".to_owned(), r.units_sold.to_string()),
+        ("forecast_units".to_owned(), r.forecast_units.to_string()),
+        ("sell_through".to_owned(), r.sell_through.clone()),
+        ("forecast_variance".to_owned(), r.forecast_variance.clone()),
+        ("stockout_store_days".to_owned(), r.stockout_store_days.to_string()),
+        ("markdown_exposure".to_owned(), r.markdown_exposure.clone()),
+        ("revenue".to_owned(), r.revenue.clone()),
+        ("realised_margin".to_owned(), r.realised_margin.clone()),
+        ("on_time_ack_rate".to_owned(), r.on_time_ack_rate.clone()),
+        ("on_time_launch_rate".to_owned(), r.on_time_launch_rate.clone()),
+        ("price_accuracy".to_owned(), r.price_accuracy.clone()),
+        ("exceptions_raised".to_owned(), r.exceptions_raised.to_string()),
+    ];
+    out.retain(|(_, v)| !v.is_empty());
+    out
+}
+
+/// Hands the outbox to `promo.record_events` (a local activity), unless the run does not record
+/// events, there is nothing to send, or a failed flush is still cooling down.
+pub(crate) async fn flush(ctx: &Ctx) {
+    let t = now(ctx);
+    let batch = ctx.state_mut(|s| {
+        if !s.records_events {
+            // A run from before the record: nothing is sent, and nothing is kept.
+            s.outbox.clear();
+            return None;
+        }
+        (!s.outbox.is_empty() && t >= s.events_retry_at).then(|| s.outbox.clone())
+    });
+    let Some(batch) = batch else { return };
+    let n = batch.len();
+    let mut opts = LocalActivityOptions::default();
+    opts.start_to_close_timeout = Some(Duration::from_secs(10));
+    opts.schedule_to_close_timeout = Some(Duration::from_secs(30));
+    opts.retry_policy = retry(3);
+    opts.summary = Some(format!("record {n} process events"));
+    let sent = ctx.execute_local_activity(A::record_events, batch, opts).await;
+    let t = now(ctx);
+    ctx.state_mut(|s| match sent {
+        Ok(_) => {
+            s.outbox.drain(..n);
+            s.events_retry_at = 0;
+        }
+        Err(e) => {
+            if s.events_retry_at == 0 {
+                s.record(t, "system", "process-events-deferred", format!("{n} events kept for later: {e}"));
+            }
+            s.events_retry_at = t + RETRY_AFTER_SECS;
+        }
+    });
+}
