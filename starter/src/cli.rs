@@ -58,6 +58,55 @@ pub enum Command {
     /// Make an approver's Ed25519 key pair: the secret key to a file (mode 0600), the public key
     /// printed as the line to add to the policy's [approver_keys].
     Keygen(KeygenArgs),
+    /// Serve the operations dashboard on localhost: promotions by stage, approvals pending with
+    /// their SLA, the exception queue by revenue at risk, regional readiness, cycle times,
+    /// approval bottlenecks and post-event KPIs, refreshed live.
+    Dashboard(DashboardArgs),
+    /// Answer a question in plain words ("which promotions are waiting on finance?", "what is
+    /// stuck in R3?", "revenue at risk this week?", "why is SPRING-26 delayed?", "how long do
+    /// finance approvals take?"), naming the source of the answer.
+    Ask(AskArgs),
+}
+
+/// Where the portfolio views read from, and their thresholds.
+#[derive(Debug, Args)]
+pub struct InsightArgs {
+    /// The analytics service holding the process-event record (the retail systems by default).
+    #[arg(long, value_name = "URL", env = "PROMO_SYSTEMS_ADDR", default_value = DEFAULT_SYSTEMS_ADDR)]
+    pub systems: String,
+    /// The policy whose approval reminder and escalation times flag pending approvals.
+    #[arg(long, value_name = "FILE", env = "PROMO_POLICY", default_value = "config/policy.toml")]
+    pub policy: PathBuf,
+    /// Age at which an open exception is flagged overdue (e.g. 30m, 4h, 2d).
+    #[arg(long, value_name = "DURATION", default_value = "4h")]
+    pub exception_sla: String,
+}
+
+/// `promo dashboard`.
+#[derive(Debug, Args)]
+pub struct DashboardArgs {
+    /// Address to serve on.
+    #[arg(long, value_name = "ADDR", env = "PROMO_DASHBOARD_ADDR", default_value = "127.0.0.1:8090")]
+    pub listen: String,
+    /// The Temporal Web UI each promotion links to.
+    #[arg(long, value_name = "URL", env = "PROMO_WEB_UI", default_value = "http://localhost:8233")]
+    pub web_ui: String,
+    /// Seconds between reloads of the page.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    pub refresh: u64,
+    /// Sources and thresholds.
+    #[command(flatten)]
+    pub insight: InsightArgs,
+}
+
+/// `promo ask`.
+#[derive(Debug, Args)]
+pub struct AskArgs {
+    /// The question, in quotes.
+    pub question: Vec<String>,
+    /// Sources and thresholds.
+    #[command(flatten)]
+    pub insight: InsightArgs,
 }
 
 /// `promo audit`.

@@ -4,9 +4,14 @@
 //! to wait for the end.
 
 use crate::{
-    cli::{AuditArgs, ChangeArgs, Cli, Command, DecisionArgs, KeygenArgs, ListArgs, ReportArgs, StartArgs},
+    ask,
+    cli::{
+        AskArgs, AuditArgs, ChangeArgs, Cli, Command, DashboardArgs, DecisionArgs, InsightArgs, KeygenArgs,
+        ListArgs, ReportArgs, StartArgs,
+    },
+    dashboard::Dashboard,
     error::CliError,
-    messages, query, render, spec,
+    insight, messages, query, render, spec,
 };
 use futures::StreamExt;
 use promo_activities::{Systems, SystemsTls, intake};
@@ -18,6 +23,7 @@ use promo_workflows::{
     PromotionWorkflow,
     api::{self, IntakeInput, RegionInfo, TASK_QUEUE, workflow_id},
     plan::Problem,
+    policy::{Policy, Span},
     signing,
 };
 use serde_json::{Value, json};
@@ -122,6 +128,64 @@ pub async fn run(cli: Cli) -> Result<Output, CliError> {
         Command::Report(a) => report(&connect().await?, &a).await,
         Command::Audit(a) => audit(&connect().await?, &a, timeout).await,
         Command::Keygen(a) => keygen(&a),
+        Command::Dashboard(a) => dashboard(&a).await,
+        Command::Ask(a) => ask(&a, timeout).await,
+    }
+}
+
+/// The SLA thresholds and the analytics client of `dashboard` and `ask`.
+fn insight_sources(a: &InsightArgs) -> Result<(insight::Sla, Option<Systems>), CliError> {
+    let policy = match std::fs::read_to_string(&a.policy) {
+        Ok(text) => Policy::from_toml(&text)
+            .map_err(|e| CliError::Usage(format!("--policy {}: {e}", a.policy.display())))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Policy::default(),
+        Err(e) => return Err(CliError::Usage(format!("--policy {}: {e}", a.policy.display()))),
+    };
+    let age: Span = a
+        .exception_sla
+        .parse()
+        .map_err(|e| CliError::Usage(format!("--exception-sla {:?}: {e}", a.exception_sla)))?;
+    let tls = SystemsTls::from_env().map_err(CliError::Usage)?;
+    let systems = Systems::with_tls(&a.systems, tls.as_ref())
+        .map_err(|e| CliError::Usage(format!("--systems: {e}")))?;
+    Ok((insight::Sla::from_policy(&policy, age.0), Some(systems)))
+}
+
+/// `promo dashboard`: serves until interrupted.
+async fn dashboard(a: &DashboardArgs) -> Result<Output, CliError> {
+    let (sla, systems) = insight_sources(&a.insight)?;
+    let addr: std::net::SocketAddr =
+        a.listen.parse().map_err(|e| CliError::Usage(format!("--listen {:?}: {e}", a.listen)))?;
+    let namespace = std::env::var("TEMPORAL_NAMESPACE").unwrap_or_else(|_| "default".into());
+    let mut d = Dashboard::new(connect().await?, systems, sla, a.web_ui.clone(), namespace);
+    d.refresh = a.refresh.max(1);
+    d.serve(addr, |bound| {
+        println!("dashboard: http://{bound}/");
+    })
+    .await
+    .map_err(|e| CliError::Usage(format!("--listen {addr}: {e}")))?;
+    Ok(Output { human: String::new(), json: json!({}) })
+}
+
+/// `promo ask`.
+async fn ask(a: &AskArgs, timeout: Duration) -> Result<Output, CliError> {
+    let question = a.question.join(" ");
+    let (sla, systems) = insight_sources(&a.insight)?;
+    let snap =
+        insight::snapshot(&connect().await?, systems.as_ref(), 1000, timeout.min(Duration::from_secs(10)))
+            .await;
+    match ask::answer(&question, &snap, &sla) {
+        Ok(ans) => {
+            let mut human = format!("{}\n\nsource: {}\n", ans.text, ans.source);
+            if !snap.problems.is_empty() {
+                human.push_str(&format!("not read: {}\n", snap.problems.join("; ")));
+            }
+            Ok(Output {
+                human,
+                json: json!({ "question": question, "answer": ans.text, "source": ans.source, "notRead": snap.problems }),
+            })
+        }
+        Err(forms) => Err(CliError::Usage(forms)),
     }
 }
 

@@ -14,13 +14,18 @@
 //! - [`query`]: the visibility query of `promo list` and rows from search attributes;
 //! - [`render`] and [`table`]: the human output;
 //! - [`commands`]: the calls to Temporal and the retail systems;
+//! - [`insight`]: the portfolio snapshot (visibility, `status` queries, the process-event
+//!   record) and its views; [`dashboard`] serves them as a page, [`ask`] answers questions;
 //! - [`error`]: every failure with the next step to take.
 //!
 //! `main` only parses the command line, calls [`run`] and prints.
 
+pub mod ask;
 pub mod cli;
 pub mod commands;
+pub mod dashboard;
 pub mod error;
+pub mod insight;
 pub mod messages;
 pub mod query;
 pub mod render;
