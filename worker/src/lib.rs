@@ -2,6 +2,8 @@
 //! its activities. Any number of these may run against the same Temporal namespace; nothing here
 //! assumes it is the only one.
 
+pub mod business;
+
 use anyhow::Context;
 use promo_activities::{PromotionActivities, Systems};
 use promo_workflows::{PromotionWorkflow, api, policy::Policy};
@@ -24,6 +26,11 @@ pub struct Settings {
     pub task_queue: String,
     /// Where to serve Prometheus metrics, if anywhere.
     pub metrics: Option<SocketAddr>,
+    /// How often to refresh the business gauges ([`business`]) on that endpoint; `None` leaves
+    /// them out (e.g. on all but one of several workers).
+    pub business_metrics_every: Option<std::time::Duration>,
+    /// Age (wall time) at which an open exception counts as overdue in the business gauges.
+    pub exception_sla: std::time::Duration,
     /// Most workflows kept in the sticky cache.
     pub max_cached_workflows: usize,
     /// Before polling, replay the histories of this many recent promotions from the server
@@ -100,11 +107,13 @@ pub fn worker_options(
 /// Connects, builds the worker and polls until ctrl-c, then drains in-flight tasks.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let mut telemetry = TelemetryOptions::builder().build();
+    let mut meter = None;
     if let Some(addr) = settings.metrics {
         let prom =
             start_prometheus_metric_exporter(PrometheusExporterOptions::builder().socket_addr(addr).build())
                 .with_context(|| format!("--metrics: cannot serve Prometheus metrics on {addr}"))?;
         tracing::info!(addr = %prom.bound_addr, "serving Prometheus metrics at /metrics");
+        meter = Some(prom.meter.clone() as Arc<dyn CoreMeter>);
         telemetry = TelemetryOptions::builder().metrics(prom.meter as Arc<dyn CoreMeter>).build();
     }
     let runtime = Runtime::from_current_tokio(
@@ -117,6 +126,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     let systems =
         Systems::with_tls(&settings.systems, settings.systems_tls.as_ref()).map_err(anyhow::Error::msg)?;
+    if let (Some(meter), Some(every)) = (meter, settings.business_metrics_every) {
+        let sla = promo_starter::insight::Sla::from_policy(&settings.policy, settings.exception_sla);
+        tokio::spawn(business::collect(meter, client.clone(), systems.clone(), sla, every));
+        tracing::info!(every_s = every.as_secs(), "business metrics: promo_* gauges on /metrics");
+    }
     let activities = PromotionActivities::new(systems, settings.policy.clone(), Some(client.clone()));
     let mut worker = Worker::new(
         &runtime,

@@ -23,6 +23,13 @@ struct Args {
     /// Serve Prometheus metrics on this address ("off" to disable).
     #[arg(long, env = "PROMO_METRICS_ADDR", default_value = "127.0.0.1:9464")]
     metrics: String,
+    /// How often to refresh the business gauges (promo_promotions, promo_open_exceptions,
+    /// promo_revenue_at_risk, …) on the metrics endpoint, e.g. 30s; "off" leaves them out.
+    #[arg(long, env = "PROMO_BUSINESS_METRICS_EVERY", default_value = "30s")]
+    business_metrics_every: String,
+    /// Age at which an open exception counts as overdue in the business gauges (e.g. 4h).
+    #[arg(long, env = "PROMO_EXCEPTION_SLA", default_value = "4h")]
+    exception_sla: String,
     /// Most promotions kept in the worker's cache (evicted ones replay on their next task).
     #[arg(long, env = "PROMO_MAX_CACHED_WORKFLOWS", default_value_t = promo_worker::DEFAULT_MAX_CACHED_WORKFLOWS)]
     max_cached_workflows: usize,
@@ -61,6 +68,16 @@ async fn main() -> anyhow::Result<()> {
         "off" | "" => None,
         a => Some(a.parse::<SocketAddr>().map_err(|e| anyhow::anyhow!("--metrics: {a:?}: {e}"))?),
     };
+    let span = |flag: &str, v: &str| {
+        v.parse::<promo_workflows::policy::Span>()
+            .map(|s| s.0)
+            .map_err(|e| anyhow::anyhow!("--{flag}: {v:?}: {e}"))
+    };
+    let business_metrics_every = match args.business_metrics_every.as_str() {
+        "off" | "" => None,
+        v => Some(span("business-metrics-every", v)?.max(std::time::Duration::from_secs(1))),
+    };
+    let exception_sla = span("exception-sla", &args.exception_sla)?;
     let systems_tls = promo_activities::SystemsTls::from_paths(
         args.systems_ca_cert.as_deref(),
         args.systems_client_cert.as_deref(),
@@ -74,6 +91,8 @@ async fn main() -> anyhow::Result<()> {
         policy: promo_worker::load_policy(args.policy.as_deref())?,
         task_queue: args.task_queue,
         metrics,
+        business_metrics_every,
+        exception_sla,
         verify: args.verify,
         max_cached_workflows: args.max_cached_workflows,
     };
