@@ -294,6 +294,7 @@ async fn main() -> anyhow::Result<()> {
         policy: policy.clone(),
         max_cached_workflows: max_cached,
         dir: dir.clone(),
+        extra_args: vec![],
     })?;
     wait_for_pollers(&client, &mut worker).await?;
 

@@ -162,6 +162,7 @@ impl PromoEnv {
             policy: self.policy.clone(),
             max_cached_workflows: None,
             dir: self.dir().join("worker"),
+            extra_args: vec![],
         }
     }
 
@@ -319,6 +320,20 @@ impl PromoEnv {
     > {
         Ok(promo_contracts::retail::v1::admin_service_client::AdminServiceClient::connect(self.systems.url())
             .await?)
+    }
+
+    /// A client of the reference systems' process-event record (analytics service).
+    pub async fn events(
+        &self,
+    ) -> anyhow::Result<
+        promo_contracts::retail::v1::process_event_service_client::ProcessEventServiceClient<
+            tonic::transport::Channel,
+        >,
+    > {
+        Ok(promo_contracts::retail::v1::process_event_service_client::ProcessEventServiceClient::connect(
+            self.systems.url(),
+        )
+        .await?)
     }
 
     /// A client of the reference systems' publication service.

@@ -49,6 +49,8 @@ pub struct WorkerConfig {
     pub max_cached_workflows: Option<usize>,
     /// Where the policy file and the worker's log go.
     pub dir: PathBuf,
+    /// More flags (metrics are off unless these include `--metrics`).
+    pub extra_args: Vec<String>,
 }
 
 /// A running `promo-worker`. Killed (SIGKILL) when dropped.
@@ -126,10 +128,13 @@ fn spawn(config: &WorkerConfig, policy: &std::path::Path, n: u32) -> anyhow::Res
         .arg(&config.systems_url)
         .arg("--policy")
         .arg(policy)
-        .args(["--metrics", "off"])
+        .args(&config.extra_args)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
+    if !config.extra_args.iter().any(|a| a == "--metrics") {
+        cmd.args(["--metrics", "off"]);
+    }
     if let Some(n) = config.max_cached_workflows {
         cmd.arg("--max-cached-workflows").arg(n.to_string());
     }

@@ -1,0 +1,337 @@
+//! Process intelligence on the real stack: three promotions run into different stages (one
+//! finished with a report, one stuck waiting on finance, one live with a channel that never
+//! acknowledges), then the process-event record, `promo ask` and `promo dashboard` are checked
+//! against what happened — the dashboard in headless Chromium, as a person would see it.
+
+use promo_contracts::{
+    promo::v1::*,
+    retail::v1::{
+        self as wire, Fault, InjectFaultRequest, ListEventsRequest, ProcessEventKind, RecordEventsRequest,
+    },
+};
+use promo_tests::{
+    env::{PromoEnv, spec, test_policy},
+    process::WorkerProcess,
+};
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+const LIMIT: Duration = Duration::from_secs(90);
+
+/// The `promo` CLI built beside this test binary.
+fn promo_cli(env: &PromoEnv) -> Command {
+    let dir = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_owned();
+    let mut c = Command::new(dir.join("promo"));
+    c.env("TEMPORAL_ADDRESS", env.dev.address())
+        .env("PROMO_SYSTEMS_ADDR", env.systems.url())
+        .env("PROMO_POLICY", env.dir().join("policy.toml"));
+    c
+}
+
+/// Runs `c` to its end off the test's task (the in-process worker is polled on that task).
+async fn run(mut c: Command) -> (bool, String) {
+    let out = tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+async fn ask(env: &PromoEnv, question: &str) -> String {
+    let mut c = promo_cli(env);
+    c.args(["ask", question]);
+    let (ok, text) = run(c).await;
+    assert!(ok, "promo ask {question:?} failed: {text}");
+    assert!(text.contains("source: "), "every answer names its source: {text}");
+    text
+}
+
+/// `promo dashboard` on a free port; its address once it listens.
+struct DashboardProcess(Child);
+
+impl DashboardProcess {
+    async fn start(env: &PromoEnv) -> (Self, String) {
+        let mut c = promo_cli(env);
+        c.args([
+            "dashboard",
+            "--listen",
+            "127.0.0.1:0",
+            "--web-ui",
+            "http://localhost:8233",
+            "--refresh",
+            "60",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+        let mut child = c.spawn().expect("spawn promo dashboard");
+        let stdout = child.stdout.take().unwrap();
+        let url = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            BufReader::new(stdout).read_line(&mut line).unwrap();
+            line.trim().trim_start_matches("dashboard: ").to_owned()
+        })
+        .await
+        .unwrap();
+        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+        (Self(child), url)
+    }
+}
+
+impl Drop for DashboardProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The body of `GET path` on 127.0.0.1:`port` (HTTP/1.0, no client library needed).
+async fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        out.split_once("\r\n\r\n").map(|(_, body)| body.to_owned())
+    })
+    .await
+    .ok()?
+}
+
+/// The value of the first sample of `name` whose labels contain `label`, in Prometheus text.
+fn gauge(text: &str, name: &str, label: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .find(|l| l.contains(label))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// What headless Chromium showed (see `tests/browser/dashboard.mjs`).
+async fn browse(url: &str, shot: &std::path::Path) -> serde_json::Value {
+    let root = promo_tests::temporal::workspace_root();
+    let mut c = Command::new("node");
+    c.arg(root.join("tests/browser/dashboard.mjs")).arg(url).arg(shot);
+    let out = tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap();
+    assert!(
+        out.status.success(),
+        "the browser script failed (is `make bootstrap` done?): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the browser script prints JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_and_ask_show_the_stuck_approval_the_top_exception_and_the_charts() {
+    let env = PromoEnv::start(test_policy()).await.unwrap();
+    std::fs::write(env.dir().join("policy.toml"), toml::to_string(&test_policy()).unwrap()).unwrap();
+    env.with_worker(async {
+        // 1. Stuck: two lines on FA-002 (unsigned) need finance; launch is 60 business days out.
+        let mut fin = spec("INS-FIN", &["R1"], 0..8, 60.0, 3.0);
+        for l in fin.lines.iter_mut().filter(|l| l.sku == "SKU-00002" || l.sku == "SKU-00008") {
+            l.funding_agreement_id = "FA-002".into();
+        }
+        env.start_promotion(fin).await.unwrap();
+        env.wait_status("INS-FIN", "approval", LIMIT, |s| s.stage() == Stage::Approval).await.unwrap();
+        env.approve("INS-FIN", "E1001", Role::Merchandising).await.unwrap();
+
+        // 2. Finished, with a report.
+        env.start_promotion(spec("INS-DONE", &["R1"], 0..6, 3.0, 2.0)).await.unwrap();
+        env.wait_status("INS-DONE", "approval", LIMIT, |s| s.stage() == Stage::Approval).await.unwrap();
+        env.approve("INS-DONE", "E1001", Role::Merchandising).await.unwrap();
+        assert_eq!(env.result("INS-DONE").await.unwrap().outcome(), Outcome::Completed);
+
+        // 3. Published, launching in 30 business days, R1 held: R1's POS never acknowledges from
+        //    now on.
+        env.admin()
+            .await
+            .unwrap()
+            .inject_fault(InjectFaultRequest {
+                fault: Some(Fault {
+                    service: "publication".into(),
+                    channel: wire::Channel::Pos as i32,
+                    region_id: "R1".into(),
+                    ack_never: true,
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap();
+        env.start_promotion(spec("INS-ACK", &["R1", "R3"], 0..6, 30.0, 2.0)).await.unwrap();
+        env.wait_status("INS-ACK", "approval", LIMIT, |s| s.stage() == Stage::Approval).await.unwrap();
+        env.approve("INS-ACK", "E1001", Role::Merchandising).await.unwrap();
+        let held = env
+            .wait_status("INS-ACK", "R1 held", LIMIT, |s| {
+                s.open_exceptions
+                    .iter()
+                    .any(|e| e.kind() == ExceptionKind::ChannelSync && e.region_id == "R1")
+            })
+            .await
+            .unwrap();
+        let top = held.open_exceptions.iter().find(|e| e.kind() == ExceptionKind::ChannelSync).unwrap();
+        let at_risk: f64 = top.revenue_at_risk.parse().unwrap();
+        assert!(at_risk > 0.0, "{top:?}");
+
+        // The record: every stage the finished promotion went through, its approval with the
+        // wait, its acknowledgments, the report and the end; written once each.
+        let mut events = env.events().await.unwrap();
+        let done = events
+            .list_events(ListEventsRequest { promotion_id: "INS-DONE".into(), ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner()
+            .events;
+        let kinds = |k: ProcessEventKind| done.iter().filter(|e| e.kind() == k).count();
+        let stages: Vec<&str> = done
+            .iter()
+            .filter(|e| e.kind() == ProcessEventKind::StageEntered)
+            .map(|e| e.stage.as_str())
+            .collect();
+        for s in ["INTAKE", "ASSESSMENT", "APPROVAL", "PUBLISHING", "ACTIVE", "CLOSING", "ANALYSIS", "DONE"] {
+            assert!(stages.contains(&s), "{s} not recorded: {stages:?}");
+        }
+        assert_eq!(kinds(ProcessEventKind::ApprovalRequested), 1, "{done:#?}");
+        let decided = done.iter().find(|e| e.kind() == ProcessEventKind::ApprovalDecided).unwrap();
+        assert_eq!((decided.role.as_str(), decided.actor.as_str()), ("MERCHANDISING", "E1001"));
+        assert!(kinds(ProcessEventKind::Acknowledged) >= 2, "POS and store comms of R1: {done:#?}");
+        assert_eq!(kinds(ProcessEventKind::Report), 1);
+        assert_eq!(kinds(ProcessEventKind::Ended), 1);
+        let report = done.iter().find(|e| e.kind() == ProcessEventKind::Report).unwrap();
+        assert!(report.kpis.contains_key("sell_through"), "{report:?}");
+        // Idempotent: the worker's retries (or anyone's) cannot double-count.
+        let again =
+            events.record_events(RecordEventsRequest { events: done.clone() }).await.unwrap().into_inner();
+        assert_eq!(again.recorded, 0, "{again:?}");
+        let after = events
+            .list_events(ListEventsRequest { promotion_id: "INS-DONE".into(), ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner()
+            .events;
+        assert_eq!(after.len(), done.len());
+        // The held promotion's exception is in the record with its revenue at risk and owner.
+        let ack = events
+            .list_events(ListEventsRequest { promotion_id: "INS-ACK".into(), ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner()
+            .events;
+        let raised = ack
+            .iter()
+            .find(|e| e.kind() == ProcessEventKind::ExceptionRaised && e.exception_kind == "CHANNEL_SYNC")
+            .expect("the channel-sync exception is recorded");
+        assert_eq!(
+            (raised.region_id.as_str(), raised.revenue_at_risk.as_str()),
+            ("R1", top.revenue_at_risk.as_str())
+        );
+
+        // Questions in plain words.
+        let a = ask(&env, "which promotions are waiting on finance?").await;
+        assert!(a.contains("INS-FIN") && !a.contains("INS-ACK"), "{a}");
+        let a = ask(&env, "What's stuck in R1?").await;
+        assert!(a.contains("INS-ACK") && a.contains("POS"), "{a}");
+        let a = ask(&env, "why is ins-ack delayed").await;
+        assert!(a.contains("INS-ACK") && a.contains("CHANNEL_SYNC"), "{a}");
+        let a = ask(&env, "how long do merchandising approvals take?").await;
+        assert!(a.contains("MERCHANDISING") && a.contains("median") && a.contains("3 decisions"), "{a}");
+        let a = ask(&env, "revenue at risk this week?").await;
+        assert!(a.contains(&format!("{at_risk:.2}")) || a.contains(&top.revenue_at_risk), "{a}");
+        let mut c = promo_cli(&env);
+        c.args(["ask", "what's the weather in R1?"]);
+        let (ok, text) = run(c).await;
+        assert!(!ok && text.contains("which promotions are waiting on"), "lists the forms: {text}");
+
+        // The dashboard, in a real browser.
+        let (_dashboard, url) = DashboardProcess::start(&env).await;
+        let shot = env.dir().join("dashboard.png");
+        let seen = browse(&url, &shot).await;
+        assert_eq!(seen["status"], 200, "{seen:#}");
+        assert_eq!(seen["scripts"], 0, "server-rendered, no JavaScript: {seen:#}");
+        // The stuck approval: INS-FIN, finance, past its escalation (12 business hours = 1 s).
+        let approvals = seen["approvals"].as_array().unwrap();
+        let stuck = approvals
+            .iter()
+            .find(|r| r[0] == "INS-FIN" && r[1] == "FINANCE")
+            .unwrap_or_else(|| panic!("INS-FIN waiting on finance is shown: {seen:#}"));
+        assert_eq!(stuck[3], "escalated", "{seen:#}");
+        // The top exception: the highest revenue at risk first, with owner and age.
+        let exceptions = seen["exceptions"].as_array().unwrap();
+        let first: Vec<&str> =
+            exceptions[0].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+        let queue_max = held
+            .open_exceptions
+            .iter()
+            .map(|e| e.revenue_at_risk.parse::<f64>().unwrap_or(0.0))
+            .fold(at_risk, f64::max);
+        assert_eq!(first[0], "1", "{seen:#}");
+        assert!(
+            exceptions
+                .iter()
+                .all(|r| r[5].as_str().unwrap().parse::<f64>().unwrap() <= first[5].parse::<f64>().unwrap()),
+            "ranked by revenue at risk: {seen:#}"
+        );
+        assert!(first[5].parse::<f64>().unwrap() >= queue_max - 0.005, "{first:?} vs {queue_max}");
+        assert!(
+            exceptions.iter().any(|r| r[1] == "INS-ACK" && r[2] == "CHANNEL_SYNC" && r[3] == "R1"),
+            "{seen:#}"
+        );
+        // The charts are drawn, with visible bars.
+        let charts = &seen["charts"];
+        assert!(charts["chart-stages"]["bars"].as_u64().unwrap() >= 3, "3 stages in use: {charts:#}");
+        assert!(charts["chart-cycle-times"]["bars"].as_u64().unwrap() >= 8, "{charts:#}");
+        assert!(charts["chart-approvals"]["bars"].as_u64().unwrap() >= 2, "{charts:#}");
+        assert!(charts["chart-kpis"]["bars"].as_u64().unwrap() >= 3, "{charts:#}");
+        let labels = charts["chart-cycle-times"]["labels"].to_string();
+        assert!(labels.contains("APPROVAL") && labels.contains("ACTIVE"), "{labels}");
+        // The finished promotion's KPIs, and links to the Web UI.
+        assert!(seen["kpis"].as_array().unwrap().iter().any(|r| r[0] == "INS-DONE"), "{seen:#}");
+        let links = seen["links"].to_string();
+        assert!(
+            links.contains("http://localhost:8233/namespaces/default/workflows/promotion-INS-FIN"),
+            "{links}"
+        );
+        assert!(std::fs::metadata(&shot).unwrap().len() > 20_000, "a screenshot with content");
+        if let Ok(dir) = std::env::var("PROMO_SCREENSHOT_DIR") {
+            std::fs::copy(&shot, std::path::Path::new(&dir).join("dashboard.png")).unwrap();
+        }
+
+        // The same figures as Prometheus gauges on a worker's metrics endpoint (a worker
+        // process on a queue of its own, so it takes no promotion's tasks).
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut config = env.worker_config();
+        config.extra_args = ["--metrics", &format!("127.0.0.1:{port}"), "--business-metrics-every", "1s"]
+            .into_iter()
+            .chain(["--task-queue", "insight-metrics-only", "--exception-sla", "1h"])
+            .map(str::to_owned)
+            .collect();
+        let mut worker = WorkerProcess::spawn(config).unwrap();
+        let deadline = std::time::Instant::now() + LIMIT;
+        let metrics = loop {
+            worker.check_alive().unwrap();
+            let text = http_get(port, "/metrics").await.unwrap_or_default();
+            if gauge(&text, "promo_promotions", "stage=\"APPROVAL\"").is_some() {
+                break text;
+            }
+            assert!(std::time::Instant::now() < deadline, "no business gauges on /metrics: {text}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        let g = |name: &str, label: &str| {
+            gauge(&metrics, name, label).unwrap_or_else(|| panic!("{name}{{{label}}}: {metrics}"))
+        };
+        assert_eq!(g("promo_promotions", "stage=\"APPROVAL\""), 1.0);
+        assert_eq!(g("promo_promotions", "stage=\"FINISHED\""), 1.0);
+        assert_eq!(g("promo_approvals_pending", "sla=\"escalated\""), 1.0);
+        let channel_sync =
+            held.open_exceptions.iter().filter(|e| e.kind() == ExceptionKind::ChannelSync).count();
+        assert!(g("promo_open_exceptions", "kind=\"CHANNEL_SYNC\"") >= channel_sync as f64, "{metrics}");
+        assert!(g("promo_revenue_at_risk", "kind=\"CHANNEL_SYNC\"") >= at_risk - 0.01, "{metrics}");
+        assert_eq!(g("promo_exceptions_overdue", "kind=\"CHANNEL_SYNC\""), 0.0, "none is an hour old");
+        assert_eq!(g("promo_business_metrics_problems", ""), 0.0, "{metrics}");
+    })
+    .await
+    .unwrap();
+}
