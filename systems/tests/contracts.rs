@@ -861,3 +861,80 @@ async fn the_world_changes_after_the_fact_through_the_admin_contract() {
     assert!(err.message().starts_with("region_id:"), "{err}");
     s.stop().await;
 }
+
+fn process_event(id: &str, promotion: &str, kind: ProcessEventKind, at: i64) -> ProcessEvent {
+    ProcessEvent {
+        event_id: id.into(),
+        promotion_id: promotion.into(),
+        run_id: "run-1".into(),
+        revision: 1,
+        kind: kind as i32,
+        at: Some(Timestamp { seconds: at, nanos: 0 }),
+        stage: "APPROVAL".into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_process_event_record_is_idempotent_filtered_and_survives_a_restart() {
+    use promo_contracts::retail::v1::process_event_service_client::ProcessEventServiceClient;
+    let (s, path) = serve_small("events").await;
+    let mut ev = ProcessEventServiceClient::new(connect(&s).await);
+    let mut decided = process_event("P1/run-1/2", "P1", ProcessEventKind::ApprovalDecided, 1_000);
+    decided.role = "FINANCE".into();
+    decided.wait_seconds = 3_600;
+    let mut report = process_event("P1/run-1/3", "P1", ProcessEventKind::Report, 2_000);
+    report.kpis = [("sell_through".to_owned(), "0.42".to_owned())].into();
+    let batch = vec![
+        process_event("P1/run-1/1", "P1", ProcessEventKind::StageEntered, 500),
+        decided,
+        report,
+        process_event("P2/run-9/1", "P2", ProcessEventKind::StageEntered, 1_500),
+    ];
+    let r = ev.record_events(RecordEventsRequest { events: batch.clone() }).await.unwrap().into_inner();
+    assert_eq!((r.recorded, r.duplicates), (4, 0));
+    // A retried batch (the worker's, or anyone's) records nothing twice.
+    let r = ev.record_events(RecordEventsRequest { events: batch[1..].to_vec() }).await.unwrap().into_inner();
+    assert_eq!((r.recorded, r.duplicates), (0, 3));
+    // Filters: by promotion, by kind, since a time; oldest first.
+    let list = |promotion_id: &str, kinds: Vec<i32>, since: Option<i64>| ListEventsRequest {
+        promotion_id: promotion_id.into(),
+        kinds,
+        since: since.map(|seconds| Timestamp { seconds, nanos: 0 }),
+        limit: 0,
+    };
+    let p1 = ev.list_events(list("P1", vec![], None)).await.unwrap().into_inner().events;
+    assert_eq!(
+        p1.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(),
+        ["P1/run-1/1", "P1/run-1/2", "P1/run-1/3"]
+    );
+    assert_eq!(p1[1].wait_seconds, 3_600);
+    assert_eq!(p1[2].kpis.get("sell_through").map(String::as_str), Some("0.42"));
+    let decisions = ev
+        .list_events(list("", vec![ProcessEventKind::ApprovalDecided as i32], None))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(decisions.events.len(), 1);
+    let recent = ev.list_events(list("", vec![], Some(1_200))).await.unwrap().into_inner().events;
+    assert_eq!(recent.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(), ["P2/run-9/1", "P1/run-1/3"]);
+    // Bad input names the event and the field, and records nothing of the batch.
+    let mut bad = batch[0].clone();
+    bad.event_id = "P3/run-1/1".into();
+    bad.promotion_id = "P3".into();
+    let mut missing = bad.clone();
+    missing.event_id = "P3/run-1/2".into();
+    missing.kind = ProcessEventKind::Unspecified as i32;
+    let err = ev.record_events(RecordEventsRequest { events: vec![bad, missing] }).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("events[1].kind"), "{}", err.message());
+    assert!(ev.list_events(list("P3", vec![], None)).await.unwrap().into_inner().events.is_empty());
+    // The record is in the SQLite file: a restarted server over it lists the same events.
+    drop(ev);
+    drop(s);
+    let reopened = Systems::open(&path, &DatasetSpec::small(), false, None).unwrap();
+    let s = RunningSystems::start(reopened).await.unwrap();
+    let mut ev = ProcessEventServiceClient::new(connect(&s).await);
+    let all = ev.list_events(list("", vec![], None)).await.unwrap().into_inner().events;
+    assert_eq!(all.len(), 4);
+}
