@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: the national launch on one machine. Starts a Temporal dev server (Web UI on
-# :8233), the reference systems with the canonical dataset and a worker, runs the narrated demo,
-# then stops everything — unless KEEP=1, which leaves the servers up for the Web UI.
+# :8233), the reference systems with the canonical dataset, a worker and the operations dashboard
+# (:8090), runs the narrated demo, then stops everything — unless KEEP=1, which leaves the servers
+# up for the Web UI and the dashboard.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -10,11 +11,12 @@ TEMPORAL_PORT="${TEMPORAL_PORT:-7233}"
 UI_PORT="${UI_PORT:-8233}"
 SYSTEMS_PORT="${SYSTEMS_PORT:-50051}"
 METRICS_PORT="${METRICS_PORT:-9464}"
+DASHBOARD_PORT="${DASHBOARD_PORT:-8090}"
 KEEP="${KEEP:-0}"
 
 bash scripts/bootstrap.sh
 echo "demo: building release binaries (first time: several minutes)"
-cargo build --release --quiet -p promo-systems -p promo-worker -p promo-demo
+cargo build --release --quiet -p promo-systems -p promo-worker -p promo-demo -p promo-starter
 mkdir -p .run
 
 pids=()
@@ -65,4 +67,27 @@ target/release/promo-worker --systems "http://127.0.0.1:$SYSTEMS_PORT" --policy 
 pids+=($!)
 echo "demo: worker polling (logs .run/worker.log, metrics http://127.0.0.1:$METRICS_PORT/metrics)"
 
+target/release/promo dashboard --listen "127.0.0.1:$DASHBOARD_PORT" --web-ui "http://localhost:$UI_PORT" \
+    --systems "http://127.0.0.1:$SYSTEMS_PORT" --policy .run/demo-policy.toml >.run/dashboard.log 2>&1 &
+pids+=($!)
+wait_for "dashboard" 30 grep -q "dashboard: http" .run/dashboard.log
+
 target/release/promo-demo --systems "http://127.0.0.1:$SYSTEMS_PORT" --ui "http://localhost:$UI_PORT" "$@"
+
+ask() {
+    echo
+    echo "\$ promo ask \"$1\""
+    target/release/promo ask --systems "http://127.0.0.1:$SYSTEMS_PORT" --policy .run/demo-policy.toml "$1" \
+        | sed 's/^/  /'
+}
+echo
+echo "== Process intelligence =="
+ask "how long does each stage take?"
+ask "how long do approvals take?"
+echo
+echo "demo: operations dashboard http://127.0.0.1:$DASHBOARD_PORT/ (promotions by stage, approvals and"
+echo "      their SLA, the exception queue by revenue at risk, cycle times, KPIs; links to the Web UI)"
+echo "demo: business gauges on http://127.0.0.1:$METRICS_PORT/metrics (promo_*); Grafana: deploy/grafana/promotions.json"
+if [[ "$KEEP" != "1" ]]; then
+    echo "demo: run with KEEP=1 to keep the dashboard and the Web UI up"
+fi

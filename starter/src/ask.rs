@@ -214,7 +214,7 @@ pub fn answer(question: &str, s: &Snapshot, sla: &Sla) -> Result<Answer, String>
                 let wait = pending
                     .iter()
                     .find(|x| x.promotion_id == p.promotion_id && x.role == name)
-                    .map(|x| format!(", waiting {} ({})", age(x.age), x.sla))
+                    .map(|x| format!(", waiting {}, {}", age(x.age), x.sla))
                     .unwrap_or_default();
                 let _ = write!(
                     text,
@@ -243,7 +243,11 @@ pub fn answer(question: &str, s: &Snapshot, sla: &Sla) -> Result<Answer, String>
                         why.push(r.note.clone());
                     }
                     if !r.awaiting_ack.is_empty() {
-                        why.push(format!("{} channel acknowledgments pending", r.awaiting_ack.len()));
+                        why.push(plural(
+                            r.awaiting_ack.len(),
+                            "channel acknowledgment pending",
+                            "channel acknowledgments pending",
+                        ));
                     }
                     for e in st.open_exceptions.iter().filter(|e| e.region_id == region) {
                         why.push(format!("{} (revenue at risk {})", e.detail, e.revenue_at_risk));
@@ -272,20 +276,16 @@ pub fn answer(question: &str, s: &Snapshot, sla: &Sla) -> Result<Answer, String>
             let picked: Vec<_> = queue.iter().filter(|q| window.is_none_or(|w| q.age <= w)).collect();
             let total: Decimal = picked.iter().map(|q| q.revenue_at_risk).sum();
             let mut text = format!(
-                "Revenue at risk {label}: {} across {} open exceptions on {} promotions.",
-                total.round_dp(2),
+                "Revenue at risk {label}: {:.2} across {} open exceptions on {} promotions.",
+                total,
                 picked.len(),
                 picked.iter().map(|q| &q.promotion_id).collect::<std::collections::BTreeSet<_>>().len()
             );
             for q in picked.iter().take(3) {
                 let _ = write!(
                     text,
-                    "\n  {} {} {} ({}): {}",
-                    q.revenue_at_risk.round_dp(2),
-                    q.promotion_id,
-                    q.kind,
-                    q.owner,
-                    q.detail
+                    "\n  {:.2} {} {} ({}): {}",
+                    q.revenue_at_risk, q.promotion_id, q.kind, q.owner, q.detail
                 );
             }
             Answer { text, source: format!("{SOURCE_STATUS} (open exceptions, revenue at risk, raised at)") }
@@ -351,10 +351,10 @@ pub fn answer(question: &str, s: &Snapshot, sla: &Sla) -> Result<Answer, String>
                 if sp.n > 0 {
                     let _ = writeln!(
                         text,
-                        "{r} approvals take {} at the median, {} at p95 ({} decisions); {n} pending now.",
+                        "{r} approvals take {} at the median, {} at p95 ({}); {n} pending now.",
                         age(sp.p50),
                         age(sp.p95),
-                        sp.n
+                        plural(sp.n, "decision", "decisions")
                     );
                 } else if *n > 0 {
                     let _ = writeln!(text, "{r}: no decision recorded yet; {n} pending now.");
@@ -394,8 +394,8 @@ pub fn answer(question: &str, s: &Snapshot, sla: &Sla) -> Result<Answer, String>
                 let overdue = if q.overdue { ", overdue" } else { "" };
                 let _ = write!(
                     text,
-                    "\n  {} {} {} {} — owner {}, {} old{overdue}: {}",
-                    q.revenue_at_risk.round_dp(2),
+                    "\n  {:.2} {} {} {} — owner {}, {} old{overdue}: {}",
+                    q.revenue_at_risk,
                     q.promotion_id,
                     q.kind,
                     if q.region_id.is_empty() { "national" } else { &q.region_id },
@@ -413,7 +413,9 @@ pub fn answer(question: &str, s: &Snapshot, sla: &Sla) -> Result<Answer, String>
                 text.push_str("No stage has been completed yet.");
             }
             for (stage, sp) in ct {
-                let _ = writeln!(text, "{stage}: p50 {}, p95 {} ({} runs)", age(sp.p50), age(sp.p95), sp.n);
+                // A stage can be passed more than once in a run (a new revision is assessed again).
+                let passes = plural(sp.n, "pass", "passes");
+                let _ = writeln!(text, "{stage}: p50 {}, p95 {} ({passes})", age(sp.p50), age(sp.p95));
             }
             Answer { text: text.trim_end().to_owned(), source: format!("{SOURCE_EVENTS} (STAGE_ENTERED)") }
         }
