@@ -12,6 +12,7 @@
 //! - [`sales`] simulates sales for a window from demand × uplift, capped by stock.
 
 mod analytics;
+mod calendar;
 pub mod dataset;
 pub mod faults;
 pub mod rng;
@@ -221,6 +222,7 @@ impl Systems {
              amount TEXT NOT NULL, units INTEGER NOT NULL, submitted_ms INTEGER NOT NULL);",
         )?;
         conn.execute_batch(analytics::SCHEMA)?;
+        conn.execute_batch(calendar::SCHEMA)?;
         let master = load_master(&conn)?;
         Ok(Self {
             path: path.to_owned(),

@@ -48,6 +48,7 @@ pub fn router(
         .add_service(publication_service_server::PublicationServiceServer::new(h.clone()))
         .add_service(sales_service_server::SalesServiceServer::new(h.clone()))
         .add_service(process_event_service_server::ProcessEventServiceServer::new(h.clone()))
+        .add_service(calendar_service_server::CalendarServiceServer::new(h.clone()))
         .add_service(admin_service_server::AdminServiceServer::new(h)))
 }
 

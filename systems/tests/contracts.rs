@@ -938,3 +938,107 @@ async fn the_process_event_record_is_idempotent_filtered_and_survives_a_restart(
     let all = ev.list_events(list("", vec![], None)).await.unwrap().into_inner().events;
     assert_eq!(all.len(), 4);
 }
+
+fn footprint(
+    regions: &[&str],
+    stores: &[&str],
+    skus: &[&str],
+    days: std::ops::Range<i64>,
+) -> CalendarFootprint {
+    const DAY: i64 = 86_400;
+    CalendarFootprint {
+        starts_at: Some(Timestamp { seconds: 1_800_000_000 + days.start * DAY, nanos: 0 }),
+        ends_at: Some(Timestamp { seconds: 1_800_000_000 + days.end * DAY, nanos: 0 }),
+        region_ids: regions.iter().map(|r| (*r).to_owned()).collect(),
+        store_ids: stores.iter().map(|s| (*s).to_owned()).collect(),
+        skus: skus.iter().map(|s| (*s).to_owned()).collect(),
+    }
+}
+
+fn reserve(id: &str, revision: u32, f: &CalendarFootprint) -> ReserveRequest {
+    ReserveRequest { promotion_id: id.into(), revision, footprint: Some(f.clone()), dry_run: false }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_calendar_reserves_atomically_idempotently_and_releases() {
+    use promo_contracts::retail::v1::calendar_service_client::CalendarServiceClient;
+    let (s, _) = serve_small("calendar").await;
+    let conn = connect(&s).await;
+    let mut cal = CalendarServiceClient::new(conn.clone());
+    let stores =
+        LocationServiceClient::new(conn).list_locations(ListLocationsRequest {}).await.unwrap().into_inner();
+    let r1_store = stores.stores.iter().find(|x| x.region_id == "R1").unwrap().store_id.clone();
+    let a = footprint(&["R1"], &[], &["SKU-00001", "SKU-00002"], 0..7);
+    assert!(cal.reserve(reserve("A", 1, &a)).await.unwrap().into_inner().reserved);
+    // The same call again (a retried activity) is reserved again, not a conflict with itself.
+    assert!(cal.reserve(reserve("A", 1, &a)).await.unwrap().into_inner().reserved);
+    // A store of R1 with a shared SKU over overlapping dates conflicts; nothing is reserved.
+    let b = footprint(&[], &[&r1_store], &["SKU-00002", "SKU-00003"], 5..9);
+    let r = cal.reserve(reserve("B", 1, &b)).await.unwrap().into_inner();
+    assert!(!r.reserved);
+    assert_eq!(r.conflicts.len(), 1, "{r:?}");
+    assert_eq!(
+        (r.conflicts[0].promotion_id.as_str(), r.conflicts[0].skus.clone()),
+        ("A", vec!["SKU-00002".to_owned()])
+    );
+    assert_eq!(r.conflicts[0].locations, std::slice::from_ref(&r1_store));
+    assert_eq!(r.conflicts[0].overlap_starts_at.as_ref().unwrap().seconds, 1_800_000_000 + 5 * 86_400);
+    assert!(
+        cal.list_reservations(ListReservationsRequest { promotion_id: "B".into() })
+            .await
+            .unwrap()
+            .into_inner()
+            .reservations
+            .is_empty()
+    );
+    // Disjoint in dates, SKUs or locations: no conflict.
+    for (id, f) in [
+        ("C", footprint(&["R1"], &[], &["SKU-00002"], 9..11)),
+        ("D", footprint(&["R1"], &[], &["SKU-00009"], 0..7)),
+        ("E", footprint(&["R2"], &[], &["SKU-00001"], 0..7)),
+    ] {
+        let r = cal.reserve(reserve(id, 1, &f)).await.unwrap().into_inner();
+        assert!(r.reserved && r.conflicts.is_empty(), "{id}: {r:?}");
+    }
+    // A dry run reports without reserving.
+    let dry = ReserveRequest { dry_run: true, ..reserve("B", 1, &b) };
+    let r = cal.reserve(dry).await.unwrap().into_inner();
+    assert!(!r.reserved && r.conflicts.iter().any(|c| c.promotion_id == "A"), "{r:?}");
+    // Twenty promotions with the same footprint reserve at once: exactly one holds it.
+    let same = footprint(&["R3"], &[], &["SKU-00004"], 0..3);
+    let calls = (0..20).map(|i| {
+        let mut c = cal.clone();
+        let req = reserve(&format!("RACE-{i:02}"), 1, &same);
+        async move { c.reserve(req).await.unwrap().into_inner().reserved }
+    });
+    let won = futures::future::join_all(calls).await.into_iter().filter(|r| *r).count();
+    assert_eq!(won, 1);
+    // A new revision replaces the promotion's reservation (and may move off a conflict).
+    let a2 = footprint(&["R1"], &[], &["SKU-00001"], 0..7);
+    assert!(cal.reserve(reserve("A", 2, &a2)).await.unwrap().into_inner().reserved);
+    assert!(
+        cal.reserve(reserve("B", 1, &b)).await.unwrap().into_inner().reserved,
+        "A no longer holds SKU-00002"
+    );
+    let held = cal
+        .list_reservations(ListReservationsRequest { promotion_id: "A".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(held.reservations[0].revision, 2);
+    // Releasing frees the footprint, and releasing twice is not an error.
+    assert!(cal.release(ReleaseRequest { promotion_id: "A".into() }).await.unwrap().into_inner().released);
+    assert!(!cal.release(ReleaseRequest { promotion_id: "A".into() }).await.unwrap().into_inner().released);
+    assert!(
+        cal.reserve(reserve("F", 1, &a2)).await.unwrap().into_inner().reserved,
+        "A's SKU-00001 is free again"
+    );
+    // Bad input names the field.
+    let mut bad = a.clone();
+    bad.ends_at = bad.starts_at;
+    let err = cal.reserve(reserve("G", 1, &bad)).await.unwrap_err();
+    assert!(err.code() == Code::InvalidArgument && err.message().contains("footprint.ends_at"), "{err:?}");
+    let err =
+        cal.reserve(reserve("G", 1, &footprint(&[], &["S-NOPE"], &["SKU-00001"], 0..1))).await.unwrap_err();
+    assert!(err.message().contains("footprint.store_ids[0]"), "{err:?}");
+}
