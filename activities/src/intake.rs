@@ -1,7 +1,10 @@
 //! Intake with master data: the shape checks of `promo_workflows::plan`, then SKUs, prices,
 //! channel eligibility, regions and stores against the product and location masters, and the
 //! approval lead time, all reported together in one list sorted by line; then, for a spec with
-//! no problem, collisions with other running promotions found through Temporal visibility.
+//! no problem, collisions with other promotions: a reservation of its footprint in the ERP's
+//! promotion calendar (atomic: two promotions cannot both hold overlapping footprints), or, for
+//! runs from before the calendar, the footprints of running promotions found through Temporal
+//! visibility.
 
 use crate::{
     Systems,
@@ -12,7 +15,7 @@ use futures::StreamExt;
 use promo_contracts::retail::v1::*;
 use promo_workflows::{
     PromotionWorkflow,
-    api::{self, IntakeInput, IntakeOutput, RegionInfo},
+    api::{self, CalendarCheck, IntakeInput, IntakeOutput, RegionInfo},
     plan::{self, Footprint, MasterData, PartialPlan, Plan, Problem},
 };
 use std::collections::HashSet;
@@ -109,6 +112,63 @@ pub async fn other_footprints(
     Ok(out)
 }
 
+/// Reserves `plan`'s footprint in the promotion calendar (or, on a dry run, only asks): each
+/// overlap with another promotion's reservation is a problem on every line of a shared SKU,
+/// worded as [`plan::collisions`] words it.
+pub async fn reserve(
+    systems: &Systems,
+    plan: &Plan,
+    check: CalendarCheck,
+) -> Result<Vec<Problem>, ActivityError> {
+    let (revision, dry_run) = match check {
+        CalendarCheck::Reserve { revision } => (revision, false),
+        _ => (0, true),
+    };
+    let f = Footprint::of(plan);
+    let at = |s: i64| Some(promo_contracts::pbjson_types::Timestamp { seconds: s, nanos: 0 });
+    let req = ReserveRequest {
+        promotion_id: plan.promotion_id.clone(),
+        revision,
+        footprint: Some(CalendarFootprint {
+            starts_at: at(f.starts_at),
+            ends_at: at(f.ends_at),
+            region_ids: f.regions,
+            store_ids: f.stores,
+            skus: f.skus,
+        }),
+        dry_run,
+    };
+    let out = rpc!(systems.calendar(), reserve, req.clone())
+        .await
+        .map_err(|s| status_error("promotion calendar", s))?
+        .into_inner();
+    let mut problems = Vec::new();
+    for c in &out.conflicts {
+        let shared: HashSet<&str> = c.skus.iter().map(String::as_str).collect();
+        for (i, l) in plan.lines.iter().enumerate().filter(|(_, l)| shared.contains(l.sku.as_str())) {
+            problems.push(Problem {
+                line: Some(i + 1),
+                field: format!("lines[{i}].sku"),
+                message: format!(
+                    "{} collides with promotion {} in {} over overlapping dates",
+                    l.sku,
+                    c.promotion_id,
+                    c.locations.join(", ")
+                ),
+            });
+        }
+    }
+    if !dry_run && !out.reserved && problems.is_empty() {
+        // Refused without an overlap that names a line: say so rather than pass unreserved.
+        problems.push(Problem {
+            line: None,
+            field: "window".into(),
+            message: "the promotion calendar refused the reservation".into(),
+        });
+    }
+    Ok(problems)
+}
+
 /// Footprint queries in flight at once during a collision check.
 const FOOTPRINT_QUERIES_IN_FLIGHT: usize = 8;
 
@@ -135,11 +195,16 @@ pub async fn validate(
     }
     let regions = regions_touched(&partial, &locations);
     let plan = partial.plan.filter(|_| problems.is_empty());
-    if let (Some(plan), Some(client)) = (&plan, client) {
-        let ids: Vec<String> = regions.iter().map(|r| r.region_id.clone()).collect();
-        for other in other_footprints(client, plan, &ids).await? {
-            problems.extend(plan::collisions(plan, &other, &master.stores));
+    match (&plan, input.calendar, client) {
+        (None, ..) => {}
+        (Some(plan), CalendarCheck::Visibility, Some(client)) => {
+            let ids: Vec<String> = regions.iter().map(|r| r.region_id.clone()).collect();
+            for other in other_footprints(client, plan, &ids).await? {
+                problems.extend(plan::collisions(plan, &other, &master.stores));
+            }
         }
+        (Some(_), CalendarCheck::Visibility, None) => {}
+        (Some(plan), check, _) => problems.extend(reserve(systems, plan, check).await?),
     }
     plan::sort_problems(&mut problems);
     Ok(IntakeOutput { plan: plan.filter(|_| problems.is_empty()), problems, regions })

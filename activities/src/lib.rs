@@ -194,6 +194,10 @@ impl Systems {
     pub fn events(&self) -> process_event_service_client::ProcessEventServiceClient<Conn> {
         process_event_service_client::ProcessEventServiceClient::new(self.conn.clone())
     }
+    /// The promotion calendar (footprint reservations).
+    pub fn calendar(&self) -> calendar_service_client::CalendarServiceClient<Conn> {
+        calendar_service_client::CalendarServiceClient::new(self.conn.clone())
+    }
     /// Channel publication.
     pub fn publication(&self) -> publication_service_client::PublicationServiceClient<Conn> {
         publication_service_client::PublicationServiceClient::new(self.conn.clone())
@@ -593,6 +597,20 @@ impl PromotionActivities {
             .await
             .map_err(|s| status_error("process events", s))?;
         Ok(done.into_inner().recorded)
+    }
+
+    /// Releases the promotion's calendar reservation (idempotent).
+    #[activity(name = activity_names::RELEASE_CALENDAR)]
+    pub async fn release_calendar(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        promotion_id: String,
+    ) -> Result<bool, ActivityError> {
+        let done =
+            rpc!(self.systems.calendar(), release, ReleaseRequest { promotion_id: promotion_id.clone() })
+                .await
+                .map_err(|s| status_error("promotion calendar", s))?;
+        Ok(done.into_inner().released)
     }
 
     /// Reads each publication's state once (the launch gate's re-check of the acknowledgments).

@@ -30,7 +30,7 @@ async fn intake_reports_shape_and_master_data_problems_together() {
     let out = env
         .run(
             PromotionActivities::validate_spec,
-            IntakeInput { spec: spec.clone(), now, approval_lead_secs: lead },
+            IntakeInput { spec: spec.clone(), now, approval_lead_secs: lead, calendar: Default::default() },
         )
         .await
         .unwrap();
@@ -53,7 +53,10 @@ async fn intake_reports_shape_and_master_data_problems_together() {
 
     // An old caller (no lead time) and a launch far enough out: the lead time is not checked.
     let out = env
-        .run(PromotionActivities::validate_spec, IntakeInput { spec, now: ANCHOR, approval_lead_secs: 0 })
+        .run(
+            PromotionActivities::validate_spec,
+            IntakeInput { spec, now: ANCHOR, approval_lead_secs: 0, calendar: Default::default() },
+        )
         .await
         .unwrap();
     assert_eq!(out.problems.len(), 2, "{:?}", out.problems);

@@ -79,7 +79,12 @@ async fn run(env: &ActivityEnvironment, a: Activity) -> Result<(), (String, bool
         Activity::ValidateSpec => env
             .run(
                 PromotionActivities::validate_spec,
-                IntakeInput { spec: spec(), now: ANCHOR, approval_lead_secs: 0 },
+                IntakeInput {
+                    spec: spec(),
+                    now: ANCHOR,
+                    approval_lead_secs: 0,
+                    calendar: Default::default(),
+                },
             )
             .await
             .map(|o| assert!(o.problems.is_empty(), "{:?}", o.problems)),

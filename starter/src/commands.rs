@@ -21,7 +21,7 @@ use promo_contracts::{
 };
 use promo_workflows::{
     PromotionWorkflow,
-    api::{self, IntakeInput, RegionInfo, TASK_QUEUE, workflow_id},
+    api::{self, CalendarCheck, IntakeInput, RegionInfo, TASK_QUEUE, workflow_id},
     plan::Problem,
     policy::{Policy, Span},
     signing,
@@ -345,7 +345,9 @@ pub async fn systems_check(
     }
     // The CLI does not know the worker's policy, so it leaves the approval lead time to the
     // workflow's own intake.
-    let input = IntakeInput { spec: spec.clone(), now, approval_lead_secs: 0 };
+    // An early look at the calendar; the promotion's own intake reserves (atomically).
+    let input =
+        IntakeInput { spec: spec.clone(), now, approval_lead_secs: 0, calendar: CalendarCheck::DryRun };
     match tokio::time::timeout(SYSTEMS_CHECK, intake::validate(&systems, client, &input)).await {
         Err(_) => Ok(SystemsCheck::Skipped(format!("the check took over {}s", SYSTEMS_CHECK.as_secs()))),
         Ok(Err(e)) => Ok(SystemsCheck::Skipped(activity_error(&e))),

@@ -586,7 +586,8 @@ async fn duplicate_start_and_collisions_are_refused() {
             env.start_promotion(spec("COL-A", &["R1"], 0..10, 3.0, 3.0)).await.unwrap();
             let dup = env.start_promotion(spec("COL-A", &["R1"], 0..10, 3.0, 3.0)).await.unwrap_err();
             at_stage(&env, "COL-A", Stage::Approval).await;
-            // COL-A's footprint comes from its memo; COL-M, started without one, is queried.
+            // COL-A and COL-M (started bare, as another SDK would) hold their footprints in the
+            // promotion calendar; runs from before it were found through visibility.
             env.start_promotion_bare(spec("COL-M", &["R3"], 12..14, 3.0, 3.0)).await.unwrap();
             at_stage(&env, "COL-M", Stage::Approval).await;
             // Same SKUs 5..10 in R1 over overlapping dates, and 12..14 in R3.
@@ -688,4 +689,74 @@ async fn malformed_signals_and_updates_from_the_temporal_cli_never_wedge_the_wor
         .await
         .unwrap();
     assert_eq!(result.outcome(), Outcome::Completed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promotions_started_together_cannot_both_hold_one_footprint_and_an_ending_frees_it() {
+    use promo_contracts::retail::v1::{
+        ListReservationsRequest, calendar_service_client::CalendarServiceClient,
+    };
+    let env = PromoEnv::start(test_policy()).await.unwrap();
+    let mut calendar = CalendarServiceClient::connect(env.systems.url()).await.unwrap();
+    let (outcomes, audit) = env
+        .with_worker(async {
+            // Eight promotions on the same SKUs in R1 over the same dates, started at once:
+            // visibility could not tell them apart in time; the calendar lets exactly one in.
+            let ids: Vec<String> = (0..8).map(|i| format!("SAME-{i}")).collect();
+            let starts = ids.iter().map(|id| env.start_promotion(spec(id, &["R1"], 0..4, 10.0, 3.0)));
+            for r in futures::future::join_all(starts).await {
+                r.unwrap();
+            }
+            let mut outcomes = Vec::new();
+            for id in &ids {
+                let s = env
+                    .wait_status(id, "past intake", LIMIT, |s| {
+                        matches!(s.stage(), Stage::Approval | Stage::Done)
+                    })
+                    .await
+                    .unwrap();
+                outcomes.push((id.clone(), s.stage(), s.outcome_reason.clone()));
+            }
+            let winner = outcomes.iter().find(|(_, st, _)| *st == Stage::Approval).unwrap().0.clone();
+            let held = calendar
+                .list_reservations(ListReservationsRequest::default())
+                .await
+                .unwrap()
+                .into_inner()
+                .reservations;
+            assert_eq!(held.iter().map(|r| r.promotion_id.as_str()).collect::<Vec<_>>(), [winner.as_str()]);
+            // Its ending (here a cancel) releases the footprint: the same footprint passes again.
+            env.handle(&winner)
+                .execute_update(
+                    PromotionWorkflow::cancel,
+                    serde_json::to_value(OperatorAction {
+                        operator_id: "E4001".into(),
+                        reason: "test".into(),
+                    })
+                    .unwrap(),
+                    WorkflowExecuteUpdateOptions::default(),
+                )
+                .await
+                .unwrap();
+            env.result(&winner).await.unwrap();
+            let audit = env.audit(&winner).await.unwrap();
+            env.start_promotion(spec("SAME-AFTER", &["R1"], 0..4, 10.0, 3.0)).await.unwrap();
+            at_stage(&env, "SAME-AFTER", Stage::Approval).await;
+            (outcomes, audit)
+        })
+        .await
+        .unwrap();
+    let passed: Vec<_> = outcomes.iter().filter(|(_, st, _)| *st == Stage::Approval).collect();
+    assert_eq!(passed.len(), 1, "{outcomes:#?}");
+    let winner = &passed[0].0;
+    for (id, stage, why) in outcomes.iter().filter(|(id, ..)| id != winner) {
+        assert_eq!(*stage, Stage::Done, "{id}");
+        assert!(why.contains(&format!("SKU-00001 collides with promotion {winner} in R1")), "{id}: {why}");
+    }
+    assert!(
+        audit.entries.iter().any(|e| e.action == "calendar-released"
+            && e.detail == "the promotion calendar no longer holds the footprint"),
+        "{:#?}",
+        audit.entries
+    );
 }

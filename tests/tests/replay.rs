@@ -15,7 +15,7 @@ async fn committed_histories_replay_with_the_current_workflow() {
     .expect("replayer");
     let files = history_files(&histories_dir());
     assert!(
-        files.len() >= 80,
+        files.len() >= 91,
         "expected the main scenarios' histories on each side of each patch, found {files:?}"
     );
     for f in &files {
@@ -67,8 +67,9 @@ fn patch_ids(path: &std::path::Path) -> Vec<String> {
 #[test]
 fn each_patched_change_is_covered_on_both_paths() {
     use promo_workflows::workflow::{
-        CLOSE_REVERTS_CHANNELS, FUNDING_CLAIMS, LAUNCH_GATE_CHANNELS, LAUNCH_GATE_HOLDS, LIFECYCLE_V2,
-        PRICE_RECONCILIATION, PROCESS_EVENTS, REVERT_READ_BACK_UNTIL_REGULAR,
+        CALENDAR_RESERVATIONS, CLOSE_REVERTS_CHANNELS, FUNDING_CLAIMS, LAUNCH_GATE_CHANNELS,
+        LAUNCH_GATE_HOLDS, LIFECYCLE_V2, PRICE_RECONCILIATION, PROCESS_EVENTS,
+        REVERT_READ_BACK_UNTIL_REGULAR,
     };
     let dir = histories_dir();
     for (before, patch) in [
@@ -80,6 +81,7 @@ fn each_patched_change_is_covered_on_both_paths() {
         ("before-revert-read-back-until-regular", REVERT_READ_BACK_UNTIL_REGULAR),
         ("before-launch-gate-channels", LAUNCH_GATE_CHANNELS),
         ("before-process-events", PROCESS_EVENTS),
+        ("before-calendar-reservations", CALENDAR_RESERVATIONS),
     ] {
         let old = patch_ids(&dir.join(before).join("happy_path.json"));
         assert!(!old.iter().any(|p| p == patch), "{before}/happy_path.json predates {patch}: {old:?}");
@@ -93,6 +95,7 @@ fn each_patched_change_is_covered_on_both_paths() {
         FUNDING_CLAIMS,
         LAUNCH_GATE_CHANNELS,
         PROCESS_EVENTS,
+        CALENDAR_RESERVATIONS,
     ] {
         assert!(now.iter().any(|p| p == patch), "new runs record {patch}: {now:?}");
     }
@@ -106,6 +109,7 @@ fn each_patched_change_is_covered_on_both_paths() {
     assert_eq!(FUNDING_CLAIMS, "funding-claims", "a released patch id never changes");
     assert_eq!(LAUNCH_GATE_CHANNELS, "launch-gate-channels", "a released patch id never changes");
     assert_eq!(PROCESS_EVENTS, "process-events", "a released patch id never changes");
+    assert_eq!(CALENDAR_RESERVATIONS, "calendar-reservations", "a released patch id never changes");
     // Consulted only when a revert is still unconfirmed after its second read: R3's POS
     // acknowledges in 5 s, longer than the test policy's acknowledgment deadline. The history
     // from before it reached that point too (its replay fails without the patch).

@@ -188,6 +188,30 @@ pub struct IntakeInput {
     /// recorded before the field existed carry) skips the check.
     #[serde(default)]
     pub approval_lead_secs: i64,
+    /// How collisions with other promotions are found: through Temporal visibility (the
+    /// default, and what histories recorded before the field existed carry), or in the ERP's
+    /// promotion calendar (`retail.v1.CalendarService`), checking only or reserving.
+    #[serde(default)]
+    pub calendar: CalendarCheck,
+}
+
+/// How intake finds collisions with other promotions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CalendarCheck {
+    /// Lists running promotions in Temporal visibility and reads their footprints (runs from
+    /// before patch `calendar-reservations`).
+    #[default]
+    Visibility,
+    /// Asks the calendar which reservations the footprint would overlap, reserving nothing
+    /// (`promo start`'s early check).
+    DryRun,
+    /// Reserves the footprint for this revision in the calendar, atomically: a collision is a
+    /// reservation refused, so two promotions cannot both pass however close their starts.
+    Reserve {
+        /// The revision the reservation is for (it replaces the promotion's earlier one).
+        revision: u32,
+    },
 }
 
 /// A region of the promotion with what the workflow needs to know about it.
@@ -463,6 +487,8 @@ pub mod activity_names {
     pub const READ_PUBLICATIONS: &str = "promo.read_publications";
     /// `promo.record_events` (a local activity).
     pub const RECORD_EVENTS: &str = "promo.record_events";
+    /// `promo.release_calendar`.
+    pub const RELEASE_CALENDAR: &str = "promo.release_calendar";
     /// `promo.compensate`.
     pub const COMPENSATE: &str = "promo.compensate";
     /// `promo.revert_prices`.
@@ -547,6 +573,13 @@ impl PromotionActivities {
     /// returns how many were new.
     #[activity(name = activity_names::RECORD_EVENTS)]
     pub fn record_events(_: Vec<promo_contracts::retail::v1::ProcessEvent>) -> Result<u32, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Releases the promotion's reservation in the promotion calendar (idempotent); returns
+    /// whether one was held.
+    #[activity(name = activity_names::RELEASE_CALENDAR)]
+    pub fn release_calendar(_: String) -> Result<bool, ActivityError> {
         unimplemented!()
     }
 

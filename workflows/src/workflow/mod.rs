@@ -59,6 +59,9 @@ pub const LAUNCH_GATE_CHANNELS: &str = "launch-gate-channels";
 /// acknowledgments, the report) through a local activity before every wait and at the end
 /// ([`events`]). Consulted once, right after [`LIFECYCLE_V2`], in v2 runs only.
 pub const PROCESS_EVENTS: &str = "process-events";
+/// Intake reserves the footprint in the ERP's promotion calendar (atomic, idempotent) instead of
+/// searching visibility for colliding promotions, and every ending releases it.
+pub const CALENDAR_RESERVATIONS: &str = "calendar-reservations";
 
 /// Patch id of the change that reads live prices back from the channels after activation, at
 /// every monitoring round and after the revert, and republishes where they differ from the
@@ -104,10 +107,12 @@ impl PromotionWorkflow {
     pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<PromotionResult> {
         let v2 = ctx.patched(LIFECYCLE_V2);
         let records_events = v2 && ctx.patched(PROCESS_EVENTS);
+        let calendar = records_events && ctx.patched(CALENDAR_RESERVATIONS);
         let run_id = ctx.run_id().to_owned();
         ctx.state_mut(|s| {
             s.v2 = v2;
             s.records_events = records_events;
+            s.calendar = calendar;
             s.run_id = run_id;
         });
         if let Some(why) = ctx.state(|s| s.input_error.clone()) {

@@ -26,6 +26,7 @@ use temporalio_sdk::{
 /// and the end go to the process-event record with whatever else is still in the outbox.
 pub async fn finish(ctx: &Ctx, end: Result<PromotionResultBody, Stop>) -> WorkflowResult<PromotionResult> {
     let out = settle(ctx, end).await;
+    release_calendar(ctx).await;
     let t = now(ctx);
     ctx.state_mut(|s| {
         if let Ok(PromotionResult { report: Some(r), .. }) = &out {
@@ -40,6 +41,36 @@ pub async fn finish(ctx: &Ctx, end: Result<PromotionResultBody, Stop>) -> Workfl
     });
     events::flush(ctx).await;
     out
+}
+
+/// Frees the promotion's footprint in the promotion calendar once it is over (after the
+/// compensation, so nothing of it is live when another promotion may take the footprint),
+/// retried until it succeeds like any compensation.
+async fn release_calendar(ctx: &Ctx) {
+    let (held, id, attempts) = ctx.state(|s| {
+        (s.reserved, s.spec.promotion_id.clone(), s.policy.as_ref().map_or(5, |p| p.compensation_attempts))
+    });
+    if !held {
+        return;
+    }
+    let released = until_done(ctx, "calendar release", || {
+        ctx.execute_activity(
+            A::release_calendar,
+            id.clone(),
+            compensation_opts(attempts, "release the promotion calendar reservation".into()),
+        )
+    })
+    .await;
+    let t = now(ctx);
+    ctx.state_mut(|s| {
+        let detail = match released {
+            Some(true) => "the promotion calendar no longer holds the footprint",
+            Some(false) => "the promotion calendar held no reservation",
+            None => "the promotion calendar refused the release",
+        };
+        s.reserved = released.is_none();
+        s.record(t, "system", "calendar-released", detail.to_owned());
+    });
 }
 
 async fn settle(ctx: &Ctx, end: Result<PromotionResultBody, Stop>) -> WorkflowResult<PromotionResult> {

@@ -64,6 +64,12 @@ pub async fn run(ctx: &Ctx, policy: &Policy) -> Result<Plan, Stop> {
         } else {
             0
         },
+        // Since calendar-reservations the ERP's calendar holds each revision's footprint.
+        calendar: if ctx.state(|s| s.calendar) {
+            api::CalendarCheck::Reserve { revision }
+        } else {
+            api::CalendarCheck::Visibility
+        },
     };
     let intake = wait::run(
         ctx,
@@ -97,6 +103,8 @@ pub async fn run(ctx: &Ctx, policy: &Policy) -> Result<Plan, Stop> {
     }
     ctx.state_mut(|s| {
         s.plan = Some(plan.clone());
+        // The calendar now holds this revision's footprint until the promotion ends.
+        s.reserved = s.calendar;
         s.regions = intake.regions.clone();
         s.adjustments = api::Adjustments::default();
         s.remediation_choices.clear();
