@@ -509,3 +509,77 @@ async fn a_region_whose_gate_opens_after_the_window_never_goes_live() {
     assert_eq!(store.price_changes, vec![(1, PriceChangeState::Reverted)]);
     worker.check_alive().unwrap();
 }
+
+/// The identities that ran workflow tasks and activities of promotion `id` (from its history).
+async fn identities(env: &PromoEnv, id: &str) -> std::collections::BTreeSet<String> {
+    use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
+    let events = env
+        .handle(id)
+        .fetch_history(temporalio_client::WorkflowFetchHistoryOptions::default())
+        .into_events()
+        .await
+        .unwrap();
+    events
+        .into_iter()
+        .filter_map(|e| match e.attributes {
+            Some(Attributes::WorkflowTaskCompletedEventAttributes(a)) => Some(a.identity),
+            Some(Attributes::ActivityTaskStartedEventAttributes(a)) => Some(a.identity),
+            _ => None,
+        })
+        .filter(|i| !i.is_empty())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_share_the_queue_and_one_killed_for_good_loses_and_duplicates_nothing() {
+    let env = PromoEnv::start(test_policy()).await.unwrap();
+    let mut first = WorkerProcess::spawn(env.worker_config()).unwrap();
+    let mut second_config = env.worker_config();
+    second_config.dir = env.dir().join("worker-b");
+    let mut second = WorkerProcess::spawn(second_config).unwrap();
+    // Six promotions on distinct SKUs, launching 6 business days (12 s) ahead, lasting 2.
+    let ids: Vec<String> = (0..6).map(|i| format!("TWO-{i}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let region = if i % 2 == 0 { "R1" } else { "R3" };
+        env.start_promotion(spec(id, &[region], i * 4..i * 4 + 4, 6.0, 2.0)).await.unwrap();
+    }
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    wait_all(&env, &refs, "every promotion awaiting approval", |seen| {
+        refs.iter().all(|id| in_stage(seen, id, &[Stage::Approval]))
+    })
+    .await;
+    for id in &refs {
+        approve_when_reachable(&env, id).await;
+    }
+    // One worker dies for good while promotions publish and wait at the launch gate.
+    wait_all(&env, &refs, "a promotion past approval", |seen| {
+        seen.values().any(|s| matches!(s.stage(), Stage::Publishing | Stage::LaunchGate))
+    })
+    .await;
+    let killed = format!(":{}", first.pid());
+    first.kill9().unwrap();
+    let mut outcomes = BTreeMap::new();
+    for id in &refs {
+        let r = tokio::time::timeout(LIMIT, env.result(id)).await.expect("result in time").unwrap();
+        outcomes.insert(*id, r.outcome());
+    }
+    second.check_alive().unwrap();
+    assert!(outcomes.values().all(|o| *o == Outcome::Completed), "{outcomes:?}");
+    let mut seen = std::collections::BTreeSet::new();
+    for id in &refs {
+        // Exactly once: one run per promotion, one approval applied, nothing published twice.
+        let runs: Vec<_> = futures::StreamExt::collect::<Vec<_>>(
+            env.client
+                .list_workflows(format!("WorkflowId = 'promotion-{id}'"), WorkflowListOptions::default()),
+        )
+        .await;
+        assert_eq!(runs.len(), 1, "{id}: {runs:?}");
+        let audit = env.audit(id).await.unwrap();
+        assert_eq!(audit.entries.iter().filter(|e| e.action == "approve").count(), 1, "{id}");
+        store(&env, id).await.assert_no_duplicates(id);
+        seen.extend(identities(&env, id).await);
+    }
+    // Both workers did work (the killed one before it died), and the survivor finished it.
+    assert!(seen.iter().any(|i| i.ends_with(&killed)), "{seen:?} (killed {killed})");
+    assert!(seen.iter().any(|i| i.ends_with(&format!(":{}", second.pid()))), "{seen:?}");
+}

@@ -150,6 +150,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `<host>:<pid>`: unique per worker process, so histories and the Web UI tell apart two
+/// workers on one host (or two containers sharing a hostname).
 fn hostname() -> String {
-    std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| std::process::id().to_string())
+    let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "localhost".into());
+    format!("{host}:{}", std::process::id())
 }
