@@ -522,6 +522,7 @@ impl Context {
         let (mut revenue, mut margin, mut exposure, mut total_units) =
             (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO, 0f64);
         let mut exceptions = Vec::new();
+        let mut exception_revenue = Decimal::ZERO;
         for (l, u) in self.lines.iter().zip(&units) {
             let du = Decimal::from_f64(u.round()).unwrap_or_default();
             total_units += u.round();
@@ -532,6 +533,7 @@ impl Context {
                 if l.promo_price > Decimal::ZERO { l.unit_margin / l.promo_price } else { Decimal::ZERO };
             if rate < floor {
                 exceptions.push((rate, l));
+                exception_revenue += du * l.promo_price;
             }
         }
         exceptions.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.sku.cmp(&b.1.sku)));
@@ -542,6 +544,7 @@ impl Context {
             margin_rate: format_ratio(if revenue > Decimal::ZERO { margin / revenue } else { Decimal::ZERO }),
             discount_exposure: format_money(exposure),
             exception_count: exceptions.len() as u32,
+            exception_revenue: format_money(exception_revenue),
             exceptions: exceptions
                 .iter()
                 .take(100)
@@ -566,13 +569,19 @@ impl Context {
         let mut issues = Vec::new();
         let mut invalid = BTreeSet::new();
         let mut funded = 0;
+        // Promo revenue per agreement, and of the lines without valid funding.
+        let mut revenue_by_agreement: std::collections::BTreeMap<&str, Decimal> = Default::default();
+        let mut unfunded_revenue = Decimal::ZERO;
         for (l, u) in self.lines.iter().zip(&units) {
+            let line_revenue = Decimal::from_f64(u.round()).unwrap_or_default() * l.promo_price;
             if let Some((id, per_unit)) = &l.funding {
                 funded += 1;
                 claims.push((id.clone(), Decimal::from_f64(u.round()).unwrap_or_default() * per_unit));
+                *revenue_by_agreement.entry(id.as_str()).or_default() += line_revenue;
             }
             if let Some((id, why)) = &l.funding_issue {
                 funded += 1;
+                unfunded_revenue += line_revenue;
                 invalid.insert(id.clone());
                 issues.push(pb::FundingIssue {
                     sku: l.sku.clone(),
@@ -581,7 +590,11 @@ impl Context {
                 });
             }
         }
+        let over_cap = funding::over_cap(&claims, &self.agreements);
+        unfunded_revenue +=
+            over_cap.iter().filter_map(|id| revenue_by_agreement.get(id.as_str())).copied().sum::<Decimal>();
         pb::FundingSummary {
+            unfunded_revenue: format_money(unfunded_revenue),
             funded_lines: funded,
             issue_count: issues.len() as u32,
             issues: issues.into_iter().take(100).collect(),
@@ -593,7 +606,7 @@ impl Context {
                 }
                 per.into_iter().map(|(id, a)| (id, format_money(a))).collect()
             },
-            over_cap_agreements: funding::over_cap(&claims, &self.agreements),
+            over_cap_agreements: over_cap,
             invalid_agreements: invalid.into_iter().collect(),
         }
     }

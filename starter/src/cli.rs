@@ -58,6 +58,9 @@ pub enum Command {
     /// Make an approver's Ed25519 key pair: the secret key to a file (mode 0600), the public key
     /// printed as the line to add to the policy's [approver_keys].
     Keygen(KeygenArgs),
+    /// Open exceptions of every running promotion, ranked by revenue at risk, with owner, age
+    /// and whether they are past the exception SLA.
+    Exceptions(ExceptionsArgs),
     /// Serve the operations dashboard on localhost: promotions by stage, approvals pending with
     /// their SLA, the exception queue by revenue at risk, regional readiness, cycle times,
     /// approval bottlenecks and post-event KPIs, refreshed live.
@@ -94,6 +97,20 @@ pub struct DashboardArgs {
     /// Seconds between reloads of the page.
     #[arg(long, value_name = "SECONDS", default_value_t = 5)]
     pub refresh: u64,
+    /// Sources and thresholds.
+    #[command(flatten)]
+    pub insight: InsightArgs,
+}
+
+/// `promo exceptions`.
+#[derive(Debug, Args)]
+pub struct ExceptionsArgs {
+    /// Show at most this many (the highest revenue at risk first).
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub limit: usize,
+    /// Only exceptions owned by this role (finance, merchandising, supply-chain, operations).
+    #[arg(long, value_name = "ROLE")]
+    pub owner: Option<String>,
     /// Sources and thresholds.
     #[command(flatten)]
     pub insight: InsightArgs,

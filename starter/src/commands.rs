@@ -6,8 +6,8 @@
 use crate::{
     ask,
     cli::{
-        AskArgs, AuditArgs, ChangeArgs, Cli, Command, DashboardArgs, DecisionArgs, InsightArgs, KeygenArgs,
-        ListArgs, ReportArgs, StartArgs,
+        AskArgs, AuditArgs, ChangeArgs, Cli, Command, DashboardArgs, DecisionArgs, ExceptionsArgs,
+        InsightArgs, KeygenArgs, ListArgs, ReportArgs, StartArgs,
     },
     dashboard::Dashboard,
     error::CliError,
@@ -130,6 +130,7 @@ pub async fn run(cli: Cli) -> Result<Output, CliError> {
         Command::Keygen(a) => keygen(&a),
         Command::Dashboard(a) => dashboard(&a).await,
         Command::Ask(a) => ask(&a, timeout).await,
+        Command::Exceptions(a) => exceptions(&a, timeout).await,
     }
 }
 
@@ -165,6 +166,58 @@ async fn dashboard(a: &DashboardArgs) -> Result<Output, CliError> {
     .await
     .map_err(|e| CliError::Usage(format!("--listen {addr}: {e}")))?;
     Ok(Output { human: String::new(), json: json!({}) })
+}
+
+/// `promo exceptions`: the exception queue of the dashboard, as a table.
+async fn exceptions(a: &ExceptionsArgs, timeout: Duration) -> Result<Output, CliError> {
+    let (sla, _) = insight_sources(&a.insight)?;
+    // The queue comes from the running promotions' status; the event record is not needed.
+    let snap = insight::snapshot(&connect().await?, None, 1000, timeout.min(Duration::from_secs(10))).await;
+    let owner = a.owner.as_deref().map(|o| o.trim().to_uppercase().replace('-', "_"));
+    let queue: Vec<_> = insight::exception_queue(&snap, &sla)
+        .into_iter()
+        .filter(|q| owner.as_deref().is_none_or(|o| q.owner == o))
+        .take(a.limit)
+        .collect();
+    let mut human = String::new();
+    if queue.is_empty() {
+        human.push_str("No open exception.\n");
+    } else {
+        let mut t = crate::table::Table::new([
+            "#",
+            "PROMOTION",
+            "KIND",
+            "REGION",
+            "OWNER",
+            "REVENUE AT RISK",
+            "AGE",
+            "DETAIL",
+        ])
+        .right(0)
+        .right(5)
+        .right(6)
+        .max_width(7, 80);
+        for (i, q) in queue.iter().enumerate() {
+            let overdue = if q.overdue { " overdue" } else { "" };
+            t.row([
+                (i + 1).to_string(),
+                q.promotion_id.clone(),
+                q.kind.clone(),
+                if q.region_id.is_empty() { "national".to_owned() } else { q.region_id.clone() },
+                q.owner.clone(),
+                format!("{:.2}", q.revenue_at_risk),
+                format!("{}{overdue}", crate::dashboard::age(q.age)),
+                q.detail.clone(),
+            ]);
+        }
+        human.push_str(&t.render());
+        let total: rust_decimal::Decimal = queue.iter().map(|q| q.revenue_at_risk).sum();
+        human.push_str(&format!("\n{} open, {total:.2} revenue at risk\n", queue.len()));
+    }
+    if !snap.problems.is_empty() {
+        human.push_str(&format!("not read: {}\n", snap.problems.join("; ")));
+    }
+    Ok(Output { human, json: json!({ "exceptions": queue, "notRead": snap.problems }) })
 }
 
 /// `promo ask`.

@@ -246,6 +246,23 @@ async fn the_dashboard_and_ask_show_the_stuck_approval_the_top_exception_and_the
         let (ok, text) = run(c).await;
         assert!(!ok && text.contains("which promotions are waiting on"), "lists the forms: {text}");
 
+        // The queue on the command line, ranked, and for one owner.
+        let mut c = promo_cli(&env);
+        c.args(["exceptions"]);
+        let (ok, text) = run(c).await;
+        assert!(ok, "{text}");
+        println!("$ promo exceptions\n{text}");
+        let rows: Vec<&str> = text.lines().filter(|l| l.trim_start().starts_with(char::is_numeric)).collect();
+        assert!(rows.len() >= 4, "four open exceptions: {text}");
+        assert!(
+            rows[0].trim_start().starts_with("1 ") && rows.iter().any(|r| r.contains("CHANNEL_SYNC")),
+            "{text}"
+        );
+        let mut c = promo_cli(&env);
+        c.args(["exceptions", "--owner", "finance"]);
+        let (ok, text) = run(c).await;
+        assert!(ok && text.contains("FUNDING_MISSING") && !text.contains("CHANNEL_SYNC"), "{text}");
+
         // The dashboard, in a real browser.
         let (_dashboard, url) = DashboardProcess::start(&env).await;
         let shot = env.dir().join("dashboard.png");
@@ -276,6 +293,9 @@ async fn the_dashboard_and_ask_show_the_stuck_approval_the_top_exception_and_the
             "ranked by revenue at risk: {seen:#}"
         );
         assert!(first[5].parse::<f64>().unwrap() >= queue_max - 0.005, "{first:?} vs {queue_max}");
+        // Every exception carries a computed revenue at risk: the unfunded lines' revenue for
+        // FUNDING_MISSING, the region's share for CHANNEL_SYNC, the whole forecast for an SLA.
+        assert!(exceptions.iter().all(|r| r[5].as_str().unwrap().parse::<f64>().unwrap() > 0.0), "{seen:#}");
         assert!(
             exceptions.iter().any(|r| r[1] == "INS-ACK" && r[2] == "CHANNEL_SYNC" && r[3] == "R1"),
             "{seen:#}"

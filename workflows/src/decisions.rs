@@ -118,7 +118,7 @@ pub fn exceptions_from_assessment(a: &AssessmentSummary, id_suffix: &str) -> Vec
             kind: ExceptionKind::MarginErosion as i32,
             severity: Severity::Medium as i32,
             owner_role: Role::Finance as i32,
-            revenue_at_risk: "0".into(),
+            revenue_at_risk: or_zero(&m.exception_revenue),
             status: ExceptionStatus::Open as i32,
             detail: format!("{} below the margin floor", plural(m.exception_count as usize, "line")),
             ..Default::default()
@@ -131,7 +131,7 @@ pub fn exceptions_from_assessment(a: &AssessmentSummary, id_suffix: &str) -> Vec
             kind: ExceptionKind::FundingMissing as i32,
             severity: Severity::High as i32,
             owner_role: Role::Finance as i32,
-            revenue_at_risk: "0".into(),
+            revenue_at_risk: or_zero(&f.unfunded_revenue),
             status: ExceptionStatus::Open as i32,
             detail: format!(
                 "{} funded lines without valid funding (agreements {}){}",
@@ -416,6 +416,30 @@ pub fn channel_sync_exception(
     }
 }
 
+/// A decimal string, or "0" for an empty one (a summary from before the figure existed).
+fn or_zero(s: &str) -> String {
+    if s.is_empty() { "0".into() } else { s.to_owned() }
+}
+
+/// What the store-days out of stock so far in `region` cost: the region's forecast revenue
+/// (its demand share, as [`channel_revenue_at_risk`]) per store and day of the window, times
+/// the store-days without stock.
+pub fn stockout_revenue_at_risk(
+    a: &AssessmentSummary,
+    region: &str,
+    store_days: i64,
+    stores: u32,
+    window_days: f64,
+) -> String {
+    let region_revenue = dec(&channel_revenue_at_risk(a, Some(region)));
+    let per_store_day = stores as f64 * window_days;
+    if per_store_day <= 0.0 || store_days <= 0 {
+        return "0".into();
+    }
+    let per = Decimal::from_f64_retain(per_store_day).unwrap_or(Decimal::ONE);
+    (region_revenue * Decimal::from(store_days) / per).round_dp(2).normalize().to_string()
+}
+
 /// What a channel target that does not carry the promotion puts at risk: the forecast
 /// promotional revenue of the region it serves (the forecast split by demand), or the whole
 /// forecast for a national target, which every region depends on.
@@ -529,6 +553,34 @@ pub fn compensation_pending_exception(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn assessment_exceptions_carry_the_revenue_of_the_lines_they_are_about() {
+        use promo_contracts::promo::v1::{FundingSummary, MarginSummary};
+        let a = AssessmentSummary {
+            margin: Some(MarginSummary {
+                exception_count: 2,
+                exception_revenue: "480.50".into(),
+                ..Default::default()
+            }),
+            funding: Some(FundingSummary {
+                issue_count: 3,
+                unfunded_revenue: "912.00".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let ex = exceptions_from_assessment(&a, "r1");
+        let at = |k: ExceptionKind| ex.iter().find(|e| e.kind() == k).unwrap().revenue_at_risk.clone();
+        assert_eq!(at(ExceptionKind::MarginErosion), "480.50");
+        assert_eq!(at(ExceptionKind::FundingMissing), "912.00");
+        // An assessment recorded before the figures existed still reads as 0, not empty.
+        let old = AssessmentSummary {
+            margin: Some(MarginSummary { exception_count: 1, ..Default::default() }),
+            ..Default::default()
+        };
+        assert_eq!(exceptions_from_assessment(&old, "r1")[0].revenue_at_risk, "0");
+    }
     use promo_contracts::promo::v1::{
         FundingIssue, FundingSummary, LineMargin, MarginSummary, RegionAlignment,
     };
@@ -759,6 +811,10 @@ mod tests {
         assert_eq!(channel_revenue_at_risk(&a, None), "1000", "a national channel holds every region");
         assert_eq!(channel_revenue_at_risk(&a, Some("R9")), "0");
         assert_eq!(channel_revenue_at_risk(&AssessmentSummary::default(), Some("R1")), "0");
+        // R1's 750 over 10 stores × 5 days is 15 a store-day: 4 store-days out of stock, 60.
+        assert_eq!(stockout_revenue_at_risk(&a, "R1", 4, 10, 5.0), "60");
+        assert_eq!(stockout_revenue_at_risk(&a, "R1", 0, 10, 5.0), "0");
+        assert_eq!(stockout_revenue_at_risk(&a, "R1", 4, 0, 5.0), "0", "no stores known");
         let p = PublicationRef {
             publication_id: "PUB-7".into(),
             target: crate::api::Target {

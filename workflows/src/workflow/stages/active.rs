@@ -169,18 +169,34 @@ async fn monitor(ctx: &Ctx, plan: &Plan, so_far: Windows) -> Result<(), Stop> {
             "monitor",
             format!("{} units sold, sell-through {}", m.units_sold, m.sell_through),
         );
+        let window_days = (plan.ends_at - plan.starts_at) as f64 / 86_400.0;
         for (r, days) in &m.stockouts {
+            let stores = s.regions.iter().find(|x| &x.region_id == r).map_or(0, |x| x.stores);
+            let at_risk = s.assessment.as_ref().map_or_else(
+                || "0".to_owned(),
+                |a| decisions::stockout_revenue_at_risk(a, r, *days as i64, stores, window_days),
+            );
+            let id = format!("stockout-{r}");
+            let detail = format!("{days} store-days out of stock so far");
+            // Raised once per region; later rounds bring its figures up to date.
+            if let Some(open) =
+                s.exceptions.iter_mut().find(|x| x.exception_id == id && x.status() == ExceptionStatus::Open)
+            {
+                open.revenue_at_risk = at_risk;
+                open.detail = detail;
+                continue;
+            }
             s.raise(
                 t,
                 PromotionException {
-                    exception_id: format!("stockout-{r}"),
+                    exception_id: id,
                     kind: ExceptionKind::StockRisk as i32,
                     severity: Severity::Medium as i32,
                     owner_role: Role::SupplyChain as i32,
-                    revenue_at_risk: "0".into(),
+                    revenue_at_risk: at_risk,
                     status: ExceptionStatus::Open as i32,
                     region_id: r.clone(),
-                    detail: format!("{days} store-days out of stock so far"),
+                    detail,
                     ..Default::default()
                 },
             );
