@@ -4,7 +4,7 @@
 use crate::{
     Systems, business,
     checks::{self, BadResponse, ColumnarStream},
-    engines::{alignment, forecast::uplift_from_history, funding},
+    engines::{alignment, anomaly, forecast::uplift_from_history, funding},
     status_error,
 };
 use promo_contracts::{
@@ -51,6 +51,8 @@ pub struct Line {
     pub unit_margin: Decimal,
     /// `unit_margin` as f64.
     pub unit_margin_f64: f64,
+    /// Merchandise category (the peer group of margin anomalies).
+    pub category: String,
 }
 
 /// The assessment context of one plan.
@@ -168,6 +170,7 @@ pub async fn load_context(
             funding_issue,
             unit_margin,
             unit_margin_f64: unit_margin.to_f64().unwrap_or(0.0),
+            category: p.category.clone(),
         });
     }
 
@@ -271,6 +274,7 @@ fn substitute_line(plan_line: &PlanLine, original: &Line, p: &Product) -> Line {
         funding_issue: None,
         unit_margin,
         unit_margin_f64: unit_margin.to_f64().unwrap_or(0.0),
+        category: p.category.clone(),
     }
 }
 
@@ -516,8 +520,9 @@ impl Context {
             .collect()
     }
 
-    /// Margin and compliance summary.
-    pub fn margin(&self, demand: &[Vec<f64>], floor: Decimal) -> pb::MarginSummary {
+    /// Margin and compliance summary; lines `anomaly_mads` scaled MADs or more below their
+    /// peers' margin rate are anomalies (0 disables).
+    pub fn margin(&self, demand: &[Vec<f64>], floor: Decimal, anomaly_mads: f64) -> pb::MarginSummary {
         let units = self.forecast_units(demand);
         let (mut revenue, mut margin, mut exposure, mut total_units) =
             (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO, 0f64);
@@ -537,7 +542,45 @@ impl Context {
             }
         }
         exceptions.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.sku.cmp(&b.1.sku)));
+        let rates: Vec<anomaly::LineRate> = self
+            .lines
+            .iter()
+            .map(|l| anomaly::LineRate {
+                sku: l.sku.clone(),
+                category: l.category.clone(),
+                depth: if l.regular > Decimal::ZERO {
+                    ((l.regular - l.promo_price) / l.regular).to_f64().unwrap_or(0.0)
+                } else {
+                    0.0
+                },
+                funded: l.funding.is_some(),
+                rate: if l.price_f64 > 0.0 { l.unit_margin_f64 / l.price_f64 } else { 0.0 },
+            })
+            .collect();
+        let flagged = anomaly::anomalies(&rates, anomaly_mads);
+        let anomaly_revenue: Decimal = flagged
+            .iter()
+            .map(|a| {
+                Decimal::from_f64(units[a.line].round()).unwrap_or_default() * self.lines[a.line].promo_price
+            })
+            .sum();
+        let ratio_f64 = |x: f64| format_ratio(Decimal::from_f64(x).unwrap_or_default());
         pb::MarginSummary {
+            anomaly_count: flagged.len() as u32,
+            anomaly_revenue: format_money(anomaly_revenue),
+            anomalies: flagged
+                .iter()
+                .take(100)
+                .map(|a| pb::MarginAnomaly {
+                    sku: rates[a.line].sku.clone(),
+                    margin_rate: ratio_f64(rates[a.line].rate),
+                    peer_median: ratio_f64(a.peer_median),
+                    mads: format!("{:.1}", a.mads),
+                    peers: a.peers as u32,
+                    peer_group: a.group.clone(),
+                    explanation: anomaly::explain(&rates[a.line], a),
+                })
+                .collect(),
             forecast_units: total_units as i64,
             forecast_revenue: format_money(revenue),
             forecast_margin: format_money(margin),

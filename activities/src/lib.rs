@@ -370,7 +370,15 @@ impl PromotionActivities {
             let demand = c.demand_by_region_line(&self.systems).await?;
             let floor = promo_contracts::money::parse_decimal("min_margin_rate", &input.min_margin_rate, 6)
                 .map_err(|e| business(e.to_string()))?;
-            Ok(c.margin(&demand, floor))
+            // Runs from before the field carry none: no anomaly scoring.
+            let mads = if input.margin_anomaly_mads.is_empty() {
+                0.0
+            } else {
+                input.margin_anomaly_mads.parse::<f64>().map_err(|e| {
+                    business(format!("margin_anomaly_mads: {:?}: {e}", input.margin_anomaly_mads))
+                })?
+            };
+            Ok(c.margin(&demand, floor, mads))
         })
         .await
     }

@@ -33,6 +33,7 @@ fn assess_input() -> AssessInput {
         adjustments: Adjustments::default(),
         min_fill_rate: "0.95".into(),
         min_margin_rate: "0.10".into(),
+        margin_anomaly_mads: "3.5".into(),
         only_regions: vec![],
     }
 }

@@ -433,7 +433,14 @@ async fn print_assessment(client: &Client, id: &str) -> anyhow::Result<()> {
         f.invalid_agreements.join(", "),
         f.forecast_claim
     );
-    println!("  margin: {} lines below the floor\n", m.exception_count);
+    println!("  margin: {} lines below the floor", m.exception_count);
+    match m.anomalies.first() {
+        None => println!("  margin anomalies: none (no line far below its peers)\n"),
+        Some(first) => println!(
+            "  margin anomalies: {} lines far below their peers (revenue {}); the most anomalous:\n    {}\n",
+            m.anomaly_count, m.anomaly_revenue, first.explanation
+        ),
+    }
     Ok(())
 }
 

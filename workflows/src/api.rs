@@ -249,6 +249,10 @@ pub struct AssessInput {
     pub min_fill_rate: String,
     /// Policy margin floor (decimal string).
     pub min_margin_rate: String,
+    /// Policy threshold of margin anomalies, in scaled MADs below the peer median (decimal
+    /// string; "0" disables, empty in histories from before it existed).
+    #[serde(default)]
+    pub margin_anomaly_mads: String,
     /// Regions to assess (empty: all of the plan's).
     pub only_regions: Vec<String>,
 }

@@ -23,10 +23,16 @@ pub fn required_approvals(assessment: &AssessmentSummary, remediated: bool) -> V
     let margin_exceptions = assessment.margin.as_ref().map_or(0, |m| m.exception_count as usize);
     let funding_issues =
         assessment.funding.as_ref().map_or(0, |f| f.issue_count as usize + f.over_cap_agreements.len());
-    if margin_exceptions > 0 || funding_issues > 0 {
+    let anomalies = assessment.margin.as_ref().map_or(&[][..], |m| &m.anomalies[..]);
+    let anomaly_count = assessment.margin.as_ref().map_or(0, |m| m.anomaly_count as usize);
+    if margin_exceptions > 0 || funding_issues > 0 || anomaly_count > 0 {
         let mut why = Vec::new();
         if margin_exceptions > 0 {
             why.push(format!("{} below the margin floor", plural(margin_exceptions, "line")));
+        }
+        if anomaly_count > 0 {
+            let first = anomalies.first().map(|a| format!(" ({})", a.explanation)).unwrap_or_default();
+            why.push(format!("{} with anomalous margin{first}", plural(anomaly_count, "line")));
         }
         if funding_issues > 0 {
             why.push(format!("{} without valid funding", plural(funding_issues, "funded line")));
@@ -121,6 +127,25 @@ pub fn exceptions_from_assessment(a: &AssessmentSummary, id_suffix: &str) -> Vec
             revenue_at_risk: or_zero(&m.exception_revenue),
             status: ExceptionStatus::Open as i32,
             detail: format!("{} below the margin floor", plural(m.exception_count as usize, "line")),
+            ..Default::default()
+        });
+    }
+    if let Some(m) = a.margin.as_ref().filter(|m| m.anomaly_count > 0) {
+        let shown: Vec<&str> = m.anomalies.iter().take(3).map(|x| x.explanation.as_str()).collect();
+        let more = (m.anomaly_count as usize).saturating_sub(shown.len());
+        out.push(PromotionException {
+            exception_id: format!("margin-anomaly-{id_suffix}"),
+            kind: ExceptionKind::MarginErosion as i32,
+            severity: Severity::Medium as i32,
+            owner_role: Role::Finance as i32,
+            revenue_at_risk: or_zero(&m.anomaly_revenue),
+            status: ExceptionStatus::Open as i32,
+            detail: format!(
+                "{} far below its peers: {}{}",
+                plural(m.anomaly_count as usize, "line's margin"),
+                shown.join("; "),
+                if more > 0 { format!("; and {more} more") } else { String::new() }
+            ),
             ..Default::default()
         });
     }
@@ -580,6 +605,35 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(exceptions_from_assessment(&old, "r1")[0].revenue_at_risk, "0");
+    }
+
+    #[test]
+    fn a_margin_anomaly_needs_finance_with_the_explanation() {
+        use promo_contracts::promo::v1::{MarginAnomaly, MarginSummary};
+        let explanation = "SKU-00042 margin rate -12.0% vs peer median 18.0% (garden · 20–30% · funded, 9 peers), 4.1 MADs below";
+        let a = AssessmentSummary {
+            margin: Some(MarginSummary {
+                anomaly_count: 1,
+                anomaly_revenue: "300.00".into(),
+                anomalies: vec![MarginAnomaly {
+                    sku: "SKU-00042".into(),
+                    explanation: explanation.into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let req = required_approvals(&a, false);
+        let finance = req.iter().find(|(r, _)| *r == Role::Finance).expect("finance required");
+        assert_eq!(finance.1, format!("1 line with anomalous margin ({explanation})"));
+        let ex = exceptions_from_assessment(&a, "r1");
+        assert_eq!(ex.len(), 1);
+        assert_eq!(
+            (ex[0].exception_id.as_str(), ex[0].revenue_at_risk.as_str()),
+            ("margin-anomaly-r1", "300.00")
+        );
+        assert!(ex[0].detail.contains(explanation), "{}", ex[0].detail);
     }
     use promo_contracts::promo::v1::{
         FundingIssue, FundingSummary, LineMargin, MarginSummary, RegionAlignment,

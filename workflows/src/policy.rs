@@ -128,6 +128,10 @@ pub struct Policy {
     pub min_fill_rate: String,
     /// Lines whose promo margin rate is below this are margin exceptions (0–1).
     pub min_margin_rate: String,
+    /// Lines whose margin rate is this many scaled MADs or more below their peers' median
+    /// (same category, discount-depth band and funding) are margin anomalies, which need finance
+    /// approval ("0" disables).
+    pub margin_anomaly_mads: String,
     /// Remediation options whose revenue loss is at most this share of forecast revenue are
     /// applied automatically (0 disables auto-remediation); substitutes never are.
     pub auto_remediation_max_revenue_share: String,
@@ -192,6 +196,7 @@ impl Default for Policy {
         Self {
             min_fill_rate: "0.90".into(),
             min_margin_rate: "0.10".into(),
+            margin_anomaly_mads: "3.5".into(),
             auto_remediation_max_revenue_share: "0".into(),
             ack_retries: 1,
             late_ack_action: LateAckAction::DelayRegion,
@@ -231,6 +236,14 @@ impl Policy {
     /// Checks ranges and the directory.
     pub fn validate(&self) -> Result<(), String> {
         self.thresholds()?;
+        let mads = parse_decimal("policy: margin_anomaly_mads", &self.margin_anomaly_mads, 3)
+            .map_err(|e| e.to_string())?;
+        if mads < Decimal::ZERO {
+            return Err(format!(
+                "policy: margin_anomaly_mads: {:?} must be 0 or more",
+                self.margin_anomaly_mads
+            ));
+        }
         if self.time_scale == 0 {
             return Err("policy: time_scale must be at least 1".into());
         }

@@ -2,5 +2,6 @@
 //! No I/O here, so they are unit-tested directly and benchmarked on in-memory columns.
 
 pub mod alignment;
+pub mod anomaly;
 pub mod forecast;
 pub mod funding;

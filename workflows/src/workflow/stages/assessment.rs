@@ -45,6 +45,7 @@ pub async fn assess(
         adjustments: ctx.state(|s| s.adjustments.clone()),
         min_fill_rate: policy.min_fill_rate.clone(),
         min_margin_rate: policy.min_margin_rate.clone(),
+        margin_anomaly_mads: policy.margin_anomaly_mads.clone(),
         only_regions: vec![],
     };
     let n = plan.lines.len();
