@@ -53,6 +53,8 @@ pub struct Line {
     pub unit_margin_f64: f64,
     /// Merchandise category (the peer group of margin anomalies).
     pub category: String,
+    /// Price band within the category (also the peer group).
+    pub price_band: u32,
 }
 
 /// The assessment context of one plan.
@@ -171,6 +173,7 @@ pub async fn load_context(
             unit_margin,
             unit_margin_f64: unit_margin.to_f64().unwrap_or(0.0),
             category: p.category.clone(),
+            price_band: p.price_band,
         });
     }
 
@@ -275,6 +278,7 @@ fn substitute_line(plan_line: &PlanLine, original: &Line, p: &Product) -> Line {
         unit_margin,
         unit_margin_f64: unit_margin.to_f64().unwrap_or(0.0),
         category: p.category.clone(),
+        price_band: p.price_band,
     }
 }
 
@@ -548,6 +552,7 @@ impl Context {
             .map(|l| anomaly::LineRate {
                 sku: l.sku.clone(),
                 category: l.category.clone(),
+                price_band: l.price_band,
                 depth: if l.regular > Decimal::ZERO {
                     ((l.regular - l.promo_price) / l.regular).to_f64().unwrap_or(0.0)
                 } else {

@@ -141,8 +141,12 @@ pub fn exceptions_from_assessment(a: &AssessmentSummary, id_suffix: &str) -> Vec
             revenue_at_risk: or_zero(&m.anomaly_revenue),
             status: ExceptionStatus::Open as i32,
             detail: format!(
-                "{} far below its peers: {}{}",
-                plural(m.anomaly_count as usize, "line's margin"),
+                "{}: {}{}",
+                if m.anomaly_count == 1 {
+                    "1 line with a margin far below its peers".to_owned()
+                } else {
+                    format!("{} lines with margins far below their peers", m.anomaly_count)
+                },
                 shown.join("; "),
                 if more > 0 { format!("; and {more} more") } else { String::new() }
             ),

@@ -2,15 +2,18 @@
 //! with a robust score, so a line that erodes margin far more than comparable lines is flagged
 //! even when it stays above the policy floor.
 //!
-//! Peers are the promotion's other lines of the same category, discount-depth band (10-point
-//! bands: 0–10%, 10–20%, …, 40% and deeper) and funding (funded or not). The score is the
+//! Peers are the promotion's other lines of the same category, price band (comparable SKUs
+//! share one: a fixed funding per unit lifts a cheap SKU's rate far more than a dear one's),
+//! discount-depth band (10-point bands: 0–10%, 10–20%, …, 40% and deeper) and funding (funded
+//! or not). The score is the
 //! distance below the peer median in scaled median absolute deviations,
 //! `(median − rate) / (1.4826 · MAD)` (1.4826 makes a MAD comparable to a standard deviation
 //! for normal data), with the MAD floored at two points of margin so a tight group of peers does
 //! not flag a line a few points off it (at the default 3.5, a line must be at least ~10 points
 //! below its peers). A group needs [`MIN_PEERS`] other lines; a smaller one is widened
-//! to the category and funding across depth bands, and a line with still too few peers is not
-//! scored. Only erosion is flagged (a line above its peers is not a risk).
+//! to the category, price band and funding across depth bands, then across price bands too,
+//! and a line with still too few peers is not scored. Only erosion is flagged (a line above
+//! its peers is not a risk).
 
 use std::collections::BTreeMap;
 
@@ -29,6 +32,8 @@ pub struct LineRate {
     pub sku: String,
     /// Merchandise category.
     pub category: String,
+    /// Price band within the category (1 entry … 5 premium).
+    pub price_band: u32,
     /// Discount depth, (regular − promo) / regular.
     pub depth: f64,
     /// Whether the line is validly funded.
@@ -48,7 +53,7 @@ pub struct Anomaly {
     pub mads: f64,
     /// Peers compared with.
     pub peers: usize,
-    /// The peer group, e.g. `garden · 20–30% · funded` (or `garden · any depth · funded`).
+    /// The peer group, e.g. `garden band 2 · 20–30% · funded` (or `… · any depth · …`).
     pub group: String,
 }
 
@@ -72,24 +77,31 @@ pub fn anomalies(lines: &[LineRate], threshold: f64) -> Vec<Anomaly> {
     if threshold <= 0.0 {
         return Vec::new();
     }
-    let mut narrow: BTreeMap<(&str, usize, bool), Vec<usize>> = BTreeMap::new();
+    // Three levels of peers, the first with enough lines taken: category, price band, depth
+    // band and funding; then across depth bands; then across price bands too.
+    let mut narrow: BTreeMap<(&str, u32, usize, bool), Vec<usize>> = BTreeMap::new();
+    let mut banded: BTreeMap<(&str, u32, bool), Vec<usize>> = BTreeMap::new();
     let mut wide: BTreeMap<(&str, bool), Vec<usize>> = BTreeMap::new();
     for (i, l) in lines.iter().enumerate() {
-        narrow.entry((l.category.as_str(), band(l.depth), l.funded)).or_default().push(i);
+        narrow.entry((l.category.as_str(), l.price_band, band(l.depth), l.funded)).or_default().push(i);
+        banded.entry((l.category.as_str(), l.price_band, l.funded)).or_default().push(i);
         wide.entry((l.category.as_str(), l.funded)).or_default().push(i);
     }
     let funded = |f: bool| if f { "funded" } else { "unfunded" };
     let mut out = Vec::new();
     for (i, l) in lines.iter().enumerate() {
         let b = band(l.depth);
-        let (members, group) = match &narrow[&(l.category.as_str(), b, l.funded)] {
-            m if m.len() > MIN_PEERS => {
-                (m, format!("{} · {} · {}", l.category, band_name(b), funded(l.funded)))
-            }
-            _ => (
-                &wide[&(l.category.as_str(), l.funded)],
-                format!("{} · any depth · {}", l.category, funded(l.funded)),
+        let (c, f) = (l.category.as_str(), funded(l.funded));
+        let levels = [
+            (
+                &narrow[&(c, l.price_band, b, l.funded)],
+                format!("{c} band {} · {} · {f}", l.price_band, band_name(b)),
             ),
+            (&banded[&(c, l.price_band, l.funded)], format!("{c} band {} · any depth · {f}", l.price_band)),
+            (&wide[&(c, l.funded)], format!("{c} · any band or depth · {f}")),
+        ];
+        let Some((members, group)) = levels.into_iter().find(|(m, _)| m.len() > MIN_PEERS) else {
+            continue;
         };
         let mut peers: Vec<f64> = members.iter().filter(|&&j| j != i).map(|&j| lines[j].rate).collect();
         if peers.len() < MIN_PEERS {
@@ -108,7 +120,7 @@ pub fn anomalies(lines: &[LineRate], threshold: f64) -> Vec<Anomaly> {
 }
 
 /// The explanation shown to finance, e.g. `SKU-00042 margin rate -12.0% vs peer median 18.0%
-/// (garden · 20–30% · funded, 9 peers), 4.1 MADs below`.
+/// (garden band 2 · 20–30% · funded, 9 peers), 4.1 MADs below`.
 pub fn explain(l: &LineRate, a: &Anomaly) -> String {
     format!(
         "{} margin rate {:.1}% vs peer median {:.1}% ({}, {} peers), {:.1} MADs below",
@@ -126,7 +138,7 @@ mod tests {
     use super::*;
 
     fn line(i: usize, category: &str, depth: f64, funded: bool, rate: f64) -> LineRate {
-        LineRate { sku: format!("SKU-{i:05}"), category: category.into(), depth, funded, rate }
+        LineRate { sku: format!("SKU-{i:05}"), category: category.into(), price_band: 2, depth, funded, rate }
     }
 
     #[test]
@@ -144,7 +156,7 @@ mod tests {
         let text = explain(&lines[10], a);
         assert!(
             text.starts_with(
-                "SKU-00010 margin rate -12.0% vs peer median 17.9% (garden · 20–30% · funded, 10 peers)"
+                "SKU-00010 margin rate -12.0% vs peer median 17.9% (garden band 2 · 20–30% · funded, 10 peers)"
             ),
             "{text}"
         );
@@ -165,6 +177,14 @@ mod tests {
         let found = anomalies(&lines, 3.5);
         assert_eq!(found.iter().map(|a| a.line).collect::<Vec<_>>(), [12], "{found:?}");
         assert!(found[0].group.contains("any depth"), "{found:?}");
+        // Dearer SKUs of the same category (band 5) at a far higher rate are not peers: pooled,
+        // the shallow band-2 lines at 40% would look eroded next to them.
+        let mut banded = lines.clone();
+        for i in 0..6 {
+            banded.push(LineRate { price_band: 5, ..line(40 + i, "garden", 0.05, false, 0.80) });
+        }
+        let found = anomalies(&banded, 3.5);
+        assert_eq!(found.iter().map(|a| a.line).collect::<Vec<_>>(), [12], "{found:?}");
         // Funded lines are not peers of unfunded ones; too few peers: not scored.
         let few = vec![
             line(0, "toys", 0.2, true, 0.3),
