@@ -67,8 +67,6 @@ pub struct PromotionWorkflow {
     /// Runs with [`super::CALENDAR_RESERVATIONS`]: intake reserves the footprint in the
     /// promotion calendar and every ending releases it.
     pub(crate) calendar: bool,
-    /// A calendar reservation is held (an intake passed), so the ending releases it.
-    pub(crate) reserved: bool,
     /// Process events not yet recorded ([`super::events`]), and the sequence number of the last.
     pub(crate) outbox: Vec<promo_contracts::retail::v1::ProcessEvent>,
     pub(crate) event_seq: u32,
@@ -140,7 +138,6 @@ impl PromotionWorkflow {
             run_id: String::new(),
             records_events: false,
             calendar: false,
-            reserved: false,
             outbox: Vec::new(),
             event_seq: 0,
             events_retry_at: 0,

@@ -45,12 +45,15 @@ pub async fn finish(ctx: &Ctx, end: Result<PromotionResultBody, Stop>) -> Workfl
 
 /// Frees the promotion's footprint in the promotion calendar once it is over (after the
 /// compensation, so nothing of it is live when another promotion may take the footprint),
-/// retried until it succeeds like any compensation.
+/// retried until it succeeds like any compensation. Every run that may have reserved releases,
+/// not only those whose intake passed: a reservation made by an intake whose answer never
+/// reached the run (cancelled while in flight) is released too; releasing nothing is harmless.
 async fn release_calendar(ctx: &Ctx) {
-    let (held, id, attempts) = ctx.state(|s| {
-        (s.reserved, s.spec.promotion_id.clone(), s.policy.as_ref().map_or(5, |p| p.compensation_attempts))
+    let (reserves, id, attempts) = ctx.state(|s| {
+        (s.calendar, s.spec.promotion_id.clone(), s.policy.as_ref().map_or(5, |p| p.compensation_attempts))
     });
-    if !held {
+    // A spec without a promotion id never got as far as the calendar.
+    if !reserves || id.is_empty() {
         return;
     }
     let released = until_done(ctx, "calendar release", || {
@@ -68,7 +71,6 @@ async fn release_calendar(ctx: &Ctx) {
             Some(false) => "the promotion calendar held no reservation",
             None => "the promotion calendar refused the release",
         };
-        s.reserved = released.is_none();
         s.record(t, "system", "calendar-released", detail.to_owned());
     });
 }

@@ -103,8 +103,6 @@ pub async fn run(ctx: &Ctx, policy: &Policy) -> Result<Plan, Stop> {
     }
     ctx.state_mut(|s| {
         s.plan = Some(plan.clone());
-        // The calendar now holds this revision's footprint until the promotion ends.
-        s.reserved = s.calendar;
         s.regions = intake.regions.clone();
         s.adjustments = api::Adjustments::default();
         s.remediation_choices.clear();
