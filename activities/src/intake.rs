@@ -113,8 +113,8 @@ pub async fn other_footprints(
 }
 
 /// Reserves `plan`'s footprint in the promotion calendar (or, on a dry run, only asks): each
-/// overlap with another promotion's reservation is a problem on every line of a shared SKU,
-/// worded as [`plan::collisions`] words it.
+/// overlap with another promotion's reservation is a problem on every line of a shared SKU
+/// ([`plan::collision_problems`], as for footprints found through visibility).
 pub async fn reserve(
     systems: &Systems,
     plan: &Plan,
@@ -142,22 +142,11 @@ pub async fn reserve(
         .await
         .map_err(|s| status_error("promotion calendar", s))?
         .into_inner();
-    let mut problems = Vec::new();
-    for c in &out.conflicts {
-        let shared: HashSet<&str> = c.skus.iter().map(String::as_str).collect();
-        for (i, l) in plan.lines.iter().enumerate().filter(|(_, l)| shared.contains(l.sku.as_str())) {
-            problems.push(Problem {
-                line: Some(i + 1),
-                field: format!("lines[{i}].sku"),
-                message: format!(
-                    "{} collides with promotion {} in {} over overlapping dates",
-                    l.sku,
-                    c.promotion_id,
-                    c.locations.join(", ")
-                ),
-            });
-        }
-    }
+    let mut problems: Vec<Problem> = out
+        .conflicts
+        .iter()
+        .flat_map(|c| plan::collision_problems(plan, &c.promotion_id, &c.skus, &c.locations))
+        .collect();
     if !dry_run && !out.reserved && problems.is_empty() {
         // Refused without an overlap that names a line: say so rather than pass unreserved.
         problems.push(Problem {

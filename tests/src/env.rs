@@ -322,6 +322,20 @@ impl PromoEnv {
             .await?)
     }
 
+    /// Makes `channel` in `region` never acknowledge a publication from now on.
+    pub async fn never_acknowledges(&self, channel: Channel, region: &str) -> anyhow::Result<()> {
+        use promo_contracts::retail::v1::{Fault, InjectFaultRequest};
+        let fault = Fault {
+            service: "publication".into(),
+            channel: channel as i32,
+            region_id: region.into(),
+            ack_never: true,
+            ..Default::default()
+        };
+        self.admin().await?.inject_fault(InjectFaultRequest { fault: Some(fault) }).await?;
+        Ok(())
+    }
+
     /// A client of the reference systems' process-event record (analytics service).
     pub async fn events(
         &self,

@@ -21,12 +21,7 @@ pub fn worker_bin() -> anyhow::Result<PathBuf> {
     if let Some(p) = std::env::var_os("PROMO_WORKER_BIN").filter(|p| !p.is_empty()) {
         return Ok(PathBuf::from(p));
     }
-    let exe = std::env::current_exe().context("locating the running test binary")?;
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .ok_or_else(|| anyhow!("unexpected test binary location {}", exe.display()))?;
-    let bin = profile_dir.join("promo-worker");
+    let bin = profile_dir()?.join("promo-worker");
     anyhow::ensure!(
         bin.is_file(),
         "promo-worker not found at {} (build it first: `cargo build -p promo-worker`, with --release for \
@@ -34,6 +29,32 @@ pub fn worker_bin() -> anyhow::Result<PathBuf> {
         bin.display()
     );
     Ok(bin)
+}
+
+/// The cargo profile directory the running test binary was built into (`target/<profile>`),
+/// where the workspace's binaries are too.
+fn profile_dir() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the running test binary")?;
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .map(std::path::Path::to_path_buf)
+        .ok_or_else(|| anyhow!("unexpected test binary location {}", exe.display()))
+}
+
+/// The `promo` CLI built beside the running test binary.
+pub fn promo_bin() -> anyhow::Result<PathBuf> {
+    let bin = profile_dir()?.join("promo");
+    anyhow::ensure!(bin.is_file(), "promo not found at {} (`cargo build -p promo-starter`)", bin.display());
+    Ok(bin)
+}
+
+/// Runs `c` to its end off the caller's task (a test's in-process worker is polled on that
+/// task, so blocking it would keep the worker from answering the command): whether it
+/// succeeded, and its stdout then stderr.
+pub async fn run_to_end(mut c: Command) -> (bool, String) {
+    let out = tokio::task::spawn_blocking(move || c.output()).await.expect("join").expect("run the command");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
 }
 
 /// How to run a worker process.

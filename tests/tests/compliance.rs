@@ -482,21 +482,14 @@ async fn funding_is_claimed_per_agreement_within_its_validity_and_cap() {
     assert_eq!(got, [("FA-001".into(), fa1.claimed.clone()), ("FA-003".into(), fa3.claimed.clone())]);
 }
 
-/// The `promo` CLI built beside this test binary.
+/// The `promo` CLI against this environment, signing with no key unless told.
 fn promo_cli(env: &PromoEnv) -> std::process::Command {
-    let dir = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_owned();
-    let mut c = std::process::Command::new(dir.join("promo"));
+    let mut c = std::process::Command::new(promo_tests::process::promo_bin().unwrap());
     c.env("TEMPORAL_ADDRESS", env.dev.address()).env_remove("PROMO_APPROVER_KEY");
     c
 }
 
-/// Runs `c` to its end off the test's task (the in-process worker is polled on that task, so
-/// blocking it would keep the worker from answering the command).
-async fn run(mut c: std::process::Command) -> (bool, String) {
-    let out = tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.success(), text)
-}
+use promo_tests::process::run_to_end as run;
 
 /// `temporal workflow update execute` with `input`: the workflow's answer, or its refusal.
 async fn raw_update(

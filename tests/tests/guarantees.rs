@@ -652,17 +652,7 @@ fn slow_ack_policy() -> Policy {
 
 /// R1's POS never acknowledges.
 async fn pos_silent_in_r1(env: &PromoEnv) {
-    inject(
-        env,
-        Fault {
-            service: "publication".into(),
-            channel: wire::Channel::Pos as i32,
-            region_id: "R1".into(),
-            ack_never: true,
-            ..Default::default()
-        },
-    )
-    .await;
+    env.never_acknowledges(wire::Channel::Pos, "R1").await.unwrap();
 }
 
 /// A spec launching 25 business minutes from now (25 s of wall time at scale 60).

@@ -5,9 +5,7 @@
 
 use promo_contracts::{
     promo::v1::*,
-    retail::v1::{
-        self as wire, Fault, InjectFaultRequest, ListEventsRequest, ProcessEventKind, RecordEventsRequest,
-    },
+    retail::v1::{self as wire, ListEventsRequest, ProcessEventKind, RecordEventsRequest},
 };
 use promo_tests::{
     env::{PromoEnv, spec, test_policy},
@@ -21,22 +19,16 @@ use std::{
 
 const LIMIT: Duration = Duration::from_secs(90);
 
-/// The `promo` CLI built beside this test binary.
+/// The `promo` CLI against this environment (its systems and its policy).
 fn promo_cli(env: &PromoEnv) -> Command {
-    let dir = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_owned();
-    let mut c = Command::new(dir.join("promo"));
+    let mut c = Command::new(promo_tests::process::promo_bin().unwrap());
     c.env("TEMPORAL_ADDRESS", env.dev.address())
         .env("PROMO_SYSTEMS_ADDR", env.systems.url())
         .env("PROMO_POLICY", env.dir().join("policy.toml"));
     c
 }
 
-/// Runs `c` to its end off the test's task (the in-process worker is polled on that task).
-async fn run(mut c: Command) -> (bool, String) {
-    let out = tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.success(), text)
-}
+use promo_tests::process::run_to_end as run;
 
 async fn ask(env: &PromoEnv, question: &str) -> String {
     let mut c = promo_cli(env);
@@ -148,20 +140,7 @@ async fn the_dashboard_and_ask_show_the_stuck_approval_the_top_exception_and_the
 
         // 3. Published, launching in 30 business days, R1 held: R1's POS never acknowledges from
         //    now on.
-        env.admin()
-            .await
-            .unwrap()
-            .inject_fault(InjectFaultRequest {
-                fault: Some(Fault {
-                    service: "publication".into(),
-                    channel: wire::Channel::Pos as i32,
-                    region_id: "R1".into(),
-                    ack_never: true,
-                    ..Default::default()
-                }),
-            })
-            .await
-            .unwrap();
+        env.never_acknowledges(wire::Channel::Pos, "R1").await.unwrap();
         env.start_promotion(spec("INS-ACK", &["R1", "R3"], 0..6, 30.0, 2.0)).await.unwrap();
         env.wait_status("INS-ACK", "approval", LIMIT, |s| s.stage() == Stage::Approval).await.unwrap();
         env.approve("INS-ACK", "E1001", Role::Merchandising).await.unwrap();

@@ -9,8 +9,7 @@ use futures::StreamExt;
 use promo_contracts::{
     promo::v1::*,
     retail::v1::{
-        self as wire, Fault, InjectFaultRequest, ListPriceChangesRequest, ListPublicationsRequest,
-        PriceChangeState, PublicationState,
+        self as wire, ListPriceChangesRequest, ListPublicationsRequest, PriceChangeState, PublicationState,
     },
 };
 use promo_tests::env::{PromoEnv, spec, test_policy, update_message};
@@ -428,20 +427,7 @@ async fn unfunded_lines_require_finance_approval_visible_in_search_attributes() 
 async fn missing_acknowledgments_raise_an_exception_and_block_activation() {
     let env = PromoEnv::start(test_policy()).await.unwrap();
     // R1's POS never acknowledges; R3's POS is late (5 s) by the dataset.
-    env.admin()
-        .await
-        .unwrap()
-        .inject_fault(InjectFaultRequest {
-            fault: Some(Fault {
-                service: "publication".into(),
-                channel: wire::Channel::Pos as i32,
-                region_id: "R1".into(),
-                ack_never: true,
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap();
+    env.never_acknowledges(wire::Channel::Pos, "R1").await.unwrap();
     let (status, audit) = env
         .with_worker(async {
             env.start_promotion(spec("ACK-1", &["R1", "R3"], 0..6, 3.0, 2.0)).await.unwrap();

@@ -44,27 +44,35 @@ impl<G> Family<G> {
     }
 }
 
-impl Family<Gauge> {
-    fn set_all(&mut self, meter: &dyn CoreMeter, values: BTreeMap<Vec<String>, u64>) {
-        let gone: Vec<Vec<String>> = self.seen.iter().filter(|k| !values.contains_key(*k)).cloned().collect();
-        for k in gone {
-            self.gauge.record(0, &self.attrs(meter, &k));
-        }
-        for (k, v) in values {
-            self.gauge.record(v, &self.attrs(meter, &k));
-            self.seen.insert(k);
-        }
+/// A gauge of either value type.
+trait Record {
+    type Value: Copy + Default;
+    fn put(&self, v: Self::Value, attrs: &MetricAttributes);
+}
+
+impl Record for Gauge {
+    type Value = u64;
+    fn put(&self, v: u64, attrs: &MetricAttributes) {
+        self.record(v, attrs);
     }
 }
 
-impl Family<GaugeF64> {
-    fn set_all(&mut self, meter: &dyn CoreMeter, values: BTreeMap<Vec<String>, f64>) {
+impl Record for GaugeF64 {
+    type Value = f64;
+    fn put(&self, v: f64, attrs: &MetricAttributes) {
+        self.record(v, attrs);
+    }
+}
+
+impl<G: Record> Family<G> {
+    /// Sets every label set given, and 0 on those seen before and not given now.
+    fn set_all(&mut self, meter: &dyn CoreMeter, values: BTreeMap<Vec<String>, G::Value>) {
         let gone: Vec<Vec<String>> = self.seen.iter().filter(|k| !values.contains_key(*k)).cloned().collect();
         for k in gone {
-            self.gauge.record(0.0, &self.attrs(meter, &k));
+            self.gauge.put(G::Value::default(), &self.attrs(meter, &k));
         }
         for (k, v) in values {
-            self.gauge.record(v, &self.attrs(meter, &k));
+            self.gauge.put(v, &self.attrs(meter, &k));
             self.seen.insert(k);
         }
     }

@@ -460,7 +460,7 @@ pub fn stockout_revenue_at_risk(
     stores: u32,
     window_days: f64,
 ) -> String {
-    let region_revenue = dec(&channel_revenue_at_risk(a, Some(region)));
+    let region_revenue = forecast_revenue_of(a, Some(region)).round_dp(2);
     let per_store_day = stores as f64 * window_days;
     if per_store_day <= 0.0 || store_days <= 0 {
         return "0".into();
@@ -473,6 +473,11 @@ pub fn stockout_revenue_at_risk(
 /// promotional revenue of the region it serves (the forecast split by demand), or the whole
 /// forecast for a national target, which every region depends on.
 pub fn channel_revenue_at_risk(a: &AssessmentSummary, region: Option<&str>) -> String {
+    forecast_revenue_of(a, region).round_dp(2).normalize().to_string()
+}
+
+/// The forecast promotional revenue of `region` (split by demand), or all of it for `None`.
+fn forecast_revenue_of(a: &AssessmentSummary, region: Option<&str>) -> Decimal {
     let revenue = a.margin.as_ref().map_or(Decimal::ZERO, |m| dec(&m.forecast_revenue));
     let total: i64 = a.regions.iter().map(|r| r.demand_units.max(0)).sum();
     let share = match region {
@@ -483,7 +488,7 @@ pub fn channel_revenue_at_risk(a: &AssessmentSummary, region: Option<&str>) -> S
             Decimal::from(units) / Decimal::from(total)
         }
     };
-    (revenue * share).round_dp(2).normalize().to_string()
+    revenue * share
 }
 
 /// The id of [`ack_withdrawn_exception`] for a target.

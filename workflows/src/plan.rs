@@ -551,7 +551,14 @@ pub fn collisions(plan: &Plan, other: &Footprint, store_region: &HashMap<String,
     }
     shared.sort();
     shared.dedup();
-    let theirs: HashSet<&str> = other.skus.iter().map(String::as_str).collect();
+    collision_problems(plan, &other.promotion_id, &other.skus, &shared)
+}
+
+/// A problem on every line of `plan` promoting one of `skus`, which collide with promotion
+/// `other` in `locations` over overlapping dates (however the overlap was found: the
+/// footprints compared here, or the promotion calendar's reservation).
+pub fn collision_problems(plan: &Plan, other: &str, skus: &[String], locations: &[String]) -> Vec<Problem> {
+    let theirs: HashSet<&str> = skus.iter().map(String::as_str).collect();
     plan.lines
         .iter()
         .enumerate()
@@ -560,10 +567,9 @@ pub fn collisions(plan: &Plan, other: &Footprint, store_region: &HashMap<String,
             line: Some(i + 1),
             field: format!("lines[{i}].sku"),
             message: format!(
-                "{} collides with promotion {} in {} over overlapping dates",
+                "{} collides with promotion {other} in {} over overlapping dates",
                 l.sku,
-                other.promotion_id,
-                shared.join(", ")
+                locations.join(", ")
             ),
         })
         .collect()
