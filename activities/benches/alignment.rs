@@ -98,7 +98,10 @@ fn scenario(rng: &mut Lcg) -> Scenario {
     Scenario {
         launch: (0..REGIONS).map(launch).collect(),
         days: vec![14.0; REGIONS],
-        uplift: (0..SKUS).map(|_| rng.range(1.2, 2.5) as f32).collect(),
+        uplift: {
+            let per_sku: Vec<f32> = (0..SKUS).map(|_| rng.range(1.2, 2.5) as f32).collect();
+            vec![per_sku; REGIONS]
+        },
         excluded: vec![vec![false; SKUS]; REGIONS],
     }
 }

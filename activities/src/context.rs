@@ -5,6 +5,7 @@ use crate::{
     Systems, business,
     checks::{self, BadResponse, ColumnarStream},
     engines::{alignment, anomaly, forecast::uplift_from_history, funding},
+    learned::{self, ModelState},
     status_error,
 };
 use promo_contracts::{
@@ -39,10 +40,14 @@ pub struct Line {
     pub regular: Decimal,
     /// Unit cost.
     pub cost: Decimal,
-    /// Uplift used for the forecast.
+    /// Uplift used for the forecast: the mean over the regions in scope of `uplift_by_region`.
     pub uplift: f64,
-    /// "planner" or "history".
+    /// Uplift per region in scope (the context's `regions` order).
+    pub uplift_by_region: Vec<f64>,
+    /// "planner", "model" or "history".
     pub uplift_source: &'static str,
+    /// How the uplift was computed.
+    pub uplift_explanation: String,
     /// Agreement id and funding per unit, when validly funded.
     pub funding: Option<(String, Decimal)>,
     /// Agreement id and why it does not fund, when the line references an invalid agreement.
@@ -80,6 +85,8 @@ pub struct Context {
     pub excluded: Vec<Vec<bool>>,
     /// Agreements referenced, by id.
     pub agreements: HashMap<String, FundingAgreement>,
+    /// The uplift model behind the forecast, when one was fitted (or why none was).
+    pub forecast_model: Option<pb::ForecastModel>,
     /// The plan's lines (offers), aligned with the first `plan_lines.len()` of `lines`.
     plan_lines: Vec<PlanLine>,
     region_ids_req: Vec<String>,
@@ -114,7 +121,9 @@ pub async fn load_context(
         .collect();
     let history_skus: Vec<String> =
         plan.lines.iter().filter(|l| l.planned_uplift.is_none()).map(|l| l.sku.clone()).collect();
-    let (products, agreements, history, locations) = tokio::join!(
+    let needs_model = !history_skus.is_empty();
+    let model = async { if needs_model { Some(learned::learned_model(systems).await) } else { None } };
+    let (products, agreements, history, locations, model) = tokio::join!(
         rpc!(systems.products(), get_products, GetProductsRequest { skus: skus.clone() }),
         rpc!(
             systems.funding(),
@@ -127,6 +136,7 @@ pub async fn load_context(
             GetPromotionHistoryRequest { skus: history_skus.clone() }
         ),
         rpc!(systems.locations(), list_locations, ListLocationsRequest {}),
+        model,
     );
     let products = products.map_err(|s| status_error("product master", s))?.into_inner().products;
     let agreements = agreements.map_err(|s| status_error("funding", s))?.into_inner();
@@ -143,15 +153,48 @@ pub async fn load_context(
         by_sku.entry(h.sku).or_default().push((h.discount_depth, h.realised_uplift));
     }
 
+    // Regions in scope: whole regions and the regions of individual stores.
+    let store_region_id: HashMap<&str, &str> =
+        locations.stores.iter().map(|s| (s.store_id.as_str(), s.region_id.as_str())).collect();
+    let mut regions: Vec<String> = plan.regions.clone();
+    for s in &plan.stores {
+        if let Some(r) = store_region_id.get(s.as_str())
+            && !regions.iter().any(|x| x == r)
+        {
+            regions.push((*r).to_owned());
+        }
+    }
+    if !only_regions.is_empty() {
+        regions.retain(|r| only_regions.contains(r));
+    }
+    let learned = match &model {
+        Some(ModelState::Ready(l)) => Some(l.clone()),
+        _ => None,
+    };
     let mut lines = Vec::with_capacity(plan.lines.len());
     for l in &plan.lines {
         let p = products.get(&l.sku).ok_or_else(|| business(format!("unknown SKU {}", l.sku)))?;
         let promo_price = l.promo_price(p.regular_price);
         let depth = ((p.regular_price - promo_price) / p.regular_price).to_f64().unwrap_or(0.0);
-        let (uplift, uplift_source) = match l.planned_uplift {
-            Some(u) => (u.to_f64().unwrap_or(1.0), "planner"),
-            None => (uplift_from_history(by_sku.get(&l.sku).map_or(&[][..], |v| v), depth), "history"),
+        let (uplift_by_region, uplift_source, uplift_explanation) = match (l.planned_uplift, &learned) {
+            (Some(u), _) => (vec![u.to_f64().unwrap_or(1.0); regions.len()], "planner", String::new()),
+            (None, Some(m)) => {
+                let by_region: Vec<f64> =
+                    regions.iter().map(|r| m.model.terms(&p.category, Some(r), 0, depth).lift).collect();
+                (by_region, "model", model_explanation(m, &l.sku, &p.category, depth, &regions))
+            }
+            (None, None) => {
+                let past = by_sku.get(&l.sku).map_or(&[][..], |v| v);
+                let u = uplift_from_history(past, depth);
+                let why = format!(
+                    "per-SKU slope through {} past promotions at {:.0}% off",
+                    past.len(),
+                    depth * 100.0
+                );
+                (vec![u; regions.len()], "history", why)
+            }
         };
+        let uplift = mean_or(&uplift_by_region, 1.0);
         let (mut funding, mut funding_issue) = (None, None);
         if let Some(id) = &l.funding_agreement_id {
             match funding::funding_problem(agreements.get(id), &l.sku, plan.starts_at, plan.ends_at) {
@@ -167,7 +210,9 @@ pub async fn load_context(
             regular: p.regular_price,
             cost: p.cost,
             uplift,
+            uplift_by_region,
             uplift_source,
+            uplift_explanation,
             funding,
             funding_issue,
             unit_margin,
@@ -185,20 +230,6 @@ pub async fn load_context(
         lines.push(line);
     }
 
-    // Regions in scope: whole regions and the regions of individual stores.
-    let store_region_id: HashMap<&str, &str> =
-        locations.stores.iter().map(|s| (s.store_id.as_str(), s.region_id.as_str())).collect();
-    let mut regions: Vec<String> = plan.regions.clone();
-    for s in &plan.stores {
-        if let Some(r) = store_region_id.get(s.as_str())
-            && !regions.iter().any(|x| x == r)
-        {
-            regions.push((*r).to_owned());
-        }
-    }
-    if !only_regions.is_empty() {
-        regions.retain(|r| only_regions.contains(r));
-    }
     let region_index: HashMap<&str, u16> =
         regions.iter().enumerate().map(|(i, r)| (r.as_str(), i as u16)).collect();
     let whole: BTreeSet<&str> = plan.regions.iter().map(String::as_str).collect();
@@ -255,8 +286,45 @@ pub async fn load_context(
         ends_at: plan.ends_at,
         excluded,
         agreements,
+        forecast_model: forecast_model_record(&model, plan.lines.len()),
         plan_lines: plan.lines.clone(),
     })
+}
+
+fn mean_or(xs: &[f64], empty: f64) -> f64 {
+    if xs.is_empty() { empty } else { xs.iter().sum::<f64>() / xs.len() as f64 }
+}
+
+/// "grills, 25% price cut: exp(…) = 1.79 (R1 1.83, R2 1.74) [uplift-glm/1@…]".
+fn model_explanation(
+    m: &learned::Learned,
+    sku: &str,
+    category: &str,
+    depth: f64,
+    regions: &[String],
+) -> String {
+    let per_region: Vec<String> = regions
+        .iter()
+        .map(|r| format!("{r} {:.2}", m.model.terms(category, Some(r), 0, depth).lift))
+        .collect();
+    format!(
+        "{sku}: {} ({}) [{}]",
+        m.model.explain(category, None, 0, depth),
+        if per_region.is_empty() { "no region in scope".to_owned() } else { per_region.join(", ") },
+        m.version
+    )
+}
+
+/// The model's record for the assessment, or the reason it was not used; `None` when every
+/// line's uplift came from the planner (no model was asked for).
+fn forecast_model_record(model: &Option<ModelState>, _lines: usize) -> Option<pb::ForecastModel> {
+    match model {
+        None => None,
+        Some(ModelState::Ready(l)) => Some(l.record()),
+        Some(ModelState::Unavailable(why)) => {
+            Some(pb::ForecastModel { fallback_reason: why.clone(), ..Default::default() })
+        }
+    }
 }
 
 /// The line of substitute `p` standing in for `original` (plan line `plan_line`): the same
@@ -272,7 +340,9 @@ fn substitute_line(plan_line: &PlanLine, original: &Line, p: &Product) -> Line {
         regular: p.regular_price,
         cost: p.cost,
         uplift: original.uplift,
+        uplift_by_region: original.uplift_by_region.clone(),
         uplift_source: original.uplift_source,
+        uplift_explanation: original.uplift_explanation.clone(),
         funding: None,
         funding_issue: None,
         unit_margin,
@@ -301,6 +371,7 @@ impl Context {
             promotion_id: self.promotion_id.clone(),
             excluded: regions.iter().map(|&live| vec![!live; lines.len()]).collect(),
             lines,
+            forecast_model: self.forecast_model.clone(),
             regions: self.regions.clone(),
             stores_per_region: self.stores_per_region.clone(),
             launch: self.launch.clone(),
@@ -366,7 +437,9 @@ impl Context {
         alignment::Scenario {
             launch: self.launch.clone(),
             days: self.days(),
-            uplift: self.lines.iter().map(|l| l.uplift as f32).collect(),
+            uplift: (0..self.regions.len())
+                .map(|r| self.lines.iter().map(|l| l.uplift_by_region[r] as f32).collect())
+                .collect(),
             excluded: self.excluded.clone(),
         }
     }
@@ -518,7 +591,7 @@ impl Context {
             .map(|k| {
                 (0..self.regions.len())
                     .filter(|&r| !self.excluded[r][k])
-                    .map(|r| demand[r][k] * self.lines[k].uplift * f64::from(days[r]))
+                    .map(|r| demand[r][k] * self.lines[k].uplift_by_region[r] * f64::from(days[r]))
                     .sum()
             })
             .collect()
@@ -604,9 +677,23 @@ impl Context {
                     margin_rate: format_ratio(*rate),
                     uplift: format!("{:.3}", l.uplift),
                     uplift_source: l.uplift_source.to_owned(),
+                    uplift_explanation: l.uplift_explanation.clone(),
                 })
                 .collect(),
             lines: self.lines.len() as u32,
+            forecast_model: self.forecast_model.clone().map(|mut m| {
+                for l in &self.lines {
+                    *m.lines_by_source.entry(l.uplift_source.to_owned()).or_default() += 1;
+                }
+                m.explanations = self
+                    .lines
+                    .iter()
+                    .filter(|l| !l.uplift_explanation.is_empty())
+                    .take(20)
+                    .map(|l| l.uplift_explanation.clone())
+                    .collect();
+                m
+            }),
         }
     }
 

@@ -33,6 +33,7 @@ pub mod claims;
 pub mod context;
 pub mod engines;
 pub mod intake;
+pub mod learned;
 pub mod reconcile;
 pub mod substitutes;
 

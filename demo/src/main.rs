@@ -393,6 +393,7 @@ async fn print_assessment(client: &Client, id: &str) -> anyhow::Result<()> {
     if a.regions.is_empty() {
         return Ok(());
     }
+    let forecast = promo_workflows::decisions::forecast_model_audit(&a);
     let m = a.margin.unwrap_or_default();
     let f = a.funding.unwrap_or_default();
     println!(
@@ -433,6 +434,12 @@ async fn print_assessment(client: &Client, id: &str) -> anyhow::Result<()> {
         f.invalid_agreements.join(", "),
         f.forecast_claim
     );
+    if let Some(text) = forecast {
+        println!("  forecast: {text}");
+        if let Some(first) = m.forecast_model.as_ref().and_then(|fm| fm.explanations.first()) {
+            println!("    e.g. {first}");
+        }
+    }
     println!("  margin: {} lines below the floor", m.exception_count);
     match m.anomalies.first() {
         None => println!("  margin anomalies: none (no line far below its peers)\n"),

@@ -173,6 +173,10 @@ pub fn status(s: &PromotionStatus) -> String {
         out.push_str(&t.render());
     }
 
+    if !s.forecast.is_empty() {
+        out.push_str(&format!("\nForecast\n  {}\n", s.forecast));
+    }
+
     if !s.regions.is_empty() {
         out.push_str("\nRegions\n");
         let mut t = Table::new([
@@ -604,6 +608,7 @@ mod tests {
             remediation_options: vec![],
             outcome_reason: String::new(),
             exceptions_raised: 3,
+            forecast: "revision 2: uplift uplift-glm/1@c82a1f8dcaca fitted on 320 past promotions".into(),
         }
     }
 
@@ -634,6 +639,12 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("promo override SPRING-26 --as OPERATOR_ID --region R3"), "{text}");
+        assert!(
+            text.contains(
+                "\nForecast\n  revision 2: uplift uplift-glm/1@c82a1f8dcaca fitted on 320 past promotions\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

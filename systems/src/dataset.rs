@@ -14,7 +14,10 @@
 //! Times are stored as offsets (seconds) from the dataset *anchor*, an instant chosen when the
 //! server starts (default: now), so inbound ETAs stay meaningful relative to the present.
 
-use crate::rng::{SplitMix64, hash_unit};
+use crate::{
+    rng::{SplitMix64, hash_unit, mix},
+    world::{World, WorldSpec},
+};
 use rusqlite::{Connection, params};
 
 /// Sizes and seed of a dataset.
@@ -52,6 +55,8 @@ pub struct DatasetSpec {
     pub ack_ms: u64,
     /// Number of funding agreements that are not valid.
     pub invalid_agreements: usize,
+    /// The generating process of promotion history and in-window sales.
+    pub world: WorldSpec,
 }
 
 impl DatasetSpec {
@@ -73,6 +78,7 @@ impl DatasetSpec {
             late_ack_ms: 45_000,
             ack_ms: 300,
             invalid_agreements: 3,
+            world: WorldSpec::reference(),
         }
     }
 
@@ -94,6 +100,7 @@ impl DatasetSpec {
             late_ack_ms: 5_000,
             ack_ms: 100,
             invalid_agreements: 1,
+            world: WorldSpec::reference(),
         }
     }
 
@@ -250,6 +257,12 @@ CREATE TABLE agreement_skus(agreement_id TEXT NOT NULL, sku TEXT NOT NULL,
     PRIMARY KEY(agreement_id, sku)) WITHOUT ROWID;
 CREATE TABLE promo_history(sku TEXT NOT NULL, promotion_id TEXT NOT NULL, discount_depth TEXT NOT NULL,
     realised_uplift TEXT NOT NULL, duration_days INTEGER NOT NULL, PRIMARY KEY(sku, promotion_id));
+CREATE TABLE promotion_outcomes(promotion_id TEXT NOT NULL, sku_idx INTEGER NOT NULL,
+    region_idx INTEGER NOT NULL, week_offset INTEGER NOT NULL, mechanic INTEGER NOT NULL,
+    discount_depth TEXT NOT NULL, store_weeks INTEGER NOT NULL, baseline_units REAL NOT NULL,
+    units_sold INTEGER NOT NULL, stockout_store_weeks INTEGER NOT NULL,
+    in_stock_baseline_units REAL NOT NULL, in_stock_units_sold INTEGER NOT NULL,
+    PRIMARY KEY(week_offset, promotion_id, sku_idx, region_idx)) WITHOUT ROWID;
 CREATE TABLE ack_profiles(channel INTEGER NOT NULL, region_id TEXT NOT NULL, delay_ms INTEGER NOT NULL,
     PRIMARY KEY(channel, region_id));
 CREATE TABLE price_changes(price_change_id TEXT PRIMARY KEY, idempotency_key TEXT UNIQUE NOT NULL,
@@ -287,6 +300,16 @@ pub fn generate(conn: &mut Connection, spec: &DatasetSpec) -> rusqlite::Result<(
     meta("short_region", spec.short_region.map(DatasetSpec::region_id).unwrap_or_default())?;
     meta("short_skus", spec.short_skus.min(spec.skus).to_string())?;
     meta("late_ack_region", spec.late_ack_region.map(DatasetSpec::region_id).unwrap_or_default())?;
+    let world_toml = spec.world.to_toml();
+    meta("world", world_toml.clone())?;
+    let version = format!(
+        "{:016x}",
+        [spec.seed, spec.skus as u64, spec.stores as u64, spec.regions as u64, spec.categories as u64]
+            .into_iter()
+            .chain(world_toml.bytes().map(u64::from))
+            .fold(0x6869_7374u64, |acc, x| mix(acc ^ x))
+    );
+    meta("history_version", version)?;
 
     for d in 0..spec.dcs {
         tx.execute(
@@ -352,6 +375,7 @@ pub fn generate(conn: &mut Connection, spec: &DatasetSpec) -> rusqlite::Result<(
 
     // Store positions and baseline demand.
     let mut dc_demand = vec![vec![0f64; spec.skus]; spec.dcs];
+    let mut baselines = vec![0f32; spec.stores * spec.skus];
     {
         let mut ins = tx.prepare(
             "INSERT INTO store_positions(store_idx, sku_idx, on_hand, in_transit, in_transit_eta, confirmed,
@@ -364,6 +388,7 @@ pub fn generate(conn: &mut Connection, spec: &DatasetSpec) -> rusqlite::Result<(
                 let short = short_region && k < spec.short_skus;
                 let baseline = (pop * factor * rng.range(0.6, 1.4) / 2.0) as f32;
                 let b = f64::from(baseline);
+                baselines[s * spec.skus + k] = baseline;
                 dc_demand[spec.dc_of_region(region)][k] += b;
                 let (on_hand, in_transit, in_transit_eta, confirmed, confirmed_eta);
                 if short {
@@ -415,27 +440,7 @@ pub fn generate(conn: &mut Connection, spec: &DatasetSpec) -> rusqlite::Result<(
         }
     }
 
-    // Promotion history: three past promotions per SKU, uplift from the category's elasticity.
-    {
-        let mut ins = tx.prepare(
-            "INSERT INTO promo_history(sku, promotion_id, discount_depth, realised_uplift, duration_days)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?;
-        for i in 0..spec.skus {
-            let e = elasticity[i % spec.categories];
-            for h in 0..3 {
-                let depth = 0.10 + 0.05 * rng.below(7) as f64;
-                let uplift = 1.0 + e * depth * rng.range(0.9, 1.1);
-                ins.execute(params![
-                    DatasetSpec::sku(i),
-                    format!("HIST-{}-{}", 2025 - h, i % 97),
-                    format!("{depth:.2}"),
-                    format!("{uplift:.3}"),
-                    if h % 2 == 0 { 14 } else { 7 },
-                ])?;
-            }
-        }
-    }
+    history(&tx, spec, &baselines)?;
 
     // Funding agreements: one per funding supplier covering all its SKUs; some invalid.
     let invalid = spec.invalid_agreement_suppliers();
@@ -485,6 +490,85 @@ pub fn generate(conn: &mut Connection, spec: &DatasetSpec) -> rusqlite::Result<(
         }
     }
     tx.commit()
+}
+
+/// Promotion history, drawn from the world: outcomes per SKU × region × week (what the uplift
+/// model learns from) and, per SKU × promotion, the realised uplift over the store-weeks that
+/// stayed in stock (what the per-SKU slope reads). Weeks are stored as offsets from the anchor.
+fn history(tx: &rusqlite::Transaction<'_>, spec: &DatasetSpec, baselines: &[f32]) -> rusqlite::Result<()> {
+    let world = World::new(spec.world.clone(), spec.seed, spec.categories, spec.regions);
+    let mut stores_by_region = vec![Vec::new(); spec.regions];
+    for s in 0..spec.stores {
+        stores_by_region[spec.region_of_store(s)].push(s);
+    }
+    let category_of: Vec<usize> = (0..spec.skus).map(|k| k % spec.categories).collect();
+    let mut outcome = tx.prepare(
+        "INSERT INTO promotion_outcomes(promotion_id, sku_idx, region_idx, week_offset, mechanic,
+         discount_depth, store_weeks, baseline_units, units_sold, stockout_store_weeks,
+         in_stock_baseline_units, in_stock_units_sold) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
+    )?;
+    let mut past = tx.prepare(
+        "INSERT INTO promo_history(sku, promotion_id, discount_depth, realised_uplift, duration_days)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    let weeks = i64::from(spec.world.history.weeks);
+    for p in world.past_promotions(spec.skus, spec.regions) {
+        // (line, region, week) → [store-weeks, baseline, sold, stockouts, in-stock baseline, in-stock sold]
+        let mut cells: std::collections::BTreeMap<(usize, usize, u32), [f64; 6]> = Default::default();
+        world.simulate_promotion(
+            &p,
+            &stores_by_region,
+            &category_of,
+            |s, k| f64::from(baselines[s * spec.skus + k]),
+            |c| {
+                let a = cells.entry((c.line, c.region, c.week)).or_default();
+                a[0] += 1.0;
+                a[1] += c.baseline_units;
+                a[2] += c.sold;
+                if c.stocked_out {
+                    a[3] += 1.0;
+                } else {
+                    a[4] += c.baseline_units;
+                    a[5] += c.sold;
+                }
+            },
+        );
+        let mut per_line = vec![(0f64, 0f64); p.lines.len()];
+        for ((line, region, week), a) in &cells {
+            let (sku, depth) = p.lines[*line];
+            let week_offset = (i64::from(*week) - weeks) * 7 * DAY;
+            outcome.execute(params![
+                p.id,
+                sku,
+                region,
+                week_offset,
+                p.mechanic + 1,
+                format!("{depth:.2}"),
+                a[0] as i64,
+                a[1],
+                a[2] as i64,
+                a[3] as i64,
+                a[4],
+                a[5] as i64,
+            ])?;
+            per_line[*line].0 += a[4];
+            per_line[*line].1 += a[5];
+        }
+        for (line, (baseline, sold)) in per_line.into_iter().enumerate() {
+            let (sku, depth) = p.lines[line];
+            if baseline <= 0.0 {
+                continue;
+            }
+            past.execute(params![
+                DatasetSpec::sku(sku),
+                p.id,
+                format!("{depth:.2}"),
+                format!("{:.3}", sold / baseline),
+                p.weeks * 7,
+            ])?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ pub mod faults;
 pub mod rng;
 pub mod sales;
 pub mod services;
+pub mod world;
 
 use dataset::DatasetSpec;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
@@ -55,6 +56,12 @@ pub enum OpenError {
         wanted: String,
         /// Seed wanted.
         wanted_seed: u64,
+    },
+    /// The file was drawn from another world (or before worlds were recorded).
+    #[error("{path} was generated from another world file; use another --db file or pass --reset")]
+    WorldMismatch {
+        /// The file.
+        path: String,
     },
 }
 
@@ -130,6 +137,14 @@ pub struct Master {
     pub stores: Vec<StoreRow>,
     /// Products by index.
     pub products: Vec<ProductRow>,
+    /// Category index of each product (categories numbered by first appearance).
+    pub category_idx: Vec<usize>,
+    /// The category names, by index.
+    pub categories: Vec<String>,
+    /// The world the history and sales are drawn from.
+    pub world: world::World,
+    /// Identifies the promotion history's content.
+    pub history_version: String,
     /// SKU → index.
     pub sku_index: HashMap<String, usize>,
     /// Store id → index.
@@ -200,6 +215,10 @@ impl Systems {
                 wanted: spec.name.clone(),
                 wanted_seed: spec.seed,
             });
+        }
+        let found_world = get("world")?.and_then(|t| world::WorldSpec::from_toml(&t).ok());
+        if found_world.as_ref() != Some(&spec.world) {
+            return Err(OpenError::WorldMismatch { path: path.display().to_string() });
         }
         let anchor = match (anchor, get("anchor")?) {
             (Some(a), _) => a,
@@ -312,9 +331,26 @@ fn load_master(conn: &Connection) -> rusqlite::Result<Master> {
             })
         })?
         .collect::<Result<_, _>>()?;
+    let mut categories: Vec<String> = Vec::new();
+    let category_idx = products
+        .iter()
+        .map(|p| {
+            categories.iter().position(|c| *c == p.category).unwrap_or_else(|| {
+                categories.push(p.category.clone());
+                categories.len() - 1
+            })
+        })
+        .collect();
+    let seed = meta("seed")?.parse().unwrap_or(0);
+    let spec = world::WorldSpec::from_toml(&meta("world")?).unwrap_or_else(|_| world::WorldSpec::reference());
+    let world = world::World::new(spec, seed, categories.len(), regions.len());
     Ok(Master {
         name: meta("name")?,
-        seed: meta("seed")?.parse().unwrap_or(0),
+        seed,
+        category_idx,
+        categories,
+        world,
+        history_version: meta("history_version")?,
         history_days: meta("history_days")?.parse().unwrap_or(14),
         short_region: meta("short_region")?,
         short_skus: meta("short_skus")?.parse().unwrap_or(0),

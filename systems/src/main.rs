@@ -43,6 +43,10 @@ struct Args {
     /// offsets from the anchor. Default: keep the stored anchor (now, for a new file).
     #[arg(long)]
     anchor: Option<String>,
+    /// World file: the generating process of promotion history and in-window sales (default: the
+    /// compiled-in config/world.toml). A file drawn from another world needs --reset.
+    #[arg(long, env = "PROMO_SYSTEMS_WORLD")]
+    world: Option<PathBuf>,
     /// POS acknowledgment delay of the late region, in milliseconds (new files only).
     #[arg(long)]
     late_ack_ms: Option<u64>,
@@ -71,6 +75,12 @@ async fn main() -> anyhow::Result<()> {
     };
     if let Some(seed) = args.seed {
         spec.seed = seed;
+    }
+    if let Some(path) = &args.world {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("--world: reading {}", path.display()))?;
+        spec.world = promo_systems::world::WorldSpec::from_toml(&text)
+            .with_context(|| format!("--world {}", path.display()))?;
     }
     if let Some(ms) = args.late_ack_ms {
         spec.late_ack_ms = ms;

@@ -1,12 +1,14 @@
 //! Deterministic sales simulation for post-event analysis.
 //!
-//! For every store × SKU in scope and every day of the region's live window:
-//! demand = baseline × uplift(discount depth) × noise(store, SKU, day), where uplift follows the
-//! category's elasticity (the same curve the promotion history was drawn from) and noise is a hash
-//! of the ids — no wall clock, no global state. Sales are capped by the stock on hand at the start
-//! plus arrivals (in-transit and supplier-confirmed ETAs), so stockouts happen where stock is short.
+//! For every store × SKU in scope and every day of the region's live window, units demanded are
+//! drawn from the dataset's world (`crate::world`): negative-binomial around baseline × the
+//! world's lift for the category, region and depth (a price cut) × the promotion line's and the
+//! store's own effects, keyed by the promotion id — no wall clock, no global state, the same
+//! process the promotion history was drawn from, which no forecast sees. Sales are capped by the
+//! stock on hand at the start plus arrivals (in-transit and supplier-confirmed ETAs), so stockouts
+//! happen where stock is short.
 
-use crate::{Systems, rng::hash_unit};
+use crate::{Systems, rng::mix};
 use promo_contracts::{money::format_money, retail::v1 as wire};
 use rusqlite::Connection;
 use rust_decimal::Decimal;
@@ -50,10 +52,14 @@ struct Acc {
 pub fn simulate(
     systems: &Systems,
     conn: &Connection,
+    promotion_id: &str,
     lines: &[Line],
     scopes: &[Scope],
 ) -> rusqlite::Result<Vec<wire::SalesActual>> {
     let master = systems.master();
+    let world = &master.world;
+    let promotion = promotion_id.bytes().fold(0x7072_6f6du64, |acc, b| mix(acc ^ u64::from(b)));
+    let line_effect: Vec<f64> = lines.iter().map(|l| world.line_effect(promotion, l.sku_idx)).collect();
     let anchor = systems.anchor();
     let mut line_of_sku = vec![usize::MAX; master.products.len()];
     for (i, l) in lines.iter().enumerate() {
@@ -71,6 +77,7 @@ pub fn simulate(
         for (store_idx, store) in
             master.stores.iter().enumerate().filter(|(_, s)| s.region_idx == scope.region_idx)
         {
+            let store_effect = world.store_effect(promotion, store_idx);
             let mut rows = stmt.query([store_idx as i64])?;
             while let Some(r) = rows.next()? {
                 let sku_idx = r.get::<_, i64>(0)? as usize;
@@ -79,8 +86,11 @@ pub fn simulate(
                 if !line.regions.is_empty() && !line.regions.contains(&scope.region_idx) {
                     continue;
                 }
-                let elasticity = master.products[sku_idx].elasticity;
-                let uplift = 1.0 + elasticity * line.depth;
+                let lift =
+                    world.log_lift(master.category_idx[sku_idx], scope.region_idx, 0, line.depth).exp()
+                        * line_effect[li]
+                        * store_effect;
+                let mut rng = world.rng(&[5, promotion, store_idx as u64, sku_idx as u64]);
                 let baseline = r.get::<_, f64>(6)?;
                 let inbound =
                     [(r.get::<_, i64>(2)?, r.get::<_, i64>(3)?), (r.get::<_, i64>(4)?, r.get::<_, i64>(5)?)];
@@ -107,9 +117,7 @@ pub fn simulate(
                         }
                     }
                     let fraction = ((length - day * DAY) as f64 / DAY as f64).min(1.0);
-                    let noise =
-                        0.7 + 0.6 * hash_unit(&[master.seed, store_idx as u64, sku_idx as u64, day as u64]);
-                    let demand = baseline * uplift * noise * fraction;
+                    let demand = world.draw(&mut rng, baseline * lift * fraction);
                     let sold = demand.min(stock);
                     if stock < demand {
                         a.stockout_days += 1;

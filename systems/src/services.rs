@@ -472,6 +472,92 @@ impl demand_service_server::DemandService for Handler {
         }
         Ok(Response::new(GetPromotionHistoryResponse { history }))
     }
+
+    type StreamPromotionOutcomesStream = Stream<StreamPromotionOutcomesResponse>;
+
+    async fn stream_promotion_outcomes(
+        &self,
+        req: Request<StreamPromotionOutcomesRequest>,
+    ) -> Result<Response<Self::StreamPromotionOutcomesStream>, Status> {
+        let fx = self.0.faults.before(call("demand", "StreamPromotionOutcomes")).await?;
+        let req = req.into_inner();
+        let per_message =
+            if req.outcomes_per_message == 0 { 4096 } else { req.outcomes_per_message as usize };
+        let since = req.since.map_or(i64::MIN, |t| t.seconds - self.0.anchor());
+        let (tx, rx) = mpsc::channel(4);
+        let systems = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = stream_outcomes(&systems, since, per_message, fx.malformed, &tx) {
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// Streams `promotion_outcomes` from week offset `since` (seconds from the anchor), oldest first.
+fn stream_outcomes(
+    systems: &crate::Systems,
+    since: i64,
+    per_message: usize,
+    mut malformed: Option<Malformed>,
+    tx: &mpsc::Sender<Result<StreamPromotionOutcomesResponse, Status>>,
+) -> Result<(), Status> {
+    let m = systems.master();
+    let anchor = systems.anchor();
+    let conn = systems.reader().map_err(db)?;
+    let mut stmt = conn
+        .prepare(
+            "SELECT promotion_id, sku_idx, region_idx, week_offset, mechanic, discount_depth, store_weeks,
+             baseline_units, units_sold, stockout_store_weeks, in_stock_baseline_units, in_stock_units_sold
+             FROM promotion_outcomes WHERE week_offset >= ?1
+             ORDER BY week_offset, promotion_id, sku_idx, region_idx",
+        )
+        .map_err(db)?;
+    let mut rows = stmt.query([since]).map_err(db)?;
+    let mut batch = Vec::with_capacity(per_message);
+    let mut sent = false;
+    let send = |outcomes: Vec<PromotionOutcome>, sent: &mut bool| {
+        *sent = true;
+        tx.blocking_send(Ok(StreamPromotionOutcomesResponse {
+            history_version: m.history_version.clone(),
+            outcomes,
+        }))
+        .is_ok()
+    };
+    while let Some(r) = rows.next().map_err(db)? {
+        let sku_idx = r.get::<_, i64>(1).map_err(db)? as usize;
+        let region_idx = r.get::<_, i64>(2).map_err(db)? as usize;
+        let mut sku = m.products[sku_idx].sku.clone();
+        if malformed.take().is_some() {
+            sku = Malformed::unknown(&sku);
+        }
+        batch.push(PromotionOutcome {
+            promotion_id: r.get(0).map_err(db)?,
+            sku,
+            category: m.products[sku_idx].category.clone(),
+            region_id: m.regions[region_idx].region_id.clone(),
+            week_start: ts(anchor + r.get::<_, i64>(3).map_err(db)?),
+            mechanic: r.get(4).map_err(db)?,
+            discount_depth: r.get(5).map_err(db)?,
+            store_weeks: r.get(6).map_err(db)?,
+            baseline_units: r.get(7).map_err(db)?,
+            units_sold: r.get(8).map_err(db)?,
+            stockout_store_weeks: r.get(9).map_err(db)?,
+            in_stock_baseline_units: r.get(10).map_err(db)?,
+            in_stock_units_sold: r.get(11).map_err(db)?,
+        });
+        if batch.len() == per_message
+            && !send(std::mem::replace(&mut batch, Vec::with_capacity(per_message)), &mut sent)
+        {
+            return Ok(());
+        }
+    }
+    // At least one message, so a client learns the history's version even when nothing matched.
+    if !batch.is_empty() || !sent {
+        send(batch, &mut sent);
+    }
+    Ok(())
 }
 
 /// Breaks `d` the way `mode` says (see `Fault.malformed`); false when it cannot because the
@@ -1455,9 +1541,10 @@ impl sales_service_server::SalesService for Handler {
             scopes.push(sales::Scope { region_idx, start, end });
         }
         let systems = self.0.clone();
+        let promotion_id = req.promotion_id.clone();
         let mut actuals = blocking(move || {
             let conn = systems.reader().map_err(db)?;
-            sales::simulate(&systems, &conn, &lines, &scopes).map_err(db)
+            sales::simulate(&systems, &conn, &promotion_id, &lines, &scopes).map_err(db)
         })
         .await?;
         match (fx.malformed, actuals.first_mut()) {

@@ -1042,3 +1042,98 @@ async fn the_calendar_reserves_atomically_idempotently_and_releases() {
         cal.reserve(reserve("G", 1, &footprint(&[], &["S-NOPE"], &["SKU-00001"], 0..1))).await.unwrap_err();
     assert!(err.message().contains("footprint.store_ids[0]"), "{err:?}");
 }
+
+async fn outcomes(
+    conn: &Conn,
+    since: Option<Timestamp>,
+    per_message: u32,
+) -> (Vec<String>, Vec<PromotionOutcome>) {
+    let mut stream = DemandServiceClient::new(conn.clone())
+        .stream_promotion_outcomes(StreamPromotionOutcomesRequest {
+            since,
+            outcomes_per_message: per_message,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let (mut versions, mut all) = (Vec::new(), Vec::new());
+    while let Some(m) = stream.message().await.unwrap() {
+        versions.push(m.history_version);
+        all.extend(m.outcomes);
+    }
+    (versions, all)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promotion_outcomes_are_drawn_from_the_world_and_agree_with_the_history() {
+    let (s, path) = serve_small("outcomes").await;
+    let conn = connect(&s).await;
+    let (versions, all) = outcomes(&conn, None, 500).await;
+    let version = versions[0].clone();
+    assert_eq!(version.len(), 16);
+    assert!(versions.len() > 2 && versions.iter().all(|v| *v == version), "{versions:?}");
+    let world = &DatasetSpec::small().world;
+    let promotions: std::collections::BTreeSet<&str> = all.iter().map(|o| o.promotion_id.as_str()).collect();
+    assert_eq!(promotions.len(), world.history.promotions as usize);
+    // Oldest week first, all before the anchor; stockouts censor some store-weeks, never more
+    // than the totals.
+    let weeks: Vec<i64> = all.iter().map(|o| o.week_start.unwrap().seconds).collect();
+    assert!(weeks.windows(2).all(|w| w[0] <= w[1]));
+    assert!(*weeks.last().unwrap() < s.systems.anchor());
+    let stockouts: u32 = all.iter().map(|o| o.stockout_store_weeks).sum();
+    let store_weeks: u32 = all.iter().map(|o| o.store_weeks).sum();
+    println!("{} outcomes, {stockouts} of {store_weeks} store-weeks stocked out", all.len());
+    assert!(stockouts > 0 && stockouts < store_weeks / 5);
+    for o in &all {
+        assert!(
+            o.in_stock_units_sold <= o.units_sold && o.in_stock_baseline_units <= o.baseline_units + 1e-9
+        );
+        assert!(o.mechanic >= 1 && o.mechanic <= 3);
+    }
+    // The world's structure shows through: deep discounts lift more than shallow ones.
+    let lift = |lo: f64, hi: f64| {
+        let (u, b) = all
+            .iter()
+            .filter(|o| (lo..=hi).contains(&o.discount_depth.parse::<f64>().unwrap()))
+            .fold((0.0, 0.0), |a, o| (a.0 + o.in_stock_units_sold as f64, a.1 + o.in_stock_baseline_units));
+        u / b
+    };
+    let (shallow, deep) = (lift(0.0, 0.15), lift(0.4, 0.5));
+    assert!(deep > shallow * 1.3, "deep {deep:.2} vs shallow {shallow:.2}");
+    // GetPromotionHistory's realised uplift is the same in-stock ratio, per SKU and promotion.
+    let sku = all[0].sku.clone();
+    let history = DemandServiceClient::new(conn.clone())
+        .get_promotion_history(GetPromotionHistoryRequest { skus: vec![sku.clone()] })
+        .await
+        .unwrap()
+        .into_inner()
+        .history;
+    assert!(!history.is_empty());
+    for h in &history {
+        let (u, b) = all
+            .iter()
+            .filter(|o| o.sku == sku && o.promotion_id == h.promotion_id)
+            .fold((0.0, 0.0), |a, o| (a.0 + o.in_stock_units_sold as f64, a.1 + o.in_stock_baseline_units));
+        assert_eq!(h.realised_uplift, format!("{:.3}", u / b), "{h:?}");
+    }
+    // `since` keeps the later weeks only.
+    let cut = weeks[weeks.len() / 2];
+    let (_, later) = outcomes(&conn, Some(Timestamp { seconds: cut, nanos: 0 }), 0).await;
+    assert_eq!(later.len(), weeks.iter().filter(|w| **w >= cut).count());
+    s.stop().await;
+
+    // The same file reopened streams the same history; a file drawn from another world is
+    // refused rather than silently served.
+    let again = RunningSystems::start(Systems::open(&path, &DatasetSpec::small(), false, None).unwrap())
+        .await
+        .unwrap();
+    let (v2, all2) = outcomes(&connect(&again).await, None, 0).await;
+    assert_eq!((v2[0].clone(), all2.len()), (version.clone(), all.len()));
+    again.stop().await;
+    let mut other = DatasetSpec::small();
+    other.world.lift.promotion_sd = 0.3;
+    let e = Systems::open(&path, &other, false, None).unwrap_err().to_string();
+    assert!(e.contains("another world file") && e.contains("--reset"), "{e}");
+    let fresh = Systems::open(&path, &other, true, None).unwrap();
+    assert_ne!(fresh.master().history_version, version);
+}

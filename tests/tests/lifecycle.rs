@@ -31,6 +31,14 @@ async fn happy_path_completes_with_a_post_event_report() {
             env.start_promotion(spec("HAPPY-1", &["R1"], 0..10, 3.0, 3.0)).await.unwrap();
             let s = at_stage(&env, "HAPPY-1", Stage::Approval).await;
             assert_eq!(s.approvals.len(), 1, "merchandising only: {s:?}");
+            // The forecast came from the learned model, and says which one and how good it was.
+            assert!(
+                s.forecast.starts_with("revision 1: uplift uplift-glm/1@")
+                    && s.forecast.contains("held-out WAPE")
+                    && s.forecast.ends_with("lines: 10 model"),
+                "{}",
+                s.forecast
+            );
             assert_eq!(
                 env.approve("HAPPY-1", "E1001", Role::Merchandising).await,
                 Ok("approved as MERCHANDISING; all approvals given".into())
@@ -51,6 +59,7 @@ async fn happy_path_completes_with_a_post_event_report() {
     assert!(report.regions[0].launched_on_time);
     assert!(audit.entries.iter().any(|e| e.action == "approve" && e.actor == "E1001"));
     assert!(audit.entries.iter().any(|e| e.action == "region-activated" && e.detail == "R1"));
+    assert!(audit.entries.iter().any(|e| e.action == "forecast-model" && e.detail.contains("uplift-glm/1@")));
     // Prices were staged and reverted at the close; every publication was acknowledged.
     let pcs = env
         .prices()

@@ -584,6 +584,44 @@ pub fn compensation_pending_exception(
     }
 }
 
+/// What the audit trail keeps of the forecast behind an assessment: which model (or why none),
+/// its held-out accuracy, and where each line's uplift came from. `None` when every uplift came
+/// from the planner.
+pub fn forecast_model_audit(a: &AssessmentSummary) -> Option<String> {
+    let m = a.margin.as_ref()?.forecast_model.as_ref()?;
+    let mut sources: Vec<(&String, &u32)> = m.lines_by_source.iter().collect();
+    sources.sort();
+    let sources: Vec<String> = sources.iter().map(|(k, v)| format!("{v} {k}")).collect();
+    let lines = if sources.is_empty() { String::new() } else { format!("; lines: {}", sources.join(", ")) };
+    if !m.fallback_reason.is_empty() {
+        return Some(format!(
+            "revision {}: no learned uplift model ({}); uplift from each SKU's past promotions{lines}",
+            a.revision, m.fallback_reason
+        ));
+    }
+    let percent = |x: &str| dec(x) * Decimal::ONE_HUNDRED;
+    let holdout = if m.holdout_promotions > 0 {
+        format!(
+            ", held-out WAPE {:.1}% per SKU × region × week and {:.1}% per promotion, bias {:+.1}% on the latest {}",
+            percent(&m.holdout_wape),
+            percent(&m.holdout_promotion_wape),
+            percent(&m.holdout_bias),
+            plural(m.holdout_promotions as usize, "promotion")
+        )
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "revision {}: uplift {} fitted on {} ({}–{}), pseudo-R² {}{holdout}{lines}",
+        a.revision,
+        m.version,
+        plural(m.promotions as usize, "past promotion"),
+        m.training_from,
+        m.training_to,
+        m.pseudo_r2,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

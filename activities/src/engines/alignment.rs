@@ -1,7 +1,7 @@
 //! Inventory alignment: promo demand against stock available by launch, per store × SKU, rolled
 //! up per region — the hot path of an assessment (720,000 cells in the canonical scenario).
 //!
-//! For each cell: demand = baseline daily units × uplift(SKU) × days live in its region;
+//! For each cell: demand = baseline daily units × uplift(region, SKU) × days live in its region;
 //! available = on hand + in-transit arriving by launch + supplier-confirmed arriving by launch;
 //! covered = min(available, demand). A region passes when Σ covered / Σ demand reaches the policy
 //! floor. The columns are structure-of-arrays so the loop streams through memory once.
@@ -81,8 +81,8 @@ pub struct Scenario {
     pub launch: Vec<i64>,
     /// Days live per region (end − launch).
     pub days: Vec<f32>,
-    /// Uplift per SKU.
-    pub uplift: Vec<f32>,
+    /// `uplift[region][sku]`.
+    pub uplift: Vec<Vec<f32>>,
     /// `excluded[region][sku]`: the SKU is dropped in that region.
     pub excluded: Vec<Vec<bool>>,
 }
@@ -148,7 +148,7 @@ pub fn align_reference(cells: &Cells, scenario: &Scenario, regions: usize, skus:
         if scenario.excluded[r][k] {
             continue;
         }
-        let demand = cells.daily[i] * scenario.uplift[k] * scenario.days[r];
+        let demand = cells.daily[i] * scenario.uplift[r][k] * scenario.days[r];
         if demand <= 0.0 {
             continue;
         }
@@ -176,13 +176,13 @@ pub fn align(cells: &Cells, scenario: &Scenario, regions: usize, skus: usize) ->
     };
     let n = cells.len();
     let (region, sku, daily) = (&cells.region[..n], &cells.sku[..n], &cells.daily[..n]);
-    let uplift = &scenario.uplift[..skus];
     let mut start = 0;
     while start < n {
         let r = usize::from(region[start]);
         let mut end = n;
         let (at, days) = (scenario.launch[r], scenario.days[r]);
         let excluded = &scenario.excluded[r][..skus];
+        let uplift = &scenario.uplift[r][..skus];
         let short = &mut out.short[r][..skus];
         let demand_row = &mut out.demand[r][..skus];
         let t = &mut out.regions[r];
@@ -226,7 +226,7 @@ pub fn fill_rate_at(cells: &Cells, scenario: &Scenario, region: u16, at: i64, en
         if scenario.excluded[region as usize][k] {
             continue;
         }
-        let d = cells.daily[i] * scenario.uplift[k] * days;
+        let d = cells.daily[i] * scenario.uplift[region as usize][k] * days;
         demand += f64::from(d);
         covered += f64::from(available(cells, i, at).min(d));
     }
@@ -272,7 +272,7 @@ mod tests {
         Scenario {
             launch: vec![1000; regions],
             days: vec![10.0; regions],
-            uplift: vec![2.0; skus],
+            uplift: vec![vec![2.0; skus]; regions],
             excluded: vec![vec![false; skus]; regions],
         }
     }

@@ -5,3 +5,4 @@ pub mod alignment;
 pub mod anomaly;
 pub mod forecast;
 pub mod funding;
+pub mod uplift;

@@ -273,6 +273,7 @@ impl PromotionWorkflow {
             },
             outcome_reason: self.outcome_reason.clone(),
             exceptions_raised: self.exceptions.len() as u32,
+            forecast: self.assessment.as_ref().and_then(decisions::forecast_model_audit).unwrap_or_default(),
         }
     }
 

@@ -111,6 +111,9 @@ fn record(ctx: &Ctx, assessment: &AssessmentSummary, revision: u32) {
                 }
             }
         }
+        if let Some(detail) = decisions::forecast_model_audit(assessment) {
+            s.record(t, "system", "forecast-model", detail);
+        }
         s.assessment = Some(assessment.clone());
     });
 }

@@ -1,0 +1,264 @@
+//! Backtest of the uplift forecasts on held-out promotions of the reference world
+//! (`config/world.toml`, drawn at the canonical sizes: 600 stores in 6 regions, 1,200 SKUs in 24
+//! categories, the dataset's seed).
+//!
+//! The models see only what the reference systems publish: per SKU × region × week, the baseline
+//! units and units sold of the store-weeks that stayed in stock (`StreamPromotionOutcomes`), and
+//! per SKU × promotion the realised uplift (`GetPromotionHistory`). They are scored against the
+//! units *demanded* in each store-week of the held-out promotions (the world's draw before the
+//! stock cap: a demand forecast is judged on demand), at three grains: store-week, SKU ×
+//! promotion total, and promotion total (all its SKUs, regions and weeks).
+//!
+//! - `flat`: the planner's flat uplift, the best single constant on the training cells;
+//! - `per-SKU slope`: `forecast::uplift_from_history` on the SKU's training promotions;
+//! - `learned`: `uplift::fit` on the training cells;
+//! - `oracle`: the world's true mean (every parameter known, only the noise unknown).
+//!
+//! Two splits: by time (promotions starting in the last 20% of the history's weeks are held out)
+//! and by promotion (every fifth promotion held out, spread over the whole history).
+//!
+//! Run with: `cargo bench -p promo-activities --bench backtest`
+
+use promo_activities::engines::{forecast::uplift_from_history, uplift};
+use promo_systems::{
+    rng::SplitMix64,
+    world::{PastPromotion, World, WorldSpec},
+};
+use rust_decimal::{Decimal, prelude::FromPrimitive};
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::Instant,
+};
+
+const SEED: u64 = 2026;
+const STORES: usize = 600;
+const SKUS: usize = 1200;
+const CATEGORIES: usize = 24;
+const REGIONS: usize = 6;
+const MODELS: [&str; 4] = ["flat", "per-SKU slope", "learned", "oracle"];
+
+/// Whether promotion `i` is held out.
+type HeldOut = Box<dyn Fn(usize, &PastPromotion) -> bool>;
+
+/// Accumulated errors of one model.
+#[derive(Default, Clone)]
+struct Score {
+    abs: f64,
+    err: f64,
+    actual: f64,
+}
+
+impl Score {
+    fn add(&mut self, forecast: f64, actual: f64) {
+        self.abs += (forecast - actual).abs();
+        self.err += forecast - actual;
+        self.actual += actual;
+    }
+    fn wape(&self) -> f64 {
+        self.abs / self.actual
+    }
+    fn bias(&self) -> f64 {
+        self.err / self.actual
+    }
+}
+
+struct Data {
+    world: World,
+    promos: Vec<PastPromotion>,
+    stores_by_region: Vec<Vec<usize>>,
+    category_of: Vec<usize>,
+    baseline: Vec<f32>,
+}
+
+impl Data {
+    fn simulate(&self, p: &PastPromotion, sink: impl FnMut(&promo_systems::world::StoreWeek)) {
+        self.world.simulate_promotion(
+            p,
+            &self.stores_by_region,
+            &self.category_of,
+            |s, k| f64::from(self.baseline[s * SKUS + k]),
+            sink,
+        );
+    }
+}
+
+fn main() {
+    let t = Instant::now();
+    let world = World::new(WorldSpec::reference(), SEED, CATEGORIES, REGIONS);
+    // Baselines with the dataset's distribution: SKU popularity × store size × cell noise.
+    let mut rng = SplitMix64::new(SEED);
+    let store_factor: Vec<f64> = (0..STORES).map(|_| rng.range(0.6, 1.6)).collect();
+    let popularity: Vec<f64> = (0..SKUS).map(|_| rng.range(0.3, 2.5)).collect();
+    let mut baseline = vec![0f32; STORES * SKUS];
+    for (s, f) in store_factor.iter().enumerate() {
+        for (k, p) in popularity.iter().enumerate() {
+            baseline[s * SKUS + k] = (p * f * rng.range(0.6, 1.4) / 2.0) as f32;
+        }
+    }
+    let mut stores_by_region = vec![Vec::new(); REGIONS];
+    for s in 0..STORES {
+        stores_by_region[s * REGIONS / STORES].push(s);
+    }
+    let promos = world.past_promotions(SKUS, REGIONS);
+    let data = Data {
+        category_of: (0..SKUS).map(|k| k % CATEGORIES).collect(),
+        world,
+        promos,
+        stores_by_region,
+        baseline,
+    };
+
+    // What the systems publish: in-stock outcomes per SKU × region × week, and per SKU ×
+    // promotion the realised uplift.
+    let mut observations = Vec::new();
+    let mut realised: Vec<Vec<(usize, f64, f64)>> = Vec::new(); // per promotion: (sku, depth, uplift)
+    let (mut store_weeks, mut stockouts) = (0u64, 0u64);
+    for (pi, p) in data.promos.iter().enumerate() {
+        let mut cells: BTreeMap<(usize, usize, u32), (f64, f64)> = BTreeMap::new();
+        data.simulate(p, |c| {
+            store_weeks += 1;
+            if c.stocked_out {
+                stockouts += 1;
+            } else {
+                let a = cells.entry((c.line, c.region, c.week)).or_default();
+                a.0 += c.baseline_units;
+                a.1 += c.sold;
+            }
+        });
+        let mut lines = vec![(0.0, 0.0); p.lines.len()];
+        for ((line, region, _), (exposure, units)) in cells {
+            let (sku, depth) = p.lines[line];
+            observations.push(uplift::Observation {
+                promotion: pi as u32,
+                category: data.category_of[sku] as u32,
+                region: region as u32,
+                mechanic: p.mechanic as u8,
+                depth,
+                exposure,
+                units,
+            });
+            lines[line].0 += exposure;
+            lines[line].1 += units;
+        }
+        realised.push(
+            p.lines
+                .iter()
+                .zip(lines)
+                .filter(|(_, (e, _))| *e > 0.0)
+                .map(|(&(k, d), (e, u))| (k, d, u / e))
+                .collect(),
+        );
+    }
+    println!(
+        "world: {} past promotions over {} weeks, {} store-weeks ({:.1}% stocked out), {} published cells; drawn in {:.1}s\n",
+        data.promos.len(),
+        data.world.spec.history.weeks,
+        store_weeks,
+        100.0 * stockouts as f64 / store_weeks as f64,
+        observations.len(),
+        t.elapsed().as_secs_f64()
+    );
+
+    let cut = (f64::from(data.world.spec.history.weeks) * 0.8) as u32;
+    let splits: [(&str, HeldOut); 2] = [
+        ("by time: promotions starting in the last 20% of weeks", Box::new(move |_, p| p.start_week >= cut)),
+        ("by promotion: every fifth promotion", Box::new(|i, _| i % 5 == 4)),
+    ];
+    let mut misses = 0;
+    for (name, held_out) in &splits {
+        let test: Vec<bool> = data.promos.iter().enumerate().map(|(i, p)| held_out(i, p)).collect();
+        let train: Vec<uplift::Observation> =
+            observations.iter().filter(|o| !test[o.promotion as usize]).copied().collect();
+        let (units, exposure) = train.iter().fold((0.0, 0.0), |a, o| (a.0 + o.units, a.1 + o.exposure));
+        let flat = units / exposure;
+        let mut history: HashMap<usize, Vec<(Decimal, Decimal)>> = HashMap::new();
+        for (pi, lines) in realised.iter().enumerate().filter(|(pi, _)| !test[*pi]) {
+            let _ = pi;
+            for &(k, d, u) in lines {
+                let dec = |x: f64| Decimal::from_f64(x).unwrap_or_default().round_dp(3);
+                history.entry(k).or_default().push((dec(d), dec(u)));
+            }
+        }
+        let fit_started = Instant::now();
+        let categories = (0..CATEGORIES).map(|c| format!("c{c}")).collect();
+        let regions = (0..REGIONS).map(|r| format!("R{r}")).collect();
+        let model = uplift::fit(&train, categories, regions).expect("the reference history fits");
+        let fit_ms = fit_started.elapsed().as_secs_f64() * 1e3;
+
+        let mut store_week = vec![Score::default(); 4];
+        let mut sku_total = vec![Score::default(); 4];
+        let mut promo_total = vec![Score::default(); 4];
+        let mut held = 0;
+        for (_, p) in data.promos.iter().enumerate().filter(|(pi, _)| test[*pi]) {
+            held += 1;
+            let slope: Vec<f64> = p
+                .lines
+                .iter()
+                .map(|&(k, d)| uplift_from_history(history.get(&k).map_or(&[][..], |v| v), d))
+                .collect();
+            let mut line_sums = vec![[0f64; 5]; p.lines.len()];
+            let mut sums = [0f64; 5];
+            data.simulate(p, |c| {
+                let depth = p.lines[c.line].1;
+                let f = [
+                    c.baseline_units * flat,
+                    c.baseline_units * slope[c.line],
+                    c.baseline_units * model.lift_at(c.category, c.region, p.mechanic, depth),
+                    c.expected,
+                ];
+                for (m, x) in f.iter().enumerate() {
+                    store_week[m].add(*x, c.demand);
+                    line_sums[c.line][m] += x;
+                    sums[m] += x;
+                }
+                line_sums[c.line][4] += c.demand;
+                sums[4] += c.demand;
+            });
+            for l in &line_sums {
+                for m in 0..4 {
+                    sku_total[m].add(l[m], l[4]);
+                }
+            }
+            for m in 0..4 {
+                promo_total[m].add(sums[m], sums[4]);
+            }
+        }
+        println!("split {name}: {held} held out, {} training cells", train.len());
+        println!(
+            "learned model: fitted in {fit_ms:.0} ms, {} IRLS iterations, pseudo-R² {:.3}, dispersion {:.1}",
+            model.stats.iterations, model.stats.pseudo_r2, model.stats.dispersion
+        );
+        println!("| model | store-week WAPE | SKU × promotion WAPE | promotion WAPE | bias |");
+        println!("|---|---:|---:|---:|---:|");
+        for m in 0..4 {
+            println!(
+                "| {} | {:.1}% | {:.1}% | {:.1}% | {:+.1}% |",
+                MODELS[m],
+                100.0 * store_week[m].wape(),
+                100.0 * sku_total[m].wape(),
+                100.0 * promo_total[m].wape(),
+                100.0 * store_week[m].bias()
+            );
+        }
+        let (flat_p, learned_p, oracle_p) =
+            (promo_total[0].wape(), promo_total[2].wape(), promo_total[3].wape());
+        let checks = [
+            ("promotion WAPE ≥ 30% below flat", 1.0 - learned_p / flat_p, 0.30),
+            ("store-week WAPE ≥ 8% below flat", 1.0 - store_week[2].wape() / store_week[0].wape(), 0.08),
+            ("|bias| ≤ 5%", 0.05 - store_week[2].bias().abs(), 0.0),
+            ("≥ 60% of the gap to the oracle closed", (flat_p - learned_p) / (flat_p - oracle_p), 0.60),
+        ];
+        for (what, value, target) in checks {
+            let met = value >= target;
+            misses += usize::from(!met);
+            let shown = if target == 0.0 {
+                format!("bias {:+.1}%", 100.0 * store_week[2].bias())
+            } else {
+                format!("{:.0}%", 100.0 * value)
+            };
+            println!("  {} {what}: {shown}", if met { "met " } else { "MISS" });
+        }
+        println!();
+    }
+    println!("{} target(s) missed; total {:.1}s", misses, t.elapsed().as_secs_f64());
+}

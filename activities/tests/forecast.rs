@@ -1,0 +1,96 @@
+//! The learned uplift model as the margin assessment uses it, over gRPC against the reference
+//! systems: fitted on the streamed outcomes with its held-out accuracy and provenance, and,
+//! when the outcomes cannot be read, a fallback to each SKU's own past promotions that says why.
+
+mod common;
+
+use common::{ANCHOR, serve, spec};
+use promo_activities::{PromotionActivities, Systems};
+use promo_contracts::retail::v1::{
+    ClearFaultsRequest, Fault, InjectFaultRequest, admin_service_client::AdminServiceClient,
+};
+use promo_workflows::{
+    api::{Adjustments, AssessInput},
+    plan,
+    policy::Policy,
+};
+use temporalio_sdk::testing::ActivityEnvironment;
+
+fn input(planned: Option<&str>) -> AssessInput {
+    let mut s = spec();
+    if let Some(u) = planned {
+        s.lines[0].planned_uplift = u.into();
+    }
+    AssessInput {
+        revision: 1,
+        plan: plan::validate_spec(&s, ANCHOR).unwrap(),
+        adjustments: Adjustments::default(),
+        min_fill_rate: "0.95".into(),
+        min_margin_rate: "0.10".into(),
+        margin_anomaly_mads: "3.5".into(),
+        only_regions: vec![],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_margin_assessment_forecasts_with_the_learned_model_or_says_why_not() {
+    let s = serve("forecast").await;
+    let env = ActivityEnvironment::builder()
+        .register_activities(PromotionActivities::new(
+            Systems::new(&s.url()).unwrap(),
+            Policy::default(),
+            None,
+        ))
+        .build();
+    let version = s.systems.master().history_version.clone();
+
+    // The outcomes stream fails for good: the forecast falls back and the record says why.
+    let mut admin = AdminServiceClient::connect(s.url()).await.unwrap();
+    let fault = Fault {
+        service: "demand".into(),
+        method: "StreamPromotionOutcomes".into(),
+        error_rate: "1".into(),
+        ..Default::default()
+    };
+    admin.inject_fault(InjectFaultRequest { fault: Some(fault) }).await.unwrap();
+    let m = env.run(PromotionActivities::assess_margin, input(None)).await.unwrap();
+    let fm = m.forecast_model.clone().expect("a record of the forecast");
+    assert!(fm.version.is_empty() && fm.fallback_reason.contains("Unavailable"), "{fm:?}");
+    assert_eq!(fm.lines_by_source.get("history"), Some(&10));
+    assert!(fm.explanations[0].contains("per-SKU slope through"), "{:?}", fm.explanations);
+    let fallback_units = m.forecast_units;
+    admin.clear_faults(ClearFaultsRequest {}).await.unwrap();
+
+    // Fitted on the streamed history, with its accuracy on the latest promotions and the
+    // coefficients that, with each line's inputs, give its uplift.
+    let m = env.run(PromotionActivities::assess_margin, input(Some("1.5"))).await.unwrap();
+    let fm = m.forecast_model.clone().unwrap();
+    assert_eq!(fm.version, format!("uplift-glm/1@{}", &version[..12]));
+    assert!(fm.fallback_reason.is_empty());
+    assert_eq!(fm.promotions, 320);
+    assert!(fm.holdout_promotions >= 60, "{fm:?}");
+    let wape: f64 = fm.holdout_wape.parse().unwrap();
+    let bias: f64 = fm.holdout_bias.parse().unwrap();
+    println!(
+        "held out: {} promotions, WAPE {wape}, bias {bias}, pseudo-R² {}",
+        fm.holdout_promotions, fm.pseudo_r2
+    );
+    assert!(wape > 0.0 && wape < 0.5 && bias.abs() < 0.2, "{fm:?}");
+    assert!(fm.training_from < fm.training_to);
+    for k in ["intercept", "depth", "depth^2", "mechanic:feature", "region:R1"] {
+        assert!(fm.coefficients.contains_key(k), "{k} in {:?}", fm.coefficients.keys());
+    }
+    assert_eq!((fm.lines_by_source.get("planner"), fm.lines_by_source.get("model")), (Some(&1), Some(&9)));
+    assert!(
+        fm.explanations[0].starts_with("SKU-00002: exp(")
+            && fm.explanations[0].contains("R1 ")
+            && fm.explanations[0].ends_with(&format!("[{}]", fm.version)),
+        "{:?}",
+        fm.explanations
+    );
+    assert!(!fm.explanations[0].contains("all regions"), "{:?}", fm.explanations);
+    // The model forecasts differently from the per-SKU slope (a different method, not a copy).
+    let m = env.run(PromotionActivities::assess_margin, input(None)).await.unwrap();
+    assert_ne!(m.forecast_units, fallback_units);
+    s.stop().await;
+}
