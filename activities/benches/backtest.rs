@@ -17,9 +17,17 @@
 //! Two splits: by time (promotions starting in the last 20% of the history's weeks are held out)
 //! and by promotion (every fifth promotion held out, spread over the whole history).
 //!
-//! Run with: `cargo bench -p promo-activities --bench backtest`
+//! Then drift: the model fitted on the whole history, its reference the errors it made on the
+//! latest 20% of promotions when fitted without them (as the assessment does), and sequences of
+//! later promotions from the same world (stationary) or from one whose lift fell (every region's
+//! level −0.05 or −0.2: sales 5% or 18% under the old lift) — after each promotion the tracking signal of
+//! `engines::drift` with the policy's default threshold (4). Reported: the share of stationary
+//! sequences with a false alarm, and how many promotions a shift takes to be flagged.
+//!
+//! Run with: `cargo bench -p promo-activities --bench backtest`; `PROMO_WORLD=FILE` backtests on
+//! another world file instead of the reference one.
 
-use promo_activities::engines::{forecast::uplift_from_history, uplift};
+use promo_activities::engines::{drift, forecast::uplift_from_history, uplift};
 use promo_systems::{
     rng::SplitMix64,
     world::{PastPromotion, World, WorldSpec},
@@ -84,7 +92,14 @@ impl Data {
 
 fn main() {
     let t = Instant::now();
-    let world = World::new(WorldSpec::reference(), SEED, CATEGORIES, REGIONS);
+    let spec = match std::env::var("PROMO_WORLD") {
+        Ok(path) => {
+            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("PROMO_WORLD={path}: {e}"));
+            WorldSpec::from_toml(&text).unwrap_or_else(|e| panic!("PROMO_WORLD={path}: {e}"))
+        }
+        Err(_) => WorldSpec::reference(),
+    };
+    let world = World::new(spec, SEED, CATEGORIES, REGIONS);
     // Baselines with the dataset's distribution: SKU popularity × store size × cell noise.
     let mut rng = SplitMix64::new(SEED);
     let store_factor: Vec<f64> = (0..STORES).map(|_| rng.range(0.6, 1.6)).collect();
@@ -260,5 +275,85 @@ fn main() {
         }
         println!();
     }
+    drift_section(&data, &observations);
     println!("{} target(s) missed; total {:.1}s", misses, t.elapsed().as_secs_f64());
+}
+
+/// Sequences of promotions after the history.
+const SEQUENCES: u64 = 30;
+/// Promotions per sequence.
+const SEQUENCE_LEN: u32 = 24;
+/// The policy's default threshold.
+const THRESHOLD: f64 = 4.0;
+
+fn drift_section(data: &Data, observations: &[uplift::Observation]) {
+    let categories: Vec<String> = (0..CATEGORIES).map(|c| format!("c{c}")).collect();
+    let regions: Vec<String> = (0..REGIONS).map(|r| format!("R{r}")).collect();
+    let starts: Vec<i64> = data.promos.iter().map(|p| i64::from(p.start_week)).collect();
+    let holdout =
+        uplift::time_holdout(observations, |p| starts[p as usize], 0.2, categories.clone(), regions.clone())
+            .expect("the reference history fits");
+    let model = uplift::fit(observations, categories, regions).expect("the reference history fits");
+    let reference =
+        drift::Reference { mean: holdout.log_mean, spread: holdout.log_spread, wape: holdout.promotion_wape };
+    let shift = |by: f64| {
+        let mut w = data.world.clone();
+        for r in &mut w.region_level {
+            *r -= by;
+        }
+        w
+    };
+    let (small, large) = (shift(0.05), shift(0.2));
+    println!(
+        "drift: reference from {} held-out promotions (mean log error {:+.3}, spread {:.3}); {SEQUENCES} sequences of {SEQUENCE_LEN} later promotions, threshold {THRESHOLD}",
+        holdout.promotions, holdout.log_mean, holdout.log_spread
+    );
+    for (name, world) in [
+        ("stationary world", &data.world),
+        ("lift fell 5% (region levels −0.05)", &small),
+        ("lift fell 18% (region levels −0.2)", &large),
+    ] {
+        let (mut alarmed, mut checks, mut alarms) = (0u32, 0u32, 0u32);
+        let mut delays = Vec::new();
+        for s in 0..SEQUENCES {
+            let mut outcomes = Vec::new();
+            let mut first = None;
+            for (i, p) in world.future_promotions(s, SEQUENCE_LEN, SKUS, REGIONS).iter().enumerate() {
+                let (mut forecast, mut sold) = (0.0, 0.0);
+                world.simulate_promotion(
+                    p,
+                    &data.stores_by_region,
+                    &data.category_of,
+                    |st, k| f64::from(data.baseline[st * SKUS + k]),
+                    |c| {
+                        forecast += c.baseline_units
+                            * model.lift_at(c.category, c.region, p.mechanic, p.lines[c.line].1);
+                        sold += c.sold;
+                    },
+                );
+                outcomes.push((forecast, sold));
+                let d = drift::track(&outcomes, &reference, THRESHOLD);
+                if d.tracked >= drift::MIN_TRACKED {
+                    checks += 1;
+                    alarms += u32::from(d.drifting);
+                }
+                if d.drifting && first.is_none() {
+                    first = Some(i + 1);
+                }
+            }
+            alarmed += u32::from(first.is_some());
+            if let Some(n) = first {
+                delays.push(n);
+            }
+        }
+        delays.sort_unstable();
+        let pct =
+            |q: f64| delays.get(((delays.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0);
+        println!(
+            "  {name}: {alarmed} of {SEQUENCES} sequences flagged ({alarms} of {checks} checks); promotions to the first flag: median {}, p90 {}",
+            if delays.is_empty() { "—".to_owned() } else { pct(0.5).to_string() },
+            if delays.is_empty() { "—".to_owned() } else { pct(0.9).to_string() },
+        );
+    }
+    println!();
 }

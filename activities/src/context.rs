@@ -87,6 +87,8 @@ pub struct Context {
     pub agreements: HashMap<String, FundingAgreement>,
     /// The uplift model behind the forecast, when one was fitted (or why none was).
     pub forecast_model: Option<pb::ForecastModel>,
+    /// The fitted model itself, when the forecast used it.
+    pub learned: Option<std::sync::Arc<learned::Learned>>,
     /// The plan's lines (offers), aligned with the first `plan_lines.len()` of `lines`.
     plan_lines: Vec<PlanLine>,
     region_ids_req: Vec<String>,
@@ -287,6 +289,7 @@ pub async fn load_context(
         excluded,
         agreements,
         forecast_model: forecast_model_record(&model, plan.lines.len()),
+        learned: learned.clone(),
         plan_lines: plan.lines.clone(),
     })
 }
@@ -372,6 +375,7 @@ impl Context {
             excluded: regions.iter().map(|&live| vec![!live; lines.len()]).collect(),
             lines,
             forecast_model: self.forecast_model.clone(),
+            learned: self.learned.clone(),
             regions: self.regions.clone(),
             stores_per_region: self.stores_per_region.clone(),
             launch: self.launch.clone(),
@@ -778,6 +782,15 @@ impl Context {
             .sum();
         let margin_summary = assessment.margin.clone().unwrap_or_default();
         let forecast = margin_summary.forecast_units;
+        // Drift is tracked on promotions whose every line the model forecast.
+        let forecast_model = margin_summary
+            .forecast_model
+            .as_ref()
+            .filter(|m| {
+                !m.version.is_empty() && m.lines_by_source.get("model") == Some(&margin_summary.lines)
+            })
+            .map(|m| m.version.clone())
+            .unwrap_or_default();
         let ratio = |a: Decimal, b: Decimal| format_ratio(if b.is_zero() { Decimal::ZERO } else { a / b });
         pb::PostEventReport {
             units_sold: sold,
@@ -790,6 +803,7 @@ impl Context {
             revenue: format_money(revenue),
             realised_margin: format_money(margin),
             planned_margin: margin_summary.forecast_margin.clone(),
+            forecast_model,
             funding_claim: format_money(claim),
             regions: regions
                 .into_iter()

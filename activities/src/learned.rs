@@ -5,7 +5,10 @@
 
 use crate::{
     Systems,
-    engines::uplift::{self, Holdout, Observation, UpliftModel},
+    engines::{
+        drift,
+        uplift::{self, Holdout, Observation, UpliftModel},
+    },
 };
 use promo_contracts::{money::format_ratio, promo::v1 as pb, retail::v1::*};
 use rust_decimal::{Decimal, prelude::FromPrimitive};
@@ -205,6 +208,68 @@ fn ratio(x: f64) -> String {
 }
 
 impl Learned {
+    /// What the drift of this model is measured against: its held-out promotion-total errors.
+    pub fn reference(&self) -> Option<drift::Reference> {
+        self.holdout.as_ref().map(|h| drift::Reference {
+            mean: h.log_mean,
+            spread: h.log_spread,
+            wape: h.promotion_wape,
+        })
+    }
+
+    /// The drift of this model over the latest completed promotions it forecast, read from the
+    /// process-event record's reports; `threshold` ≤ 0 disables the flag. `None` without a
+    /// held-out reference; a record that cannot be read is said in the explanation.
+    pub async fn drift(&self, systems: &Systems, threshold: f64) -> Option<pb::ModelDrift> {
+        let reference = self.reference()?;
+        let read = rpc!(
+            systems.events(),
+            list_events,
+            ListEventsRequest {
+                kinds: vec![ProcessEventKind::Report as i32],
+                limit: 5_000,
+                ..Default::default()
+            }
+        )
+        .await;
+        let events = match read {
+            Ok(r) => r.into_inner().events,
+            Err(s) => {
+                return Some(pb::ModelDrift {
+                    threshold: threshold.to_string(),
+                    explanation: format!(
+                        "not tracked: the process-event record is unreadable: {}",
+                        s.message()
+                    ),
+                    ..Default::default()
+                });
+            }
+        };
+        let outcomes: Vec<(f64, f64)> = events
+            .iter()
+            .filter(|e| e.kpis.get("forecast_model") == Some(&self.version))
+            .filter_map(|e| {
+                let f = e.kpis.get("forecast_units")?.parse::<f64>().ok()?;
+                let s = e.kpis.get("units_sold")?.parse::<f64>().ok()?;
+                Some((f, s))
+            })
+            .collect();
+        let d = drift::track(&outcomes, &reference, threshold);
+        Some(pb::ModelDrift {
+            tracked: d.tracked as u32,
+            signal: format!("{:.2}", d.signal),
+            bias: ratio(d.bias),
+            wape: ratio(d.wape),
+            drifting: d.drifting,
+            threshold: threshold.to_string(),
+            explanation: if d.tracked == 0 {
+                "no completed promotion forecast by this model yet".to_owned()
+            } else {
+                d.explain(threshold, &reference)
+            },
+        })
+    }
+
     /// The model's record in an assessment (without the per-line parts).
     pub fn record(&self) -> pb::ForecastModel {
         let m = &self.model;

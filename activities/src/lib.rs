@@ -379,7 +379,19 @@ impl PromotionActivities {
                     business(format!("margin_anomaly_mads: {:?}: {e}", input.margin_anomaly_mads))
                 })?
             };
-            Ok(c.margin(&demand, floor, mads))
+            let mut summary = c.margin(&demand, floor, mads);
+            // Runs from before the field carry none: drift is tracked but never flagged.
+            let drift_signal = if input.model_drift_signal.is_empty() {
+                0.0
+            } else {
+                input.model_drift_signal.parse::<f64>().map_err(|e| {
+                    business(format!("model_drift_signal: {:?}: {e}", input.model_drift_signal))
+                })?
+            };
+            if let (Some(l), Some(m)) = (&c.learned, summary.forecast_model.as_mut()) {
+                m.drift = l.drift(&self.systems, drift_signal).await;
+            }
+            Ok(summary)
         })
         .await
     }

@@ -6,8 +6,12 @@ mod common;
 
 use common::{ANCHOR, serve, spec};
 use promo_activities::{PromotionActivities, Systems};
-use promo_contracts::retail::v1::{
-    ClearFaultsRequest, Fault, InjectFaultRequest, admin_service_client::AdminServiceClient,
+use promo_contracts::{
+    pbjson_types::Timestamp,
+    retail::v1::{
+        ClearFaultsRequest, Fault, InjectFaultRequest, ProcessEvent, ProcessEventKind, RecordEventsRequest,
+        admin_service_client::AdminServiceClient, process_event_service_client::ProcessEventServiceClient,
+    },
 };
 use promo_workflows::{
     api::{Adjustments, AssessInput},
@@ -28,6 +32,7 @@ fn input(planned: Option<&str>) -> AssessInput {
         min_fill_rate: "0.95".into(),
         min_margin_rate: "0.10".into(),
         margin_anomaly_mads: "3.5".into(),
+        model_drift_signal: "4".into(),
         only_regions: vec![],
     }
 }
@@ -89,8 +94,41 @@ async fn the_margin_assessment_forecasts_with_the_learned_model_or_says_why_not(
         fm.explanations
     );
     assert!(!fm.explanations[0].contains("all regions"), "{:?}", fm.explanations);
-    // The model forecasts differently from the per-SKU slope (a different method, not a copy).
+    // No completed promotion of this model yet: tracked, not flagged.
+    let d = fm.drift.clone().expect("drift is tracked");
+    assert_eq!((d.tracked, d.drifting), (0, false), "{d:?}");
+
+    // Six completed promotions sold a quarter under this model's forecast (and one under another
+    // model's, which does not count): the model is drifting.
+    let report = |i: usize, model: &str, forecast: i64, sold: i64| ProcessEvent {
+        event_id: format!("report-{model}-{i}"),
+        promotion_id: format!("DONE-{i}"),
+        run_id: "run".into(),
+        revision: 1,
+        kind: ProcessEventKind::Report as i32,
+        at: Some(Timestamp { seconds: ANCHOR + i as i64, nanos: 0 }),
+        kpis: [
+            ("forecast_model".to_owned(), model.to_owned()),
+            ("forecast_units".to_owned(), forecast.to_string()),
+            ("units_sold".to_owned(), sold.to_string()),
+        ]
+        .into(),
+        ..Default::default()
+    };
+    let mut events: Vec<ProcessEvent> =
+        (0..6).map(|i| report(i, &fm.version, 10_000, 7_400 + 50 * (i as i64 % 3))).collect();
+    events.push(report(9, "uplift-glm/1@another", 10_000, 100));
+    let mut record = ProcessEventServiceClient::connect(s.url()).await.unwrap();
+    record.record_events(RecordEventsRequest { events }).await.unwrap();
     let m = env.run(PromotionActivities::assess_margin, input(None)).await.unwrap();
+    let d = m.forecast_model.unwrap().drift.unwrap();
+    assert!(d.drifting && d.tracked == 6 && d.signal.parse::<f64>().unwrap() < -4.0, "{d:?}");
+    assert!(
+        d.explanation.contains("over the last 6 promotions (threshold 4): sold 26% below forecast"),
+        "{d:?}"
+    );
+
+    // The model forecasts differently from the per-SKU slope (a different method, not a copy).
     assert_ne!(m.forecast_units, fallback_units);
     s.stop().await;
 }

@@ -34,6 +34,7 @@ fn assess_input() -> AssessInput {
         min_fill_rate: "0.95".into(),
         min_margin_rate: "0.10".into(),
         margin_anomaly_mads: "3.5".into(),
+        model_drift_signal: "4".into(),
         only_regions: vec![],
     }
 }

@@ -356,6 +356,7 @@ pub fn report(r: &PromotionResult) -> String {
         ("units sold", thousands(p.units_sold)),
         ("forecast units", thousands(p.forecast_units)),
         ("forecast variance", percent(&p.forecast_variance, true)),
+        ("forecast model", or_dash(&p.forecast_model)),
         ("units available", thousands(p.available_units)),
         ("sell-through", percent(&p.sell_through, false)),
         ("stockout store-days", thousands(p.stockout_store_days as i64)),
@@ -741,9 +742,11 @@ mod tests {
                     claim_id: "CL-000001".into(),
                     note: "the cap of 60.00 has 60.00 left".into(),
                 }],
+                forecast_model: "uplift-glm/1@c82a1f8dcaca".into(),
             }),
         };
         let text = report(&r);
+        assert!(text.contains("  forecast model       uplift-glm/1@c82a1f8dcaca\n"), "{text}");
         assert!(
             text.contains("FA-001       120.00  100.00              0     40.00    60.00  CL-000001"),
             "{text}"

@@ -244,13 +244,36 @@ impl World {
     /// The history's past promotions: when, where, which SKUs at which depths, which mechanic.
     /// `category_of[sku]` is each SKU's category; `regions` the dataset's region count.
     pub fn past_promotions(&self, skus: usize, regions: usize) -> Vec<PastPromotion> {
+        self.draw_promotions(&mut self.rng(&[3]), 0, self.spec.history.promotions, skus, regions)
+    }
+
+    /// `count` further promotions of the same world, stream `stream` (for backtests of what comes
+    /// after the history): the same distribution as the history's, keys from 1,000,000 × (stream + 1).
+    pub fn future_promotions(
+        &self,
+        stream: u64,
+        count: u32,
+        skus: usize,
+        regions: usize,
+    ) -> Vec<PastPromotion> {
+        self.draw_promotions(&mut self.rng(&[6, stream]), 1_000_000 * (stream + 1), count, skus, regions)
+    }
+
+    fn draw_promotions(
+        &self,
+        rng: &mut ChaCha8Rng,
+        first_key: u64,
+        count: u32,
+        skus: usize,
+        regions: usize,
+    ) -> Vec<PastPromotion> {
         let h = &self.spec.history;
-        let mut rng = self.rng(&[3]);
         let uniform = |rng: &mut ChaCha8Rng, [lo, hi]: [u32; 2]| lo + rng.random_range(0..=hi - lo);
         let share_sum: f64 = h.mechanic_shares.iter().sum();
-        (0..h.promotions)
+        (0..count)
             .map(|p| {
-                let weeks = uniform(&mut rng, h.duration_weeks);
+                let rng = &mut *rng;
+                let weeks = uniform(rng, h.duration_weeks);
                 let start_week = rng.random_range(0..=h.weeks - weeks);
                 let mut pick = rng.random::<f64>() * share_sum;
                 let mechanic = h
@@ -261,17 +284,17 @@ impl World {
                         pick < 0.0
                     })
                     .unwrap_or(0);
-                let n_regions = (uniform(&mut rng, h.regions_per_promotion) as usize).min(regions);
-                let mut region_ids = rand::seq::index::sample(&mut rng, regions, n_regions).into_vec();
+                let n_regions = (uniform(rng, h.regions_per_promotion) as usize).min(regions);
+                let mut region_ids = rand::seq::index::sample(rng, regions, n_regions).into_vec();
                 region_ids.sort_unstable();
-                let n_skus = (uniform(&mut rng, h.skus_per_promotion) as usize).min(skus);
-                let mut sku_ids = rand::seq::index::sample(&mut rng, skus, n_skus).into_vec();
+                let n_skus = (uniform(rng, h.skus_per_promotion) as usize).min(skus);
+                let mut sku_ids = rand::seq::index::sample(rng, skus, n_skus).into_vec();
                 sku_ids.sort_unstable();
                 let lines =
                     sku_ids.into_iter().map(|k| (k, h.depths[rng.random_range(0..h.depths.len())])).collect();
                 PastPromotion {
                     id: format!("HIST-W{start_week:03}-{p:03}"),
-                    key: p as u64,
+                    key: first_key + u64::from(p),
                     start_week,
                     weeks,
                     mechanic,

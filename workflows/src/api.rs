@@ -253,6 +253,10 @@ pub struct AssessInput {
     /// string; "0" disables, empty in histories from before it existed).
     #[serde(default)]
     pub margin_anomaly_mads: String,
+    /// Policy threshold of the uplift model's tracking signal (decimal string; "0" disables,
+    /// empty in histories from before it existed).
+    #[serde(default)]
+    pub model_drift_signal: String,
     /// Regions to assess (empty: all of the plan's).
     pub only_regions: Vec<String>,
 }

@@ -153,6 +153,26 @@ pub fn exceptions_from_assessment(a: &AssessmentSummary, id_suffix: &str) -> Vec
             ..Default::default()
         });
     }
+    if let Some(m) = a.margin.as_ref()
+        && let Some(d) = m.forecast_model.as_ref().and_then(|f| f.drift.as_ref()).filter(|d| d.drifting)
+    {
+        // What rides on a forecast that far off: the forecast revenue times the window's bias.
+        let at_risk = (dec(&m.forecast_revenue) * dec(&d.bias).abs()).round_dp(2);
+        out.push(PromotionException {
+            exception_id: format!("model-drift-{id_suffix}"),
+            kind: ExceptionKind::ModelDrift as i32,
+            severity: Severity::Medium as i32,
+            owner_role: Role::Merchandising as i32,
+            revenue_at_risk: at_risk.normalize().to_string(),
+            status: ExceptionStatus::Open as i32,
+            detail: format!(
+                "uplift model {} is drifting: {}",
+                m.forecast_model.as_ref().map_or("", |f| f.version.as_str()),
+                d.explanation
+            ),
+            ..Default::default()
+        });
+    }
     if let Some(f) = a.funding.as_ref().filter(|f| f.issue_count > 0 || !f.over_cap_agreements.is_empty()) {
         let agreements: Vec<&str> = f.invalid_agreements.iter().map(String::as_str).collect();
         out.push(PromotionException {
@@ -611,8 +631,14 @@ pub fn forecast_model_audit(a: &AssessmentSummary) -> Option<String> {
     } else {
         String::new()
     };
+    let drift = match &m.drift {
+        Some(d) if d.tracked > 0 => {
+            format!("; {}{}", if d.drifting { "DRIFTING: " } else { "drift: " }, d.explanation)
+        }
+        _ => String::new(),
+    };
     Some(format!(
-        "revision {}: uplift {} fitted on {} ({}–{}), pseudo-R² {}{holdout}{lines}",
+        "revision {}: uplift {} fitted on {} ({}–{}), pseudo-R² {}{holdout}{lines}{drift}",
         a.revision,
         m.version,
         plural(m.promotions as usize, "past promotion"),
@@ -682,6 +708,61 @@ mod tests {
         );
         assert!(ex[0].detail.contains(explanation), "{}", ex[0].detail);
     }
+    #[test]
+    fn a_drifting_model_raises_model_drift_for_merchandising_and_the_audit_says_which_model() {
+        use promo_contracts::promo::v1::{ForecastModel, MarginSummary, ModelDrift};
+        let drift = |drifting| ModelDrift {
+            tracked: 6,
+            signal: "-9.10".into(),
+            bias: "-0.2400".into(),
+            drifting,
+            explanation:
+                "tracking signal -9.1 over the last 6 promotions (threshold 4): sold 24% below forecast"
+                    .into(),
+            ..Default::default()
+        };
+        let mut a = AssessmentSummary {
+            revision: 2,
+            margin: Some(MarginSummary {
+                forecast_revenue: "1000.00".into(),
+                forecast_model: Some(ForecastModel {
+                    version: "uplift-glm/1@abc".into(),
+                    promotions: 320,
+                    training_from: "2025-01-01".into(),
+                    training_to: "2026-12-01".into(),
+                    pseudo_r2: "0.86".into(),
+                    holdout_promotions: 64,
+                    holdout_wape: "0.12".into(),
+                    holdout_promotion_wape: "0.04".into(),
+                    holdout_bias: "-0.02".into(),
+                    lines_by_source: [("model".to_owned(), 9), ("planner".to_owned(), 1)].into(),
+                    drift: Some(drift(true)),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let ex = exceptions_from_assessment(&a, "r2");
+        assert_eq!(ex.len(), 1);
+        assert_eq!((ex[0].kind(), ex[0].owner_role()), (ExceptionKind::ModelDrift, Role::Merchandising));
+        assert_eq!((ex[0].exception_id.as_str(), ex[0].revenue_at_risk.as_str()), ("model-drift-r2", "240"));
+        assert!(ex[0].detail.starts_with("uplift model uplift-glm/1@abc is drifting: tracking signal -9.1"));
+        assert_eq!(
+            forecast_model_audit(&a).unwrap(),
+            "revision 2: uplift uplift-glm/1@abc fitted on 320 past promotions (2025-01-01–2026-12-01), \
+             pseudo-R² 0.86, held-out WAPE 12.0% per SKU × region × week and 4.0% per promotion, bias -2.0% \
+             on the latest 64 promotions; lines: 9 model, 1 planner; DRIFTING: tracking signal -9.1 over the \
+             last 6 promotions (threshold 4): sold 24% below forecast"
+        );
+        // Not drifting: no exception.
+        a.margin.as_mut().unwrap().forecast_model.as_mut().unwrap().drift = Some(drift(false));
+        assert!(exceptions_from_assessment(&a, "r2").is_empty());
+        // No model (every uplift from the planner): nothing to audit.
+        a.margin.as_mut().unwrap().forecast_model = None;
+        assert_eq!(forecast_model_audit(&a), None);
+    }
+
     use promo_contracts::promo::v1::{
         FundingIssue, FundingSummary, LineMargin, MarginSummary, RegionAlignment,
     };

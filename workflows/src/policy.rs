@@ -132,6 +132,10 @@ pub struct Policy {
     /// (same category, discount-depth band and funding) are margin anomalies, which need finance
     /// approval ("0" disables).
     pub margin_anomaly_mads: String,
+    /// The uplift model is drifting when its tracking signal over the latest promotions (their
+    /// mean forecast error against the errors it made on held-out promotions, in standard
+    /// errors) passes this; a MODEL_DRIFT exception is raised ("0" disables).
+    pub model_drift_signal: String,
     /// Remediation options whose revenue loss is at most this share of forecast revenue are
     /// applied automatically (0 disables auto-remediation); substitutes never are.
     pub auto_remediation_max_revenue_share: String,
@@ -197,6 +201,7 @@ impl Default for Policy {
             min_fill_rate: "0.90".into(),
             min_margin_rate: "0.10".into(),
             margin_anomaly_mads: "3.5".into(),
+            model_drift_signal: "4".into(),
             auto_remediation_max_revenue_share: "0".into(),
             ack_retries: 1,
             late_ack_action: LateAckAction::DelayRegion,
@@ -242,6 +247,14 @@ impl Policy {
             return Err(format!(
                 "policy: margin_anomaly_mads: {:?} must be 0 or more",
                 self.margin_anomaly_mads
+            ));
+        }
+        let drift = parse_decimal("policy: model_drift_signal", &self.model_drift_signal, 3)
+            .map_err(|e| e.to_string())?;
+        if drift < Decimal::ZERO {
+            return Err(format!(
+                "policy: model_drift_signal: {:?} must be 0 or more",
+                self.model_drift_signal
             ));
         }
         if self.time_scale == 0 {

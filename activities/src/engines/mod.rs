@@ -3,6 +3,7 @@
 
 pub mod alignment;
 pub mod anomaly;
+pub mod drift;
 pub mod forecast;
 pub mod funding;
 pub mod uplift;

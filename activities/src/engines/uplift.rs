@@ -69,6 +69,10 @@ pub struct Holdout {
     pub promotion_wape: f64,
     /// Σ(forecast − actual) / Σ actual.
     pub bias: f64,
+    /// Mean of ln(actual / forecast) over promotion totals.
+    pub log_mean: f64,
+    /// Standard deviation of ln(actual / forecast) over promotion totals.
+    pub log_spread: f64,
 }
 
 /// A fitted model.
@@ -346,11 +350,18 @@ pub fn evaluate(model: &UpliftModel, test: &[Observation]) -> Holdout {
     }
     let promotion_abs: f64 = totals.values().map(|(f, a)| (f - a).abs()).sum();
     let ratio = |x: f64| if actual > 0.0 { x / actual } else { 0.0 };
+    let logs: Vec<f64> =
+        totals.values().filter(|(f, a)| *f > 0.0 && *a > 0.0).map(|(f, a)| (a / f).ln()).collect();
+    let n = logs.len().max(1) as f64;
+    let log_mean = logs.iter().sum::<f64>() / n;
+    let log_spread = (logs.iter().map(|x| (x - log_mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0)).sqrt();
     Holdout {
         promotions: totals.len(),
         wape: ratio(abs),
         promotion_wape: ratio(promotion_abs),
         bias: ratio(err),
+        log_mean,
+        log_spread,
     }
 }
 

@@ -94,6 +94,7 @@ pub(crate) fn report_kpis(r: &PostEventReport) -> Vec<(String, String)> {
         ("on_time_launch_rate".to_owned(), r.on_time_launch_rate.clone()),
         ("price_accuracy".to_owned(), r.price_accuracy.clone()),
         ("exceptions_raised".to_owned(), r.exceptions_raised.to_string()),
+        ("forecast_model".to_owned(), r.forecast_model.clone()),
     ];
     out.retain(|(_, v)| !v.is_empty());
     out

@@ -46,6 +46,7 @@ pub async fn assess(
         min_fill_rate: policy.min_fill_rate.clone(),
         min_margin_rate: policy.min_margin_rate.clone(),
         margin_anomaly_mads: policy.margin_anomaly_mads.clone(),
+        model_drift_signal: policy.model_drift_signal.clone(),
         only_regions: vec![],
     };
     let n = plan.lines.len();
