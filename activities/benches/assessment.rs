@@ -19,7 +19,11 @@
 //!
 //! Run with: `cargo bench -p promo-activities --bench assessment`
 
-use promo_activities::{Systems, context::load_context, engines::alignment};
+use promo_activities::{
+    Systems,
+    context::load_context,
+    engines::{alignment, stockout},
+};
 use promo_contracts::{
     promo::v1::{PromotionLine, PromotionSpec, PromotionWindow, promotion_line::Offer},
     retail::v1::Channel,
@@ -115,8 +119,9 @@ async fn main() {
     let plan = plan::validate_spec(&spec(anchor), anchor).expect("valid plan");
     let adjustments = Adjustments::default();
 
-    let (mut master_t, mut stream_t, mut compute_t, mut total_t, mut read_t) =
-        (vec![], vec![], vec![], vec![], vec![]);
+    let (mut master_t, mut stream_t, mut compute_t, mut total_t, mut read_t, mut stockout_t) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut size = 0.0;
     let mut summary = None;
     for run in 0..=RUNS {
         let t0 = Instant::now();
@@ -126,19 +131,25 @@ async fn main() {
         let t2 = Instant::now();
         let scenario = ctx.scenario();
         let a = alignment::align(&cells, &scenario, ctx.regions.len(), ctx.lines.len());
-        let s = ctx.inventory_summary(&cells, &scenario, &a, 0.9);
         let t3 = Instant::now();
+        let k = ctx.learned.as_ref().and_then(|l| l.store_size).expect("the model's store-level size");
+        let risks = stockout::assess(&cells, &scenario, ctx.regions.len(), ctx.lines.len(), k, 5);
+        let t4 = Instant::now();
+        let s = ctx.inventory_summary(&cells, &scenario, &a, 0.9, Some(&risks), 0.0);
+        let t5 = Instant::now();
         assert_eq!(cells.len(), 720_000);
         let (read, rows) = sqlite_read(&reader);
         assert_eq!(rows, 720_000);
         if run > 0 {
             master_t.push(t1 - t0);
             stream_t.push(t2 - t1);
-            compute_t.push(t3 - t2);
-            total_t.push(t3 - t0);
+            compute_t.push((t3 - t2) + (t5 - t4));
+            stockout_t.push(t4 - t3);
+            total_t.push(t5 - t0);
             read_t.push(read);
         }
         summary = Some(s);
+        size = k;
     }
     let (m, st, c, tot, rd) =
         (median(master_t), median(stream_t), median(compute_t), median(total_t), median(read_t));
@@ -153,6 +164,7 @@ async fn main() {
     println!("  {:<28} {:>9}", "  of which sqlite read", ms(rd));
     println!("  {:<28} {:>9}", "  of which transport+decode", ms(st.saturating_sub(rd)));
     println!("  {:<28} {:>9}", "compute (align + summary)", ms(c));
+    println!("  {:<28} {:>9}", "stockout probabilities", ms(median(stockout_t)));
     println!("  {:<28} {:>9}", "total", ms(tot));
     println!();
     let s = summary.expect("ran");
@@ -161,6 +173,18 @@ async fn main() {
         "  sanity: {} positions, failing regions {failing:?}, {} remediation options (target: total ≤ 1 s)",
         s.positions_read,
         s.options.len()
+    );
+    println!(
+        "  stockout risk (store-level size {size:.2}): {}",
+        s.regions
+            .iter()
+            .map(|r| format!(
+                "{} {:.1}%",
+                r.region_id,
+                100.0 * r.stockout_probability.parse::<f64>().unwrap_or(0.0)
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     running.stop().await;
     let _ = std::fs::remove_dir_all(&dir);

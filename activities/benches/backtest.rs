@@ -24,10 +24,16 @@
 //! `engines::drift` with the policy's default threshold (4). Reported: the share of stationary
 //! sequences with a false alarm, and how many promotions a shift takes to be flagged.
 //!
+//! Then stockout calibration: the probabilities `engines::stockout` gives from the model and the
+//! store-level size it reads from the history's in-stock moments, against what later promotions
+//! of the world did, per store-week and per store × line over a two-week promotion, with the
+//! world's stock and with tighter stock: the Brier skill score against the base rate (target ≥
+//! 0.10) and reliability per bin of forecasts (within 5 points where a bin has ≥ 200 cells).
+//!
 //! Run with: `cargo bench -p promo-activities --bench backtest`; `PROMO_WORLD=FILE` backtests on
 //! another world file instead of the reference one.
 
-use promo_activities::engines::{drift, forecast::uplift_from_history, uplift};
+use promo_activities::engines::{drift, forecast::uplift_from_history, stockout, uplift};
 use promo_systems::{
     rng::SplitMix64,
     world::{PastPromotion, World, WorldSpec},
@@ -44,6 +50,9 @@ const SKUS: usize = 1200;
 const CATEGORIES: usize = 24;
 const REGIONS: usize = 6;
 const MODELS: [&str; 4] = ["flat", "per-SKU slope", "learned", "oracle"];
+
+/// In-stock sums of a line × region × week: baseline, units, units², baseline².
+type Sums = (f64, f64, f64, f64);
 
 /// Whether promotion `i` is held out.
 type HeldOut = Box<dyn Fn(usize, &PastPromotion) -> bool>;
@@ -126,10 +135,11 @@ fn main() {
     // What the systems publish: in-stock outcomes per SKU × region × week, and per SKU ×
     // promotion the realised uplift.
     let mut observations = Vec::new();
+    let mut moments = Vec::new(); // per observation: in-stock Σ units², Σ baseline²
     let mut realised: Vec<Vec<(usize, f64, f64)>> = Vec::new(); // per promotion: (sku, depth, uplift)
     let (mut store_weeks, mut stockouts) = (0u64, 0u64);
     for (pi, p) in data.promos.iter().enumerate() {
-        let mut cells: BTreeMap<(usize, usize, u32), (f64, f64)> = BTreeMap::new();
+        let mut cells: BTreeMap<(usize, usize, u32), Sums> = BTreeMap::new();
         data.simulate(p, |c| {
             store_weeks += 1;
             if c.stocked_out {
@@ -138,10 +148,13 @@ fn main() {
                 let a = cells.entry((c.line, c.region, c.week)).or_default();
                 a.0 += c.baseline_units;
                 a.1 += c.sold;
+                a.2 += c.sold * c.sold;
+                a.3 += c.baseline_units * c.baseline_units;
             }
         });
         let mut lines = vec![(0.0, 0.0); p.lines.len()];
-        for ((line, region, _), (exposure, units)) in cells {
+        for ((line, region, _), (exposure, units, units_sq, baseline_sq)) in cells {
+            moments.push((units_sq, baseline_sq));
             let (sku, depth) = p.lines[line];
             observations.push(uplift::Observation {
                 promotion: pi as u32,
@@ -276,6 +289,7 @@ fn main() {
         println!();
     }
     drift_section(&data, &observations);
+    misses += stockout_section(&data, &observations, &moments);
     println!("{} target(s) missed; total {:.1}s", misses, t.elapsed().as_secs_f64());
 }
 
@@ -356,4 +370,152 @@ fn drift_section(data: &Data, observations: &[uplift::Observation]) {
         );
     }
     println!();
+}
+
+/// Later promotions scored for stockout calibration, per stock level.
+const CALIBRATION_PROMOTIONS: u32 = 40;
+/// Reliability: cells a bin needs to be judged, and how far its mean forecast may sit from the
+/// share that ran out.
+const BIN_CELLS: usize = 200;
+const BIN_TOLERANCE: f64 = 0.05;
+const BINS: [f64; 9] = [0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0001];
+
+/// Forecast probabilities with what happened, and an oracle's for the same cells.
+#[derive(Default)]
+struct Calibration {
+    cells: Vec<(f64, bool)>,
+    oracle: Vec<f64>,
+}
+
+impl Calibration {
+    /// Prints Brier skill against the base rate and the reliability bins; returns the misses.
+    fn report(&self, name: &str) -> usize {
+        let n = self.cells.len() as f64;
+        let base = self.cells.iter().filter(|c| c.1).count() as f64 / n;
+        let brier = self.cells.iter().map(|&(p, o)| (p - f64::from(u8::from(o))).powi(2)).sum::<f64>() / n;
+        let reference = base * (1.0 - base);
+        let skill = 1.0 - brier / reference;
+        let oracle = self
+            .oracle
+            .iter()
+            .zip(&self.cells)
+            .map(|(p, c)| (p - f64::from(u8::from(c.1))).powi(2))
+            .sum::<f64>()
+            / n;
+        let mut bins = vec![(0usize, 0f64, 0usize); BINS.len()];
+        for &(p, o) in &self.cells {
+            let b = BINS.iter().position(|&hi| p < hi).unwrap_or(BINS.len() - 1);
+            bins[b].0 += 1;
+            bins[b].1 += p;
+            bins[b].2 += usize::from(o);
+        }
+        println!(
+            "  {name}: {} cells, {:.2}% ran out; Brier {:.4} vs {:.4} for the base rate: skill {:.2} (oracle: {:.2}){}",
+            self.cells.len(),
+            100.0 * base,
+            brier,
+            reference,
+            skill,
+            1.0 - oracle / reference,
+            if skill < 0.10 { " MISS (target ≥ 0.10)" } else { "" }
+        );
+        println!("  | forecast bin | cells | mean forecast | ran out | gap |");
+        println!("  |---|---:|---:|---:|---:|");
+        let mut misses = usize::from(skill < 0.10);
+        let mut lo = 0.0;
+        for (hi, (count, sum, out)) in BINS.iter().zip(&bins) {
+            if *count > 0 {
+                let (mean, rate) = (sum / *count as f64, *out as f64 / *count as f64);
+                let judged = *count >= BIN_CELLS;
+                let ok = !judged || (mean - rate).abs() <= BIN_TOLERANCE;
+                misses += usize::from(!ok);
+                println!(
+                    "  | {:.0}–{:.0}% | {count} | {:.1}% | {:.1}% | {:+.1} pts{} |",
+                    100.0 * lo,
+                    (100.0 * hi).min(100.0),
+                    100.0 * mean,
+                    100.0 * rate,
+                    100.0 * (rate - mean),
+                    if !judged {
+                        " (too few to judge)"
+                    } else if ok {
+                        ""
+                    } else {
+                        " MISS"
+                    }
+                );
+            }
+            lo = *hi;
+        }
+        misses
+    }
+}
+
+/// Stockout calibration: the model and its store-level size fitted on the whole history, then
+/// later promotions of the same world with the world's stock (2–4 × expected demand), tight
+/// stock (1–2.5 ×) and uneven stock (0.5–4 ×): per store-week, P(demand > stock) against whether
+/// it ran out; per store × line over a whole two-week promotion, P(window demand > the window's
+/// stock) likewise. The oracle knows each draw's mean (the promotion's and the store's effects
+/// included) and the world's negative-binomial size: the skill no forecast can beat.
+fn stockout_section(data: &Data, observations: &[uplift::Observation], moments: &[(f64, f64)]) -> usize {
+    let categories: Vec<String> = (0..CATEGORIES).map(|c| format!("c{c}")).collect();
+    let regions: Vec<String> = (0..REGIONS).map(|r| format!("R{r}")).collect();
+    let model = uplift::fit(observations, categories, regions).expect("the reference history fits");
+    let size =
+        stockout::size_from_moments(observations.iter().zip(moments).map(|(o, &(units_sq, baseline_sq))| {
+            (
+                model.lift_at(o.category as usize, o.region as usize, usize::from(o.mechanic), o.depth),
+                units_sq,
+                o.units,
+                baseline_sq,
+            )
+        }))
+        .expect("the history carries moments");
+    println!("stockout probability: store-level size {size:.2} from the in-stock moments of the history");
+    let mut misses = 0;
+    let dispersion = data.world.spec.sales.dispersion;
+    for (name, cover) in [
+        ("world's stock (2–4 × expected demand)", None),
+        ("tight stock (1–2.5 ×)", Some([1.0, 2.5])),
+        ("uneven stock (0.5–4 ×)", Some([0.5, 4.0])),
+    ] {
+        let mut world = data.world.clone();
+        if let Some(c) = cover {
+            world.spec.history.cover = c;
+        }
+        let (mut week, mut window) = (Calibration::default(), Calibration::default());
+        for p in world.future_promotions(99, CALIBRATION_PROMOTIONS, SKUS, REGIONS) {
+            // (line, store) → (forecast, demand, stock) over the promotion's weeks
+            let mut totals: HashMap<(usize, usize), (f64, f64, f64, f64)> = HashMap::new();
+            world.simulate_promotion(
+                &p,
+                &data.stores_by_region,
+                &data.category_of,
+                |st, k| f64::from(data.baseline[st * SKUS + k]),
+                |c| {
+                    let mean =
+                        c.baseline_units * model.lift_at(c.category, c.region, p.mechanic, p.lines[c.line].1);
+                    week.cells.push((stockout::probability(mean, size, c.stock), c.stocked_out));
+                    week.oracle.push(stockout::probability(c.mean, dispersion, c.stock));
+                    let t = totals.entry((c.line, c.store)).or_default();
+                    t.0 += mean;
+                    t.1 += c.demand;
+                    t.2 += c.stock;
+                    t.3 += c.mean;
+                },
+            );
+            if p.weeks > 1 {
+                for (forecast, demand, stock, mean) in totals.into_values() {
+                    window.cells.push((stockout::probability(forecast, size, stock), demand > stock));
+                    // the sum of two weeks' draws of the same mean and size: size × 2
+                    window.oracle.push(stockout::probability(mean, 2.0 * dispersion, stock));
+                }
+            }
+        }
+        println!(" {name}");
+        misses += week.report("per store-week");
+        misses += window.report("per store × line over a two-week promotion");
+    }
+    println!();
+    misses
 }

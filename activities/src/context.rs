@@ -571,6 +571,7 @@ impl Context {
         // Checked above: equal columns, line indexes in range, quantities within 0..=i32::MAX.
         for (r, loc) in &positions {
             let daily = demand.get(&loc.location_id);
+            cells.begin_store(&loc.location_id);
             for i in 0..loc.sku_index.len() {
                 let k = loc.sku_index[i];
                 cells.push(

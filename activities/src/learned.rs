@@ -6,7 +6,7 @@
 use crate::{
     Systems,
     engines::{
-        drift,
+        drift, stockout,
         uplift::{self, Holdout, Observation, UpliftModel},
     },
 };
@@ -35,6 +35,9 @@ pub struct Learned {
     pub training_from: String,
     /// Last week of the history (date).
     pub training_to: String,
+    /// Negative-binomial size of a store-week's demand around the model's forecast
+    /// ([`stockout::size_from_moments`]); `None` when the outcomes carry no store-level moments.
+    pub store_size: Option<f64>,
 }
 
 /// The model, or why there is none (the assessment then falls back to the per-SKU slope).
@@ -119,6 +122,7 @@ pub fn fit_outcomes(history_version: &str, outcomes: &[PromotionOutcome]) -> Res
         }) as u32
     };
     let mut observations = Vec::with_capacity(outcomes.len());
+    let mut moments = Vec::with_capacity(outcomes.len());
     let (mut first, mut last) = (i64::MAX, i64::MIN);
     for (i, o) in outcomes.iter().enumerate() {
         let bad = |field: &str, why: String| {
@@ -145,9 +149,12 @@ pub fn fit_outcomes(history_version: &str, outcomes: &[PromotionOutcome]) -> Res
             o.discount_depth.parse().ok().filter(|d| (0.0..0.95).contains(d)).ok_or_else(|| {
                 bad("discount_depth", format!("{:?} is not a depth in [0, 0.95)", o.discount_depth))
             })?;
-        for (field, v) in
-            [("baseline_units", o.baseline_units), ("in_stock_baseline_units", o.in_stock_baseline_units)]
-        {
+        for (field, v) in [
+            ("baseline_units", o.baseline_units),
+            ("in_stock_baseline_units", o.in_stock_baseline_units),
+            ("in_stock_units_squared", o.in_stock_units_squared),
+            ("in_stock_baseline_squared", o.in_stock_baseline_squared),
+        ] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(bad(field, format!("is {v}; it must be a finite count ≥ 0")));
             }
@@ -175,6 +182,7 @@ pub fn fit_outcomes(history_version: &str, outcomes: &[PromotionOutcome]) -> Res
             exposure: o.in_stock_baseline_units,
             units: o.in_stock_units_sold as f64,
         });
+        moments.push((o.in_stock_units_squared, o.in_stock_baseline_squared));
     }
     let starts: BTreeMap<u32, i64> = promotions.values().copied().collect();
     let holdout = if starts.len() >= 10 {
@@ -190,6 +198,10 @@ pub fn fit_outcomes(history_version: &str, outcomes: &[PromotionOutcome]) -> Res
         None
     };
     let model = uplift::fit(&observations, categories, regions).map_err(|e| e.to_string())?;
+    let store_size = stockout::size_from_moments(observations.iter().zip(&moments).map(|(o, &(sq, bsq))| {
+        let lift = model.lift_at(o.category as usize, o.region as usize, usize::from(o.mechanic), o.depth);
+        (lift, sq, o.units, bsq)
+    }));
     let date = |t: i64| {
         chrono::DateTime::from_timestamp(t, 0).map(|d| d.date_naive().to_string()).unwrap_or_default()
     };
@@ -200,6 +212,7 @@ pub fn fit_outcomes(history_version: &str, outcomes: &[PromotionOutcome]) -> Res
         holdout,
         training_from: if first == i64::MAX { String::new() } else { date(first) },
         training_to: if last == i64::MIN { String::new() } else { date(last) },
+        store_size,
     })
 }
 
@@ -303,6 +316,7 @@ impl Learned {
             holdout_promotion_wape: h.map_or_else(String::new, |h| ratio(h.promotion_wape)),
             holdout_bias: h.map_or_else(String::new, |h| ratio(h.bias)),
             coefficients,
+            store_size: self.store_size.map_or_else(String::new, |k| format!("{k:.2}")),
             ..Default::default()
         }
     }
@@ -328,6 +342,9 @@ mod tests {
             stockout_store_weeks: 0,
             in_stock_baseline_units: 100.0,
             in_stock_units_sold: units,
+            // 10 stores of 10 baseline units each, selling alike
+            in_stock_units_squared: (units * units) as f64 / 10.0,
+            in_stock_baseline_squared: 1_000.0,
         }
     }
 
@@ -348,6 +365,14 @@ mod tests {
         assert_eq!(r.promotions, 60);
         assert!(r.coefficients.contains_key("category:b") && r.coefficients.contains_key("region:R3"));
         assert_eq!(r.training_from, "1970-01-01");
+        // stores that sell alike spread less than a Poisson count: the size is the cap
+        assert_eq!(r.store_size, format!("{:.2}", stockout::MAX_SIZE));
+        let mut spread = outcomes.clone();
+        for o in &mut spread {
+            o.in_stock_units_squared *= 1.25;
+        }
+        let k = fit_outcomes("v", &spread).unwrap().store_size.unwrap();
+        assert!((2.0..8.0).contains(&k), "{k}");
 
         let mut bad = outcomes.clone();
         bad[7].discount_depth = "deep".into();

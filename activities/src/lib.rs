@@ -38,7 +38,10 @@ pub mod reconcile;
 pub mod substitutes;
 
 use context::{Context, load_context};
-use engines::alignment::{self, Alignment};
+use engines::{
+    alignment::{self, Alignment},
+    stockout::{self, RegionRisk},
+};
 use promo_contracts::{
     money::{format_money, format_ratio},
     pbjson_types::Timestamp,
@@ -411,9 +414,40 @@ impl PromotionActivities {
             progress.set(format!("{} positions read", cells.len()));
             let floor: f64 =
                 input.min_fill_rate.parse().map_err(|_| business("min_fill_rate is not a number"))?;
+            // Histories from before the gate carry none: off.
+            let ceiling = if input.max_stockout_share.is_empty() {
+                0.0
+            } else {
+                input.max_stockout_share.parse::<f64>().map_err(|e| {
+                    business(format!("max_stockout_share: {:?}: {e}", input.max_stockout_share))
+                })?
+            };
             let scenario = c.scenario();
             let a = alignment::align(&cells, &scenario, c.regions.len(), c.lines.len());
-            let mut summary = c.inventory_summary(&cells, &scenario, &a, floor);
+            // The forecast's store-level uncertainty comes with the learned model (fitted, or
+            // from this worker's cache, even when every line has the planner's uplift).
+            let size = match &c.learned {
+                Some(l) => l.store_size,
+                None => match learned::learned_model(&self.systems).await {
+                    learned::ModelState::Ready(l) => l.store_size,
+                    learned::ModelState::Unavailable(_) => None,
+                },
+            };
+            let (cells, risks) = match size {
+                Some(k) => {
+                    progress.set("stockout probabilities");
+                    // CPU-bound for a few hundred ms on the canonical promotion: off the runtime.
+                    let (regions, lines, s) = (c.regions.len(), c.lines.len(), scenario.clone());
+                    tokio::task::spawn_blocking(move || {
+                        let r = stockout::assess(&cells, &s, regions, lines, k, RISKIEST_CELLS);
+                        (cells, Some(r))
+                    })
+                    .await
+                    .map_err(|e| business(format!("stockout probabilities: {e}")))?
+                }
+                None => (cells, None),
+            };
+            let mut summary = c.inventory_summary(&cells, &scenario, &a, floor, risks.as_deref(), ceiling);
             if summary.regions.iter().any(|r| !r.passes) {
                 progress.set("looking for substitutes");
                 let (options, positions) = substitutes::options(&self.systems, &c, &a, floor).await?;
@@ -928,6 +962,9 @@ pub async fn sales_actuals(
     Ok(actuals)
 }
 
+/// Cells most likely to run out named per region.
+const RISKIEST_CELLS: usize = 5;
+
 /// Lines whose fill in region `r` is under `floor`, with their shortfall in units, worst first.
 pub(crate) fn short_lines(a: &Alignment, r: usize, floor: f64) -> Vec<(usize, f32)> {
     let mut short: Vec<(usize, f32)> = (0..a.demand[r].len())
@@ -947,17 +984,23 @@ impl Context {
         scenario: &alignment::Scenario,
         a: &Alignment,
         floor: f64,
+        risks: Option<&[RegionRisk]>,
+        max_stockout_share: f64,
     ) -> InventoryAssessment {
         let mut regions = Vec::new();
         let mut options = Vec::new();
         for (r, region_id) in self.regions.iter().enumerate() {
             let t = &a.regions[r];
             let fill = t.fill_rate();
-            let passes = fill >= floor;
+            let risk = risks.and_then(|x| x.get(r));
+            // The gate is the policy's ceiling on the model's number, not the model's call.
+            let too_risky = risk.is_some_and(|x| max_stockout_share > 0.0 && x.share() > max_stockout_share);
+            let fills = fill >= floor;
+            let passes = fills && !too_risky;
             let short = short_lines(a, r, floor);
             let revenue_at_risk: f64 =
                 (0..self.lines.len()).map(|k| f64::from(a.short[r][k]) * self.lines[k].price_f64).sum();
-            let passes_from = if passes {
+            let passes_from = if fills {
                 None
             } else {
                 alignment::earliest_passing_launch(cells, scenario, r as u16, floor, self.ends_at)
@@ -975,8 +1018,57 @@ impl Context {
                 passes_from: passes_from.map(|(at, _)| at.to_string()).unwrap_or_default(),
                 revenue_at_risk: format_money(dec(revenue_at_risk)),
                 short_units: short.iter().take(50).map(|(_, u)| u.ceil() as i64).collect(),
+                stockout_probability: risk.map_or_else(String::new, |x| format_ratio(dec(x.share()))),
+                expected_stockouts: risk.map_or_else(String::new, |x| format!("{:.1}", x.expected_stockouts)),
+                riskiest_cells: risk
+                    .map(|x| {
+                        x.riskiest
+                            .iter()
+                            .map(|c| pb::StockoutRisk {
+                                store_id: cells.store_of(c.cell).unwrap_or_default().to_owned(),
+                                sku: self.lines[cells.sku[c.cell] as usize].sku.clone(),
+                                probability: format_ratio(dec(c.probability)),
+                                demand_units: format!("{:.1}", c.demand),
+                                available_units: c.available.round() as i64,
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
             });
             if passes {
+                continue;
+            }
+            if let Some(x) = risk.filter(|_| too_risky && fills) {
+                // Short of no stock on average but too likely to run out: drop the lines whose
+                // cells are the likeliest to, until the region is under the ceiling.
+                let (lines, resulting) = x.lines_to_drop(max_stockout_share);
+                let (mut lost_revenue, mut lost_margin, mut demand, mut covered) =
+                    (0f64, 0f64, t.demand, t.covered);
+                for &k in &lines {
+                    let line_covered = f64::from(a.demand[r][k] - a.short[r][k]);
+                    lost_revenue += line_covered * self.lines[k].price_f64;
+                    lost_margin += line_covered * self.lines[k].unit_margin_f64;
+                    demand -= f64::from(a.demand[r][k]);
+                    covered -= line_covered;
+                }
+                let resulting_fill = if demand > 0.0 { covered / demand } else { 1.0 };
+                options.push(pb::RemediationOption {
+                    option_id: format!("{region_id}:drop-risky"),
+                    region_id: region_id.clone(),
+                    kind: "drop-short".into(),
+                    description: format!(
+                        "drop the {} likeliest to run out in {region_id} (expected stockouts {:.1}% → {:.1}% of cells)",
+                        promo_workflows::decisions::plural(lines.len(), "SKU"),
+                        100.0 * x.share(),
+                        100.0 * resulting
+                    ),
+                    revenue_effect: format_money(dec(-lost_revenue)),
+                    margin_effect: format_money(dec(-lost_margin)),
+                    resulting_fill_rate: format_ratio(dec(resulting_fill)),
+                    delay_until: None,
+                    skus: lines.iter().map(|&k| self.lines[k].sku.clone()).collect(),
+                    substitutes: vec![],
+                });
                 continue;
             }
             // Option 1: drop the short SKUs in this region.

@@ -33,6 +33,7 @@ fn input(planned: Option<&str>) -> AssessInput {
         min_margin_rate: "0.10".into(),
         margin_anomaly_mads: "3.5".into(),
         model_drift_signal: "4".into(),
+        max_stockout_share: "0".into(),
         only_regions: vec![],
     }
 }

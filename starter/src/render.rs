@@ -183,18 +183,21 @@ pub fn status(s: &PromotionStatus) -> String {
             "REGION",
             "STATE",
             "FILL RATE",
+            "STOCKOUT RISK",
             "LAUNCH",
             "LIVE SINCE",
             "ACKNOWLEDGED",
             "AWAITING ACK",
             "NOTE",
         ])
-        .right(2);
+        .right(2)
+        .right(3);
         for r in &s.regions {
             t.row([
                 r.region_id.clone(),
                 region_state_name(r.state()).to_owned(),
                 percent(&r.fill_rate, false),
+                percent(&r.stockout_probability, false),
                 time(r.launch_at.as_ref()),
                 time(r.activated_at.as_ref()),
                 channels(&r.acknowledged),

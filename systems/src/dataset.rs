@@ -225,6 +225,9 @@ const CATEGORY_NAMES: [&str; 24] = [
 
 const BAND_PRICES: [f64; 5] = [3.0, 7.0, 13.0, 25.0, 50.0];
 const DAY: i64 = 86_400;
+/// The layout of `promotion_outcomes`, part of the history version (so a model fitted on outcomes
+/// without the store-level moments is not taken for one fitted with them).
+const OUTCOMES_FORMAT: &str = "outcomes/2: in-stock moments";
 
 /// Channel eligibility bits, by `retail.v1.Channel` number.
 pub fn channel_bit(channel: i32) -> u32 {
@@ -262,6 +265,7 @@ CREATE TABLE promotion_outcomes(promotion_id TEXT NOT NULL, sku_idx INTEGER NOT 
     discount_depth TEXT NOT NULL, store_weeks INTEGER NOT NULL, baseline_units REAL NOT NULL,
     units_sold INTEGER NOT NULL, stockout_store_weeks INTEGER NOT NULL,
     in_stock_baseline_units REAL NOT NULL, in_stock_units_sold INTEGER NOT NULL,
+    in_stock_units_squared REAL NOT NULL, in_stock_baseline_squared REAL NOT NULL,
     PRIMARY KEY(week_offset, promotion_id, sku_idx, region_idx)) WITHOUT ROWID;
 CREATE TABLE ack_profiles(channel INTEGER NOT NULL, region_id TEXT NOT NULL, delay_ms INTEGER NOT NULL,
     PRIMARY KEY(channel, region_id));
@@ -307,6 +311,7 @@ pub fn generate(conn: &mut Connection, spec: &DatasetSpec) -> rusqlite::Result<(
         [spec.seed, spec.skus as u64, spec.stores as u64, spec.regions as u64, spec.categories as u64]
             .into_iter()
             .chain(world_toml.bytes().map(u64::from))
+            .chain(OUTCOMES_FORMAT.bytes().map(u64::from))
             .fold(0x6869_7374u64, |acc, x| mix(acc ^ x))
     );
     meta("history_version", version)?;
@@ -505,7 +510,8 @@ fn history(tx: &rusqlite::Transaction<'_>, spec: &DatasetSpec, baselines: &[f32]
     let mut outcome = tx.prepare(
         "INSERT INTO promotion_outcomes(promotion_id, sku_idx, region_idx, week_offset, mechanic,
          discount_depth, store_weeks, baseline_units, units_sold, stockout_store_weeks,
-         in_stock_baseline_units, in_stock_units_sold) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
+         in_stock_baseline_units, in_stock_units_sold, in_stock_units_squared, in_stock_baseline_squared)
+         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)",
     )?;
     let mut past = tx.prepare(
         "INSERT INTO promo_history(sku, promotion_id, discount_depth, realised_uplift, duration_days)
@@ -513,8 +519,9 @@ fn history(tx: &rusqlite::Transaction<'_>, spec: &DatasetSpec, baselines: &[f32]
     )?;
     let weeks = i64::from(spec.world.history.weeks);
     for p in world.past_promotions(spec.skus, spec.regions) {
-        // (line, region, week) → [store-weeks, baseline, sold, stockouts, in-stock baseline, in-stock sold]
-        let mut cells: std::collections::BTreeMap<(usize, usize, u32), [f64; 6]> = Default::default();
+        // (line, region, week) → [store-weeks, baseline, sold, stockouts, in-stock baseline,
+        // in-stock sold, in-stock Σ sold², in-stock Σ baseline²]
+        let mut cells: std::collections::BTreeMap<(usize, usize, u32), [f64; 8]> = Default::default();
         world.simulate_promotion(
             &p,
             &stores_by_region,
@@ -530,6 +537,8 @@ fn history(tx: &rusqlite::Transaction<'_>, spec: &DatasetSpec, baselines: &[f32]
                 } else {
                     a[4] += c.baseline_units;
                     a[5] += c.sold;
+                    a[6] += c.sold * c.sold;
+                    a[7] += c.baseline_units * c.baseline_units;
                 }
             },
         );
@@ -550,6 +559,8 @@ fn history(tx: &rusqlite::Transaction<'_>, spec: &DatasetSpec, baselines: &[f32]
                 a[3] as i64,
                 a[4],
                 a[5] as i64,
+                a[6],
+                a[7],
             ])?;
             per_line[*line].0 += a[4];
             per_line[*line].1 += a[5];

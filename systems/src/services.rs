@@ -509,7 +509,8 @@ fn stream_outcomes(
     let mut stmt = conn
         .prepare(
             "SELECT promotion_id, sku_idx, region_idx, week_offset, mechanic, discount_depth, store_weeks,
-             baseline_units, units_sold, stockout_store_weeks, in_stock_baseline_units, in_stock_units_sold
+             baseline_units, units_sold, stockout_store_weeks, in_stock_baseline_units, in_stock_units_sold,
+             in_stock_units_squared, in_stock_baseline_squared
              FROM promotion_outcomes WHERE week_offset >= ?1
              ORDER BY week_offset, promotion_id, sku_idx, region_idx",
         )
@@ -546,6 +547,8 @@ fn stream_outcomes(
             stockout_store_weeks: r.get(9).map_err(db)?,
             in_stock_baseline_units: r.get(10).map_err(db)?,
             in_stock_units_sold: r.get(11).map_err(db)?,
+            in_stock_units_squared: r.get(12).map_err(db)?,
+            in_stock_baseline_squared: r.get(13).map_err(db)?,
         });
         if batch.len() == per_message
             && !send(std::mem::replace(&mut batch, Vec::with_capacity(per_message)), &mut sent)

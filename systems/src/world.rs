@@ -344,7 +344,9 @@ impl World {
                             week: promotion.start_week + week,
                             baseline_units: weekly,
                             expected,
+                            mean,
                             demand,
+                            stock,
                             sold: demand.min(stock),
                             stocked_out: demand > stock,
                         });
@@ -395,6 +397,11 @@ pub struct StoreWeek {
     pub expected: f64,
     /// Units demanded.
     pub demand: f64,
+    /// The mean of this store-week's draw: `expected` with the promotion line's and the store's
+    /// effects (what only an oracle knows).
+    pub mean: f64,
+    /// Units in stock for the week.
+    pub stock: f64,
     /// Units sold: demand capped by stock.
     pub sold: f64,
     /// Whether demand exceeded stock.

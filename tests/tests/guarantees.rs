@@ -320,7 +320,9 @@ async fn every_message_sent_with_signal_with_start_is_applied_or_refused() {
     for (i, (name, input)) in messages("SWS-0").into_iter().enumerate() {
         let id = format!("SWS-{i}");
         // Distinct SKUs: the eight promotions must not collide with each other.
-        let spec = serde_json::to_string(&spec(&id, &["R1"], i * 4..i * 4 + 4, 3.0, 2.0)).unwrap();
+        // Launch far enough ahead that the last one is still awaiting approval when the test
+        // reaches it (eight are handled one after another; 40 business days are 80 s here).
+        let spec = serde_json::to_string(&spec(&id, &["R1"], i * 4..i * 4 + 4, 40.0, 2.0)).unwrap();
         let wid = api::workflow_id(&id);
         let signal_input = input.to_string().replace("SWS-0", &id);
         let out = temporal_cli(

@@ -39,6 +39,9 @@ async fn happy_path_completes_with_a_post_event_report() {
                 "{}",
                 s.forecast
             );
+            // Each region shows its expected share of store × SKU cells running out.
+            let risk: f64 = s.regions[0].stockout_probability.parse().expect("a stockout probability");
+            assert!((0.0..=1.0).contains(&risk), "{:?}", s.regions[0]);
             assert_eq!(
                 env.approve("HAPPY-1", "E1001", Role::Merchandising).await,
                 Ok("approved as MERCHANDISING; all approvals given".into())
@@ -60,6 +63,13 @@ async fn happy_path_completes_with_a_post_event_report() {
     assert!(audit.entries.iter().any(|e| e.action == "approve" && e.actor == "E1001"));
     assert!(audit.entries.iter().any(|e| e.action == "region-activated" && e.detail == "R1"));
     assert!(audit.entries.iter().any(|e| e.action == "forecast-model" && e.detail.contains("uplift-glm/1@")));
+    assert!(
+        audit.entries.iter().any(|e| e.action == "stockout-risk"
+            && e.detail.contains("store-level size")
+            && e.detail.contains("R1 ")
+            && e.detail.contains("riskiest SKU-")),
+        "{audit:#?}"
+    );
     // Prices were staged and reverted at the close; every publication was acknowledged.
     let pcs = env
         .prices()
@@ -92,6 +102,53 @@ async fn happy_path_completes_with_a_post_event_report() {
             .any(|e| e.action == "channels-reverted"
                 && e.detail == "2 channel targets acknowledged the revert")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_region_too_likely_to_run_out_is_held_with_an_option_to_drop_its_riskiest_skus() {
+    // A ceiling no region with stock risk passes: the gate is the policy's number.
+    let mut policy = test_policy();
+    policy.max_stockout_share = "0.0001".into();
+    let env = PromoEnv::start(policy).await.unwrap();
+    env.with_worker(async {
+        env.start_promotion(spec("RISK-1", &["R1"], 0..10, 3.0, 3.0)).await.unwrap();
+        let s = at_stage(&env, "RISK-1", Stage::Remediation).await;
+        let r1 = &s.regions[0];
+        assert_eq!(r1.state(), RegionState::AtRisk, "{r1:?}");
+        assert!(r1.fill_rate.parse::<f64>().unwrap() >= 0.9, "it fills: {r1:?}");
+        assert!(
+            r1.note.contains("expected to run out") && r1.note.contains("above the policy ceiling"),
+            "{r1:?}"
+        );
+        let e = s
+            .open_exceptions
+            .iter()
+            .find(|e| e.kind() == ExceptionKind::StockRisk)
+            .expect("a stock exception");
+        assert!(e.detail.contains("expected to run out"), "{e:?}");
+        let ids: Vec<&str> = s.remediation_options.iter().map(|o| o.option_id.as_str()).collect();
+        assert_eq!(ids, vec!["R1:drop-risky"], "{s:?}");
+        let o = &s.remediation_options[0];
+        assert!(!o.skus.is_empty() && o.description.contains("likeliest to run out"), "{o:?}");
+        assert!(o.revenue_effect.starts_with('-'), "{o:?}");
+        operator_cancel(&env, "RISK-1").await;
+    })
+    .await
+    .unwrap();
+}
+
+async fn operator_cancel(env: &PromoEnv, id: &str) {
+    let r = env
+        .handle(id)
+        .execute_update(
+            PromotionWorkflow::cancel,
+            serde_json::to_value(OperatorAction { operator_id: "E4001".into(), reason: "test over".into() })
+                .unwrap(),
+            WorkflowExecuteUpdateOptions::default(),
+        )
+        .await;
+    assert!(update_message(r).is_ok());
+    assert_eq!(env.result(id).await.unwrap().outcome(), Outcome::Cancelled);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -537,11 +537,12 @@ async fn two_workers_share_the_queue_and_one_killed_for_good_loses_and_duplicate
     let mut second_config = env.worker_config();
     second_config.dir = env.dir().join("worker-b");
     let mut second = WorkerProcess::spawn(second_config).unwrap();
-    // Six promotions on distinct SKUs, launching 6 business days (12 s) ahead, lasting 2.
+    // Six promotions on distinct SKUs, launching 20 business days (40 s) ahead — time for six
+    // assessments and approvals one after another before the approval deadline — lasting 2.
     let ids: Vec<String> = (0..6).map(|i| format!("TWO-{i}")).collect();
     for (i, id) in ids.iter().enumerate() {
         let region = if i % 2 == 0 { "R1" } else { "R3" };
-        env.start_promotion(spec(id, &[region], i * 4..i * 4 + 4, 6.0, 2.0)).await.unwrap();
+        env.start_promotion(spec(id, &[region], i * 4..i * 4 + 4, 20.0, 2.0)).await.unwrap();
     }
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     wait_all(&env, &refs, "every promotion awaiting approval", |seen| {

@@ -257,6 +257,10 @@ pub struct AssessInput {
     /// empty in histories from before it existed).
     #[serde(default)]
     pub model_drift_signal: String,
+    /// Policy ceiling on a region's expected share of store × SKU cells running out of stock
+    /// (decimal string; "0" disables, empty in histories from before it existed).
+    #[serde(default)]
+    pub max_stockout_share: String,
     /// Regions to assess (empty: all of the plan's).
     pub only_regions: Vec<String>,
 }

@@ -11,7 +11,7 @@ use promo_contracts::{
     money::parse_decimal,
     promo::v1::{
         ApprovalRequirement, AssessmentSummary, ExceptionKind, ExceptionStatus, PromotionException,
-        RegionState, RemediationOption, Role, Severity, Stage,
+        RegionAlignment, RegionState, RemediationOption, Role, Severity, Stage,
     },
 };
 use rust_decimal::Decimal;
@@ -111,10 +111,7 @@ pub fn exceptions_from_assessment(a: &AssessmentSummary, id_suffix: &str) -> Vec
             revenue_at_risk: r.revenue_at_risk.clone(),
             status: ExceptionStatus::Open as i32,
             region_id: r.region_id.clone(),
-            detail: format!(
-                "fill rate {} below the policy floor; {} SKUs short",
-                r.fill_rate, r.short_sku_count
-            ),
+            detail: region_risk_note(r),
             ..Default::default()
         });
     }
@@ -255,10 +252,9 @@ pub fn gate_holds(
                 status: ExceptionStatus::Open as i32,
                 region_id: r.region_id.clone(),
                 detail: format!(
-                    "held at the launch gate: fill rate {} below the policy floor at the final re-check \
-                     ({}); choose a delay, or an operator overrides",
-                    r.fill_rate,
-                    plural(r.short_sku_count as usize, "SKU short")
+                    "held at the launch gate: {} at the final re-check; choose a delay, or an operator \
+                     overrides",
+                    region_risk_note(r)
                 ),
                 ..Default::default()
             },
@@ -294,6 +290,67 @@ pub fn gate_holds(
         });
     }
     out
+}
+
+/// Why a region fails inventory alignment, in words: SKUs short of the fill-rate floor, or —
+/// none short — too many of its store × SKU cells likely to run out (the policy's
+/// `max_stockout_share`).
+pub fn region_risk_note(r: &RegionAlignment) -> String {
+    let share = |x: &str| format!("{:.1}%", dec(x) * Decimal::ONE_HUNDRED);
+    if r.short_sku_count == 0 && !r.stockout_probability.is_empty() {
+        return format!(
+            "{} of store × SKU cells expected to run out (≈ {}), above the policy ceiling",
+            share(&r.stockout_probability),
+            r.expected_stockouts
+        );
+    }
+    let risk = if r.stockout_probability.is_empty() {
+        String::new()
+    } else {
+        format!("; {} of store × SKU cells expected to run out", share(&r.stockout_probability))
+    };
+    format!(
+        "fill rate {} below the policy floor; {} short{risk}",
+        r.fill_rate,
+        plural(r.short_sku_count as usize, "SKU")
+    )
+}
+
+/// The assessment's stockout risk per region for the audit trail, with the riskiest cell of each
+/// region; `None` when it was not estimated.
+pub fn stockout_audit(a: &AssessmentSummary) -> Option<String> {
+    let regions: Vec<String> = a
+        .regions
+        .iter()
+        .filter(|r| !r.stockout_probability.is_empty())
+        .map(|r| {
+            let top = r.riskiest_cells.first().map_or_else(String::new, |c| {
+                format!(
+                    " (riskiest {} at {}: {:.0}%, {} units for {} forecast)",
+                    c.sku,
+                    c.store_id,
+                    dec(&c.probability) * Decimal::ONE_HUNDRED,
+                    c.available_units,
+                    c.demand_units
+                )
+            });
+            format!("{} {:.1}%{top}", r.region_id, dec(&r.stockout_probability) * Decimal::ONE_HUNDRED)
+        })
+        .collect();
+    if regions.is_empty() {
+        return None;
+    }
+    let size = a
+        .margin
+        .as_ref()
+        .and_then(|m| m.forecast_model.as_ref())
+        .map_or_else(String::new, |m| format!(", store-level size {}", m.store_size));
+    Some(format!(
+        "revision {}: expected share of store × SKU cells running out before the window ends \
+         (negative binomial around the forecast{size}, stock time-phased): {}",
+        a.revision,
+        regions.join("; ")
+    ))
 }
 
 fn plural_list(noun: &str, items: &[String]) -> String {

@@ -136,6 +136,10 @@ pub struct Policy {
     /// mean forecast error against the errors it made on held-out promotions, in standard
     /// errors) passes this; a MODEL_DRIFT exception is raised ("0" disables).
     pub model_drift_signal: String,
+    /// A region fails inventory alignment when the expected share of its store × SKU cells that
+    /// run out of stock before the window ends (the mean of their stockout probabilities, from
+    /// the forecast's uncertainty and the time-phased stock) is above this (0–1; "0" disables).
+    pub max_stockout_share: String,
     /// Remediation options whose revenue loss is at most this share of forecast revenue are
     /// applied automatically (0 disables auto-remediation); substitutes never are.
     pub auto_remediation_max_revenue_share: String,
@@ -202,6 +206,7 @@ impl Default for Policy {
             min_margin_rate: "0.10".into(),
             margin_anomaly_mads: "3.5".into(),
             model_drift_signal: "4".into(),
+            max_stockout_share: "0".into(),
             auto_remediation_max_revenue_share: "0".into(),
             ack_retries: 1,
             late_ack_action: LateAckAction::DelayRegion,
@@ -255,6 +260,14 @@ impl Policy {
             return Err(format!(
                 "policy: model_drift_signal: {:?} must be 0 or more",
                 self.model_drift_signal
+            ));
+        }
+        let share = parse_decimal("policy: max_stockout_share", &self.max_stockout_share, 4)
+            .map_err(|e| e.to_string())?;
+        if share < Decimal::ZERO || share > Decimal::ONE {
+            return Err(format!(
+                "policy: max_stockout_share: {:?} must be between 0 and 1",
+                self.max_stockout_share
             ));
         }
         if self.time_scale == 0 {
@@ -329,6 +342,9 @@ mod tests {
         assert_eq!(Policy::from_toml(&text).unwrap(), Policy::default());
         let e = Policy::from_toml("min_fill_rate = \"1.5\"").unwrap_err();
         assert!(e.contains("min_fill_rate"), "{e}");
+        let e = Policy::from_toml("max_stockout_share = \"1.2\"").unwrap_err();
+        assert!(e.contains("max_stockout_share") && e.contains("between 0 and 1"), "{e}");
+        assert_eq!(Policy::from_toml("max_stockout_share = \"0.2\"").unwrap().max_stockout_share, "0.2");
         let e = Policy::from_toml("min_fil_rate = \"0.5\"").unwrap_err();
         assert!(e.contains("unknown field"), "{e}");
         let e = Policy::from_toml("[durations]\nack_deadline = \"soon\"").unwrap_err();

@@ -25,6 +25,9 @@ pub struct Cells {
     pub confirmed: Vec<i32>,
     /// Supplier-confirmed ETA, Unix seconds (0 = none).
     pub confirmed_eta: Vec<i64>,
+    /// Where each store's cells begin, with its id (cells arrive store by store), for naming a
+    /// cell's store; empty when the caller did not say.
+    pub stores: Vec<(usize, String)>,
 }
 
 impl Cells {
@@ -48,6 +51,17 @@ impl Cells {
         self.in_transit_eta.reserve(n);
         self.confirmed.reserve(n);
         self.confirmed_eta.reserve(n);
+    }
+
+    /// Marks the cells pushed from here on as store `id`'s.
+    pub fn begin_store(&mut self, id: &str) {
+        self.stores.push((self.len(), id.to_owned()));
+    }
+
+    /// The store of cell `i`, when stores were marked.
+    pub fn store_of(&self, i: usize) -> Option<&str> {
+        let at = self.stores.partition_point(|(start, _)| *start <= i);
+        at.checked_sub(1).map(|j| self.stores[j].1.as_str())
     }
 
     /// Appends one cell.
@@ -290,6 +304,14 @@ mod tests {
         assert_eq!(a.regions[0].cells_covered, 1);
         assert_eq!(a.short[0][1], 5.0);
         assert_eq!(a.regions[1].fill_rate(), 0.0);
+        assert_eq!(c.store_of(1), None);
+        let mut named = Cells::default();
+        named.begin_store("S1");
+        named.push(0, 0, 1.0, 1, 0, 0, 0, 0);
+        named.push(0, 1, 1.0, 1, 0, 0, 0, 0);
+        named.begin_store("S2");
+        named.push(0, 0, 1.0, 1, 0, 0, 0, 0);
+        assert_eq!([named.store_of(1), named.store_of(2)], [Some("S1"), Some("S2")]);
         assert!((a.regions[0].fill_rate() - 0.875).abs() < 1e-9);
     }
 

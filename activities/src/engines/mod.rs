@@ -6,4 +6,5 @@ pub mod anomaly;
 pub mod drift;
 pub mod forecast;
 pub mod funding;
+pub mod stockout;
 pub mod uplift;

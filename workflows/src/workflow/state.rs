@@ -316,13 +316,14 @@ impl PromotionWorkflow {
             md.push_str("**Paused** by an operator\n\n");
         }
         if !self.readiness.is_empty() {
-            md.push_str("| region | state | fill rate | note |\n|---|---|---|---|\n");
+            md.push_str("| region | state | fill rate | stockout risk | note |\n|---|---|---|---|---|\n");
             for r in self.readiness.values() {
                 md.push_str(&format!(
-                    "| {} | {} | {} | {} |\n",
+                    "| {} | {} | {} | {} | {} |\n",
                     r.region_id,
                     r.state().as_str_name().trim_start_matches("REGION_STATE_"),
                     r.fill_rate,
+                    r.stockout_probability,
                     r.note
                 ));
             }

@@ -47,6 +47,7 @@ pub async fn assess(
         min_margin_rate: policy.min_margin_rate.clone(),
         margin_anomaly_mads: policy.margin_anomaly_mads.clone(),
         model_drift_signal: policy.model_drift_signal.clone(),
+        max_stockout_share: policy.max_stockout_share.clone(),
         only_regions: vec![],
     };
     let n = plan.lines.len();
@@ -98,6 +99,7 @@ fn record(ctx: &Ctx, assessment: &AssessmentSummary, revision: u32) {
             let delayed = s.adjustments.delays.get(&r.region_id).copied();
             if let Some(x) = s.readiness.get_mut(&r.region_id) {
                 x.fill_rate = r.fill_rate.clone();
+                x.stockout_probability = r.stockout_probability.clone();
                 x.state = match (r.passes, delayed) {
                     (_, Some(_)) => RegionState::Delayed,
                     (true, None) => RegionState::Ready,
@@ -108,12 +110,15 @@ fn record(ctx: &Ctx, assessment: &AssessmentSummary, revision: u32) {
                 } else if r.passes {
                     x.note.clear();
                 } else {
-                    x.note = format!("{} SKUs short", r.short_sku_count);
+                    x.note = decisions::region_risk_note(r);
                 }
             }
         }
         if let Some(detail) = decisions::forecast_model_audit(assessment) {
             s.record(t, "system", "forecast-model", detail);
+        }
+        if let Some(detail) = decisions::stockout_audit(assessment) {
+            s.record(t, "system", "stockout-risk", detail);
         }
         s.assessment = Some(assessment.clone());
     });
