@@ -111,7 +111,8 @@ async fn a_region_too_likely_to_run_out_is_held_with_an_option_to_drop_its_riski
     policy.max_stockout_share = "0.0001".into();
     let env = PromoEnv::start(policy).await.unwrap();
     env.with_worker(async {
-        env.start_promotion(spec("RISK-1", &["R1"], 0..10, 3.0, 3.0)).await.unwrap();
+        // A week-long window: stock covers it (fill rate 1) but not without risk.
+        env.start_promotion(spec("RISK-1", &["R1"], 0..12, 2.0, 7.0)).await.unwrap();
         let s = at_stage(&env, "RISK-1", Stage::Remediation).await;
         let r1 = &s.regions[0];
         assert_eq!(r1.state(), RegionState::AtRisk, "{r1:?}");
