@@ -407,18 +407,19 @@ async fn print_assessment(client: &Client, id: &str) -> anyhow::Result<()> {
         m.discount_exposure
     );
     println!(
-        "  {:<6} {:>7} {:>11} {:>11} {:>9} {:>9} {:>6}  verdict",
-        "region", "stores", "demand", "covered", "fill", "coverage", "short"
+        "  {:<6} {:>7} {:>11} {:>11} {:>9} {:>9} {:>9} {:>6}  verdict",
+        "region", "stores", "demand", "covered", "fill", "coverage", "stockout", "short"
     );
     for r in &a.regions {
         println!(
-            "  {:<6} {:>7} {:>11} {:>11} {:>9} {:>9} {:>6}  {}",
+            "  {:<6} {:>7} {:>11} {:>11} {:>9} {:>9} {:>9} {:>6}  {}",
             r.region_id,
             r.stores,
             r.demand_units,
             r.covered_units,
             r.fill_rate,
             r.coverage,
+            r.stockout_probability,
             r.short_sku_count,
             if r.passes {
                 "pass".to_owned()
@@ -426,6 +427,9 @@ async fn print_assessment(client: &Client, id: &str) -> anyhow::Result<()> {
                 format!("FAIL (revenue at risk {})", r.revenue_at_risk)
             }
         );
+    }
+    if let Some(text) = promo_workflows::decisions::stockout_audit(&a) {
+        println!("  stockout risk: {text}");
     }
     println!(
         "  funding: {} funded lines, {} without a valid agreement ({}), forecast claim {}",

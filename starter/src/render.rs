@@ -601,6 +601,7 @@ mod tests {
                 region_id: "R3".into(),
                 state: RegionState::Delayed as i32,
                 fill_rate: "0.7234".into(),
+                stockout_probability: "0.1842".into(),
                 acknowledged: vec![4],
                 awaiting_ack: vec![1],
                 launch_at: ts(T0 + 86_400),
@@ -635,7 +636,9 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("R3      DELAYED      72.3%  2030-03-18 17:46 UTC  —           STORE_COMMS   POS"),
+            text.contains(
+                "R3      DELAYED      72.3%          18.4%  2030-03-18 17:46 UTC  —           STORE_COMMS   POS"
+            ),
             "{text}"
         );
         assert!(

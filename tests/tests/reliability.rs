@@ -208,8 +208,9 @@ async fn worker_killed_mid_assessment_publishing_and_timers_loses_and_duplicates
         .await
         .unwrap();
     // Launch 40 business days (80 s) ahead: room for the kills before the approval deadline.
+    // KILL-1 stays live 6 days (12 s), long enough to be seen live after the fourth restart.
     let promos = [
-        ("KILL-1", spec("KILL-1", &["R1"], 0..4, 40.0, 2.0)),
+        ("KILL-1", spec("KILL-1", &["R1"], 0..4, 40.0, 6.0)),
         ("KILL-2", spec("KILL-2", &["R3"], 4..8, 40.0, 2.0)),
         ("KILL-3", spec("KILL-3", &["R1"], 8..12, 40.0, 2.0)),
         ("KILL-4", spec("KILL-4", &["R1", "R3"], 12..16, 40.0, 2.0)),
