@@ -998,8 +998,14 @@ impl Context {
             let fills = fill >= floor;
             let passes = fills && !too_risky;
             let short = short_lines(a, r, floor);
-            let revenue_at_risk: f64 =
-                (0..self.lines.len()).map(|k| f64::from(a.short[r][k]) * self.lines[k].price_f64).sum();
+            // Uncovered demand; for a region that fills but fails the stockout ceiling, its
+            // forecast revenue weighted by each cell's chance of running out.
+            let revenue_at_risk: f64 = match risk {
+                Some(x) if fills && too_risky => {
+                    x.by_line.iter().zip(&self.lines).map(|(b, l)| b.2 * l.price_f64).sum()
+                }
+                _ => (0..self.lines.len()).map(|k| f64::from(a.short[r][k]) * self.lines[k].price_f64).sum(),
+            };
             let passes_from = if fills {
                 None
             } else {

@@ -394,6 +394,7 @@ async fn print_assessment(client: &Client, id: &str) -> anyhow::Result<()> {
         return Ok(());
     }
     let forecast = promo_workflows::decisions::forecast_model_audit(&a);
+    let stockout = promo_workflows::decisions::stockout_audit(&a);
     let m = a.margin.unwrap_or_default();
     let f = a.funding.unwrap_or_default();
     println!(
@@ -428,7 +429,7 @@ async fn print_assessment(client: &Client, id: &str) -> anyhow::Result<()> {
             }
         );
     }
-    if let Some(text) = promo_workflows::decisions::stockout_audit(&a) {
+    if let Some(text) = stockout {
         println!("  stockout risk: {text}");
     }
     println!(

@@ -127,6 +127,7 @@ async fn a_region_too_likely_to_run_out_is_held_with_an_option_to_drop_its_riski
             .find(|e| e.kind() == ExceptionKind::StockRisk)
             .expect("a stock exception");
         assert!(e.detail.contains("expected to run out"), "{e:?}");
+        assert!(e.revenue_at_risk.parse::<f64>().unwrap() > 0.0, "computed, not zero: {e:?}");
         let ids: Vec<&str> = s.remediation_options.iter().map(|o| o.option_id.as_str()).collect();
         assert_eq!(ids, vec!["R1:drop-risky"], "{s:?}");
         let o = &s.remediation_options[0];

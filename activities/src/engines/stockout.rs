@@ -90,8 +90,8 @@ pub struct RegionRisk {
     pub expected_stockouts: f64,
     /// The riskiest cells, most likely first.
     pub riskiest: Vec<CellRisk>,
-    /// Per line: (cells with demand, expected stockouts).
-    pub by_line: Vec<(u64, f64)>,
+    /// Per line: (cells with demand, expected stockouts, Σ probability × forecast units).
+    pub by_line: Vec<(u64, f64, f64)>,
 }
 
 impl RegionRisk {
@@ -162,7 +162,7 @@ pub fn assess(
             .collect();
         handles.into_iter().map(|h| h.join().expect("a stockout worker thread panicked")).collect()
     });
-    let mut out = vec![RegionRisk { by_line: vec![(0, 0.0); lines], ..Default::default() }; regions];
+    let mut out = vec![RegionRisk { by_line: vec![(0, 0.0, 0.0); lines], ..Default::default() }; regions];
     for part in parts {
         for (total, p) in out.iter_mut().zip(part) {
             total.cells += p.cells;
@@ -170,6 +170,7 @@ pub fn assess(
             for (t, x) in total.by_line.iter_mut().zip(&p.by_line) {
                 t.0 += x.0;
                 t.1 += x.1;
+                t.2 += x.2;
             }
             for c in p.riskiest {
                 total.keep(c, top);
@@ -188,7 +189,7 @@ fn assess_range(
     size: f64,
     top: usize,
 ) -> Vec<RegionRisk> {
-    let mut out = vec![RegionRisk { by_line: vec![(0, 0.0); lines], ..Default::default() }; regions];
+    let mut out = vec![RegionRisk { by_line: vec![(0, 0.0, 0.0); lines], ..Default::default() }; regions];
     for i in range {
         let r = usize::from(cells.region[i]);
         let k = cells.sku[i] as usize;
@@ -208,6 +209,7 @@ fn assess_range(
         t.expected_stockouts += p;
         t.by_line[k].0 += 1;
         t.by_line[k].1 += p;
+        t.by_line[k].2 += p * rate * days;
         t.keep(CellRisk { cell: i, probability: p, demand: rate * days, available }, top);
     }
     out
@@ -288,7 +290,10 @@ mod tests {
         assert!((r[0].expected_stockouts - probs.iter().sum::<f64>()).abs() < 1e-9);
         assert_eq!(r[0].riskiest.iter().map(|x| x.cell).collect::<Vec<_>>(), vec![0, 4]);
         assert!((r[1].share() - probability(10.0, 5.0, 10.0)).abs() < 1e-9);
-        assert_eq!(r[0].by_line, vec![(4, r[0].expected_stockouts), (0, 0.0)]);
+        assert_eq!(r[0].by_line[0].0, 4);
+        assert!((r[0].by_line[0].1 - r[0].expected_stockouts).abs() < 1e-12);
+        assert!((r[0].by_line[0].2 - 10.0 * r[0].expected_stockouts).abs() < 1e-9);
+        assert_eq!(r[0].by_line[1], (0, 0.0, 0.0));
         // one line: dropping it leaves nothing at risk
         assert_eq!(r[0].lines_to_drop(0.1), (vec![0], 0.0));
         assert_eq!(r[0].lines_to_drop(1.0), (vec![], r[0].share()));
