@@ -375,22 +375,10 @@ impl PromotionActivities {
             let floor = promo_contracts::money::parse_decimal("min_margin_rate", &input.min_margin_rate, 6)
                 .map_err(|e| business(e.to_string()))?;
             // Runs from before the field carry none: no anomaly scoring.
-            let mads = if input.margin_anomaly_mads.is_empty() {
-                0.0
-            } else {
-                input.margin_anomaly_mads.parse::<f64>().map_err(|e| {
-                    business(format!("margin_anomaly_mads: {:?}: {e}", input.margin_anomaly_mads))
-                })?
-            };
+            let mads = optional_threshold("margin_anomaly_mads", &input.margin_anomaly_mads)?;
             let mut summary = c.margin(&demand, floor, mads);
             // Runs from before the field carry none: drift is tracked but never flagged.
-            let drift_signal = if input.model_drift_signal.is_empty() {
-                0.0
-            } else {
-                input.model_drift_signal.parse::<f64>().map_err(|e| {
-                    business(format!("model_drift_signal: {:?}: {e}", input.model_drift_signal))
-                })?
-            };
+            let drift_signal = optional_threshold("model_drift_signal", &input.model_drift_signal)?;
             if let (Some(l), Some(m)) = (&c.learned, summary.forecast_model.as_mut()) {
                 m.drift = l.drift(&self.systems, drift_signal).await;
             }
@@ -415,13 +403,7 @@ impl PromotionActivities {
             let floor: f64 =
                 input.min_fill_rate.parse().map_err(|_| business("min_fill_rate is not a number"))?;
             // Histories from before the gate carry none: off.
-            let ceiling = if input.max_stockout_share.is_empty() {
-                0.0
-            } else {
-                input.max_stockout_share.parse::<f64>().map_err(|e| {
-                    business(format!("max_stockout_share: {:?}: {e}", input.max_stockout_share))
-                })?
-            };
+            let ceiling = optional_threshold("max_stockout_share", &input.max_stockout_share)?;
             let scenario = c.scenario();
             let a = alignment::align(&cells, &scenario, c.regions.len(), c.lines.len());
             // The forecast's store-level uncertainty comes with the learned model (fitted, or
@@ -960,6 +942,15 @@ pub async fn sales_actuals(
         .actuals;
     checks::sales_actuals(&req, &actuals).map_err(checks::BadResponse::into_activity_error)?;
     Ok(actuals)
+}
+
+/// A policy threshold an activity input carries as a decimal string, where empty (a history
+/// from before the threshold existed) and "0" both mean off (0).
+fn optional_threshold(name: &str, value: &str) -> Result<f64, ActivityError> {
+    if value.is_empty() {
+        return Ok(0.0);
+    }
+    value.parse::<f64>().map_err(|e| business(format!("{name}: {value:?}: {e}")))
 }
 
 /// Cells most likely to run out named per region.
