@@ -967,6 +967,24 @@ pub(crate) fn short_lines(a: &Alignment, r: usize, floor: f64) -> Vec<(usize, f3
 }
 
 impl Context {
+    /// What dropping `lines` in region `r` costs: the revenue and margin of their covered
+    /// demand, and the region's fill rate without them.
+    fn drop_effect(&self, a: &Alignment, r: usize, lines: &[usize]) -> (f64, f64, f64) {
+        let (mut lost_revenue, mut lost_margin, mut dropped_demand, mut dropped_covered) =
+            (0f64, 0f64, 0f64, 0f64);
+        for &k in lines {
+            let covered = f64::from(a.demand[r][k] - a.short[r][k]);
+            lost_revenue += covered * self.lines[k].price_f64;
+            lost_margin += covered * self.lines[k].unit_margin_f64;
+            dropped_demand += f64::from(a.demand[r][k]);
+            dropped_covered += covered;
+        }
+        let t = &a.regions[r];
+        let remaining = t.demand - dropped_demand;
+        let fill = if remaining > 0.0 { (t.covered - dropped_covered) / remaining } else { 1.0 };
+        (lost_revenue, lost_margin, fill)
+    }
+
     /// Region rows and remediation options from an alignment pass (the last step of
     /// `promo.assess_inventory`).
     pub fn inventory_summary(
@@ -1039,16 +1057,7 @@ impl Context {
                 // Short of no stock on average but too likely to run out: drop the lines whose
                 // cells are the likeliest to, until the region is under the ceiling.
                 let (lines, resulting) = x.lines_to_drop(max_stockout_share);
-                let (mut lost_revenue, mut lost_margin, mut demand, mut covered) =
-                    (0f64, 0f64, t.demand, t.covered);
-                for &k in &lines {
-                    let line_covered = f64::from(a.demand[r][k] - a.short[r][k]);
-                    lost_revenue += line_covered * self.lines[k].price_f64;
-                    lost_margin += line_covered * self.lines[k].unit_margin_f64;
-                    demand -= f64::from(a.demand[r][k]);
-                    covered -= line_covered;
-                }
-                let resulting_fill = if demand > 0.0 { covered / demand } else { 1.0 };
+                let (lost_revenue, lost_margin, resulting_fill) = self.drop_effect(a, r, &lines);
                 options.push(pb::RemediationOption {
                     option_id: format!("{region_id}:drop-risky"),
                     region_id: region_id.clone(),
@@ -1069,18 +1078,8 @@ impl Context {
                 continue;
             }
             // Option 1: drop the short SKUs in this region.
-            let (mut lost_revenue, mut lost_margin, mut dropped_demand, mut dropped_covered) =
-                (0f64, 0f64, 0f64, 0f64);
-            for (k, _) in &short {
-                let covered = f64::from(a.demand[r][*k] - a.short[r][*k]);
-                lost_revenue += covered * self.lines[*k].price_f64;
-                lost_margin += covered * self.lines[*k].unit_margin_f64;
-                dropped_demand += f64::from(a.demand[r][*k]);
-                dropped_covered += covered;
-            }
-            let remaining_demand = t.demand - dropped_demand;
-            let resulting =
-                if remaining_demand > 0.0 { (t.covered - dropped_covered) / remaining_demand } else { 1.0 };
+            let short_lines: Vec<usize> = short.iter().map(|(k, _)| *k).collect();
+            let (lost_revenue, lost_margin, resulting) = self.drop_effect(a, r, &short_lines);
             options.push(pb::RemediationOption {
                 option_id: format!("{region_id}:drop-short"),
                 region_id: region_id.clone(),

@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::{ANCHOR, serve, spec};
-use promo_activities::{PromotionActivities, Systems};
+use common::{ANCHOR, activity_env, assess_input, serve, spec};
+use promo_activities::PromotionActivities;
 use promo_contracts::{
     pbjson_types::Timestamp,
     retail::v1::{
@@ -13,41 +13,20 @@ use promo_contracts::{
         admin_service_client::AdminServiceClient, process_event_service_client::ProcessEventServiceClient,
     },
 };
-use promo_workflows::{
-    api::{Adjustments, AssessInput},
-    plan,
-    policy::Policy,
-};
-use temporalio_sdk::testing::ActivityEnvironment;
+use promo_workflows::api::AssessInput;
 
 fn input(planned: Option<&str>) -> AssessInput {
     let mut s = spec();
     if let Some(u) = planned {
         s.lines[0].planned_uplift = u.into();
     }
-    AssessInput {
-        revision: 1,
-        plan: plan::validate_spec(&s, ANCHOR).unwrap(),
-        adjustments: Adjustments::default(),
-        min_fill_rate: "0.95".into(),
-        min_margin_rate: "0.10".into(),
-        margin_anomaly_mads: "3.5".into(),
-        model_drift_signal: "4".into(),
-        max_stockout_share: "0".into(),
-        only_regions: vec![],
-    }
+    assess_input(&s)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_margin_assessment_forecasts_with_the_learned_model_or_says_why_not() {
     let s = serve("forecast").await;
-    let env = ActivityEnvironment::builder()
-        .register_activities(PromotionActivities::new(
-            Systems::new(&s.url()).unwrap(),
-            Policy::default(),
-            None,
-        ))
-        .build();
+    let env = activity_env(&s);
     let version = s.systems.master().history_version.clone();
 
     // The outcomes stream fails for good: the forecast falls back and the record says why.

@@ -4,24 +4,17 @@
 
 mod common;
 
-use common::{ANCHOR, local, serve, spec};
-use promo_activities::{PromotionActivities, Systems};
+use common::{ANCHOR, activity_env, local, serve, spec};
+use promo_activities::PromotionActivities;
 use promo_contracts::promo::v1::promotion_line::Offer;
 use promo_workflows::{api::IntakeInput, policy::Policy};
-use temporalio_sdk::testing::ActivityEnvironment;
 
 /// Intake reports problems with the spec's shape, with master data and with the approval lead
 /// time together, sorted by line.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn intake_reports_shape_and_master_data_problems_together() {
     let s = serve("intake").await;
-    let env = ActivityEnvironment::builder()
-        .register_activities(PromotionActivities::new(
-            Systems::new(&s.url()).unwrap(),
-            Policy::default(),
-            None,
-        ))
-        .build();
+    let env = activity_env(&s);
     let mut spec = spec();
     spec.lines[2].sku = "SKU-99999".into();
     spec.lines[6].offer = Some(Offer::PromoPrice("-4.00".into()));

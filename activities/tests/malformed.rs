@@ -6,8 +6,8 @@
 
 mod common;
 
-use common::{ANCHOR, serve, spec};
-use promo_activities::{PromotionActivities, Systems};
+use common::{ANCHOR, activity_env, serve, spec};
+use promo_activities::PromotionActivities;
 use promo_contracts::{
     promo::v1 as pb,
     retail::v1::{ClearFaultsRequest, Fault, InjectFaultRequest, admin_service_client::AdminServiceClient},
@@ -15,7 +15,6 @@ use promo_contracts::{
 use promo_workflows::{
     api::{Adjustments, AssessInput, IntakeInput, SalesInput},
     plan::{self, Plan},
-    policy::Policy,
 };
 use temporalio_sdk::{
     activities::ActivityError,
@@ -27,17 +26,7 @@ fn plan() -> Plan {
 }
 
 fn assess_input() -> AssessInput {
-    AssessInput {
-        revision: 1,
-        plan: plan(),
-        adjustments: Adjustments::default(),
-        min_fill_rate: "0.95".into(),
-        min_margin_rate: "0.10".into(),
-        margin_anomaly_mads: "3.5".into(),
-        model_drift_signal: "4".into(),
-        max_stockout_share: "0".into(),
-        only_regions: vec![],
-    }
+    common::assess_input(&spec())
 }
 
 fn sales_input() -> SalesInput {
@@ -258,13 +247,7 @@ const CASES: &[Case] = &[
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_answers_fail_the_activity_for_good_naming_service_and_field() {
     let s = serve("malformed").await;
-    let env = ActivityEnvironment::builder()
-        .register_activities(PromotionActivities::new(
-            Systems::new(&s.url()).unwrap(),
-            Policy::default(),
-            None,
-        ))
-        .build();
+    let env = activity_env(&s);
     let mut admin = AdminServiceClient::connect(s.url()).await.unwrap();
 
     for a in [

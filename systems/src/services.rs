@@ -81,6 +81,20 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .map_err(|e| Status::internal(format!("worker thread failed: {e}")))?
 }
 
+/// A server stream fed by blocking SQLite work off the async runtime: `produce` sends messages
+/// into a bounded channel (back-pressure from the client), and an error it returns ends the stream.
+fn blocking_stream<T: Send + 'static>(
+    produce: impl FnOnce(&mpsc::Sender<Result<T, Status>>) -> Result<(), Status> + Send + 'static,
+) -> Response<Stream<T>> {
+    let (tx, rx) = mpsc::channel(4);
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = produce(&tx) {
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    Response::new(ReceiverStream::new(rx))
+}
+
 /// Which stores and SKUs a streaming read covers.
 struct Selection {
     stores: Vec<usize>,
@@ -272,14 +286,8 @@ impl inventory_service_server::InventoryService for Handler {
         let sel = self.select(&req.skus, &req.region_ids, &req.store_ids, req.include_dcs)?;
         let per_message =
             if req.locations_per_message == 0 { 64 } else { req.locations_per_message as usize };
-        let (tx, rx) = mpsc::channel(4);
         let systems = self.0.clone();
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = stream_positions(&systems, sel, per_message, fx.malformed, &tx) {
-                let _ = tx.blocking_send(Err(e));
-            }
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(blocking_stream(move |tx| stream_positions(&systems, sel, per_message, fx.malformed, tx)))
     }
 }
 
@@ -421,14 +429,8 @@ impl demand_service_server::DemandService for Handler {
         let req = req.into_inner();
         let sel = self.select(&req.skus, &req.region_ids, &req.store_ids, false)?;
         let per_message = if req.stores_per_message == 0 { 64 } else { req.stores_per_message as usize };
-        let (tx, rx) = mpsc::channel(4);
         let systems = self.0.clone();
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = stream_demand(&systems, sel, per_message, fx.malformed, &tx) {
-                let _ = tx.blocking_send(Err(e));
-            }
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(blocking_stream(move |tx| stream_demand(&systems, sel, per_message, fx.malformed, tx)))
     }
 
     async fn get_promotion_history(
@@ -484,14 +486,8 @@ impl demand_service_server::DemandService for Handler {
         let per_message =
             if req.outcomes_per_message == 0 { 4096 } else { req.outcomes_per_message as usize };
         let since = req.since.map_or(i64::MIN, |t| t.seconds - self.0.anchor());
-        let (tx, rx) = mpsc::channel(4);
         let systems = self.0.clone();
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = stream_outcomes(&systems, since, per_message, fx.malformed, &tx) {
-                let _ = tx.blocking_send(Err(e));
-            }
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(blocking_stream(move |tx| stream_outcomes(&systems, since, per_message, fx.malformed, tx)))
     }
 }
 

@@ -4,11 +4,18 @@
 // Each test binary uses its own part of this module.
 #![allow(dead_code)]
 
+use promo_activities::{PromotionActivities, Systems};
 use promo_contracts::{
     promo::v1::{PromotionLine, PromotionSpec, PromotionWindow, promotion_line::Offer},
     retail::v1::Channel,
 };
 use promo_systems::{RunningSystems, Systems as Store, dataset::DatasetSpec};
+use promo_workflows::{
+    api::{Adjustments, AssessInput},
+    plan,
+    policy::Policy,
+};
+use temporalio_sdk::testing::ActivityEnvironment;
 
 /// Dataset anchor (Unix seconds); the promotion launches two days later.
 pub(crate) const ANCHOR: i64 = 1_800_000_000;
@@ -20,6 +27,33 @@ pub(crate) async fn serve(name: &str) -> RunningSystems {
     std::fs::create_dir_all(&dir).unwrap();
     let store = Store::open(&dir.join("systems.db"), &DatasetSpec::small(), true, Some(ANCHOR)).unwrap();
     RunningSystems::start(store).await.unwrap()
+}
+
+/// The activities as the worker registers them (default policy), against `systems`.
+pub(crate) fn activity_env(systems: &RunningSystems) -> ActivityEnvironment {
+    ActivityEnvironment::builder()
+        .register_activities(PromotionActivities::new(
+            Systems::new(&systems.url()).unwrap(),
+            Policy::default(),
+            None,
+        ))
+        .build()
+}
+
+/// An assessment of `spec` as the workflow asks for it, with the default policy's thresholds
+/// (fill-rate floor 0.95, stockout ceiling off).
+pub(crate) fn assess_input(spec: &PromotionSpec) -> AssessInput {
+    AssessInput {
+        revision: 1,
+        plan: plan::validate_spec(spec, ANCHOR).unwrap(),
+        adjustments: Adjustments::default(),
+        min_fill_rate: "0.95".into(),
+        min_margin_rate: "0.10".into(),
+        margin_anomaly_mads: "3.5".into(),
+        model_drift_signal: "4".into(),
+        max_stockout_share: "0".into(),
+        only_regions: vec![],
+    }
 }
 
 /// `t` (Unix seconds) as a UTC local time of a spec, e.g. "2027-01-17T08:00".
