@@ -35,6 +35,7 @@ pub mod engines;
 pub mod intake;
 pub mod learned;
 pub mod reconcile;
+pub mod replenish;
 pub mod substitutes;
 
 use context::{Context, load_context};
@@ -52,7 +53,7 @@ use promo_workflows::{
     api::{
         self, AssessInput, AwaitAcksInput, ClaimsInput, CompensateInput, CompensateOutput, IntakeInput,
         IntakeOutput, InventoryAssessment, MonitorReport, OrdersInput, PublicationRef, PublishInput,
-        ReconcileInput, ReconcileOutput, SalesInput, StagePricesInput, activity_names,
+        ReconcileInput, ReconcileOutput, SalesInput, SettleTransfersInput, StagePricesInput, activity_names,
     },
     policy::Policy,
 };
@@ -518,8 +519,13 @@ impl PromotionActivities {
                     to_region_id: region.clone(),
                     lines: lines
                         .iter()
-                        .map(|(sku, units)| OrderLine { sku: sku.clone(), units: *units })
+                        .map(|(sku, units)| OrderLine {
+                            sku: sku.clone(),
+                            units: *units,
+                            ..Default::default()
+                        })
                         .collect(),
+                    ..Default::default()
                 };
                 let resp = rpc!(self.systems.replenishment(), create_transfer_order, req.clone())
                     .await
@@ -535,6 +541,41 @@ impl PromotionActivities {
                 }
             }
             Ok(ids)
+        })
+        .await
+    }
+
+    /// Releases and cancels proposed transfer orders (each call idempotent); returns the ids
+    /// released.
+    #[activity(name = activity_names::SETTLE_TRANSFERS)]
+    pub async fn settle_transfers(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: SettleTransfersInput,
+    ) -> Result<Vec<String>, ActivityError> {
+        alive(&ctx, &Progress::default(), async {
+            let mut released = Vec::new();
+            for id in &input.release {
+                let req = ReleaseOrderRequest {
+                    order_id: id.clone(),
+                    release_at: Some(Timestamp { seconds: input.release_at, nanos: 0 }),
+                };
+                let o = rpc!(self.systems.replenishment(), release_order, req.clone())
+                    .await
+                    .map_err(|s| status_error("replenishment", s))?
+                    .into_inner()
+                    .order;
+                if o.is_some_and(|o| o.state() == OrderState::Released) {
+                    released.push(id.clone());
+                }
+            }
+            for id in &input.cancel {
+                let req = CancelOrderRequest { order_id: id.clone(), reason: input.reason.clone() };
+                rpc!(self.systems.replenishment(), cancel_order, req.clone())
+                    .await
+                    .map_err(|s| status_error("replenishment", s))?;
+            }
+            Ok(released)
         })
         .await
     }
@@ -784,7 +825,12 @@ impl PromotionActivities {
             for a in actuals.iter().filter(|a| a.stockout_store_days > 0) {
                 *stockouts.entry(a.region_id.clone()).or_insert(0u64) += u64::from(a.stockout_store_days);
             }
+            let transfers = match &input.replenish {
+                Some(r) => replenish::propose(&self.systems, &c, &input, r).await?,
+                None => Vec::new(),
+            };
             Ok(MonitorReport {
+                transfers,
                 units_sold: sold,
                 sell_through: format_ratio(if available > 0 {
                     Decimal::from(sold) / Decimal::from(available)
@@ -807,7 +853,9 @@ impl PromotionActivities {
         alive(&ctx, &Progress::default(), async {
             let c = load_context(&self.systems, &input.plan, &input.adjustments, &[]).await?;
             let actuals = sales_actuals(&self.systems, &c, &input).await?;
-            Ok(c.report(&actuals, &input.assessment))
+            let mut report = c.report(&actuals, &input.assessment);
+            replenishment_outcome(&self.systems, &c, &input, &mut report).await?;
+            Ok(report)
         })
         .await
     }
@@ -882,7 +930,13 @@ async fn sweep(systems: &Systems, input: &CompensateInput) -> Result<CompensateO
         input.keep_orders_arriving_by > 0
             && o.eta.as_ref().is_some_and(|eta| eta.seconds <= input.keep_orders_arriving_by)
     };
-    for o in orders.iter().rev().filter(|o| o.state() == OrderState::Released && !keep(o)) {
+    // Proposed orders (replenishment nobody released) never stay.
+    let live = |o: &TransferOrder| match o.state() {
+        OrderState::Released => !keep(o),
+        OrderState::Proposed => true,
+        _ => false,
+    };
+    for o in orders.iter().rev().filter(|o| live(o)) {
         rpc!(
             systems.replenishment(),
             cancel_order,
@@ -906,13 +960,50 @@ fn publication_ref(p: &Publication, target: api::Target) -> PublicationRef {
     }
 }
 
-/// Sales actuals of the context's lines over the live windows of `input`, checked
-/// ([`checks::sales_actuals`]).
-pub async fn sales_actuals(
+/// The in-flight replenishment figures of the report: the transfer orders released during the
+/// window, the units they moved, and the stockout store-days the same sales would have had
+/// without them (the reference world's counterfactual).
+async fn replenishment_outcome(
     systems: &Systems,
     c: &Context,
     input: &SalesInput,
-) -> Result<Vec<SalesActual>, ActivityError> {
+    report: &mut pb::PostEventReport,
+) -> Result<(), ActivityError> {
+    report.stockout_store_days_without_transfers = report.stockout_store_days;
+    let orders = rpc!(
+        systems.replenishment(),
+        list_orders,
+        ListOrdersRequest { promotion_id: input.plan.promotion_id.clone() }
+    )
+    .await
+    .map_err(|s| status_error("replenishment", s))?
+    .into_inner()
+    .orders;
+    let released: Vec<&TransferOrder> = orders
+        .iter()
+        .filter(|o| o.state() == OrderState::Released && o.idempotency_key.contains(":replenish:"))
+        .collect();
+    if released.is_empty() {
+        return Ok(());
+    }
+    report.transfers_released = released.len() as u32;
+    report.units_transferred = released.iter().map(|o| o.total_units).sum();
+    let Some(mut req) = sales_request(c, input) else { return Ok(()) };
+    req.without_store_transfers = true;
+    let without = rpc!(systems.sales(), get_sales_actuals, req.clone())
+        .await
+        .map_err(|s| status_error("sales", s))?
+        .into_inner()
+        .actuals;
+    checks::sales_actuals(&req, &without).map_err(checks::BadResponse::into_activity_error)?;
+    report.stockout_store_days_without_transfers =
+        without.iter().map(|a| u64::from(a.stockout_store_days)).sum();
+    Ok(())
+}
+
+/// The sales request of the context's lines over the live windows of `input`; `None` when no
+/// region has been live for any time.
+pub(crate) fn sales_request(c: &Context, input: &SalesInput) -> Option<GetSalesActualsRequest> {
     // A region that went live as its window closed sold nothing: no empty scopes.
     let scopes: Vec<SalesScope> = input
         .windows
@@ -924,9 +1015,9 @@ pub async fn sales_actuals(
         })
         .collect();
     if scopes.is_empty() {
-        return Ok(Vec::new());
+        return None;
     }
-    let req = GetSalesActualsRequest {
+    Some(GetSalesActualsRequest {
         promotion_id: input.plan.promotion_id.clone(),
         lines: c
             .price_lines()
@@ -934,7 +1025,18 @@ pub async fn sales_actuals(
             .map(|(sku, price, region_ids)| SalesLine { sku, promo_price: format_money(price), region_ids })
             .collect(),
         scopes,
-    };
+        without_store_transfers: false,
+    })
+}
+
+/// Sales actuals of the context's lines over the live windows of `input`, checked
+/// ([`checks::sales_actuals`]).
+pub async fn sales_actuals(
+    systems: &Systems,
+    c: &Context,
+    input: &SalesInput,
+) -> Result<Vec<SalesActual>, ActivityError> {
+    let Some(req) = sales_request(c, input) else { return Ok(Vec::new()) };
     let actuals = rpc!(systems.sales(), get_sales_actuals, req.clone())
         .await
         .map_err(|s| status_error("sales", s))?

@@ -36,6 +36,7 @@ fn sales_input() -> SalesInput {
         plan: p,
         adjustments: Adjustments::default(),
         assessment: pb::AssessmentSummary::default(),
+        replenish: None,
     }
 }
 

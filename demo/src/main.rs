@@ -145,6 +145,8 @@ async fn main() -> anyhow::Result<()> {
     let mut approved = false;
     let mut remediated = false;
     let mut drifted = false;
+    // Replenishment transfers already narrated, by id and state.
+    let mut transfers_seen: BTreeSet<(String, i32)> = BTreeSet::new();
     loop {
         let status = handle.query(PromotionWorkflow::status, (), WorkflowQueryOptions::default()).await?;
         if status.stage() != seen_stage {
@@ -257,6 +259,24 @@ async fn main() -> anyhow::Result<()> {
                     r.into_inner().skus.join(", ")
                 )),
                 Err(e) => n.say(format!("  (could not make R1's POS drift: {})", e.message())),
+            }
+        }
+        // In-flight replenishment: each monitoring round's transfers, as they are released or put
+        // to supply chain; supply chain (E3001) approves the dearer ones, signed.
+        for t in &status.transfers {
+            if !transfers_seen.insert((t.transfer_id.clone(), t.state)) {
+                continue;
+            }
+            let state = t.state().as_str_name().trim_start_matches("TRANSFER_STATE_").to_lowercase();
+            n.say(format!(
+                "  ↪ {} ({state}): {} units to {} store × SKU cells, cost {}, protects {} of revenue; {}",
+                t.transfer_id, t.units, t.cells, t.cost, t.revenue_protected, t.rationale
+            ));
+            if t.state() == TransferState::AwaitingApproval {
+                let at = (spec.promotion_id.as_str(), status.revision);
+                let comment = "transfer approved: the stores would run out";
+                let r = approve(&handle, &args.keys, at, "E3001", Role::SupplyChain, comment).await;
+                n.say(format!("  E3001 approves as SUPPLY_CHAIN, signed: {}", answer(r)));
             }
         }
         if status.stage() == Stage::Done {
@@ -475,6 +495,13 @@ fn print_report(r: &PostEventReport) {
         ("sell-through", r.sell_through.clone()),
         ("forecast variance", r.forecast_variance.clone()),
         ("stockout store-days", r.stockout_store_days.to_string()),
+        (
+            "replenishment in the window",
+            format!(
+                "{} transfer orders, {} units; {} stockout store-days without them",
+                r.transfers_released, r.units_transferred, r.stockout_store_days_without_transfers
+            ),
+        ),
         ("markdown exposure", r.markdown_exposure.clone()),
         ("revenue", r.revenue.clone()),
         ("realised vs planned margin", format!("{} vs {}", r.realised_margin, r.planned_margin)),

@@ -7,7 +7,7 @@ use promo_contracts::{
     pbjson_types::Timestamp,
     promo::v1::{
         ActionResult, AuditTrail, ExceptionKind, Outcome, PromotionResult, PromotionStatus, RegionState,
-        Role, Severity, Stage,
+        Role, Severity, Stage, TransferState,
     },
 };
 use promo_workflows::decisions::{role_name, stage_name};
@@ -88,6 +88,10 @@ fn kind_name(k: ExceptionKind) -> &'static str {
 
 fn severity_name(s: Severity) -> &'static str {
     s.as_str_name().trim_start_matches("SEVERITY_")
+}
+
+fn transfer_state_name(s: TransferState) -> String {
+    s.as_str_name().trim_start_matches("TRANSFER_STATE_").to_lowercase().replace('_', " ")
 }
 
 fn region_state_name(s: RegionState) -> &'static str {
@@ -208,6 +212,43 @@ pub fn status(s: &PromotionStatus) -> String {
         out.push_str(&t.render());
     }
 
+    if !s.transfers.is_empty() {
+        out.push_str("\nReplenishment transfers\n");
+        let mut t = Table::new([
+            "TRANSFER",
+            "STATE",
+            "UNITS",
+            "CELLS",
+            "COST",
+            "PROTECTS",
+            "STOCKOUTS WITHOUT → WITH",
+            "ORDER",
+            "DECIDED BY",
+        ])
+        .right(2)
+        .right(3)
+        .right(4)
+        .right(5);
+        for x in &s.transfers {
+            t.row([
+                x.transfer_id.clone(),
+                transfer_state_name(x.state()).to_owned(),
+                thousands(x.units),
+                x.cells.to_string(),
+                or_dash(&x.cost),
+                or_dash(&x.revenue_protected),
+                format!(
+                    "{} → {}",
+                    percent(&x.stockout_share_before, false),
+                    percent(&x.stockout_share_after, false)
+                ),
+                or_dash(&x.order_id),
+                or_dash(&x.decided_by),
+            ]);
+        }
+        out.push_str(&t.render());
+    }
+
     if !s.remediation_options.is_empty() {
         out.push_str("\nRemediation options\n");
         let mut t = Table::new([
@@ -291,6 +332,11 @@ pub fn next_steps(s: &PromotionStatus) -> Vec<String> {
         }
         _ => {}
     }
+    if s.transfers.iter().any(|x| x.state() == TransferState::AwaitingApproval) {
+        next.push(format!(
+            "promo approve {id} --as APPROVER_ID --role supply-chain    # or reject: the transfers awaiting approval"
+        ));
+    }
     let waiting: Vec<&str> = s
         .regions
         .iter()
@@ -365,6 +411,21 @@ pub fn report(r: &PromotionResult) -> String {
         ("stockout store-days", thousands(p.stockout_store_days as i64)),
         ("markdown exposure", or_dash(&p.markdown_exposure)),
     ]));
+    if p.transfers_released > 0 {
+        out.push_str("\nReplenishment in the window\n");
+        out.push_str(&fields(&[
+            ("transfer orders released", p.transfers_released.to_string()),
+            ("units moved", thousands(p.units_transferred)),
+            (
+                "stockout store-days",
+                format!(
+                    "{} (without the transfers: {})",
+                    thousands(p.stockout_store_days as i64),
+                    thousands(p.stockout_store_days_without_transfers as i64)
+                ),
+            ),
+        ]));
+    }
     out.push_str("\nMoney\n");
     let margin_gap = match (Decimal::from_str(&p.realised_margin), Decimal::from_str(&p.planned_margin)) {
         (Ok(a), Ok(b)) => {
@@ -614,6 +675,20 @@ mod tests {
             outcome_reason: String::new(),
             exceptions_raised: 3,
             forecast: "revision 2: uplift uplift-glm/1@c82a1f8dcaca fitted on 320 past promotions".into(),
+            transfers: vec![Transfer {
+                transfer_id: "R3-round2-dc-to-store".into(),
+                region_id: "R3".into(),
+                kind: "dc-to-store".into(),
+                units: 1_240,
+                cells: 310,
+                cost: "496.00".into(),
+                revenue_protected: "5210.75".into(),
+                stockout_share_before: "0.2110".into(),
+                stockout_share_after: "0.0420".into(),
+                state: TransferState::AwaitingApproval as i32,
+                order_id: "TO-000007".into(),
+                ..Default::default()
+            }],
         }
     }
 
@@ -625,6 +700,13 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("  exceptions  1 open, 3 raised in all\n"), "{text}");
+        assert!(
+            text.contains(
+                "R3-round2-dc-to-store  awaiting approval  1,240    310  496.00   5210.75  21.1% → 4.2%"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("promo approve SPRING-26 --as APPROVER_ID --role supply-chain"), "{text}");
         assert!(text.contains("APPROVAL  2030-03-17 17:47 UTC         2\n"), "{text}");
         assert!(
             text.contains("MERCHANDISING  approved  E1001        2030-03-17 17:48 UTC  every promotion"),
@@ -749,9 +831,14 @@ mod tests {
                     note: "the cap of 60.00 has 60.00 left".into(),
                 }],
                 forecast_model: "uplift-glm/1@c82a1f8dcaca".into(),
+                transfers_released: 3,
+                units_transferred: 181,
+                stockout_store_days_without_transfers: 38,
             }),
         };
         let text = report(&r);
+        assert!(text.contains("  transfer orders released  3\n"), "{text}");
+        assert!(text.contains("  stockout store-days       4 (without the transfers: 38)\n"), "{text}");
         assert!(text.contains("  forecast model       uplift-glm/1@c82a1f8dcaca\n"), "{text}");
         assert!(
             text.contains("FA-001       120.00  100.00              0     40.00    60.00  CL-000001"),

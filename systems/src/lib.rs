@@ -242,6 +242,7 @@ impl Systems {
         )?;
         conn.execute_batch(analytics::SCHEMA)?;
         conn.execute_batch(calendar::SCHEMA)?;
+        conn.execute_batch(sales::SCHEMA)?;
         let master = load_master(&conn)?;
         Ok(Self {
             path: path.to_owned(),

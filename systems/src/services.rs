@@ -1032,23 +1032,72 @@ impl replenishment_service_server::ReplenishmentService for Handler {
         require(&req.idempotency_key, "idempotency_key")?;
         require(&req.promotion_id, "promotion_id")?;
         let m = self.0.master();
-        if !m.dcs.iter().any(|d| d.0 == req.from_dc_id) {
-            return Err(Status::not_found(format!("from_dc_id: unknown DC {:?}", req.from_dc_id)));
-        }
-        if !m.region_index.contains_key(&req.to_region_id) {
+        let dc_idx =
+            if req.from_dc_id.is_empty() {
+                if let Some(i) = req.lines.iter().position(|l| l.from_store_id.is_empty()) {
+                    return Err(Status::invalid_argument(format!(
+                        "lines[{i}].from_store_id: is required when the order has no from_dc_id"
+                    )));
+                }
+                None
+            } else {
+                Some(m.dcs.iter().position(|d| d.0 == req.from_dc_id).ok_or_else(|| {
+                    Status::not_found(format!("from_dc_id: unknown DC {:?}", req.from_dc_id))
+                })?)
+            };
+        let Some(&region_idx) = m.region_index.get(&req.to_region_id) else {
             return Err(Status::not_found(format!("to_region_id: unknown region {:?}", req.to_region_id)));
-        }
+        };
         let unknown: Vec<&str> =
             req.lines.iter().map(|l| l.sku.as_str()).filter(|s| !m.sku_index.contains_key(*s)).collect();
         if !unknown.is_empty() {
             return Err(Status::not_found(format!("unknown SKUs: {}", unknown.join(", "))));
         }
-        if let Some((i, l)) = req.lines.iter().enumerate().find(|(_, l)| l.units <= 0) {
-            return Err(Status::invalid_argument(format!(
-                "lines[{i}].units: {} must be above zero",
-                l.units
-            )));
+        // Store-addressed lines: (sku, from store or -1, to store, units).
+        let mut store_lines = Vec::new();
+        for (i, l) in req.lines.iter().enumerate() {
+            if l.units <= 0 {
+                return Err(Status::invalid_argument(format!(
+                    "lines[{i}].units: {} must be above zero",
+                    l.units
+                )));
+            }
+            let store = |field: &str, id: &str| {
+                m.store_index
+                    .get(id)
+                    .copied()
+                    .ok_or_else(|| Status::not_found(format!("lines[{i}].{field}: unknown store {id:?}")))
+            };
+            if l.to_store_id.is_empty() {
+                if !l.from_store_id.is_empty() {
+                    return Err(Status::invalid_argument(format!(
+                        "lines[{i}].to_store_id: is required when the line names a from_store_id"
+                    )));
+                }
+                continue;
+            }
+            let to = store("to_store_id", &l.to_store_id)?;
+            if m.stores[to].region_idx != region_idx {
+                return Err(Status::invalid_argument(format!(
+                    "lines[{i}].to_store_id: store {:?} is not in region {:?}",
+                    l.to_store_id, req.to_region_id
+                )));
+            }
+            let from = if l.from_store_id.is_empty() {
+                -1
+            } else {
+                store("from_store_id", &l.from_store_id)? as i64
+            };
+            if from == to as i64 {
+                return Err(Status::invalid_argument(format!("lines[{i}]: from and to are the same store")));
+            }
+            store_lines.push((m.sku_index[&l.sku] as i64, from, to as i64, l.units));
         }
+        let release_ms = match &req.release_at {
+            Some(t) => t.seconds * 1000 + i64::from(t.nanos / 1_000_000),
+            None => now_ms(),
+        };
+        let dc = dc_idx.map_or(-1, |d| d as i64);
         let systems = self.0.clone();
         let (o, replayed) = blocking(move || {
             systems.write(|conn| {
@@ -1068,12 +1117,29 @@ impl replenishment_service_server::ReplenishmentService for Handler {
                         req.to_region_id,
                         req.lines.iter().map(|l| l.units).sum::<i64>(),
                         req.lines.len() as i64,
-                        now + TRANSFER_LEAD_MS,
-                        OrderState::Released as i32,
+                        release_ms + TRANSFER_LEAD_MS,
+                        if req.proposed { OrderState::Proposed } else { OrderState::Released } as i32,
                         now
                     ],
                 )
                 .map_err(db)?;
+                for (sku, from, to, units) in &store_lines {
+                    conn.execute(
+                        "INSERT INTO store_transfer_lines(order_id, sku_idx, from_store_idx, to_store_idx, units,
+                         release_s, eta_s, dc_idx) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
+                        params![
+                            id,
+                            sku,
+                            from,
+                            to,
+                            units,
+                            release_ms.div_euclid(1000),
+                            (release_ms + TRANSFER_LEAD_MS).div_euclid(1000),
+                            dc
+                        ],
+                    )
+                    .map_err(db)?;
+                }
                 let o = get_order(conn, "order_id", &id).map_err(db)?.ok_or_else(|| Status::internal("lost write"))?;
                 Ok((o, false))
             })
@@ -1083,6 +1149,58 @@ impl replenishment_service_server::ReplenishmentService for Handler {
             return Err(lost_response(c));
         }
         Ok(Response::new(CreateTransferOrderResponse { order: Some(o), replayed }))
+    }
+
+    async fn release_order(
+        &self,
+        req: Request<ReleaseOrderRequest>,
+    ) -> Result<Response<ReleaseOrderResponse>, Status> {
+        let c = call("replenishment", "ReleaseOrder");
+        let fx = self.0.faults.before(c).await?;
+        let req = req.into_inner();
+        require(&req.order_id, "order_id")?;
+        let release_ms = match &req.release_at {
+            Some(t) => t.seconds * 1000 + i64::from(t.nanos / 1_000_000),
+            None => now_ms(),
+        };
+        let systems = self.0.clone();
+        let o = blocking(move || {
+            systems.write(|conn| {
+                let o = get_order(conn, "order_id", &req.order_id).map_err(db)?.ok_or_else(|| {
+                    Status::not_found(format!("order_id: unknown order {:?}", req.order_id))
+                })?;
+                match o.state() {
+                    OrderState::Released => return Ok(o),
+                    OrderState::Proposed => {}
+                    other => {
+                        return Err(Status::failed_precondition(format!(
+                            "order {} is {}, not proposed",
+                            o.order_id,
+                            other.as_str_name()
+                        )));
+                    }
+                }
+                let eta = release_ms + TRANSFER_LEAD_MS;
+                conn.execute(
+                    "UPDATE transfer_orders SET state = ?2, eta_ms = ?3 WHERE order_id = ?1",
+                    params![o.order_id, OrderState::Released as i32, eta],
+                )
+                .map_err(db)?;
+                conn.execute(
+                    "UPDATE store_transfer_lines SET release_s = ?2, eta_s = ?3 WHERE order_id = ?1",
+                    params![o.order_id, release_ms.div_euclid(1000), eta.div_euclid(1000)],
+                )
+                .map_err(db)?;
+                get_order(conn, "order_id", &o.order_id)
+                    .map_err(db)?
+                    .ok_or_else(|| Status::internal("lost write"))
+            })
+        })
+        .await?;
+        if fx.lose_response {
+            return Err(lost_response(c));
+        }
+        Ok(Response::new(ReleaseOrderResponse { order: Some(o) }))
     }
 
     async fn cancel_order(
@@ -1132,6 +1250,136 @@ impl replenishment_service_server::ReplenishmentService for Handler {
         .await?;
         Ok(Response::new(ListOrdersResponse { orders }))
     }
+}
+
+/// Stores per message of `StreamStoreSellThrough`.
+const STORES_PER_MESSAGE: usize = 64;
+
+fn stream_sell_through(
+    systems: &Systems,
+    req: &StreamStoreSellThroughRequest,
+    lines: &[sales::Line],
+    scopes: &[sales::Scope],
+    tx: &mpsc::Sender<Result<StreamStoreSellThroughResponse, Status>>,
+) -> Result<(), Status> {
+    let m = systems.master();
+    let conn = systems.reader().map_err(db)?;
+    let moves = if req.without_store_transfers {
+        Vec::new()
+    } else {
+        sales::transfers(&conn, &req.promotion_id).map_err(db)?
+    };
+    let mut dictionary = Some(req.lines.iter().map(|l| l.sku.clone()).collect::<Vec<_>>());
+    let mut batch: Vec<StoreSellThrough> = Vec::new();
+    let mut open = true;
+    let mut send = |batch: &mut Vec<StoreSellThrough>, dcs: Vec<DcAvailability>| {
+        let msg = StreamStoreSellThroughResponse {
+            sku_dictionary: dictionary.take().unwrap_or_default(),
+            stores: std::mem::take(batch),
+            dcs,
+        };
+        open = open && tx.blocking_send(Ok(msg)).is_ok();
+    };
+    let mut current: Option<(usize, usize)> = None;
+    sales::walk(systems, &conn, &req.promotion_id, lines, scopes, &moves, |si, store_idx, li, cell| {
+        if current != Some((si, store_idx)) {
+            current = Some((si, store_idx));
+            if batch.len() == STORES_PER_MESSAGE {
+                send(&mut batch, Vec::new());
+            }
+            let store = &m.stores[store_idx];
+            batch.push(StoreSellThrough {
+                store_id: store.store_id.clone(),
+                region_id: m.regions[store.region_idx].region_id.clone(),
+                ..StoreSellThrough::default()
+            });
+        }
+        let Some(s) = batch.last_mut() else { return };
+        s.sku_index.push(li as u32);
+        s.baseline.push(cell.baseline);
+        s.units_sold.push(cell.sold.round() as i64);
+        s.in_stock_units.push(cell.in_stock_units.round() as i64);
+        s.in_stock_days.push(cell.in_stock_days);
+        s.stockout_days.push(cell.stockout_days);
+        s.on_hand.push(cell.ending.round() as i64);
+        s.inbound_units.push(cell.inbound_units.round() as i64);
+        s.inbound_eta.push(cell.inbound_eta);
+    })
+    .map_err(db)?;
+    // What the DCs serving the scopes can still allocate: on hand less released store transfers.
+    let mut dcs: Vec<usize> = scopes.iter().map(|s| m.regions[s.region_idx].dc_idx).collect();
+    dcs.sort_unstable();
+    dcs.dedup();
+    let mut on_hand =
+        conn.prepare("SELECT on_hand FROM dc_positions WHERE dc_idx = ?1 AND sku_idx = ?2").map_err(db)?;
+    let mut committed = conn
+        .prepare(
+            "SELECT COALESCE(SUM(l.units), 0) FROM store_transfer_lines l JOIN transfer_orders o
+             ON o.order_id = l.order_id WHERE l.dc_idx = ?1 AND l.sku_idx = ?2 AND l.from_store_idx = -1
+             AND o.state = 1",
+        )
+        .map_err(db)?;
+    let mut availability = Vec::with_capacity(dcs.len());
+    for dc in dcs {
+        let mut available = Vec::with_capacity(lines.len());
+        for l in lines {
+            let args = params![dc as i64, l.sku_idx as i64];
+            let held: i64 = on_hand.query_row(args, |r| r.get(0)).optional().map_err(db)?.unwrap_or(0);
+            let out: i64 = committed.query_row(args, |r| r.get(0)).map_err(db)?;
+            available.push((held - out).max(0));
+        }
+        availability.push(DcAvailability { dc_id: m.dcs[dc].0.clone(), available });
+    }
+    send(&mut batch, availability);
+    Ok(())
+}
+
+/// The lines and scopes of a sales request, checked against master data.
+fn sales_request(
+    m: &crate::Master,
+    req_lines: &[SalesLine],
+    req_scopes: &[SalesScope],
+) -> Result<(Vec<sales::Line>, Vec<sales::Scope>), Status> {
+    let unknown: Vec<&str> =
+        req_lines.iter().map(|l| l.sku.as_str()).filter(|s| !m.sku_index.contains_key(*s)).collect();
+    if !unknown.is_empty() {
+        return Err(Status::not_found(format!("unknown SKUs: {}", unknown.join(", "))));
+    }
+    let mut lines = Vec::with_capacity(req_lines.len());
+    for (i, l) in req_lines.iter().enumerate() {
+        let price = parse_price(&format!("lines[{i}].promo_price"), &l.promo_price).map_err(field)?;
+        let sku_idx = m.sku_index[&l.sku];
+        let regular = parse_decimal("regular_price", &m.products[sku_idx].regular_price, 4).map_err(field)?;
+        let depth = ((regular - price) / regular).to_f64().unwrap_or(0.0).clamp(0.0, 0.95);
+        let mut regions = Vec::with_capacity(l.region_ids.len());
+        for r in &l.region_ids {
+            regions.push(
+                *m.region_index.get(r).ok_or_else(|| {
+                    Status::not_found(format!("lines[{i}].region_ids: unknown region {r:?}"))
+                })?,
+            );
+        }
+        lines.push(sales::Line { sku_idx, promo_price: price, depth, regions });
+    }
+    let mut scopes = Vec::with_capacity(req_scopes.len());
+    for (i, s) in req_scopes.iter().enumerate() {
+        let region_idx = *m.region_index.get(&s.region_id).ok_or_else(|| {
+            Status::not_found(format!("scopes[{i}].region_id: unknown region {:?}", s.region_id))
+        })?;
+        let w = s
+            .window
+            .as_ref()
+            .ok_or_else(|| Status::invalid_argument(format!("scopes[{i}].window: is required")))?;
+        let (start, end) = (
+            seconds(&w.start, &format!("scopes[{i}].window.start"))?,
+            seconds(&w.end, &format!("scopes[{i}].window.end"))?,
+        );
+        if end < start {
+            return Err(Status::invalid_argument(format!("scopes[{i}].window: end is before start")));
+        }
+        scopes.push(sales::Scope { region_idx, start, end });
+    }
+    Ok((lines, scopes))
 }
 
 const PUBLICATION_COLUMNS: &str = "publication_id, idempotency_key, promotion_id, revision, channel, region_id, kind, \
@@ -1494,56 +1742,31 @@ impl publication_service_server::PublicationService for Handler {
 
 #[tonic::async_trait]
 impl sales_service_server::SalesService for Handler {
+    type StreamStoreSellThroughStream = Stream<StreamStoreSellThroughResponse>;
+
+    async fn stream_store_sell_through(
+        &self,
+        req: Request<StreamStoreSellThroughRequest>,
+    ) -> Result<Response<Self::StreamStoreSellThroughStream>, Status> {
+        self.0.faults.before(call("sales", "StreamStoreSellThrough")).await?;
+        let req = req.into_inner();
+        let (lines, scopes) = sales_request(self.0.master(), &req.lines, &req.scopes)?;
+        let systems = self.0.clone();
+        Ok(blocking_stream(move |tx| stream_sell_through(&systems, &req, &lines, &scopes, tx)))
+    }
+
     async fn get_sales_actuals(
         &self,
         req: Request<GetSalesActualsRequest>,
     ) -> Result<Response<GetSalesActualsResponse>, Status> {
         let fx = self.0.faults.before(call("sales", "GetSalesActuals")).await?;
         let req = req.into_inner();
-        let m = self.0.master();
-        let unknown: Vec<&str> =
-            req.lines.iter().map(|l| l.sku.as_str()).filter(|s| !m.sku_index.contains_key(*s)).collect();
-        if !unknown.is_empty() {
-            return Err(Status::not_found(format!("unknown SKUs: {}", unknown.join(", "))));
-        }
-        let mut lines = Vec::with_capacity(req.lines.len());
-        for (i, l) in req.lines.iter().enumerate() {
-            let price = parse_price(&format!("lines[{i}].promo_price"), &l.promo_price).map_err(field)?;
-            let sku_idx = m.sku_index[&l.sku];
-            let regular =
-                parse_decimal("regular_price", &m.products[sku_idx].regular_price, 4).map_err(field)?;
-            let depth = ((regular - price) / regular).to_f64().unwrap_or(0.0).clamp(0.0, 0.95);
-            let mut regions = Vec::with_capacity(l.region_ids.len());
-            for r in &l.region_ids {
-                regions.push(*m.region_index.get(r).ok_or_else(|| {
-                    Status::not_found(format!("lines[{i}].region_ids: unknown region {r:?}"))
-                })?);
-            }
-            lines.push(sales::Line { sku_idx, promo_price: price, depth, regions });
-        }
-        let mut scopes = Vec::with_capacity(req.scopes.len());
-        for (i, s) in req.scopes.iter().enumerate() {
-            let region_idx = *m.region_index.get(&s.region_id).ok_or_else(|| {
-                Status::not_found(format!("scopes[{i}].region_id: unknown region {:?}", s.region_id))
-            })?;
-            let w = s
-                .window
-                .as_ref()
-                .ok_or_else(|| Status::invalid_argument(format!("scopes[{i}].window: is required")))?;
-            let (start, end) = (
-                seconds(&w.start, &format!("scopes[{i}].window.start"))?,
-                seconds(&w.end, &format!("scopes[{i}].window.end"))?,
-            );
-            if end < start {
-                return Err(Status::invalid_argument(format!("scopes[{i}].window: end is before start")));
-            }
-            scopes.push(sales::Scope { region_idx, start, end });
-        }
+        let (lines, scopes) = sales_request(self.0.master(), &req.lines, &req.scopes)?;
         let systems = self.0.clone();
-        let promotion_id = req.promotion_id.clone();
+        let (promotion_id, without) = (req.promotion_id.clone(), req.without_store_transfers);
         let mut actuals = blocking(move || {
             let conn = systems.reader().map_err(db)?;
-            sales::simulate(&systems, &conn, &promotion_id, &lines, &scopes).map_err(db)
+            sales::simulate(&systems, &conn, &promotion_id, &lines, &scopes, without).map_err(db)
         })
         .await?;
         match (fx.malformed, actuals.first_mut()) {

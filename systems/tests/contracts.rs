@@ -530,6 +530,7 @@ async fn bad_input_is_refused_with_messages_that_name_it() {
             promotion_id: "BAD".into(),
             lines: vec![SalesLine { sku: "SKU-NOPE".into(), promo_price: "1".into(), ..Default::default() }],
             scopes: vec![],
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -570,6 +571,7 @@ async fn sales_simulation_is_deterministic_and_stock_capped() {
             .iter()
             .map(|r| SalesScope { region_id: (*r).into(), window: Some(window) })
             .collect(),
+        ..Default::default()
     };
     let mut sales = SalesServiceClient::new(conn);
     let a = sales.get_sales_actuals(req.clone()).await.unwrap().into_inner();
@@ -593,6 +595,148 @@ async fn sales_simulation_is_deterministic_and_stock_capped() {
     let rows: Vec<&str> = c.actuals.iter().filter(|x| x.sku == sku0).map(|x| x.region_id.as_str()).collect();
     assert_eq!(rows, vec!["R3"]);
     assert_eq!(c.actuals.len(), 3 * 40 - 2);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_transfers_move_stock_once_released_and_the_stream_shows_each_store() {
+    use promo_contracts::retail::v1::replenishment_service_client::ReplenishmentServiceClient;
+    let (s, _) = serve_small("transfers").await;
+    let conn = connect(&s).await;
+    let sku = DatasetSpec::sku(3);
+    let regular: f64 = ProductServiceClient::new(conn.clone())
+        .get_products(GetProductsRequest { skus: vec![sku.clone()] })
+        .await
+        .unwrap()
+        .into_inner()
+        .products[0]
+        .regular_price
+        .parse()
+        .unwrap();
+    let start = s.systems.anchor() + 2 * 86_400;
+    let scope = |days: i64| SalesScope {
+        region_id: "R1".into(),
+        window: Some(TimeRange {
+            start: Some(Timestamp { seconds: start, nanos: 0 }),
+            end: Some(Timestamp { seconds: start + days * 86_400, nanos: 0 }),
+        }),
+    };
+    let line =
+        SalesLine { sku: sku.clone(), promo_price: format!("{:.2}", regular * 0.6), ..Default::default() };
+    let stream = |days: i64| StreamStoreSellThroughRequest {
+        promotion_id: "MOVE".into(),
+        lines: vec![line.clone()],
+        scopes: vec![scope(days)],
+        without_store_transfers: false,
+    };
+    let mut sales = SalesServiceClient::new(conn.clone());
+    let read = |req: StreamStoreSellThroughRequest| {
+        let mut sales = sales.clone();
+        async move {
+            let mut st = sales.stream_store_sell_through(req).await.unwrap().into_inner();
+            let (mut stores, mut dcs) = (Vec::new(), Vec::new());
+            while let Some(m) = st.message().await.unwrap() {
+                stores.extend(m.stores);
+                dcs.extend(m.dcs);
+            }
+            (stores, dcs)
+        }
+    };
+    let (stores, dcs) = read(stream(3)).await;
+    assert!(stores.len() > 2 && stores.iter().all(|x| x.region_id == "R1" && x.sku_index == vec![0]));
+    assert_eq!(dcs.len(), 1, "R1's DC: {dcs:?}");
+    let before_dc = dcs[0].available[0];
+    assert!(before_dc > 0, "{dcs:?}");
+    let units = before_dc.min(10);
+    // Three weeks at 40% off: the busiest store sells out; the emptiest store receives.
+    let (to, from) = (stores[0].store_id.clone(), stores[1].store_id.clone());
+    let mut orders = ReplenishmentServiceClient::new(conn.clone());
+    let order = |lines: Vec<OrderLine>, dc: &str, key: &str| CreateTransferOrderRequest {
+        idempotency_key: key.into(),
+        promotion_id: "MOVE".into(),
+        from_dc_id: dc.into(),
+        to_region_id: "R1".into(),
+        lines,
+        release_at: Some(Timestamp { seconds: start + 86_400, nanos: 0 }),
+        proposed: true,
+    };
+    // Bad lines are named.
+    let wrong = order(
+        vec![OrderLine { sku: sku.clone(), units: 5, to_store_id: to.clone(), from_store_id: to.clone() }],
+        "",
+        "k0",
+    );
+    let e = orders.create_transfer_order(wrong).await.unwrap_err();
+    assert_eq!(e.message(), "lines[0]: from and to are the same store");
+    let no_source = order(vec![OrderLine { sku: sku.clone(), units: 5, ..Default::default() }], "", "k0");
+    let e = orders.create_transfer_order(no_source).await.unwrap_err();
+    assert_eq!(e.message(), "lines[0].from_store_id: is required when the order has no from_dc_id");
+    // A proposed DC order moves nothing until released.
+    let dc_id = dcs[0].dc_id.clone();
+    let proposed = order(
+        vec![OrderLine { sku: sku.clone(), units, to_store_id: to.clone(), ..Default::default() }],
+        &dc_id,
+        "k1",
+    );
+    let o = orders.create_transfer_order(proposed).await.unwrap().into_inner().order.unwrap();
+    assert_eq!(o.state(), OrderState::Proposed);
+    let sold = |stores: &[StoreSellThrough], id: &str| {
+        let x = stores.iter().find(|x| x.store_id == id).unwrap();
+        (x.units_sold[0], x.on_hand[0], x.inbound_units[0])
+    };
+    let (unreleased, _) = read(stream(14)).await;
+    let (unreleased_early, _) = read(stream(1)).await;
+    let released_req = ReleaseOrderRequest {
+        order_id: o.order_id.clone(),
+        release_at: o.eta.map(|_| Timestamp { seconds: start + 86_400, nanos: 0 }),
+    };
+    let r = orders.release_order(released_req.clone()).await.unwrap().into_inner().order.unwrap();
+    assert_eq!(r.state(), OrderState::Released);
+    assert_eq!(r.eta.unwrap().seconds, start + 2 * 86_400, "one day's lead");
+    // Idempotent.
+    assert_eq!(orders.release_order(released_req).await.unwrap().into_inner().order.unwrap(), r);
+    let (released, dcs) = read(stream(14)).await;
+    assert_eq!(dcs[0].available[0], before_dc - units, "the DC's units are committed");
+    let (a, b) = (sold(&unreleased, &to), sold(&released, &to));
+    assert_eq!(b.0 + b.1, a.0 + a.1 + units, "the store sold or holds the units: {a:?} -> {b:?}");
+    // Before they land they are inbound.
+    let (early, _) = read(stream(1)).await;
+    assert_eq!(sold(&early, &to).2, sold(&unreleased_early, &to).2 + units);
+    // A store -> store transfer leaves its source at release.
+    let between = order(
+        vec![OrderLine { sku: sku.clone(), units: 3, to_store_id: to.clone(), from_store_id: from.clone() }],
+        "",
+        "k2",
+    );
+    let o = orders.create_transfer_order(between).await.unwrap().into_inner().order.unwrap();
+    orders
+        .release_order(ReleaseOrderRequest {
+            order_id: o.order_id,
+            release_at: Some(Timestamp { seconds: start, nanos: 0 }),
+        })
+        .await
+        .unwrap();
+    let (after, _) = read(stream(14)).await;
+    let (x, y) = (sold(&released, &from), sold(&after, &from));
+    assert!(y.0 + y.1 <= x.0 + x.1 - 3 + 1, "the source lost 3 units: {x:?} -> {y:?}");
+    // The counterfactual: the same draws without any of the promotion's store transfers.
+    let mut without = stream(14);
+    without.without_store_transfers = true;
+    let (none, _) = read(without).await;
+    assert_eq!(sold(&none, &to), sold(&unreleased, &to));
+    let actuals = sales
+        .get_sales_actuals(GetSalesActualsRequest {
+            promotion_id: "MOVE".into(),
+            lines: vec![line.clone()],
+            scopes: vec![scope(14)],
+            without_store_transfers: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .actuals;
+    let units: i64 = none.iter().map(|x| x.units_sold[0]).sum();
+    assert!((actuals[0].units_sold - units).abs() <= none.len() as i64, "rounded per store");
     s.stop().await;
 }
 

@@ -139,6 +139,95 @@ async fn a_region_too_likely_to_run_out_is_held_with_an_option_to_drop_its_riski
     .unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitoring_rounds_move_stock_to_stores_that_would_run_out() {
+    // Replenishment on, with a limit low enough that the larger transfers wait for supply chain.
+    let mut policy = test_policy();
+    policy.replenishment.enabled = true;
+    policy.replenishment.auto_apply_max_cost = "5.00".into();
+    let env = PromoEnv::start(policy).await.unwrap();
+    let (result, audit) = env
+        .with_worker(async {
+            // Three weeks in R1: its stock covers the first and runs short in some stores later.
+            env.start_promotion(spec("REPL-1", &["R1"], 0..12, 2.0, 21.0)).await.unwrap();
+            at_stage(&env, "REPL-1", Stage::Approval).await;
+            env.approve("REPL-1", "E1001", Role::Merchandising).await.unwrap();
+            let waiting = |s: &PromotionStatus| {
+                s.transfers.iter().any(|t| t.state() == TransferState::AwaitingApproval)
+            };
+            let s = env
+                .wait_status("REPL-1", "a transfer waiting for supply chain", 3 * LIMIT, waiting)
+                .await
+                .unwrap();
+            let t =
+                s.transfers.iter().find(|t| t.state() == TransferState::AwaitingApproval).unwrap().clone();
+            assert!(t.cost.parse::<f64>().unwrap() > 5.0, "over the limit: {t:?}");
+            assert!(t.units > 0 && t.cells > 0 && !t.order_id.is_empty(), "{t:?}");
+            assert!(t.revenue_protected.parse::<f64>().unwrap() > 0.0, "{t:?}");
+            let (before, after): (f64, f64) =
+                (t.stockout_share_before.parse().unwrap(), t.stockout_share_after.parse().unwrap());
+            assert!(after < before, "the moves lower the projected stockouts: {t:?}");
+            let exception = format!("transfer-{}", t.transfer_id);
+            assert!(
+                s.open_exceptions.iter().any(|e| e.exception_id == exception
+                    && e.owner_role() == Role::SupplyChain
+                    && e.revenue_at_risk == t.revenue_protected),
+                "{:?}",
+                s.open_exceptions
+            );
+            // Merchandising cannot decide it; supply chain can (unless a later round replaced it).
+            let r = env.approve("REPL-1", "E1001", Role::SupplyChain).await;
+            assert!(r.as_ref().is_err_and(|e| e.contains("SUPPLY_CHAIN")), "{r:?}");
+            match env.approve("REPL-1", "E3001", Role::SupplyChain).await {
+                Ok(m) => assert!(m.starts_with("transfers approved: "), "{m}"),
+                Err(e) => assert!(e.contains("not awaiting approval"), "superseded meanwhile: {e}"),
+            }
+            let r = env.result("REPL-1").await.unwrap();
+            env.record_history("REPL-1", "replenished").await.unwrap();
+            let done =
+                env.wait_status("REPL-1", "done", 3 * LIMIT, |s| s.stage() == Stage::Done).await.unwrap();
+            assert!(done.open_exceptions.is_empty(), "{:?}", done.open_exceptions);
+            assert!(
+                done.transfers.iter().all(|t| t.state() != TransferState::AwaitingApproval),
+                "{:?}",
+                done.transfers
+            );
+            (r, env.audit("REPL-1").await.unwrap())
+        })
+        .await
+        .unwrap();
+    assert_eq!(result.outcome(), Outcome::Completed);
+    let report = result.report.expect("a report");
+    assert!(report.transfers_released > 0 && report.units_transferred > 0, "{report:?}");
+    println!(
+        "replenishment: {} orders released, {} units; stockout store-days {} with, {} without",
+        report.transfers_released,
+        report.units_transferred,
+        report.stockout_store_days,
+        report.stockout_store_days_without_transfers
+    );
+    // The same draws without the transfers run out on more store-days.
+    assert!(
+        report.stockout_store_days < report.stockout_store_days_without_transfers,
+        "{} with, {} without",
+        report.stockout_store_days,
+        report.stockout_store_days_without_transfers
+    );
+    for action in ["transfer-recommended", "transfer-released"] {
+        assert!(audit.entries.iter().any(|e| e.action == action), "{action}: {:?}", audit.entries);
+    }
+    // Every transfer order of the promotion is released or cancelled: none is left proposed.
+    let orders = wire::replenishment_service_client::ReplenishmentServiceClient::connect(env.systems.url())
+        .await
+        .unwrap()
+        .list_orders(wire::ListOrdersRequest { promotion_id: "REPL-1".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .orders;
+    assert!(orders.iter().all(|o| o.state() != wire::OrderState::Proposed), "{orders:?}");
+}
+
 async fn operator_cancel(env: &PromoEnv, id: &str) {
     let r = env
         .handle(id)

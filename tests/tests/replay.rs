@@ -67,8 +67,8 @@ fn patch_ids(path: &std::path::Path) -> Vec<String> {
 #[test]
 fn each_patched_change_is_covered_on_both_paths() {
     use promo_workflows::workflow::{
-        CALENDAR_RESERVATIONS, CLOSE_REVERTS_CHANNELS, FUNDING_CLAIMS, LAUNCH_GATE_CHANNELS,
-        LAUNCH_GATE_HOLDS, LIFECYCLE_V2, PRICE_RECONCILIATION, PROCESS_EVENTS,
+        CALENDAR_RESERVATIONS, CLOSE_REVERTS_CHANNELS, FUNDING_CLAIMS, IN_FLIGHT_REPLENISHMENT,
+        LAUNCH_GATE_CHANNELS, LAUNCH_GATE_HOLDS, LIFECYCLE_V2, PRICE_RECONCILIATION, PROCESS_EVENTS,
         REVERT_READ_BACK_UNTIL_REGULAR,
     };
     let dir = histories_dir();
@@ -121,6 +121,12 @@ fn each_patched_change_is_covered_on_both_paths() {
     assert!(late.iter().any(|p| p == REVERT_READ_BACK_UNTIL_REGULAR), "{late:?}");
     let before = patch_ids(&dir.join("before-revert-read-back-until-regular/gate_hold_stock.json"));
     assert!(!before.iter().any(|p| p == REVERT_READ_BACK_UNTIL_REGULAR), "{before:?}");
+    // Replenishment is consulted only where the policy enables it: the happy path (policy off)
+    // replays without its marker, the replenished run records it.
+    assert_eq!(IN_FLIGHT_REPLENISHMENT, "in-flight-replenishment", "a released patch id never changes");
+    assert!(!now.iter().any(|p| p == IN_FLIGHT_REPLENISHMENT), "{now:?}");
+    let replenished = patch_ids(&dir.join("replenished.json"));
+    assert!(replenished.iter().any(|p| p == IN_FLIGHT_REPLENISHMENT), "{replenished:?}");
     let claimed = patch_ids(&dir.join("funding_claimed.json"));
     assert!(claimed.iter().any(|p| p == FUNDING_CLAIMS), "{claimed:?}");
     let drift = patch_ids(&dir.join("price_drift_corrected.json"));

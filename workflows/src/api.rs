@@ -453,6 +453,38 @@ pub struct SalesInput {
     pub windows: BTreeMap<String, (i64, i64)>,
     /// The assessment, for forecast and planned margin.
     pub assessment: pb::AssessmentSummary,
+    /// In-flight replenishment asked of a monitoring round (absent: none, and in histories from
+    /// before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replenish: Option<ReplenishInput>,
+}
+
+/// What a monitoring round's replenishment needs besides the sales.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplenishInput {
+    /// The revision that runs (part of each proposed order's idempotency key).
+    pub revision: u32,
+    /// The monitoring round (part of the key and of each transfer's id).
+    pub round: u32,
+    /// Cost of moving a unit from a DC to a store, decimal string.
+    pub dc_unit_cost: String,
+    /// Cost of moving a unit between stores, decimal string.
+    pub store_unit_cost: String,
+    /// Each region's serving DC.
+    pub region_dcs: BTreeMap<String, String>,
+}
+
+/// Input of `promo.settle_transfers`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SettleTransfersInput {
+    /// Proposed orders to release.
+    pub release: Vec<String>,
+    /// When they are released, business seconds.
+    pub release_at: i64,
+    /// Proposed orders to cancel.
+    pub cancel: Vec<String>,
+    /// Why they are cancelled.
+    pub reason: String,
 }
 
 /// Input of `promo.submit_funding_claims`.
@@ -473,6 +505,9 @@ pub struct MonitorReport {
     pub sell_through: String,
     /// Regions with stockouts so far and their store-days.
     pub stockouts: BTreeMap<String, u64>,
+    /// Transfers recommended this round, each a proposed order (`order_id`), no state yet.
+    #[serde(default)]
+    pub transfers: Vec<pb::Transfer>,
 }
 
 /// Activity type names (clean names for the Web UI and other SDKs).
@@ -491,6 +526,8 @@ pub mod activity_names {
     pub const STAGE_PRICES: &str = "promo.stage_prices";
     /// `promo.create_transfer_orders`.
     pub const CREATE_TRANSFER_ORDERS: &str = "promo.create_transfer_orders";
+    /// `promo.settle_transfers`.
+    pub const SETTLE_TRANSFERS: &str = "promo.settle_transfers";
     /// `promo.publish`.
     pub const PUBLISH: &str = "promo.publish";
     /// `promo.await_acknowledgments`.
@@ -559,6 +596,12 @@ impl PromotionActivities {
     /// Creates transfer orders; returns their ids.
     #[activity(name = activity_names::CREATE_TRANSFER_ORDERS)]
     pub fn create_transfer_orders(_: OrdersInput) -> Result<Vec<String>, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Releases and cancels proposed transfer orders; returns the ids released.
+    #[activity(name = activity_names::SETTLE_TRANSFERS)]
+    pub fn settle_transfers(_: SettleTransfersInput) -> Result<Vec<String>, ActivityError> {
         unimplemented!()
     }
 

@@ -527,6 +527,15 @@ fn or_zero(s: &str) -> String {
     if s.is_empty() { "0".into() } else { s.to_owned() }
 }
 
+/// Whether a recommended transfer costing `cost` is released without approval under the
+/// policy's `limit` (decimal strings; one that does not parse always asks supply chain).
+pub fn within_limit(cost: &str, limit: &str) -> bool {
+    match (cost.parse::<Decimal>(), limit.parse::<Decimal>()) {
+        (Ok(c), Ok(l)) => c <= l,
+        _ => false,
+    }
+}
+
 /// What the store-days out of stock so far in `region` cost: the region's forecast revenue
 /// (its demand share, as [`channel_revenue_at_risk`]) per store and day of the window, times
 /// the store-days without stock.

@@ -120,6 +120,34 @@ impl Default for Durations {
     }
 }
 
+/// In-flight replenishment: each monitoring round re-forecasts the rest of the window from the
+/// sell-through so far and proposes transfers (DC → store, store → store) to the stores that
+/// would run out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Replenishment {
+    /// Whether monitoring rounds propose transfers at all.
+    pub enabled: bool,
+    /// Cost of moving one unit from a region's DC to a store (decimal string).
+    pub dc_unit_cost: String,
+    /// Cost of moving one unit between two stores of a region (decimal string).
+    pub store_unit_cost: String,
+    /// A transfer costing at most this is released at once; a dearer one waits for supply chain
+    /// (`approve` / `reject` in role SUPPLY_CHAIN) until the next round replaces it.
+    pub auto_apply_max_cost: String,
+}
+
+impl Default for Replenishment {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            dc_unit_cost: "0.40".into(),
+            store_unit_cost: "0.90".into(),
+            auto_apply_max_cost: "250.00".into(),
+        }
+    }
+}
+
 /// The policy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -156,6 +184,8 @@ pub struct Policy {
     pub compensation_attempts: u32,
     /// Durations.
     pub durations: Durations,
+    /// In-flight replenishment.
+    pub replenishment: Replenishment,
     /// The approver directory: employee id → roles held.
     pub approvers: BTreeMap<String, Vec<RoleName>>,
     /// Whether approve, reject and request_changes must be signed by the approver's key.
@@ -213,6 +243,7 @@ impl Default for Policy {
             time_scale: 1,
             compensation_attempts: 5,
             durations: Durations::default(),
+            replenishment: Replenishment::default(),
             approvers,
             require_signatures: true,
             approver_keys: BTreeMap::new(),
@@ -269,6 +300,17 @@ impl Policy {
                 "policy: max_stockout_share: {:?} must be between 0 and 1",
                 self.max_stockout_share
             ));
+        }
+        for (key, value) in [
+            ("dc_unit_cost", &self.replenishment.dc_unit_cost),
+            ("store_unit_cost", &self.replenishment.store_unit_cost),
+            ("auto_apply_max_cost", &self.replenishment.auto_apply_max_cost),
+        ] {
+            let d = parse_decimal(&format!("policy: replenishment.{key}"), value, 4)
+                .map_err(|e| e.to_string())?;
+            if d < Decimal::ZERO {
+                return Err(format!("policy: replenishment.{key}: {value:?} must be 0 or more"));
+            }
         }
         if self.time_scale == 0 {
             return Err("policy: time_scale must be at least 1".into());
@@ -347,6 +389,8 @@ mod tests {
         assert_eq!(Policy::from_toml("max_stockout_share = \"0.2\"").unwrap().max_stockout_share, "0.2");
         let e = Policy::from_toml("min_fil_rate = \"0.5\"").unwrap_err();
         assert!(e.contains("unknown field"), "{e}");
+        let e = Policy::from_toml("[replenishment]\ndc_unit_cost = \"-1\"").unwrap_err();
+        assert!(e.contains("replenishment.dc_unit_cost"), "{e}");
         let e = Policy::from_toml("[durations]\nack_deadline = \"soon\"").unwrap_err();
         assert!(e.contains("\"soon\" is not a duration"), "{e}");
     }

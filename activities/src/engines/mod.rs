@@ -6,5 +6,6 @@ pub mod anomaly;
 pub mod drift;
 pub mod forecast;
 pub mod funding;
+pub mod replenish;
 pub mod stockout;
 pub mod uplift;

@@ -229,6 +229,10 @@ impl PromotionWorkflow {
         if approve && funding_held && d.role() == Role::Finance {
             return self.release_funding(now, d);
         }
+        let transfers_waiting = self.transfers.iter().any(|t| t.state() == TransferState::AwaitingApproval);
+        if transfers_waiting && d.role() == Role::SupplyChain && self.stage == Stage::Active {
+            return self.decide_transfers(now, d, approve);
+        }
         if self.stage != Stage::Approval {
             return Err(format!(
                 "the promotion is in stage {}, not awaiting approval",
@@ -277,6 +281,43 @@ impl PromotionWorkflow {
             e.detail = decision.to_owned();
             e.wait_seconds = (now - asked).max(0);
         });
+    }
+
+    /// Supply chain's decision on the transfers waiting for it (those over the policy's limit):
+    /// approved ones are released by the window's loop, declined ones cancelled.
+    fn decide_transfers(&mut self, now: i64, d: &ApprovalDecision, approve: bool) -> Result<String, String> {
+        if !self.holds(&d.approver_id, Role::SupplyChain) {
+            return Err(format!("approver {:?} does not hold the SUPPLY_CHAIN role", d.approver_id));
+        }
+        if d.revision != 0 && d.revision != self.revision {
+            return Err(format!("revision {} is not the current revision {}", d.revision, self.revision));
+        }
+        let action = if approve { "approve" } else { "reject" };
+        let signed = self.decision_signature(Some(now), d, action)?;
+        let (state, verb) = if approve {
+            (TransferState::Approved, "approved")
+        } else {
+            (TransferState::Declined, "declined")
+        };
+        let mut ids = Vec::new();
+        for t in self.transfers.iter_mut().filter(|t| t.state() == TransferState::AwaitingApproval) {
+            t.state = state as i32;
+            t.decided_by = d.approver_id.clone();
+            ids.push(t.transfer_id.clone());
+        }
+        let list = ids.join(", ");
+        self.record_signed(
+            now,
+            &d.approver_id,
+            action,
+            format!("as SUPPLY_CHAIN, transfers {list}: {}", d.comment),
+            signed,
+        );
+        for id in &ids {
+            let exception = format!("transfer-{id}");
+            self.resolve(now, |e| e.exception_id == exception, &format!("supply chain {verb} it"));
+        }
+        Ok(format!("transfers {verb}: {list}"))
     }
 
     /// Finance's approval of a launch the gate holds because funding was withdrawn.

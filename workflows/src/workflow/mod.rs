@@ -87,6 +87,11 @@ pub const CLOSE_REVERTS_CHANNELS: &str = "close-reverts-channels";
 /// window has ended, so new runs that reach the gate carry its marker.
 pub const NO_LAUNCH_AFTER_WINDOW: &str = "no-launch-after-window";
 
+/// Patch id of in-flight replenishment: monitoring rounds propose transfers (when the policy
+/// enables it) and the window releases, or asks supply chain about, each. Consulted at the
+/// first monitoring round of a run whose policy enables replenishment.
+pub const IN_FLIGHT_REPLENISHMENT: &str = "in-flight-replenishment";
+
 type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The surface Temporal sees (init, run, signals, updates, queries), each a line or two; the

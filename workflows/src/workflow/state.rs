@@ -86,6 +86,14 @@ pub struct PromotionWorkflow {
     pub(crate) on_time_acks: (u32, u32),
     /// Workflow time at start: the origin of the (possibly compressed) business clock.
     pub(crate) started_at: i64,
+    /// Runs with [`super::IN_FLIGHT_REPLENISHMENT`] and a policy that enables it.
+    pub(crate) replenishes: bool,
+    /// Monitoring rounds that asked for replenishment so far.
+    pub(crate) replenish_round: u32,
+    /// Transfers recommended in the window, oldest first.
+    pub(crate) transfers: Vec<Transfer>,
+    /// Transfers whose order was released or cancelled as their state says.
+    pub(crate) transfers_settled: BTreeSet<String>,
 }
 
 pub(crate) fn pb_ts(seconds: i64) -> Option<PbTimestamp> {
@@ -148,6 +156,10 @@ impl PromotionWorkflow {
             publications: Vec::new(),
             on_time_acks: (0, 0),
             started_at: 0,
+            replenishes: false,
+            replenish_round: 0,
+            transfers: Vec::new(),
+            transfers_settled: BTreeSet::new(),
         }
     }
 
@@ -274,6 +286,7 @@ impl PromotionWorkflow {
             outcome_reason: self.outcome_reason.clone(),
             exceptions_raised: self.exceptions.len() as u32,
             forecast: self.assessment.as_ref().and_then(decisions::forecast_model_audit).unwrap_or_default(),
+            transfers: self.transfers.clone(),
         }
     }
 
@@ -286,6 +299,8 @@ impl PromotionWorkflow {
         } else if funding_held {
             // The launch gate waits for finance to approve launching without withdrawn funding.
             vec![role_name(Role::Finance).to_owned()]
+        } else if self.transfers.iter().any(|t| t.state() == TransferState::AwaitingApproval) {
+            vec![role_name(Role::SupplyChain).to_owned()]
         } else {
             vec![]
         };
@@ -325,6 +340,26 @@ impl PromotionWorkflow {
                     r.fill_rate,
                     r.stockout_probability,
                     r.note
+                ));
+            }
+        }
+        if !self.transfers.is_empty() {
+            // The latest transfers: the rest are in `status` and the audit trail.
+            let shown = self.transfers.len().min(6);
+            md.push_str(&format!(
+                "\n**Replenishment transfers** (latest {shown} of {})\n\n| transfer | state | units | cost | protects | stockouts without → with |\n|---|---|---|---|---|---|\n",
+                self.transfers.len()
+            ));
+            for t in &self.transfers[self.transfers.len() - shown..] {
+                md.push_str(&format!(
+                    "| {} | {} | {} | {} | {} | {} → {} |\n",
+                    t.transfer_id,
+                    t.state().as_str_name().trim_start_matches("TRANSFER_STATE_"),
+                    t.units,
+                    t.cost,
+                    t.revenue_protected,
+                    t.stockout_share_before,
+                    t.stockout_share_after
                 ));
             }
         }
@@ -514,6 +549,17 @@ impl PromotionWorkflow {
     }
 
     /// The policy, once loaded.
+    /// Transfers decided or superseded whose order has not been released or cancelled yet.
+    pub(crate) fn unsettled_transfers(&self) -> usize {
+        self.transfers
+            .iter()
+            .filter(|t| {
+                t.state() != TransferState::AwaitingApproval
+                    && !self.transfers_settled.contains(&t.transfer_id)
+            })
+            .count()
+    }
+
     pub(crate) fn policy(&self) -> Option<&Policy> {
         self.policy.as_ref()
     }

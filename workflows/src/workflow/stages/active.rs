@@ -5,12 +5,12 @@
 
 use super::{Stop, check_cancel, enter, publishing, reconcile};
 use crate::{
-    api::{AwaitAcksInput, PromotionActivities as A, SalesInput},
+    api::{AwaitAcksInput, PromotionActivities as A, ReplenishInput, SalesInput, SettleTransfersInput},
     decisions::{self, Activation, Gate},
     plan::Plan,
     policy::{LateAckAction, Policy},
     workflow::{
-        NO_LAUNCH_AFTER_WINDOW, PRICE_RECONCILIATION,
+        IN_FLIGHT_REPLENISHMENT, NO_LAUNCH_AFTER_WINDOW, PRICE_RECONCILIATION,
         state::{PromotionWorkflow, pb_ts, publish},
         wait::{self, Ctx, business_now, long_opts, now, opts, until},
     },
@@ -31,6 +31,9 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<Windows, Sto
     // Versioned change: live prices are read back and reconciled from here on.
     let reconciles = ctx.state(|s| s.v2) && ctx.patched(PRICE_RECONCILIATION);
     ctx.state_mut(|s| s.reconciles = reconciles);
+    // Versioned change: monitoring rounds propose transfers, when the policy enables them.
+    let replenishes = policy.replenishment.enabled && ctx.patched(IN_FLIGHT_REPLENISHMENT);
+    ctx.state_mut(|s| s.replenishes = replenishes);
     loop {
         check_cancel(ctx)?;
         let bnow = business_now(ctx, policy);
@@ -51,6 +54,11 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<Windows, Sto
             reconcile::round(ctx, plan, policy, true).await?;
         }
         if bnow >= plan.ends_at {
+            if replenishes {
+                // Nobody decided in time: the window is over, nothing is left to protect.
+                supersede_waiting(ctx, "the window ended before supply chain decided");
+                settle(ctx, policy).await?;
+            }
             return Ok(windows);
         }
         // Wait for the next thing: a delayed launch, missing acknowledgments, monitoring, the end.
@@ -70,9 +78,13 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<Windows, Sto
         });
         let (next, why) =
             decisions::next_wakeup(plan.ends_at, pending_launch, announced.then_some(next_monitor));
-        let (paused, overrides, holds) = ctx.state(|s| (s.paused, s.overrides.len(), s.hold_count()));
+        let (paused, overrides, holds, unsettled) =
+            ctx.state(|s| (s.paused, s.overrides.len(), s.hold_count(), s.unsettled_transfers()));
         let nudged = move |s: &PromotionWorkflow| {
-            s.paused != paused || s.overrides.len() != overrides || s.hold_count() != holds
+            s.paused != paused
+                || s.overrides.len() != overrides
+                || s.hold_count() != holds
+                || s.unsettled_transfers() != unsettled
         };
         if !waiting_acks.is_empty() && bnow >= plan.starts_at && !ctx.state(|s| s.overrides.contains("")) {
             let timeout = until(ctx, policy, next).min(ack_poll);
@@ -93,12 +105,16 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<Windows, Sto
             let summary = format!("next: {}", why.describe());
             wait::sleep(ctx, until(ctx, policy, next), summary, nudged).await?;
         }
+        if replenishes {
+            // Supply chain's decisions taken while waiting.
+            settle(ctx, policy).await?;
+        }
         let bnow = business_now(ctx, policy);
         if announced && bnow >= next_monitor && bnow < plan.ends_at && !ctx.state(|s| s.paused) {
             next_monitor = bnow + every;
             let so_far: Windows =
                 windows.iter().map(|(r, (a, _))| (r.clone(), (*a, bnow.min(plan.ends_at)))).collect();
-            monitor(ctx, plan, so_far).await?;
+            monitor(ctx, plan, policy, so_far).await?;
             reconcile::round(ctx, plan, policy, true).await?;
         }
     }
@@ -156,9 +172,22 @@ fn activate(ctx: &Ctx, plan: &Plan, policy: &Policy, bnow: i64, window_over: boo
     })
 }
 
-/// One monitoring round: sell-through so far, and stockouts raised as exceptions.
-async fn monitor(ctx: &Ctx, plan: &Plan, so_far: Windows) -> Result<(), Stop> {
-    let input = sales_input(ctx, plan, so_far);
+/// One monitoring round: sell-through so far, stockouts raised as exceptions and, with
+/// replenishment, the round's transfers released or put to supply chain.
+async fn monitor(ctx: &Ctx, plan: &Plan, policy: &Policy, so_far: Windows) -> Result<(), Stop> {
+    let mut input = sales_input(ctx, plan, so_far);
+    if ctx.state(|s| s.replenishes) {
+        input.replenish = Some(ctx.state_mut(|s| {
+            s.replenish_round += 1;
+            ReplenishInput {
+                revision: s.revision,
+                round: s.replenish_round,
+                dc_unit_cost: policy.replenishment.dc_unit_cost.clone(),
+                store_unit_cost: policy.replenishment.store_unit_cost.clone(),
+                region_dcs: s.regions.iter().map(|r| (r.region_id.clone(), r.dc_id.clone())).collect(),
+            }
+        }));
+    }
     let m = wait::run(ctx, ctx.execute_activity(A::monitor, input, opts(120, "monitor sell-through".into())))
         .await?;
     let t = now(ctx);
@@ -202,6 +231,120 @@ async fn monitor(ctx: &Ctx, plan: &Plan, so_far: Windows) -> Result<(), Stop> {
             );
         }
     });
+    if ctx.state(|s| s.replenishes) {
+        recommend(ctx, policy, m.transfers);
+        settle(ctx, policy).await?;
+    }
+    publish(ctx);
+    Ok(())
+}
+
+/// Takes a round's recommendations: the ones waiting from an earlier round are superseded; each
+/// new one within the policy's limit is to be released, a dearer one waits for supply chain.
+fn recommend(ctx: &Ctx, policy: &Policy, transfers: Vec<Transfer>) {
+    let t = now(ctx);
+    supersede_waiting(ctx, "a later monitoring round replaced it");
+    let limit = policy.replenishment.auto_apply_max_cost.clone();
+    ctx.state_mut(|s| {
+        for mut x in transfers {
+            let within = decisions::within_limit(&x.cost, &limit);
+            let what = format!(
+                "{} {}: {} units to {} cells, cost {}, protects {} of revenue ({}); order {}",
+                x.transfer_id, x.kind, x.units, x.cells, x.cost, x.revenue_protected, x.rationale, x.order_id
+            );
+            s.record(t, "system", "transfer-recommended", what);
+            if within {
+                x.state = TransferState::Applied as i32;
+            } else {
+                x.state = TransferState::AwaitingApproval as i32;
+                s.raise(
+                    t,
+                    PromotionException {
+                        exception_id: format!("transfer-{}", x.transfer_id),
+                        kind: ExceptionKind::StockRisk as i32,
+                        severity: Severity::Medium as i32,
+                        owner_role: Role::SupplyChain as i32,
+                        revenue_at_risk: x.revenue_protected.clone(),
+                        status: ExceptionStatus::Open as i32,
+                        region_id: x.region_id.clone(),
+                        detail: format!(
+                            "transfer {} costs {}, over the {limit} released without approval: approve or reject \
+                             as SUPPLY_CHAIN",
+                            x.transfer_id, x.cost
+                        ),
+                        ..Default::default()
+                    },
+                );
+            }
+            s.transfers.push(x);
+        }
+    });
+}
+
+/// Marks every transfer still waiting for supply chain as superseded (its order is cancelled by
+/// the next [`settle`]).
+fn supersede_waiting(ctx: &Ctx, why: &str) {
+    let t = now(ctx);
+    ctx.state_mut(|s| {
+        let mut ids = Vec::new();
+        for x in s.transfers.iter_mut().filter(|x| x.state() == TransferState::AwaitingApproval) {
+            x.state = TransferState::Superseded as i32;
+            ids.push(x.transfer_id.clone());
+        }
+        for id in ids {
+            let exception = format!("transfer-{id}");
+            s.resolve(t, |e| e.exception_id == exception, why);
+            s.record(t, "system", "transfer-superseded", format!("{id}: {why}"));
+        }
+    });
+}
+
+/// Releases the orders of applied and approved transfers and cancels those of declined and
+/// superseded ones, once each.
+async fn settle(ctx: &Ctx, policy: &Policy) -> Result<(), Stop> {
+    let (release, cancel): (Vec<Transfer>, Vec<Transfer>) = ctx.state(|s| {
+        s.transfers
+            .iter()
+            .filter(|x| {
+                x.state() != TransferState::AwaitingApproval && !s.transfers_settled.contains(&x.transfer_id)
+            })
+            .cloned()
+            .partition(|x| matches!(x.state(), TransferState::Applied | TransferState::Approved))
+    });
+    if release.is_empty() && cancel.is_empty() {
+        return Ok(());
+    }
+    let input = SettleTransfersInput {
+        release: release.iter().map(|x| x.order_id.clone()).collect(),
+        release_at: business_now(ctx, policy),
+        cancel: cancel.iter().map(|x| x.order_id.clone()).collect(),
+        reason: "replenishment not approved".into(),
+    };
+    let summary = format!("release {} and cancel {} transfer orders", release.len(), cancel.len());
+    let released =
+        wait::run(ctx, ctx.execute_activity(A::settle_transfers, input, opts(60, summary))).await?;
+    let t = now(ctx);
+    ctx.state_mut(|s| {
+        s.wrote = true;
+        for x in &release {
+            let detail = if released.contains(&x.order_id) {
+                format!("{}: order {} released ({} units)", x.transfer_id, x.order_id, x.units)
+            } else {
+                format!("{}: order {} could not be released", x.transfer_id, x.order_id)
+            };
+            s.record(t, "system", "transfer-released", detail);
+            s.transfers_settled.insert(x.transfer_id.clone());
+        }
+        for x in &cancel {
+            s.record(
+                t,
+                "system",
+                "transfer-cancelled",
+                format!("{}: order {} cancelled", x.transfer_id, x.order_id),
+            );
+            s.transfers_settled.insert(x.transfer_id.clone());
+        }
+    });
     publish(ctx);
     Ok(())
 }
@@ -213,5 +356,6 @@ pub(crate) fn sales_input(ctx: &Ctx, plan: &Plan, windows: Windows) -> SalesInpu
         adjustments: s.adjustments.clone(),
         windows,
         assessment: s.assessment.clone().unwrap_or_default(),
+        replenish: None,
     })
 }
