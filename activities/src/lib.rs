@@ -970,6 +970,7 @@ async fn replenishment_outcome(
     report: &mut pb::PostEventReport,
 ) -> Result<(), ActivityError> {
     report.stockout_store_days_without_transfers = report.stockout_store_days;
+    report.units_sold_without_transfers = report.units_sold;
     let orders = rpc!(
         systems.replenishment(),
         list_orders,
@@ -998,6 +999,7 @@ async fn replenishment_outcome(
     checks::sales_actuals(&req, &without).map_err(checks::BadResponse::into_activity_error)?;
     report.stockout_store_days_without_transfers =
         without.iter().map(|a| u64::from(a.stockout_store_days)).sum();
+    report.units_sold_without_transfers = without.iter().map(|a| a.units_sold).sum();
     Ok(())
 }
 

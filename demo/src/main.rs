@@ -145,8 +145,8 @@ async fn main() -> anyhow::Result<()> {
     let mut approved = false;
     let mut remediated = false;
     let mut drifted = false;
-    // Replenishment transfers already narrated, by id and state.
-    let mut transfers_seen: BTreeSet<(String, i32)> = BTreeSet::new();
+    // Replenishment transfers already narrated.
+    let mut transfers_seen: BTreeSet<String> = BTreeSet::new();
     loop {
         let status = handle.query(PromotionWorkflow::status, (), WorkflowQueryOptions::default()).await?;
         if status.stage() != seen_stage {
@@ -161,7 +161,8 @@ async fn main() -> anyhow::Result<()> {
                 print_assessment(&client, &spec.promotion_id).await?;
             }
         }
-        for e in &status.open_exceptions {
+        // Transfers waiting for supply chain are narrated with their round below.
+        for e in status.open_exceptions.iter().filter(|e| !e.exception_id.starts_with("transfer-")) {
             if seen_exceptions.insert(e.exception_id.clone()) {
                 n.say(format!(
                     "  ⚠ exception {} [{} {}] owner {}: {} (revenue at risk {})",
@@ -261,23 +262,41 @@ async fn main() -> anyhow::Result<()> {
                 Err(e) => n.say(format!("  (could not make R1's POS drift: {})", e.message())),
             }
         }
-        // In-flight replenishment: each monitoring round's transfers, as they are released or put
-        // to supply chain; supply chain (E3001) approves the dearer ones, signed.
-        for t in &status.transfers {
-            if !transfers_seen.insert((t.transfer_id.clone(), t.state)) {
-                continue;
-            }
-            let state = t.state().as_str_name().trim_start_matches("TRANSFER_STATE_").to_lowercase();
+        // In-flight replenishment: each monitoring round's transfers, once, with the first
+        // round's in detail; supply chain (E3001) approves a round's dearer ones, signed.
+        let new: Vec<&Transfer> =
+            status.transfers.iter().filter(|t| !transfers_seen.contains(&t.transfer_id)).collect();
+        let mut rounds: BTreeMap<String, Vec<&Transfer>> = BTreeMap::new();
+        for t in &new {
+            let round = t.transfer_id.split('-').nth(1).unwrap_or("").to_owned();
+            rounds.entry(round).or_default().push(t);
+        }
+        for (round, ts) in &rounds {
+            let units: i64 = ts.iter().map(|t| t.units).sum();
+            let money = |f: fn(&Transfer) -> &str| -> f64 {
+                ts.iter().filter_map(|t| f(t).parse::<f64>().ok()).sum()
+            };
             n.say(format!(
-                "  ↪ {} ({state}): {} units to {} store × SKU cells, cost {}, protects {} of revenue; {}",
-                t.transfer_id, t.units, t.cells, t.cost, t.revenue_protected, t.rationale
+                "  ↪ replenishment {round}: {} transfers, {units} units, cost {:.2}, protects {:.2} of revenue",
+                ts.len(),
+                money(|t| &t.cost),
+                money(|t| &t.revenue_protected)
             ));
-            if t.state() == TransferState::AwaitingApproval {
-                let at = (spec.promotion_id.as_str(), status.revision);
-                let comment = "transfer approved: the stores would run out";
-                let r = approve(&handle, &args.keys, at, "E3001", Role::SupplyChain, comment).await;
-                n.say(format!("  E3001 approves as SUPPLY_CHAIN, signed: {}", answer(r)));
+            if transfers_seen.is_empty() {
+                for t in ts {
+                    n.say(format!(
+                        "      {}: {} units to {} store × SKU cells, cost {}, protects {}; {}",
+                        t.transfer_id, t.units, t.cells, t.cost, t.revenue_protected, t.rationale
+                    ));
+                }
             }
+            transfers_seen.extend(ts.iter().map(|t| t.transfer_id.clone()));
+        }
+        if new.iter().any(|t| t.state() == TransferState::AwaitingApproval) {
+            let at = (spec.promotion_id.as_str(), status.revision);
+            let comment = "transfers approved: the stores would run out";
+            let r = approve(&handle, &args.keys, at, "E3001", Role::SupplyChain, comment).await;
+            n.say(format!("      E3001 approves as SUPPLY_CHAIN, signed: {}", answer(r)));
         }
         if status.stage() == Stage::Done {
             break;
@@ -498,8 +517,11 @@ fn print_report(r: &PostEventReport) {
         (
             "replenishment in the window",
             format!(
-                "{} transfer orders, {} units; {} stockout store-days without them",
-                r.transfers_released, r.units_transferred, r.stockout_store_days_without_transfers
+                "{} transfer orders, {} units; without them {} stockout store-days, {} units sold",
+                r.transfers_released,
+                r.units_transferred,
+                r.stockout_store_days_without_transfers,
+                r.units_sold_without_transfers
             ),
         ),
         ("markdown exposure", r.markdown_exposure.clone()),

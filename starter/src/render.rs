@@ -424,6 +424,14 @@ pub fn report(r: &PromotionResult) -> String {
                     thousands(p.stockout_store_days_without_transfers as i64)
                 ),
             ),
+            (
+                "units sold",
+                format!(
+                    "{} (without the transfers: {})",
+                    thousands(p.units_sold),
+                    thousands(p.units_sold_without_transfers)
+                ),
+            ),
         ]));
     }
     out.push_str("\nMoney\n");
@@ -834,11 +842,16 @@ mod tests {
                 transfers_released: 3,
                 units_transferred: 181,
                 stockout_store_days_without_transfers: 38,
+                units_sold_without_transfers: 12_001,
             }),
         };
         let text = report(&r);
         assert!(text.contains("  transfer orders released  3\n"), "{text}");
         assert!(text.contains("  stockout store-days       4 (without the transfers: 38)\n"), "{text}");
+        assert!(
+            text.contains("  units sold                12,345 (without the transfers: 12,001)\n"),
+            "{text}"
+        );
         assert!(text.contains("  forecast model       uplift-glm/1@c82a1f8dcaca\n"), "{text}");
         assert!(
             text.contains("FA-001       120.00  100.00              0     40.00    60.00  CL-000001"),

@@ -13,7 +13,10 @@ use promo_contracts::{
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use rust_decimal::prelude::ToPrimitive;
-use std::{collections::HashSet, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, transport::server::Router};
@@ -44,7 +47,11 @@ pub fn router(
         .add_service(demand_service_server::DemandServiceServer::new(h.clone()))
         .add_service(funding_service_server::FundingServiceServer::new(h.clone()))
         .add_service(price_service_server::PriceServiceServer::new(h.clone()))
-        .add_service(replenishment_service_server::ReplenishmentServiceServer::new(h.clone()))
+        // A replenishment order can address tens of thousands of store × SKU cells.
+        .add_service(
+            replenishment_service_server::ReplenishmentServiceServer::new(h.clone())
+                .max_decoding_message_size(64 << 20),
+        )
         .add_service(publication_service_server::PublicationServiceServer::new(h.clone()))
         .add_service(sales_service_server::SalesServiceServer::new(h.clone()))
         .add_service(process_event_service_server::ProcessEventServiceServer::new(h.clone()))
@@ -1123,11 +1130,15 @@ impl replenishment_service_server::ReplenishmentService for Handler {
                     ],
                 )
                 .map_err(db)?;
-                for (sku, from, to, units) in &store_lines {
-                    conn.execute(
+                let mut insert = conn
+                    .prepare_cached(
                         "INSERT INTO store_transfer_lines(order_id, sku_idx, from_store_idx, to_store_idx, units,
                          release_s, eta_s, dc_idx) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
-                        params![
+                    )
+                    .map_err(db)?;
+                for (sku, from, to, units) in &store_lines {
+                    insert
+                        .execute(params![
                             id,
                             sku,
                             from,
@@ -1136,9 +1147,8 @@ impl replenishment_service_server::ReplenishmentService for Handler {
                             release_ms.div_euclid(1000),
                             (release_ms + TRANSFER_LEAD_MS).div_euclid(1000),
                             dc
-                        ],
-                    )
-                    .map_err(db)?;
+                        ])
+                        .map_err(db)?;
                 }
                 let o = get_order(conn, "order_id", &id).map_err(db)?.ok_or_else(|| Status::internal("lost write"))?;
                 Ok((o, false))
@@ -1310,23 +1320,32 @@ fn stream_sell_through(
     let mut dcs: Vec<usize> = scopes.iter().map(|s| m.regions[s.region_idx].dc_idx).collect();
     dcs.sort_unstable();
     dcs.dedup();
+    // Units released to stores from each DC, per SKU, in one pass.
+    let mut committed: HashMap<(i64, i64), i64> = HashMap::new();
+    {
+        let mut stmt = conn
+            .prepare(
+                "SELECT l.dc_idx, l.sku_idx, SUM(l.units) FROM store_transfer_lines l JOIN transfer_orders o
+                 ON o.order_id = l.order_id WHERE l.from_store_idx = -1 AND o.state = 1
+                 GROUP BY l.dc_idx, l.sku_idx",
+            )
+            .map_err(db)?;
+        let rows = stmt.query_map([], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?))).map_err(db)?;
+        for row in rows {
+            let (k, v) = row.map_err(db)?;
+            committed.insert(k, v);
+        }
+    }
     let mut on_hand =
         conn.prepare("SELECT on_hand FROM dc_positions WHERE dc_idx = ?1 AND sku_idx = ?2").map_err(db)?;
-    let mut committed = conn
-        .prepare(
-            "SELECT COALESCE(SUM(l.units), 0) FROM store_transfer_lines l JOIN transfer_orders o
-             ON o.order_id = l.order_id WHERE l.dc_idx = ?1 AND l.sku_idx = ?2 AND l.from_store_idx = -1
-             AND o.state = 1",
-        )
-        .map_err(db)?;
     let mut availability = Vec::with_capacity(dcs.len());
     for dc in dcs {
         let mut available = Vec::with_capacity(lines.len());
         for l in lines {
-            let args = params![dc as i64, l.sku_idx as i64];
-            let held: i64 = on_hand.query_row(args, |r| r.get(0)).optional().map_err(db)?.unwrap_or(0);
-            let out: i64 = committed.query_row(args, |r| r.get(0)).map_err(db)?;
-            available.push((held - out).max(0));
+            let key = (dc as i64, l.sku_idx as i64);
+            let held: i64 =
+                on_hand.query_row(params![key.0, key.1], |r| r.get(0)).optional().map_err(db)?.unwrap_or(0);
+            available.push((held - committed.get(&key).copied().unwrap_or(0)).max(0));
         }
         availability.push(DcAvailability { dc_id: m.dcs[dc].0.clone(), available });
     }

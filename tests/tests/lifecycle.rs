@@ -200,12 +200,16 @@ async fn monitoring_rounds_move_stock_to_stores_that_would_run_out() {
     let report = result.report.expect("a report");
     assert!(report.transfers_released > 0 && report.units_transferred > 0, "{report:?}");
     println!(
-        "replenishment: {} orders released, {} units; stockout store-days {} with, {} without",
+        "replenishment: {} orders released, {} units; stockout store-days {} with, {} without; units sold {} with, {} without",
         report.transfers_released,
         report.units_transferred,
         report.stockout_store_days,
-        report.stockout_store_days_without_transfers
+        report.stockout_store_days_without_transfers,
+        report.units_sold,
+        report.units_sold_without_transfers
     );
+    // And sell more: the units moved reach demand the stores could not meet.
+    assert!(report.units_sold > report.units_sold_without_transfers, "{report:?}");
     // The same draws without the transfers run out on more store-days.
     assert!(
         report.stockout_store_days < report.stockout_store_days_without_transfers,

@@ -183,7 +183,8 @@ pub fn plan_region(cells: &[Cell], lines: &[Line], p: &Params) -> Plan {
             let mut dc = line.dc_available.floor().max(0.0);
             let mut wants: BinaryHeap<Next> =
                 of_line.iter().map(|&i| Next { value: gain(i, 0.0), cell: i }).collect();
-            let mut dc_units = vec![0u32; cells.len()];
+            // Units and the value they protect, per cell (each unit's value summed as it is given).
+            let mut dc_units = vec![(0u32, 0.0f64); cells.len()];
             while dc >= 1.0 {
                 let Some(top) = wants.pop() else { break };
                 if top.value < p.dc_unit_cost || top.value <= 0.0 {
@@ -191,18 +192,20 @@ pub fn plan_region(cells: &[Cell], lines: &[Line], p: &Params) -> Plan {
                     break;
                 }
                 added[top.cell] += 1.0;
-                dc_units[top.cell] += 1;
+                dc_units[top.cell].0 += 1;
+                dc_units[top.cell].1 += top.value;
                 dc -= 1.0;
                 wants.push(Next { value: gain(top.cell, added[top.cell]), cell: top.cell });
             }
             for &i in &of_line {
-                if dc_units[i] > 0 {
+                let (units, protected) = dc_units[i];
+                if units > 0 {
                     plan.from_dc.push(Move {
                         line: k as u32,
                         from: None,
                         to: cells[i].store,
-                        units: dc_units[i],
-                        protected: (0..dc_units[i]).map(|u| gain(i, f64::from(u))).sum(),
+                        units,
+                        protected,
                     });
                 }
             }
