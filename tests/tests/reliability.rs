@@ -535,9 +535,6 @@ async fn identities(env: &PromoEnv, id: &str) -> std::collections::BTreeSet<Stri
 async fn two_workers_share_the_queue_and_one_killed_for_good_loses_and_duplicates_nothing() {
     let env = PromoEnv::start(test_policy()).await.unwrap();
     let mut first = WorkerProcess::spawn(env.worker_config()).unwrap();
-    let mut second_config = env.worker_config();
-    second_config.dir = env.dir().join("worker-b");
-    let mut second = WorkerProcess::spawn(second_config).unwrap();
     // Six promotions on distinct SKUs, launching 20 business days (40 s) ahead — time for six
     // assessments and approvals one after another before the approval deadline — lasting 2.
     let ids: Vec<String> = (0..6).map(|i| format!("TWO-{i}")).collect();
@@ -550,6 +547,13 @@ async fn two_workers_share_the_queue_and_one_killed_for_good_loses_and_duplicate
         refs.iter().all(|id| in_stage(seen, id, &[Stage::Approval]))
     })
     .await;
+    // The first worker alone has taken every promotion through intake, so the one about to be
+    // killed has certainly done work (two workers from the start may leave it none on a busy
+    // machine); the second joins the queue now and shares what follows.
+    first.check_alive().unwrap();
+    let mut second_config = env.worker_config();
+    second_config.dir = env.dir().join("worker-b");
+    let mut second = WorkerProcess::spawn(second_config).unwrap();
     for id in &refs {
         approve_when_reachable(&env, id).await;
     }
