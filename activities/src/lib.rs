@@ -623,7 +623,10 @@ impl PromotionActivities {
         .await
     }
 
-    /// Polls the publications until all are acknowledged or `timeout_ms` passes, heartbeating.
+    /// Waits until every publication is acknowledged or `timeout_ms` passes, heartbeating. The
+    /// acknowledgments are pushed: one `WatchPublications` stream for the whole wait, which the
+    /// systems answer when a publication changes — no call per publication per poll, however
+    /// long a channel takes.
     #[activity(name = activity_names::AWAIT_ACKNOWLEDGMENTS)]
     pub async fn await_acknowledgments(
         self: Arc<Self>,
@@ -634,31 +637,42 @@ impl PromotionActivities {
         alive(&ctx, &progress, async {
             let deadline = tokio::time::Instant::now() + Duration::from_millis(input.timeout_ms);
             let mut pubs = input.publications.clone();
+            let waiting =
+                |pubs: &[PublicationRef]| pubs.iter().filter(|p| p.acknowledged_at_ms.is_none()).count();
+            if waiting(&pubs) == 0 {
+                return Ok(pubs);
+            }
+            let publication_ids: Vec<String> = pubs
+                .iter()
+                .filter(|p| p.acknowledged_at_ms.is_none())
+                .map(|p| p.publication_id.clone())
+                .collect();
+            let mut stream = rpc!(
+                self.systems.publication(),
+                watch_publications,
+                WatchPublicationsRequest { publication_ids: publication_ids.clone() }
+            )
+            .await
+            .map_err(|s| status_error("publication", s))?
+            .into_inner();
             loop {
-                for p in pubs.iter_mut().filter(|p| p.acknowledged_at_ms.is_none()) {
-                    let got = rpc!(
-                        self.systems.publication(),
-                        get_publication,
-                        GetPublicationRequest { publication_id: p.publication_id.clone() }
-                    )
-                    .await
+                progress.set(format!("{} acknowledgments pending", waiting(&pubs)));
+                let next = tokio::select! {
+                    () = ctx.cancelled() => return Err(ActivityError::cancelled()),
+                    () = tokio::time::sleep_until(deadline) => return Ok(pubs),
+                    next = stream.message() => next,
+                };
+                let got = next
                     .map_err(|s| status_error("publication", s))?
-                    .into_inner()
+                    .ok_or_else(|| anyhow::anyhow!("publication: the acknowledgment stream ended"))?
                     .publication
-                    .ok_or_else(|| business("publication: empty response"))?;
+                    .ok_or_else(|| business("publication: empty message"))?;
+                if let Some(p) = pubs.iter_mut().find(|p| p.publication_id == got.publication_id) {
                     *p = publication_ref(&got, p.target.clone());
                 }
-                let waiting = pubs.iter().filter(|p| p.acknowledged_at_ms.is_none()).count();
-                if waiting == 0 || tokio::time::Instant::now() >= deadline {
+                if waiting(&pubs) == 0 {
                     return Ok(pubs);
                 }
-                progress.set(format!("{waiting} acknowledgments pending"));
-                if ctx.is_cancelled() {
-                    return Err(ActivityError::cancelled());
-                }
-                let pause = Duration::from_millis(250)
-                    .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
-                tokio::time::sleep(pause.max(Duration::from_millis(10))).await;
             }
         })
         .await

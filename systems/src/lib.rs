@@ -160,6 +160,9 @@ pub struct Systems {
     anchor: i64,
     master: Master,
     writer: Mutex<Connection>,
+    /// Counts the writer's committed changes: streams that push state (`WatchPublications`)
+    /// wake on it instead of polling the file.
+    changes: tokio::sync::watch::Sender<u64>,
     /// Active fault rules.
     pub faults: faults::Faults,
 }
@@ -249,6 +252,7 @@ impl Systems {
             anchor,
             master,
             writer: Mutex::new(conn),
+            changes: tokio::sync::watch::Sender::new(0),
             faults: Default::default(),
         })
     }
@@ -278,10 +282,21 @@ impl Systems {
         Ok(conn)
     }
 
-    /// Runs `f` with the single writer connection.
+    /// Runs `f` with the single writer connection; subscribers of [`Self::changes`] are woken
+    /// when it changed a row.
     pub fn write<T>(&self, f: impl FnOnce(&mut Connection) -> T) -> T {
         let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut conn)
+        let before = conn.total_changes();
+        let out = f(&mut conn);
+        if conn.total_changes() != before {
+            self.changes.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        out
+    }
+
+    /// A receiver that sees a new value after each write that changed a row.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 }
 

@@ -1460,6 +1460,72 @@ fn get_publication(
     Ok(Some(p))
 }
 
+/// Longest a `WatchPublications` stream waits between two looks at its publications when
+/// nothing was written: an acknowledgment comes due by time, and a channel that is down defers
+/// it without a write. Server-side reads of the file, not calls.
+const WATCH_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Feeds one `WatchPublications` stream: reads the publications (settling acknowledgments that
+/// came due), sends those that changed since the last message, then sleeps until the next
+/// acknowledgment is due, a write changes the file, or [`WATCH_RECHECK`] — until the caller
+/// hangs up.
+async fn watch_publications(
+    systems: Arc<Systems>,
+    ids: Vec<String>,
+    tx: &mpsc::Sender<Result<WatchPublicationsResponse, Status>>,
+) -> Result<(), Status> {
+    let mut changes = systems.changes();
+    let mut sent: HashMap<String, Publication> = HashMap::new();
+    loop {
+        changes.borrow_and_update();
+        let (s, look) = (systems.clone(), ids.clone());
+        let (pubs, next_due) = blocking(move || {
+            s.write(|conn| {
+                let mut out = Vec::with_capacity(look.len());
+                let mut next_due: Option<i64> = None;
+                for id in &look {
+                    let p = get_publication(conn, &s.faults, "publication_id", id)
+                        .map_err(db)?
+                        .ok_or_else(|| Status::not_found(format!("unknown publication {id:?}")))?;
+                    if p.state == PublicationState::PendingAck as i32
+                        && !s.faults.channel_down(p.channel, &p.region_id)
+                    {
+                        let due: Option<i64> = conn
+                            .query_row(
+                                "SELECT ack_due_ms FROM publications WHERE publication_id = ?1",
+                                [id],
+                                |r| r.get(0),
+                            )
+                            .map_err(db)?;
+                        if let Some(d) = due {
+                            next_due = Some(next_due.map_or(d, |n| n.min(d)));
+                        }
+                    }
+                    out.push(p);
+                }
+                Ok((out, next_due))
+            })
+        })
+        .await?;
+        for p in pubs {
+            if sent.get(&p.publication_id) != Some(&p) {
+                sent.insert(p.publication_id.clone(), p.clone());
+                if tx.send(Ok(WatchPublicationsResponse { publication: Some(p) })).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        let wait = next_due
+            .map(|due| std::time::Duration::from_millis((due - now_ms()).max(1) as u64))
+            .map_or(WATCH_RECHECK, |d| d.min(WATCH_RECHECK));
+        tokio::select! {
+            () = tx.closed() => return Ok(()),
+            r = changes.changed() => if r.is_err() { return Ok(()) },
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
 /// The live publication a channel target applied for `sku`: the most recently acknowledged
 /// publication to the target, not withdrawn, whose price change carries the SKU there — as
 /// (publication id, kind, acknowledged ms, promo price). Settles the target's acknowledgments
@@ -1668,6 +1734,27 @@ impl publication_service_server::PublicationService for Handler {
         })
         .await?;
         Ok(Response::new(GetPublicationResponse { publication: Some(p) }))
+    }
+
+    type WatchPublicationsStream = Stream<WatchPublicationsResponse>;
+
+    async fn watch_publications(
+        &self,
+        req: Request<WatchPublicationsRequest>,
+    ) -> Result<Response<Self::WatchPublicationsStream>, Status> {
+        self.0.faults.before(call("publication", "WatchPublications")).await?;
+        let ids = req.into_inner().publication_ids;
+        if ids.is_empty() {
+            return Err(Status::invalid_argument("publication_ids: name at least one publication"));
+        }
+        let systems = self.0.clone();
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(async move {
+            if let Err(e) = watch_publications(systems, ids, &tx).await {
+                let _ = tx.send(Err(e)).await;
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 
     async fn withdraw(&self, req: Request<WithdrawRequest>) -> Result<Response<WithdrawResponse>, Status> {

@@ -336,6 +336,36 @@ impl PromoEnv {
         Ok(())
     }
 
+    /// Starts counting the calls of `service`.`method` in the reference systems: a fault rule
+    /// with no effect, whose hits are the count. Returns the rule's id for [`Self::calls`].
+    pub async fn count_calls(&self, service: &str, method: &str) -> anyhow::Result<u64> {
+        use promo_contracts::retail::v1::{Fault, InjectFaultRequest};
+        let fault = Fault { service: service.into(), method: method.into(), ..Default::default() };
+        Ok(self
+            .admin()
+            .await?
+            .inject_fault(InjectFaultRequest { fault: Some(fault) })
+            .await?
+            .into_inner()
+            .fault_id)
+    }
+
+    /// The calls a rule from [`Self::count_calls`] has seen so far.
+    pub async fn calls(&self, rule: u64) -> anyhow::Result<u32> {
+        let faults = self
+            .admin()
+            .await?
+            .list_faults(promo_contracts::retail::v1::ListFaultsRequest {})
+            .await?
+            .into_inner()
+            .faults;
+        faults
+            .iter()
+            .find(|f| f.fault_id == rule)
+            .map(|f| f.hits)
+            .ok_or_else(|| anyhow::anyhow!("no fault rule {rule}"))
+    }
+
     /// A client of the reference systems' process-event record (analytics service).
     pub async fn events(
         &self,

@@ -589,6 +589,8 @@ async fn missing_acknowledgments_raise_an_exception_and_block_activation() {
     let env = PromoEnv::start(test_policy()).await.unwrap();
     // R1's POS never acknowledges; R3's POS is late (5 s) by the dataset.
     env.never_acknowledges(wire::Channel::Pos, "R1").await.unwrap();
+    let polls = env.count_calls("publication", "GetPublication").await.unwrap();
+    let watches = env.count_calls("publication", "WatchPublications").await.unwrap();
     let (status, audit) = env
         .with_worker(async {
             env.start_promotion(spec("ACK-1", &["R1", "R3"], 0..6, 3.0, 2.0)).await.unwrap();
@@ -613,6 +615,13 @@ async fn missing_acknowledgments_raise_an_exception_and_block_activation() {
         })
         .await
         .unwrap();
+    // Acknowledgments are pushed: each wait is one stream, and the publications are read one
+    // by one only at the launch gate's re-check (once per publication), not polled every 250 ms
+    // through R1's whole acknowledgment deadline and R3's 5 s (51 calls when it polled).
+    let (polls, watches) = (env.calls(polls).await.unwrap(), env.calls(watches).await.unwrap());
+    println!("acknowledgment waits: {watches} streams, {polls} GetPublication calls");
+    assert!(watches >= 1, "{watches}");
+    assert!(polls <= 8, "{polls} GetPublication calls: polling");
     let r1 = status.regions.iter().find(|r| r.region_id == "R1").unwrap();
     let r3 = status.regions.iter().find(|r| r.region_id == "R3").unwrap();
     assert!(r1.activated_at.is_none(), "R1 must never activate without its POS acknowledgment: {r1:?}");

@@ -15,7 +15,7 @@ async fn committed_histories_replay_with_the_current_workflow() {
     .expect("replayer");
     let files = history_files(&histories_dir());
     assert!(
-        files.len() >= 91,
+        files.len() >= 103,
         "expected the main scenarios' histories on each side of each patch, found {files:?}"
     );
     for f in &files {
@@ -68,10 +68,22 @@ fn patch_ids(path: &std::path::Path) -> Vec<String> {
 fn each_patched_change_is_covered_on_both_paths() {
     use promo_workflows::workflow::{
         CALENDAR_RESERVATIONS, CLOSE_REVERTS_CHANNELS, FUNDING_CLAIMS, IN_FLIGHT_REPLENISHMENT,
-        LAUNCH_GATE_CHANNELS, LAUNCH_GATE_HOLDS, LIFECYCLE_V2, PRICE_RECONCILIATION, PROCESS_EVENTS,
-        REVERT_READ_BACK_UNTIL_REGULAR,
+        LAUNCH_GATE_CHANNELS, LAUNCH_GATE_HOLDS, LEAN_HISTORY, LIFECYCLE_V2, PRICE_RECONCILIATION,
+        PROCESS_EVENTS, REVERT_READ_BACK_UNTIL_REGULAR,
     };
-    let dir = histories_dir();
+    let root = histories_dir();
+    // New runs record the lean history's marker and no other: every earlier change is taken
+    // without consulting its patch. The histories from before it carry the earlier markers.
+    assert_eq!(LEAN_HISTORY, "lean-history", "a released patch id never changes");
+    for name in ["happy_path", "replenished", "gate_hold_stock", "funding_claimed", "rejected"] {
+        let ids = patch_ids(&root.join(format!("{name}.json")));
+        assert_eq!(ids, vec![LEAN_HISTORY.to_owned()], "{name}.json");
+        let old = patch_ids(&root.join("before-lean-history").join(format!("{name}.json")));
+        assert!(!old.is_empty() && !old.iter().any(|p| p == LEAN_HISTORY), "{name}.json before: {old:?}");
+    }
+    // The checks of each earlier patch, on the histories recorded just before the lean one
+    // (`before-lean-history/`: the newest with their markers) and on the older directories.
+    let dir = root.join("before-lean-history");
     for (before, patch) in [
         ("before-close-reverts-channels", CLOSE_REVERTS_CHANNELS),
         ("before-lifecycle-v2", LIFECYCLE_V2),
@@ -83,7 +95,7 @@ fn each_patched_change_is_covered_on_both_paths() {
         ("before-process-events", PROCESS_EVENTS),
         ("before-calendar-reservations", CALENDAR_RESERVATIONS),
     ] {
-        let old = patch_ids(&dir.join(before).join("happy_path.json"));
+        let old = patch_ids(&root.join(before).join("happy_path.json"));
         assert!(!old.iter().any(|p| p == patch), "{before}/happy_path.json predates {patch}: {old:?}");
     }
     let now = patch_ids(&dir.join("happy_path.json"));
@@ -100,7 +112,7 @@ fn each_patched_change_is_covered_on_both_paths() {
         assert!(now.iter().any(|p| p == patch), "new runs record {patch}: {now:?}");
     }
     // The v1 histories recorded after close-reverts-channels carry its marker, not v2's.
-    let v1 = patch_ids(&dir.join("before-lifecycle-v2/happy_path.json"));
+    let v1 = patch_ids(&root.join("before-lifecycle-v2/happy_path.json"));
     assert!(v1.iter().any(|p| p == CLOSE_REVERTS_CHANNELS), "{v1:?}");
     assert_eq!(LIFECYCLE_V2, "lifecycle-v2", "a released patch id never changes");
     assert_eq!(CLOSE_REVERTS_CHANNELS, "close-reverts-channels", "a released patch id never changes");
@@ -119,7 +131,7 @@ fn each_patched_change_is_covered_on_both_paths() {
     );
     let late = patch_ids(&dir.join("gate_hold_stock.json"));
     assert!(late.iter().any(|p| p == REVERT_READ_BACK_UNTIL_REGULAR), "{late:?}");
-    let before = patch_ids(&dir.join("before-revert-read-back-until-regular/gate_hold_stock.json"));
+    let before = patch_ids(&root.join("before-revert-read-back-until-regular/gate_hold_stock.json"));
     assert!(!before.iter().any(|p| p == REVERT_READ_BACK_UNTIL_REGULAR), "{before:?}");
     // Replenishment is consulted only where the policy enables it: the happy path (policy off)
     // replays without its marker, the replenished run records it.
@@ -132,7 +144,7 @@ fn each_patched_change_is_covered_on_both_paths() {
     let drift = patch_ids(&dir.join("price_drift_corrected.json"));
     assert!(drift.iter().any(|p| p == PRICE_RECONCILIATION), "{drift:?}");
     // The v2 histories recorded before the gate held anything carry v2's marker, not the gate's.
-    let v2 = patch_ids(&dir.join("before-launch-gate-holds/happy_path.json"));
+    let v2 = patch_ids(&root.join("before-launch-gate-holds/happy_path.json"));
     assert!(v2.iter().any(|p| p == LIFECYCLE_V2), "{v2:?}");
     // A hold placed and released at the gate is recorded on the new path.
     let held = patch_ids(&dir.join("gate_hold_stock.json"));
@@ -141,6 +153,6 @@ fn each_patched_change_is_covered_on_both_paths() {
     // new path; the gate's stock hold from before the channel re-read replays without it.
     let channel = patch_ids(&dir.join("gate_hold_channel.json"));
     assert!(channel.iter().any(|p| p == LAUNCH_GATE_CHANNELS), "{channel:?}");
-    let before = patch_ids(&dir.join("before-launch-gate-channels/gate_hold_stock.json"));
+    let before = patch_ids(&root.join("before-launch-gate-channels/gate_hold_stock.json"));
     assert!(!before.iter().any(|p| p == LAUNCH_GATE_CHANNELS), "{before:?}");
 }

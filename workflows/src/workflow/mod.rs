@@ -92,6 +92,21 @@ pub const NO_LAUNCH_AFTER_WINDOW: &str = "no-launch-after-window";
 /// first monitoring round of a run whose policy enables replenishment.
 pub const IN_FLIGHT_REPLENISHMENT: &str = "in-flight-replenishment";
 
+/// Patch id of the lean history, consulted first thing in `run`. Runs that record it take every
+/// patch above as applied without consulting it (one marker instead of nine, each with the
+/// `TemporalChangeVersion` upsert core adds), run the short activities as local activities (a
+/// marker each, no activity events, no workflow task to resume, and their inputs — the plan —
+/// stay out of the history), and upsert a search attribute only when its value changes. Runs
+/// started before it replay on the paths their markers name
+/// (`tests/histories/before-lean-history/`).
+pub const LEAN_HISTORY: &str = "lean-history";
+
+/// Whether this run takes the change behind `patch`: always in a lean run (which records no
+/// marker for it), otherwise as its marker says.
+pub(crate) fn patched(ctx: &wait::Ctx, patch: &str) -> bool {
+    ctx.state(|s| s.lean) || ctx.patched(patch)
+}
+
 type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The surface Temporal sees (init, run, signals, updates, queries), each a line or two; the
@@ -110,11 +125,13 @@ impl PromotionWorkflow {
     /// unrecoverable failure ends the promotion as FAILED with the reason.
     #[run(name = "PromotionWorkflow")]
     pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<PromotionResult> {
-        let v2 = ctx.patched(LIFECYCLE_V2);
-        let records_events = v2 && ctx.patched(PROCESS_EVENTS);
-        let calendar = records_events && ctx.patched(CALENDAR_RESERVATIONS);
+        let lean = ctx.patched(LEAN_HISTORY);
+        let v2 = lean || ctx.patched(LIFECYCLE_V2);
+        let records_events = v2 && (lean || ctx.patched(PROCESS_EVENTS));
+        let calendar = records_events && (lean || ctx.patched(CALENDAR_RESERVATIONS));
         let run_id = ctx.run_id().to_owned();
         ctx.state_mut(|s| {
+            s.lean = lean;
             s.v2 = v2;
             s.records_events = records_events;
             s.calendar = calendar;

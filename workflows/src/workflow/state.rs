@@ -13,7 +13,7 @@ use crate::{
 use pbjson_types::Timestamp as PbTimestamp;
 use promo_contracts::{promo::v1::*, retail::v1::PublicationKind};
 use std::collections::{BTreeMap, BTreeSet};
-use temporalio_common::search_attributes::SearchAttributeUpdate;
+use temporalio_common::search_attributes::{SearchAttributeUpdate, SearchAttributes};
 use temporalio_macros::workflow;
 use temporalio_sdk::{SyncWorkflowContext, WorkflowContext};
 
@@ -23,6 +23,10 @@ use temporalio_sdk::{SyncWorkflowContext, WorkflowContext};
 pub struct PromotionWorkflow {
     /// Whether this run takes lifecycle v2's paths ([`super::LIFECYCLE_V2`]).
     pub(crate) v2: bool,
+    /// Whether this run keeps its history lean ([`super::LEAN_HISTORY`]): every earlier patch
+    /// taken without its marker, short activities local, search attributes upserted only when
+    /// they change.
+    pub(crate) lean: bool,
     /// Why the start input is not a spec, when it is not.
     pub(crate) input_error: Option<String>,
     pub(crate) spec: PromotionSpec,
@@ -113,6 +117,7 @@ impl PromotionWorkflow {
         };
         Self {
             v2: false,
+            lean: false,
             input_error,
             spec,
             revision: 1,
@@ -374,8 +379,13 @@ impl PromotionWorkflow {
 
     /// [`publish`] from a signal or update handler.
     pub(crate) fn publish_sync(&self, ctx: &SyncWorkflowContext<Self>) {
-        let (sas, md) = self.outside();
-        ctx.upsert_search_attributes(sas);
+        let (mut sas, md) = self.outside();
+        if self.lean {
+            changed_only(&mut sas, &ctx.search_attributes());
+        }
+        if !sas.is_empty() {
+            ctx.upsert_search_attributes(sas);
+        }
         ctx.set_current_details(md);
     }
 
@@ -567,7 +577,19 @@ impl PromotionWorkflow {
 
 /// Publishes what the outside sees ([`PromotionWorkflow::outside`]) from the run.
 pub(crate) fn publish(ctx: &WorkflowContext<PromotionWorkflow>) {
-    let (sas, md) = ctx.state(PromotionWorkflow::outside);
-    ctx.upsert_search_attributes(sas);
+    let (mut sas, md) = ctx.state(PromotionWorkflow::outside);
+    if ctx.state(|s| s.lean) {
+        changed_only(&mut sas, &ctx.search_attributes());
+    }
+    if !sas.is_empty() {
+        ctx.upsert_search_attributes(sas);
+    }
     ctx.set_current_details(md);
+}
+
+/// Keeps the updates that change a value (a lean run upserts nothing else: each upsert is a
+/// history event, and most stage steps leave the five attributes as they were).
+fn changed_only(sas: &mut Vec<SearchAttributeUpdate>, current: &SearchAttributes) {
+    let next = SearchAttributes::new(sas.iter().cloned());
+    sas.retain(|u| next.raw_payload(u.name()) != current.raw_payload(u.name()));
 }

@@ -16,10 +16,10 @@ use std::{
     task::{Context, Poll},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
-use temporalio_common::RetryPolicy;
+use temporalio_common::{ActivityDefinition, RetryPolicy, data_converters::TemporalDeserializable};
 use temporalio_sdk::{
-    ActivityCancellationType, ActivityOptions, CancellableFuture, TimerOptions, WorkflowContext,
-    WorkflowTermination,
+    ActivityCancellationType, ActivityExecutionError, ActivityOptions, CancellableFuture,
+    LocalActivityOptions, TimerOptions, WorkflowContext, WorkflowTermination,
 };
 
 /// The context every stage takes.
@@ -105,6 +105,67 @@ pub(crate) fn compensation_opts(attempts: u32, summary: String) -> ActivityOptio
         .cancellation_token(temporalio_sdk::WorkflowCancellationToken::new())
         .summary(summary)
         .build()
+}
+
+/// An activity's future, whichever way it runs ([`call`]).
+pub(crate) struct Call<'a, T>(
+    Pin<Box<dyn CancellableFuture<Output = Result<T, ActivityExecutionError>> + 'a>>,
+);
+
+impl<T> Future for Call<'_, T> {
+    type Output = Result<T, ActivityExecutionError>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
+impl<T> FusedFuture for Call<'_, T> {
+    fn is_terminated(&self) -> bool {
+        self.0.is_terminated()
+    }
+}
+
+impl<T> CancellableFuture for Call<'_, T> {
+    fn cancel(&self) {
+        self.0.cancel();
+    }
+}
+
+/// Runs a short activity (a read, an idempotent write, a computation over streamed data): in a
+/// lean run ([`super::LEAN_HISTORY`]) as a local activity on this worker — one marker holding
+/// its result, no activity events, no workflow task to resume, its input (often the plan) out of
+/// the history — and otherwise as an ordinary activity, as the run was recorded. The one
+/// activity that waits by design (`await_acknowledgments`, up to the acknowledgment deadline)
+/// stays an ordinary activity: it holds no workflow task open and costs no events while it waits.
+pub(crate) fn call<'a, AD>(
+    ctx: &'a Ctx,
+    activity: AD,
+    input: impl Into<AD::Input> + 'a,
+    opts: ActivityOptions,
+) -> Call<'a, AD::Output>
+where
+    AD: ActivityDefinition + 'a,
+    AD::Output: TemporalDeserializable + 'a,
+{
+    if ctx.state(|s| s.lean) {
+        Call(Box::pin(ctx.execute_local_activity(activity, input, local(opts))))
+    } else {
+        Call(Box::pin(ctx.execute_activity(activity, input, opts)))
+    }
+}
+
+/// The local-activity equivalent of `opts`: same timeouts, retries, cancellation and summary
+/// (heartbeats are not needed: the worker running the workflow runs the activity, and a worker
+/// that dies takes both with it, so the next worker replays and runs it again; it is idempotent).
+fn local(opts: ActivityOptions) -> LocalActivityOptions {
+    let mut l = LocalActivityOptions::default();
+    l.start_to_close_timeout = opts.close_timeouts.start_to_close();
+    l.schedule_to_close_timeout = opts.close_timeouts.schedule_to_close();
+    l.retry_policy = opts.retry_policy.unwrap_or_default();
+    l.cancel_type = opts.cancellation_type;
+    l.cancellation_token = opts.cancellation_token;
+    l.summary = opts.summary;
+    l
 }
 
 /// A durable timer started now, to be waited on with [`wait`] (once or several times) and

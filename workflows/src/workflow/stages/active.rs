@@ -29,17 +29,17 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<Windows, Sto
     let ack_poll = policy.scaled(policy.durations.ack_deadline.0).max(Duration::from_secs(1));
     let mut announced = false;
     // Versioned change: live prices are read back and reconciled from here on.
-    let reconciles = ctx.state(|s| s.v2) && ctx.patched(PRICE_RECONCILIATION);
+    let reconciles = ctx.state(|s| s.v2) && crate::workflow::patched(ctx, PRICE_RECONCILIATION);
     ctx.state_mut(|s| s.reconciles = reconciles);
     // Versioned change: monitoring rounds propose transfers, when the policy enables them.
-    let replenishes = policy.replenishment.enabled && ctx.patched(IN_FLIGHT_REPLENISHMENT);
+    let replenishes = policy.replenishment.enabled && crate::workflow::patched(ctx, IN_FLIGHT_REPLENISHMENT);
     ctx.state_mut(|s| s.replenishes = replenishes);
     loop {
         check_cancel(ctx)?;
         let bnow = business_now(ctx, policy);
         // A region whose gate opens only after the window has ended does not launch: there is
         // nothing left to sell, and its sales window would end before it began.
-        let window_over = bnow >= plan.ends_at && ctx.patched(NO_LAUNCH_AFTER_WINDOW);
+        let window_over = bnow >= plan.ends_at && crate::workflow::patched(ctx, NO_LAUNCH_AFTER_WINDOW);
         let activated = activate(ctx, plan, policy, bnow, window_over);
         for r in &activated {
             windows.insert(r.clone(), (bnow, plan.ends_at));
@@ -188,8 +188,8 @@ async fn monitor(ctx: &Ctx, plan: &Plan, policy: &Policy, so_far: Windows) -> Re
             }
         }));
     }
-    let m = wait::run(ctx, ctx.execute_activity(A::monitor, input, opts(120, "monitor sell-through".into())))
-        .await?;
+    let m =
+        wait::run(ctx, wait::call(ctx, A::monitor, input, opts(120, "monitor sell-through".into()))).await?;
     let t = now(ctx);
     ctx.state_mut(|s| {
         s.record(
@@ -321,8 +321,7 @@ async fn settle(ctx: &Ctx, policy: &Policy) -> Result<(), Stop> {
         reason: "replenishment not approved".into(),
     };
     let summary = format!("release {} and cancel {} transfer orders", release.len(), cancel.len());
-    let released =
-        wait::run(ctx, ctx.execute_activity(A::settle_transfers, input, opts(60, summary))).await?;
+    let released = wait::run(ctx, wait::call(ctx, A::settle_transfers, input, opts(60, summary))).await?;
     let t = now(ctx);
     ctx.state_mut(|s| {
         s.wrote = true;

@@ -25,17 +25,16 @@ pub async fn run(ctx: &Ctx, plan: &Plan, windows: Windows) -> Result<PostEventRe
     let input = sales_input(ctx, plan, windows);
     let mut report = wait::run(
         ctx,
-        ctx.execute_activity(A::post_event_analysis, input.clone(), opts(300, "post-event analysis".into())),
+        wait::call(ctx, A::post_event_analysis, input.clone(), opts(300, "post-event analysis".into())),
     )
     .await?;
     // Versioned change: the funding is reconciled per agreement and claimed.
-    if ctx.state(|s| s.v2) && ctx.patched(FUNDING_CLAIMS) {
+    if ctx.state(|s| s.v2) && crate::workflow::patched(ctx, FUNDING_CLAIMS) {
         let revision = ctx.state(|s| s.revision);
         let claims = ClaimsInput { revision, sales: input };
         let summary = "reconcile and claim supplier funding".to_owned();
         let claims =
-            wait::run(ctx, ctx.execute_activity(A::submit_funding_claims, claims, opts(300, summary)))
-                .await?;
+            wait::run(ctx, wait::call(ctx, A::submit_funding_claims, claims, opts(300, summary))).await?;
         let t = now(ctx);
         ctx.state_mut(|s| {
             for c in &claims {

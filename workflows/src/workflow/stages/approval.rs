@@ -48,34 +48,14 @@ pub async fn run(ctx: &Ctx, policy: &Policy, plan: &Plan, remediated: bool) -> R
     });
     publish(ctx);
 
-    let d = &policy.durations;
-    let mut alarms = [
-        Alarm::start(ctx, until(ctx, policy, approval_deadline(plan, policy)), "approval deadline".into()),
-        Alarm::start(
-            ctx,
-            policy.scaled(d.approval_reminder.0),
-            format!("approval reminder ({})", d.approval_reminder),
-        ),
-        Alarm::start(
-            ctx,
-            policy.scaled(d.approval_escalation.0),
-            format!("approval escalation ({})", d.approval_escalation),
-        ),
-    ];
     let settled = |s: &PromotionWorkflow| {
         s.rejection.is_some() || s.change_request.is_some() || s.pending_roles().is_empty()
     };
-    let expired = loop {
-        match wait::wait(ctx, Nothing, &mut alarms, settled).await? {
-            Woke::Rang(EXPIRY) => break true,
-            Woke::Rang(REMINDER) => remind(ctx),
-            Woke::Rang(ESCALATION) => escalate(ctx),
-            _ => break false,
-        }
+    let expired = if ctx.state(|s| s.lean) {
+        wait_one_alarm_at_a_time(ctx, policy, plan, settled).await?
+    } else {
+        wait_all_alarms(ctx, policy, plan, settled).await?
     };
-    for a in &mut alarms {
-        a.stop();
-    }
     if expired {
         return Err(Stop::Expired("approvals were not complete before the approval deadline".into()));
     }
@@ -105,6 +85,84 @@ pub async fn run(ctx: &Ctx, policy: &Policy, plan: &Plan, remediated: bool) -> R
         );
         Ok(Verdict::Approved)
     })
+}
+
+/// The reminder, escalation and deadline timers started together, as runs recorded before
+/// [`crate::workflow::LEAN_HISTORY`] did. `Ok(true)` when the deadline passed.
+async fn wait_all_alarms(
+    ctx: &Ctx,
+    policy: &Policy,
+    plan: &Plan,
+    settled: impl Fn(&PromotionWorkflow) -> bool,
+) -> Result<bool, Stop> {
+    let d = &policy.durations;
+    let mut alarms = [
+        Alarm::start(ctx, until(ctx, policy, approval_deadline(plan, policy)), "approval deadline".into()),
+        Alarm::start(
+            ctx,
+            policy.scaled(d.approval_reminder.0),
+            format!("approval reminder ({})", d.approval_reminder),
+        ),
+        Alarm::start(
+            ctx,
+            policy.scaled(d.approval_escalation.0),
+            format!("approval escalation ({})", d.approval_escalation),
+        ),
+    ];
+    let expired = loop {
+        match wait::wait(ctx, Nothing, &mut alarms, &settled).await? {
+            Woke::Rang(EXPIRY) => break true,
+            Woke::Rang(REMINDER) => remind(ctx),
+            Woke::Rang(ESCALATION) => escalate(ctx),
+            _ => break false,
+        }
+    };
+    for a in &mut alarms {
+        a.stop();
+    }
+    Ok(expired)
+}
+
+/// Lean runs: one timer at a time, to the next of the reminder, the escalation and the deadline
+/// in time order (an approval that comes before the reminder costs one timer, not three started
+/// and three cancelled). `Ok(true)` when the deadline passed.
+async fn wait_one_alarm_at_a_time(
+    ctx: &Ctx,
+    policy: &Policy,
+    plan: &Plan,
+    settled: impl Fn(&PromotionWorkflow) -> bool,
+) -> Result<bool, Stop> {
+    let d = &policy.durations;
+    let start = ctx.workflow_time().unwrap_or(std::time::UNIX_EPOCH);
+    let mut due = [
+        (until(ctx, policy, approval_deadline(plan, policy)), EXPIRY, "approval deadline".to_owned()),
+        (
+            policy.scaled(d.approval_reminder.0),
+            REMINDER,
+            format!("approval reminder ({})", d.approval_reminder),
+        ),
+        (
+            policy.scaled(d.approval_escalation.0),
+            ESCALATION,
+            format!("approval escalation ({})", d.approval_escalation),
+        ),
+    ];
+    due.sort_by_key(|(at, which, _)| (*at, *which));
+    for (at, which, summary) in due {
+        let elapsed = ctx.workflow_time().and_then(|t| t.duration_since(start).ok()).unwrap_or_default();
+        let mut alarm = [Alarm::start(ctx, at.saturating_sub(elapsed), summary)];
+        match wait::wait(ctx, Nothing, &mut alarm, &settled).await? {
+            Woke::Rang(_) if which == EXPIRY => return Ok(true),
+            Woke::Rang(_) if which == REMINDER => remind(ctx),
+            Woke::Rang(_) => escalate(ctx),
+            _ => {
+                alarm[0].stop();
+                return Ok(false);
+            }
+        }
+    }
+    // The deadline is one of the three, and ringing it returned above.
+    Ok(true)
 }
 
 fn remind(ctx: &Ctx) {

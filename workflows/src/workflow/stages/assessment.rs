@@ -10,7 +10,7 @@ use crate::{
     policy::Policy,
     workflow::{
         state::pb_ts,
-        wait::{Ctx, long_opts, now},
+        wait::{self, Ctx, long_opts, now},
     },
 };
 use promo_contracts::promo::v1::*;
@@ -54,17 +54,20 @@ pub async fn assess(
     let five_minutes = Duration::from_secs(300);
     // Seconds of work: a cancel that arrives meanwhile takes effect right after.
     let (margin, inventory, funding) = join!(
-        ctx.execute_activity(
+        wait::call(
+            ctx,
             A::assess_margin,
             input.clone(),
             long_opts(five_minutes, format!("margin & compliance of {n} lines"))
         ),
-        ctx.execute_activity(
+        wait::call(
+            ctx,
             A::assess_inventory,
             input.clone(),
             long_opts(five_minutes, format!("inventory alignment of {n} SKUs per store"))
         ),
-        ctx.execute_activity(
+        wait::call(
+            ctx,
             A::assess_funding,
             input.clone(),
             long_opts(five_minutes, format!("supplier funding of {n} lines"))

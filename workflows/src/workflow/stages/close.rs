@@ -25,11 +25,7 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
         if v2 {
             let attempts = policy.compensation_attempts;
             ending::until_done(ctx, "the revert of the ERP price change", || {
-                ctx.execute_activity(
-                    A::revert_prices,
-                    pc.clone(),
-                    compensation_opts(attempts, summary.clone()),
-                )
+                wait::call(ctx, A::revert_prices, pc.clone(), compensation_opts(attempts, summary.clone()))
             })
             .await;
         } else {
@@ -38,7 +34,7 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
     }
     // Versioned change (histories recorded before it have no marker and replay without it):
     // the channels get the revert too, and it must be acknowledged again (DESIGN.md §3.9).
-    if ctx.patched(CLOSE_REVERTS_CHANNELS) {
+    if crate::workflow::patched(ctx, CLOSE_REVERTS_CHANNELS) {
         revert_channels(ctx, plan, policy, price_change_id.unwrap_or_default()).await?;
         super::reconcile::round(ctx, plan, policy, false).await?;
     }

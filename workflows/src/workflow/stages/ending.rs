@@ -11,7 +11,7 @@ use crate::{
     workflow::{
         PromotionResultBody, events,
         state::{PromotionWorkflow, publish},
-        wait::{Ctx, compensation_opts, now, opts},
+        wait::{self, Ctx, compensation_opts, now, opts},
     },
 };
 use promo_contracts::{promo::v1::*, retail::v1::ProcessEventKind};
@@ -57,7 +57,8 @@ async fn release_calendar(ctx: &Ctx) {
         return;
     }
     let released = until_done(ctx, "calendar release", || {
-        ctx.execute_activity(
+        wait::call(
+            ctx,
             A::release_calendar,
             id.clone(),
             compensation_opts(attempts, "release the promotion calendar reservation".into()),
@@ -229,7 +230,8 @@ async fn compensate(ctx: &Ctx, reason: &str, keep_orders_arriving_by: i64) -> Op
         )
     });
     let out = until_done(ctx, "compensation", || {
-        ctx.execute_activity(
+        wait::call(
+            ctx,
             A::compensate,
             input.clone(),
             compensation_opts(attempts, "compensate: undo whatever of the promotion is still live".into()),

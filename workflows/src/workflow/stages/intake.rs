@@ -29,11 +29,9 @@ pub async fn start(ctx: &Ctx) -> Result<Policy, Stop> {
     let t0 = now(ctx);
     ctx.state_mut(|s| s.started_at = t0);
     enter(ctx, Stage::Intake);
-    let policy = wait::run(
-        ctx,
-        ctx.execute_activity(A::load_policy, (), opts(30, "load the promotion policy".into())),
-    )
-    .await?;
+    let policy =
+        wait::run(ctx, wait::call(ctx, A::load_policy, (), opts(30, "load the promotion policy".into())))
+            .await?;
     ctx.state_mut(|s| s.policy = Some(policy.clone()));
     if let Err(why) = policy.thresholds() {
         return Err(Stop::from(temporalio_sdk::WorkflowTermination::from(
@@ -73,7 +71,8 @@ pub async fn run(ctx: &Ctx, policy: &Policy) -> Result<Plan, Stop> {
     };
     let intake = wait::run(
         ctx,
-        ctx.execute_activity(
+        wait::call(
+            ctx,
             A::validate_spec,
             input,
             opts(120, format!("validate revision {revision}: master data, collisions, lead time")),

@@ -44,7 +44,7 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
     let recheck = super::assessment::assess(ctx, plan, revision, policy).await?;
     let t = now(ctx);
     // Versioned change: the re-check gates. Runs before it only wrote the audit line below.
-    if ctx.state(|s| s.v2) && ctx.patched(LAUNCH_GATE_HOLDS) {
+    if ctx.state(|s| s.v2) && crate::workflow::patched(ctx, LAUNCH_GATE_HOLDS) {
         hold(ctx, &recheck, revision);
     }
     ctx.state_mut(|s| {
@@ -58,7 +58,7 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
         s.record(t, "system", "readiness-recheck", detail);
     });
     // Versioned change: the re-check re-reads the channels' acknowledgments too.
-    if ctx.state(|s| s.v2) && ctx.patched(LAUNCH_GATE_CHANNELS) {
+    if ctx.state(|s| s.v2) && crate::workflow::patched(ctx, LAUNCH_GATE_CHANNELS) {
         channels(ctx, plan, policy).await?;
     }
     Ok(())
@@ -84,7 +84,7 @@ async fn channels(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
         return Ok(());
     }
     let summary = format!("re-read {} channel acknowledgments", acked.len());
-    let work = ctx.execute_activity(A::read_publications, acked.clone(), check_opts(60, summary));
+    let work = wait::call(ctx, A::read_publications, acked.clone(), check_opts(60, summary));
     let read = match wait::run(ctx, work).await {
         Ok(read) => read,
         Err(Stop::Failed(why, _)) => {

@@ -125,7 +125,8 @@ pub(crate) async fn publish_all(
     let futs: Vec<_> = targets
         .iter()
         .map(|t| {
-            ctx.execute_activity(
+            wait::call(
+                ctx,
                 A::publish,
                 PublishInput {
                     promotion_id: plan.promotion_id.clone(),
@@ -161,7 +162,8 @@ pub(crate) async fn republish(
     let futs: Vec<_> = targets
         .iter()
         .map(|(target, correction)| {
-            ctx.execute_activity(
+            wait::call(
+                ctx,
                 A::publish,
                 PublishInput {
                     promotion_id: plan.promotion_id.clone(),

@@ -41,7 +41,10 @@ pub async fn round(ctx: &Ctx, plan: &Plan, policy: &Policy, live: bool) -> Resul
                 s.price_corrections.iter().any(|c| c.after_revert && c.corrected_at.is_none())
             };
             // Versioned change: runs before it left a revert still unconfirmed here.
-            if live || !ctx.state(open) || !(waiting || ctx.patched(REVERT_READ_BACK_UNTIL_REGULAR)) {
+            if live
+                || !ctx.state(open)
+                || !(waiting || crate::workflow::patched(ctx, REVERT_READ_BACK_UNTIL_REGULAR))
+            {
                 return Ok(());
             }
             waiting = true;
@@ -66,7 +69,7 @@ pub async fn round(ctx: &Ctx, plan: &Plan, policy: &Policy, live: bool) -> Resul
             remaining_permille: remaining_permille(plan, business_now(ctx, policy), live),
         });
         let summary = format!("read back live prices on {} channel targets", targets.len());
-        let work = ctx.execute_activity(A::reconcile_prices, input, check_opts(120, summary));
+        let work = wait::call(ctx, A::reconcile_prices, input, check_opts(120, summary));
         // A read-back that cannot run (the ERP or a channel down) is a check missed, not a
         // reason to stop the promotion: it is recorded, and the next round tries again.
         let found = match wait::run(ctx, work).await {

@@ -24,8 +24,7 @@ pub async fn run(ctx: &Ctx, plan: &Plan) -> Result<(), Stop> {
         adjustments,
     };
     let summary = format!("stage {} promo prices in the ERP", plan.lines.len());
-    let price_change_id =
-        wait::run(ctx, ctx.execute_activity(A::stage_prices, input, opts(60, summary))).await?;
+    let price_change_id = wait::run(ctx, wait::call(ctx, A::stage_prices, input, opts(60, summary))).await?;
     ctx.state_mut(|s| s.price_change_id = Some(price_change_id));
     let orders = transfer_orders(ctx, &regions);
     if !orders.is_empty() {
@@ -33,7 +32,7 @@ pub async fn run(ctx: &Ctx, plan: &Plan) -> Result<(), Stop> {
         let input = OrdersInput { promotion_id: plan.promotion_id.clone(), revision, orders };
         let summary = format!("order stock for {n} regions");
         let ids =
-            wait::run(ctx, ctx.execute_activity(A::create_transfer_orders, input, opts(60, summary))).await?;
+            wait::run(ctx, wait::call(ctx, A::create_transfer_orders, input, opts(60, summary))).await?;
         ctx.state_mut(|s| s.orders = ids);
     }
     check_cancel(ctx)
