@@ -579,13 +579,14 @@ fn print_report(r: &PostEventReport) {
 async fn history_figures(client: &Client, id: &str) -> anyhow::Result<()> {
     let h = client.get_workflow_handle::<PromotionWorkflow>(api::workflow_id(id));
     let events = h.fetch_history(WorkflowFetchHistoryOptions::default()).into_events().await?;
-    let largest = events.iter().map(|e| e.encoded_len()).max().unwrap_or(0);
+    let largest = events.iter().max_by_key(|e| e.encoded_len());
     let total: usize = events.iter().map(|e| e.encoded_len()).sum();
     println!(
-        "\nhistory: {} events, {} KB in all; largest event {} KB (limits: 2,000 events, 256 KB)",
+        "\nhistory: {} events, {} KB in all; largest event {} KB, {} (limits: 2,000 events, 256 KB)",
         events.len(),
         total / 1024,
-        largest / 1024
+        largest.map_or(0, |e| e.encoded_len() / 1024),
+        largest.map_or_else(String::new, |e| format!("#{} {:?}", e.event_id, e.event_type()))
     );
     Ok(())
 }

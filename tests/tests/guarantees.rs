@@ -422,7 +422,9 @@ async fn every_message_sent_while_no_worker_runs_is_applied_or_refused_in_order(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_update_sent_right_after_start_gets_an_answer() {
     let env = PromoEnv::start(test_policy()).await.unwrap();
-    env.start_promotion_bare(spec("UPD-1", &["R1"], 0..4, 3.0, 2.0)).await.unwrap();
+    // Launching in eight business days (16 s): the approval deadline must not end the run before
+    // the last update below on a loaded machine (three days left it 5 s, which CI once missed).
+    env.start_promotion_bare(spec("UPD-1", &["R1"], 0..4, 8.0, 2.0)).await.unwrap();
     let wid = api::workflow_id("UPD-1");
     // Sent before any worker runs: each waits in the server and reaches the workflow at its
     // first task, before its policy has loaded, or soon after.

@@ -111,8 +111,10 @@ async fn a_region_too_likely_to_run_out_is_held_with_an_option_to_drop_its_riski
     policy.max_stockout_share = "0.0001".into();
     let env = PromoEnv::start(policy).await.unwrap();
     env.with_worker(async {
-        // A week-long window: stock covers it (fill rate 1) but not without risk.
-        env.start_promotion(spec("RISK-1", &["R1"], 0..12, 2.0, 7.0)).await.unwrap();
+        // A week-long window: stock covers it (fill rate 1) but not without risk. Launching in
+        // five business days (10 s) leaves the checks below time before the approval deadline
+        // on a loaded machine.
+        env.start_promotion(spec("RISK-1", &["R1"], 0..12, 5.0, 7.0)).await.unwrap();
         let s = at_stage(&env, "RISK-1", Stage::Remediation).await;
         let r1 = &s.regions[0];
         assert_eq!(r1.state(), RegionState::AtRisk, "{r1:?}");
@@ -230,6 +232,42 @@ async fn monitoring_rounds_move_stock_to_stores_that_would_run_out() {
         .into_inner()
         .orders;
     assert!(orders.iter().all(|o| o.state() != wire::OrderState::Proposed), "{orders:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eight_week_promotion_monitored_daily_stays_under_a_thousand_history_events() {
+    // Daily monitoring (the default cadence) for 56 business days, with in-flight replenishment
+    // on: the longest history the lifecycle makes without continue-as-new.
+    let mut policy = test_policy();
+    policy.replenishment.enabled = true;
+    // Eight weeks outlast the stores' stock: let the region launch short, so the window runs.
+    policy.min_fill_rate = "0".into();
+    let env = PromoEnv::start(policy).await.unwrap();
+    let (result, audit, events) = env
+        .with_worker(async {
+            env.start_promotion(spec("LONG-1", &["R1"], 0..6, 3.0, 56.0)).await.unwrap();
+            at_stage(&env, "LONG-1", Stage::Approval).await;
+            env.approve("LONG-1", "E1001", Role::Merchandising).await.unwrap();
+            let r = tokio::time::timeout(Duration::from_secs(900), env.result("LONG-1"))
+                .await
+                .expect("an eight-week window ends in about two minutes here")
+                .unwrap();
+            let events = env
+                .handle("LONG-1")
+                .fetch_history(temporalio_client::WorkflowFetchHistoryOptions::default())
+                .into_events()
+                .await
+                .unwrap();
+            (r, env.audit("LONG-1").await.unwrap(), events)
+        })
+        .await
+        .unwrap();
+    assert_eq!(result.outcome(), Outcome::Completed, "{result:?}");
+    let rounds = audit.entries.iter().filter(|e| e.action == "monitor").count();
+    let bytes: usize = events.iter().map(prost::Message::encoded_len).sum();
+    println!("eight weeks: {rounds} monitoring rounds, {} history events, {} KB", events.len(), bytes / 1024);
+    assert!(rounds >= 50, "daily rounds over 56 days: {rounds}");
+    assert!(events.len() < 1000, "{} events", events.len());
 }
 
 async fn operator_cancel(env: &PromoEnv, id: &str) {

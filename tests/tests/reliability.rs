@@ -194,7 +194,8 @@ async fn worker_killed_mid_assessment_publishing_and_timers_loses_and_duplicates
     let env = PromoEnv::start(test_policy()).await.unwrap();
     let mut worker = WorkerProcess::spawn(env.worker_config()).unwrap();
     // Assessment reads take 1.5 s, so the kill lands inside one.
-    env.admin()
+    let slow_reads = env
+        .admin()
         .await
         .unwrap()
         .inject_fault(InjectFaultRequest {
@@ -206,7 +207,9 @@ async fn worker_killed_mid_assessment_publishing_and_timers_loses_and_duplicates
             }),
         })
         .await
-        .unwrap();
+        .unwrap()
+        .into_inner()
+        .fault_id;
     // Launch 40 business days (80 s) ahead: room for the kills before the approval deadline.
     // KILL-1 stays live 6 days (12 s), long enough to be seen live after the fourth restart.
     let promos = [
@@ -221,11 +224,13 @@ async fn worker_killed_mid_assessment_publishing_and_timers_loses_and_duplicates
     }
     let mut kills = Vec::new();
 
-    // 1. Mid-assessment.
-    wait_all(&env, &ids, "an assessment in flight", |seen| {
-        seen.values().any(|s| s.stage() == Stage::Assessment)
-    })
-    .await;
+    // 1. Mid-assessment: an inventory read has begun (the assessment runs as a local activity
+    // inside a workflow task, so the status query answers only after it; the systems see it).
+    let t = Instant::now();
+    while env.calls(slow_reads).await.unwrap() == 0 {
+        assert!(t.elapsed() < LIMIT, "no assessment read began");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     crash(&mut worker, "mid-assessment", &mut kills, async {}).await;
 
     // 2. Every promotion waits for approval: the decisions arrive while no worker runs.

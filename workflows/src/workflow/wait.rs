@@ -154,6 +154,9 @@ where
     }
 }
 
+/// Longest backoff a local activity's retry waits inside its workflow task ([`local`]).
+const LOCAL_RETRY_THRESHOLD: Duration = Duration::from_secs(5);
+
 /// The local-activity equivalent of `opts`: same timeouts, retries, cancellation and summary
 /// (heartbeats are not needed: the worker running the workflow runs the activity, and a worker
 /// that dies takes both with it, so the next worker replays and runs it again; it is idempotent).
@@ -162,6 +165,10 @@ fn local(opts: ActivityOptions) -> LocalActivityOptions {
     l.start_to_close_timeout = opts.close_timeouts.start_to_close();
     l.schedule_to_close_timeout = opts.close_timeouts.schedule_to_close();
     l.retry_policy = opts.retry_policy.unwrap_or_default();
+    // A local activity retries inside the workflow task, which meanwhile answers no query and
+    // applies no message until the task's next heartbeat: backoffs of 5 s and more (a system
+    // down for longer than a blip) become durable timers instead, releasing the task.
+    l.timer_backoff_threshold = Some(LOCAL_RETRY_THRESHOLD);
     l.cancel_type = opts.cancellation_type;
     l.cancellation_token = opts.cancellation_token;
     l.summary = opts.summary;
