@@ -87,6 +87,17 @@ pub async fn run(ctx: &Ctx, policy: &Policy, plan: &Plan, remediated: bool) -> R
     })
 }
 
+/// How long from now until the approval deadline, the reminder and the escalation (indexed
+/// [`EXPIRY`], [`REMINDER`], [`ESCALATION`]), each with its timer's summary.
+fn alarms_due(ctx: &Ctx, policy: &Policy, plan: &Plan) -> [(std::time::Duration, String); 3] {
+    let d = &policy.durations;
+    [
+        (until(ctx, policy, approval_deadline(plan, policy)), "approval deadline".into()),
+        (policy.scaled(d.approval_reminder.0), format!("approval reminder ({})", d.approval_reminder)),
+        (policy.scaled(d.approval_escalation.0), format!("approval escalation ({})", d.approval_escalation)),
+    ]
+}
+
 /// The reminder, escalation and deadline timers started together, as runs recorded before
 /// [`crate::workflow::LEAN_HISTORY`] did. `Ok(true)` when the deadline passed.
 async fn wait_all_alarms(
@@ -95,20 +106,7 @@ async fn wait_all_alarms(
     plan: &Plan,
     settled: impl Fn(&PromotionWorkflow) -> bool,
 ) -> Result<bool, Stop> {
-    let d = &policy.durations;
-    let mut alarms = [
-        Alarm::start(ctx, until(ctx, policy, approval_deadline(plan, policy)), "approval deadline".into()),
-        Alarm::start(
-            ctx,
-            policy.scaled(d.approval_reminder.0),
-            format!("approval reminder ({})", d.approval_reminder),
-        ),
-        Alarm::start(
-            ctx,
-            policy.scaled(d.approval_escalation.0),
-            format!("approval escalation ({})", d.approval_escalation),
-        ),
-    ];
+    let mut alarms = alarms_due(ctx, policy, plan).map(|(d, summary)| Alarm::start(ctx, d, summary));
     let expired = loop {
         match wait::wait(ctx, Nothing, &mut alarms, &settled).await? {
             Woke::Rang(EXPIRY) => break true,
@@ -132,21 +130,12 @@ async fn wait_one_alarm_at_a_time(
     plan: &Plan,
     settled: impl Fn(&PromotionWorkflow) -> bool,
 ) -> Result<bool, Stop> {
-    let d = &policy.durations;
     let start = ctx.workflow_time().unwrap_or(std::time::UNIX_EPOCH);
-    let mut due = [
-        (until(ctx, policy, approval_deadline(plan, policy)), EXPIRY, "approval deadline".to_owned()),
-        (
-            policy.scaled(d.approval_reminder.0),
-            REMINDER,
-            format!("approval reminder ({})", d.approval_reminder),
-        ),
-        (
-            policy.scaled(d.approval_escalation.0),
-            ESCALATION,
-            format!("approval escalation ({})", d.approval_escalation),
-        ),
-    ];
+    let mut due = [EXPIRY, REMINDER, ESCALATION]
+        .into_iter()
+        .zip(alarms_due(ctx, policy, plan))
+        .map(|(which, (at, summary))| (at, which, summary))
+        .collect::<Vec<_>>();
     due.sort_by_key(|(at, which, _)| (*at, *which));
     for (at, which, summary) in due {
         let elapsed = ctx.workflow_time().and_then(|t| t.duration_since(start).ok()).unwrap_or_default();
