@@ -1432,6 +1432,17 @@ fn get_publication(
     key_column: &str,
     key: &str,
 ) -> rusqlite::Result<Option<Publication>> {
+    Ok(read_publication(conn, faults, key_column, key)?.map(|(p, _)| p))
+}
+
+/// [`get_publication`], with the instant (ms) its acknowledgment is due when it is still
+/// pending and has one.
+fn read_publication(
+    conn: &Connection,
+    faults: &Faults,
+    key_column: &str,
+    key: &str,
+) -> rusqlite::Result<Option<(Publication, Option<i64>)>> {
     let found = conn
         .query_row(
             &format!("SELECT {PUBLICATION_COLUMNS} FROM publications WHERE {key_column} = ?1"),
@@ -1444,11 +1455,12 @@ fn get_publication(
         && let Some(due) = ack_due.filter(|&due| due <= now_ms())
     {
         if faults.channel_down(p.channel, &p.region_id) {
+            let deferred = now_ms() + 1;
             conn.execute(
                 "UPDATE publications SET ack_due_ms = ?2 WHERE publication_id = ?1",
-                params![p.publication_id, now_ms() + 1],
+                params![p.publication_id, deferred],
             )?;
-            return Ok(Some(p));
+            return Ok(Some((p, Some(deferred))));
         }
         conn.execute(
             "UPDATE publications SET state = ?2, acknowledged_ms = ?3 WHERE publication_id = ?1 AND state = ?4",
@@ -1457,7 +1469,8 @@ fn get_publication(
         p.state = PublicationState::Acknowledged as i32;
         p.acknowledged_at = ts_ms(Some(due));
     }
-    Ok(Some(p))
+    let pending_due = ack_due.filter(|_| p.state == PublicationState::PendingAck as i32);
+    Ok(Some((p, pending_due)))
 }
 
 /// Longest a `WatchPublications` stream waits between two looks at its publications when
@@ -1484,22 +1497,13 @@ async fn watch_publications(
                 let mut out = Vec::with_capacity(look.len());
                 let mut next_due: Option<i64> = None;
                 for id in &look {
-                    let p = get_publication(conn, &s.faults, "publication_id", id)
+                    let (p, due) = read_publication(conn, &s.faults, "publication_id", id)
                         .map_err(db)?
                         .ok_or_else(|| Status::not_found(format!("unknown publication {id:?}")))?;
-                    if p.state == PublicationState::PendingAck as i32
-                        && !s.faults.channel_down(p.channel, &p.region_id)
-                    {
-                        let due: Option<i64> = conn
-                            .query_row(
-                                "SELECT ack_due_ms FROM publications WHERE publication_id = ?1",
-                                [id],
-                                |r| r.get(0),
-                            )
-                            .map_err(db)?;
-                        if let Some(d) = due {
-                            next_due = Some(next_due.map_or(d, |n| n.min(d)));
-                        }
+                    // A channel that is down defers its acknowledgments without a write: look
+                    // again after [`WATCH_RECHECK`] rather than at the deferred instant.
+                    if let Some(d) = due.filter(|_| !s.faults.channel_down(p.channel, &p.region_id)) {
+                        next_due = Some(next_due.map_or(d, |n| n.min(d)));
                     }
                     out.push(p);
                 }
