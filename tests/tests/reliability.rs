@@ -16,7 +16,7 @@ use promo_contracts::{
     },
 };
 use promo_tests::{
-    env::{PromoEnv, TEST_TIME_SCALE, decision, spec, test_policy},
+    env::{PromoEnv, TEST_TIME_SCALE, decision, spec, test_policy, update_message},
     process::WorkerProcess,
     temporal::DevServerOptions,
 };
@@ -25,7 +25,9 @@ use std::{
     collections::BTreeMap,
     time::{Duration, Instant},
 };
-use temporalio_client::{WorkflowListOptions, WorkflowQueryOptions, WorkflowSignalOptions};
+use temporalio_client::{
+    WorkflowExecuteUpdateOptions, WorkflowListOptions, WorkflowQueryOptions, WorkflowSignalOptions,
+};
 
 /// Long enough for a killed worker's tasks to time out and be picked up again.
 const LIMIT: Duration = Duration::from_secs(240);
@@ -102,9 +104,15 @@ impl Store {
     }
 }
 
+/// Longest wait for one answer from the server (a query, an update): past it the caller asks
+/// again or gives up at [`LIMIT`], so a worker that died shows as a failure, not a hang.
+const ANSWER: Duration = Duration::from_secs(20);
+
 /// The `status` query, or `None` while no worker can answer it.
 async fn status(env: &PromoEnv, id: &str) -> Option<PromotionStatus> {
-    env.handle(id).query(PromotionWorkflow::status, (), WorkflowQueryOptions::default()).await.ok()
+    let h = env.handle(id);
+    let q = h.query(PromotionWorkflow::status, (), WorkflowQueryOptions::default());
+    tokio::time::timeout(ANSWER, q).await.ok()?.ok()
 }
 
 /// Sends the `approve`, `reject` or `cancel` signal: the server stores it whether or not a
@@ -160,8 +168,18 @@ async fn wait_all(
 /// workflow (server or worker not reachable yet); panics on a refusal.
 async fn approve_when_reachable(env: &PromoEnv, id: &str) {
     let t = Instant::now();
+    // One update id for every attempt: an approval applied whose answer the restart cut off is
+    // answered again by the server from that update's outcome, not refused as a second approval.
+    let opts = WorkflowExecuteUpdateOptions::builder().update_id(format!("approve-{id}")).build();
+    let input = serde_json::to_value(decision("E1001", Role::Merchandising, "ok")).unwrap();
+    let h = env.handle(id);
     loop {
-        match env.approve(id, "E1001", Role::Merchandising).await {
+        let sent = h.execute_update(PromotionWorkflow::approve, input.clone(), opts.clone());
+        let answer = match tokio::time::timeout(ANSWER, sent).await {
+            Ok(r) => update_message(r),
+            Err(_) => Err(format!("update error: no answer within {ANSWER:?}")),
+        };
+        match answer {
             Ok(_) => return,
             Err(e) if e.starts_with("update error") && t.elapsed() < LIMIT => {
                 tokio::time::sleep(Duration::from_millis(250)).await;
