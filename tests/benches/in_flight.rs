@@ -11,6 +11,7 @@
 //!
 //! Run with: `make bootstrap && cargo bench -p promo-tests --bench in_flight`
 
+use peak_alloc::PeakAlloc;
 use promo_tests::{
     env::{small_systems, spec, test_policy, worker_options},
     temporal::{run_worker_until, start_dev_server},
@@ -18,6 +19,17 @@ use promo_tests::{
 use promo_workflows::{PromotionWorkflow, api};
 use std::time::{Duration, Instant};
 use temporalio_client::WorkflowCountOptions;
+
+/// Counts the bytes live on the heap and their peak. RSS keeps what the allocator once took from
+/// the kernel (a burst's peak stays resident); the live heap is what the process still holds,
+/// so the two together tell what the worker keeps from a high-water mark it reached once.
+#[global_allocator]
+static ALLOCATOR: PeakAlloc = PeakAlloc;
+
+/// Live heap now and its peak so far, in MiB.
+fn heap() -> (f64, f64) {
+    (f64::from(ALLOCATOR.current_usage_as_mb()), f64::from(ALLOCATOR.peak_usage_as_mb()))
+}
 
 /// `VmRSS` and `VmHWM` of this process, in MiB.
 fn rss() -> (f64, f64) {
@@ -45,8 +57,9 @@ async fn main() -> anyhow::Result<()> {
     policy.durations.approval_escalation = "400d".parse().map_err(anyhow::Error::msg)?;
     let opts = worker_options(None, &systems.url(), &policy)?;
     let (before, _) = rss();
+    let (heap_before, _) = heap();
     let t = Instant::now();
-    let (in_flight, elapsed) = run_worker_until(&client, opts, async {
+    let in_flight = run_worker_until(&client, opts, async {
         for i in 0..n {
             // Distinct one-day windows far ahead: each waits for approval.
             let s = spec(&format!("MEM-{i:05}"), &["R1"], (i % 30)..(i % 30 + 3), 300.0 + i as f64, 1.0);
@@ -63,10 +76,10 @@ async fn main() -> anyhow::Result<()> {
             assert!(t.elapsed() < Duration::from_secs(1800), "only {c} of {n} reached approval");
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        (rss(), t.elapsed())
+        (rss(), heap(), t.elapsed())
     })
     .await?;
-    let ((now, peak), (_, _)) = (in_flight, rss());
+    let ((now, peak), (heap_now, heap_peak), elapsed) = in_flight;
     let cached = std::env::var("PROMO_MAX_CACHED_WORKFLOWS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -81,6 +94,13 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "  per in-flight promotion: {:.1} KiB (RSS with them minus before, / {n})",
         (now - before) * 1024.0 / n as f64
+    );
+    println!("  live heap before the worker started     {heap_before:>8.1} MiB");
+    println!("  live heap with {n} in flight          {heap_now:>8.1} MiB");
+    println!("  peak live heap                          {heap_peak:>8.1} MiB");
+    println!(
+        "  live heap per in-flight promotion: {:.1} KiB (live heap with them minus before, / {n}; target ≤ 40 KiB cached)",
+        (heap_now - heap_before) * 1024.0 / n as f64
     );
     systems.stop().await;
     dev.shutdown().await?;

@@ -98,10 +98,15 @@ pub fn worker_options(
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(promo_worker::DEFAULT_MAX_CACHED_WORKFLOWS);
+    let max_local = std::env::var("PROMO_MAX_LOCAL_ACTIVITIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(promo_worker::DEFAULT_MAX_LOCAL_ACTIVITIES);
     promo_worker::worker_options(
         api::TASK_QUEUE,
         PromotionActivities::new(systems, policy.clone(), visibility.cloned()),
         max_cached,
+        max_local,
     )
 }
 

@@ -33,6 +33,9 @@ struct Args {
     /// Most promotions kept in the worker's cache (evicted ones replay on their next task).
     #[arg(long, env = "PROMO_MAX_CACHED_WORKFLOWS", default_value_t = promo_worker::DEFAULT_MAX_CACHED_WORKFLOWS)]
     max_cached_workflows: usize,
+    /// Most local activities (assessments, reads, short writes) running at once in this worker.
+    #[arg(long, env = "PROMO_MAX_LOCAL_ACTIVITIES", default_value_t = promo_worker::DEFAULT_MAX_LOCAL_ACTIVITIES)]
+    max_local_activities: usize,
     /// Replay the histories of this many recent promotions before polling; refuse to start if
     /// any does not replay (0 disables).
     #[arg(long, env = "PROMO_VERIFY", default_value_t = 0)]
@@ -95,6 +98,7 @@ async fn main() -> anyhow::Result<()> {
         exception_sla,
         verify: args.verify,
         max_cached_workflows: args.max_cached_workflows,
+        max_local_activities: args.max_local_activities,
     };
     promo_worker::run(settings).await
 }
