@@ -51,9 +51,10 @@ use promo_contracts::{
 };
 use promo_workflows::{
     api::{
-        self, AssessInput, AwaitAcksInput, ClaimsInput, CompensateInput, CompensateOutput, IntakeInput,
-        IntakeOutput, InventoryAssessment, MonitorReport, OrdersInput, PublicationRef, PublishInput,
-        ReconcileInput, ReconcileOutput, SalesInput, SettleTransfersInput, StagePricesInput, activity_names,
+        self, AssessInput, Assessment, AwaitAcksInput, ClaimsInput, CompensateInput, CompensateOutput,
+        IntakeInput, IntakeOutput, InventoryAssessment, MonitorReport, MonitorRoundInput, MonitorRoundOutput,
+        OrdersInput, PublicationRef, PublishInput, ReconcileInput, ReconcileOutput, SalesInput,
+        SettleTransfersInput, StagePricesInput, activity_names,
     },
     policy::Policy,
 };
@@ -325,6 +326,14 @@ impl Progress {
     }
 }
 
+/// What an activity error says, for a result that carries it instead of failing.
+fn error_text(e: &ActivityError) -> String {
+    match e {
+        ActivityError::Application(f) => f.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
 /// Runs `work`, heartbeating every [`PULSE`] with `progress` until it finishes.
 async fn alive<T>(ctx: &ActivityContext, progress: &Progress, work: impl Future<Output = T>) -> T {
     let mut work = std::pin::pin!(work);
@@ -337,6 +346,112 @@ async fn alive<T>(ctx: &ActivityContext, progress: &Progress, work: impl Future<
                 let _ = ctx.record_heartbeat(progress.get()).await;
             }
         }
+    }
+}
+
+/// The assessment engines, shared by the three assessment activities and `promo.assess`.
+impl PromotionActivities {
+    async fn margin(
+        &self,
+        input: &AssessInput,
+        progress: &Progress,
+    ) -> Result<pb::MarginSummary, ActivityError> {
+        let c = load_context(&self.systems, &input.plan, &input.adjustments, &input.only_regions).await?;
+        progress.set("master data loaded");
+        let demand = c.demand_by_region_line(&self.systems).await?;
+        let floor = promo_contracts::money::parse_decimal("min_margin_rate", &input.min_margin_rate, 6)
+            .map_err(|e| business(e.to_string()))?;
+        // Runs from before the field carry none: no anomaly scoring.
+        let mads = optional_threshold("margin_anomaly_mads", &input.margin_anomaly_mads)?;
+        let mut summary = c.margin(&demand, floor, mads);
+        // Runs from before the field carry none: drift is tracked but never flagged.
+        let drift_signal = optional_threshold("model_drift_signal", &input.model_drift_signal)?;
+        if let (Some(l), Some(m)) = (&c.learned, summary.forecast_model.as_mut()) {
+            m.drift = l.drift(&self.systems, drift_signal).await;
+        }
+        Ok(summary)
+    }
+
+    async fn inventory(
+        &self,
+        input: &AssessInput,
+        progress: &Progress,
+    ) -> Result<InventoryAssessment, ActivityError> {
+        let c = load_context(&self.systems, &input.plan, &input.adjustments, &input.only_regions).await?;
+        progress.set("master data loaded");
+        let cells = c.cells(&self.systems).await?;
+        progress.set(format!("{} positions read", cells.len()));
+        let floor: f64 =
+            input.min_fill_rate.parse().map_err(|_| business("min_fill_rate is not a number"))?;
+        // Histories from before the gate carry none: off.
+        let ceiling = optional_threshold("max_stockout_share", &input.max_stockout_share)?;
+        let scenario = c.scenario();
+        let a = alignment::align(&cells, &scenario, c.regions.len(), c.lines.len());
+        // The forecast's store-level uncertainty comes with the learned model (fitted, or
+        // from this worker's cache, even when every line has the planner's uplift).
+        let size = match &c.learned {
+            Some(l) => l.store_size,
+            None => match learned::learned_model(&self.systems).await {
+                learned::ModelState::Ready(l) => l.store_size,
+                learned::ModelState::Unavailable(_) => None,
+            },
+        };
+        let (cells, risks) = match size {
+            Some(k) => {
+                progress.set("stockout probabilities");
+                // CPU-bound for a few hundred ms on the canonical promotion: off the runtime.
+                let (regions, lines, s) = (c.regions.len(), c.lines.len(), scenario.clone());
+                tokio::task::spawn_blocking(move || {
+                    let r = stockout::assess(&cells, &s, regions, lines, k, RISKIEST_CELLS);
+                    (cells, Some(r))
+                })
+                .await
+                .map_err(|e| business(format!("stockout probabilities: {e}")))?
+            }
+            None => (cells, None),
+        };
+        let mut summary = c.inventory_summary(&cells, &scenario, &a, floor, risks.as_deref(), ceiling);
+        if summary.regions.iter().any(|r| !r.passes) {
+            progress.set("looking for substitutes");
+            let (options, positions) = substitutes::options(&self.systems, &c, &a, floor).await?;
+            summary.options.extend(options);
+            summary.positions_read += positions;
+            // Options per region, in the order drop-short, delay, substitute.
+            let order = |o: &pb::RemediationOption| c.regions.iter().position(|r| r == &o.region_id);
+            summary.options.sort_by_key(order);
+        }
+        Ok(summary)
+    }
+
+    async fn sales_report(&self, input: &SalesInput) -> Result<MonitorReport, ActivityError> {
+        let c = load_context(&self.systems, &input.plan, &input.adjustments, &[]).await?;
+        let actuals = sales_actuals(&self.systems, &c, input).await?;
+        let sold: i64 = actuals.iter().map(|a| a.units_sold).sum();
+        let available: i64 = actuals.iter().map(|a| a.available_units).sum();
+        let mut stockouts = BTreeMap::new();
+        for a in actuals.iter().filter(|a| a.stockout_store_days > 0) {
+            *stockouts.entry(a.region_id.clone()).or_insert(0u64) += u64::from(a.stockout_store_days);
+        }
+        let transfers = match &input.replenish {
+            Some(r) => replenish::propose(&self.systems, &c, input, r).await?,
+            None => Vec::new(),
+        };
+        Ok(MonitorReport {
+            transfers,
+            units_sold: sold,
+            sell_through: format_ratio(if available > 0 {
+                Decimal::from(sold) / Decimal::from(available)
+            } else {
+                Decimal::ZERO
+            }),
+            stockouts,
+        })
+    }
+
+    async fn funding(&self, input: &AssessInput) -> Result<pb::FundingSummary, ActivityError> {
+        let c = load_context(&self.systems, &input.plan, &input.adjustments, &input.only_regions).await?;
+        let demand = c.demand_by_region_line(&self.systems).await?;
+        Ok(c.funding(&demand))
     }
 }
 
@@ -369,23 +484,7 @@ impl PromotionActivities {
         input: AssessInput,
     ) -> Result<pb::MarginSummary, ActivityError> {
         let progress = Progress::default();
-        alive(&ctx, &progress, async {
-            let c = load_context(&self.systems, &input.plan, &input.adjustments, &input.only_regions).await?;
-            progress.set("master data loaded");
-            let demand = c.demand_by_region_line(&self.systems).await?;
-            let floor = promo_contracts::money::parse_decimal("min_margin_rate", &input.min_margin_rate, 6)
-                .map_err(|e| business(e.to_string()))?;
-            // Runs from before the field carry none: no anomaly scoring.
-            let mads = optional_threshold("margin_anomaly_mads", &input.margin_anomaly_mads)?;
-            let mut summary = c.margin(&demand, floor, mads);
-            // Runs from before the field carry none: drift is tracked but never flagged.
-            let drift_signal = optional_threshold("model_drift_signal", &input.model_drift_signal)?;
-            if let (Some(l), Some(m)) = (&c.learned, summary.forecast_model.as_mut()) {
-                m.drift = l.drift(&self.systems, drift_signal).await;
-            }
-            Ok(summary)
-        })
-        .await
+        alive(&ctx, &progress, self.margin(&input, &progress)).await
     }
 
     /// Inventory alignment per region and store, with remediation options for failing regions.
@@ -396,53 +495,7 @@ impl PromotionActivities {
         input: AssessInput,
     ) -> Result<InventoryAssessment, ActivityError> {
         let progress = Progress::default();
-        alive(&ctx, &progress, async {
-            let c = load_context(&self.systems, &input.plan, &input.adjustments, &input.only_regions).await?;
-            progress.set("master data loaded");
-            let cells = c.cells(&self.systems).await?;
-            progress.set(format!("{} positions read", cells.len()));
-            let floor: f64 =
-                input.min_fill_rate.parse().map_err(|_| business("min_fill_rate is not a number"))?;
-            // Histories from before the gate carry none: off.
-            let ceiling = optional_threshold("max_stockout_share", &input.max_stockout_share)?;
-            let scenario = c.scenario();
-            let a = alignment::align(&cells, &scenario, c.regions.len(), c.lines.len());
-            // The forecast's store-level uncertainty comes with the learned model (fitted, or
-            // from this worker's cache, even when every line has the planner's uplift).
-            let size = match &c.learned {
-                Some(l) => l.store_size,
-                None => match learned::learned_model(&self.systems).await {
-                    learned::ModelState::Ready(l) => l.store_size,
-                    learned::ModelState::Unavailable(_) => None,
-                },
-            };
-            let (cells, risks) = match size {
-                Some(k) => {
-                    progress.set("stockout probabilities");
-                    // CPU-bound for a few hundred ms on the canonical promotion: off the runtime.
-                    let (regions, lines, s) = (c.regions.len(), c.lines.len(), scenario.clone());
-                    tokio::task::spawn_blocking(move || {
-                        let r = stockout::assess(&cells, &s, regions, lines, k, RISKIEST_CELLS);
-                        (cells, Some(r))
-                    })
-                    .await
-                    .map_err(|e| business(format!("stockout probabilities: {e}")))?
-                }
-                None => (cells, None),
-            };
-            let mut summary = c.inventory_summary(&cells, &scenario, &a, floor, risks.as_deref(), ceiling);
-            if summary.regions.iter().any(|r| !r.passes) {
-                progress.set("looking for substitutes");
-                let (options, positions) = substitutes::options(&self.systems, &c, &a, floor).await?;
-                summary.options.extend(options);
-                summary.positions_read += positions;
-                // Options per region, in the order drop-short, delay, substitute.
-                let order = |o: &pb::RemediationOption| c.regions.iter().position(|r| r == &o.region_id);
-                summary.options.sort_by_key(order);
-            }
-            Ok(summary)
-        })
-        .await
+        alive(&ctx, &progress, self.inventory(&input, &progress)).await
     }
 
     /// Supplier funding of every funded line.
@@ -452,10 +505,25 @@ impl PromotionActivities {
         ctx: ActivityContext,
         input: AssessInput,
     ) -> Result<pb::FundingSummary, ActivityError> {
-        alive(&ctx, &Progress::default(), async {
-            let c = load_context(&self.systems, &input.plan, &input.adjustments, &input.only_regions).await?;
-            let demand = c.demand_by_region_line(&self.systems).await?;
-            Ok(c.funding(&demand))
+        alive(&ctx, &Progress::default(), self.funding(&input)).await
+    }
+
+    /// Margin, inventory and funding together (what the three activities above return), their
+    /// reads running concurrently: one local activity's marker in a batched run's history.
+    #[activity(name = activity_names::ASSESS)]
+    pub async fn assess(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: AssessInput,
+    ) -> Result<Assessment, ActivityError> {
+        let progress = Progress::default();
+        alive(&ctx, &progress, async {
+            let (margin, inventory, funding) = tokio::try_join!(
+                self.margin(&input, &progress),
+                self.inventory(&input, &progress),
+                self.funding(&input)
+            )?;
+            Ok(Assessment { margin, inventory, funding })
         })
         .await
     }
@@ -830,29 +898,37 @@ impl PromotionActivities {
         ctx: ActivityContext,
         input: SalesInput,
     ) -> Result<MonitorReport, ActivityError> {
+        alive(&ctx, &Progress::default(), self.sales_report(&input)).await
+    }
+
+    /// A monitoring round: sell-through (as `promo.monitor`) and the live prices read back (as
+    /// `promo.reconcile_prices`, up to three tries), concurrently. A read-back that fails is
+    /// returned as its reason, for the round to record as a missed check.
+    #[activity(name = activity_names::MONITOR_ROUND)]
+    pub async fn monitor_round(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: MonitorRoundInput,
+    ) -> Result<MonitorRoundOutput, ActivityError> {
         alive(&ctx, &Progress::default(), async {
-            let c = load_context(&self.systems, &input.plan, &input.adjustments, &[]).await?;
-            let actuals = sales_actuals(&self.systems, &c, &input).await?;
-            let sold: i64 = actuals.iter().map(|a| a.units_sold).sum();
-            let available: i64 = actuals.iter().map(|a| a.available_units).sum();
-            let mut stockouts = BTreeMap::new();
-            for a in actuals.iter().filter(|a| a.stockout_store_days > 0) {
-                *stockouts.entry(a.region_id.clone()).or_insert(0u64) += u64::from(a.stockout_store_days);
-            }
-            let transfers = match &input.replenish {
-                Some(r) => replenish::propose(&self.systems, &c, &input, r).await?,
-                None => Vec::new(),
+            let prices = async {
+                let p = input.prices.as_ref()?;
+                let mut pause = Duration::from_millis(500);
+                let mut tries = 1;
+                loop {
+                    match reconcile::run(&self.systems, p).await {
+                        Ok(found) => return Some(Ok(found)),
+                        Err(e) if tries >= 3 => return Some(Err(error_text(&e))),
+                        Err(_) => {
+                            tries += 1;
+                            tokio::time::sleep(pause).await;
+                            pause *= 2;
+                        }
+                    }
+                }
             };
-            Ok(MonitorReport {
-                transfers,
-                units_sold: sold,
-                sell_through: format_ratio(if available > 0 {
-                    Decimal::from(sold) / Decimal::from(available)
-                } else {
-                    Decimal::ZERO
-                }),
-                stockouts,
-            })
+            let (report, prices) = tokio::join!(self.sales_report(&input.sales), prices);
+            Ok(MonitorRoundOutput { report: report?, prices })
         })
         .await
     }

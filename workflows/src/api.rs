@@ -276,6 +276,17 @@ pub struct InventoryAssessment {
     pub positions_read: u64,
 }
 
+/// Output of `promo.assess`: the three assessments of one revision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Assessment {
+    /// What `promo.assess_margin` returns.
+    pub margin: pb::MarginSummary,
+    /// What `promo.assess_inventory` returns.
+    pub inventory: InventoryAssessment,
+    /// What `promo.assess_funding` returns.
+    pub funding: pb::FundingSummary,
+}
+
 /// Input of `promo.stage_prices`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StagePricesInput {
@@ -377,6 +388,26 @@ pub struct ReconcileOutput {
     pub matching: u64,
     /// Targets with mismatches.
     pub mismatches: Vec<PriceMismatch>,
+}
+
+/// Input of `promo.monitor_round`: a monitoring round's sales, and the read-back of the live
+/// prices that follows it (none when nothing is to be read).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MonitorRoundInput {
+    /// What `promo.monitor` takes.
+    pub sales: SalesInput,
+    /// What `promo.reconcile_prices` takes.
+    pub prices: Option<ReconcileInput>,
+}
+
+/// Output of `promo.monitor_round`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MonitorRoundOutput {
+    /// What `promo.monitor` returns.
+    pub report: MonitorReport,
+    /// What `promo.reconcile_prices` returns, or why the prices could not be read (a missed
+    /// check, which does not fail the round).
+    pub prices: Option<Result<ReconcileOutput, String>>,
 }
 
 /// A publication made.
@@ -522,6 +553,8 @@ pub mod activity_names {
     pub const ASSESS_INVENTORY: &str = "promo.assess_inventory";
     /// `promo.assess_funding`.
     pub const ASSESS_FUNDING: &str = "promo.assess_funding";
+    /// `promo.assess`: the three above in one activity.
+    pub const ASSESS: &str = "promo.assess";
     /// `promo.stage_prices`.
     pub const STAGE_PRICES: &str = "promo.stage_prices";
     /// `promo.create_transfer_orders`.
@@ -544,6 +577,8 @@ pub mod activity_names {
     pub const REVERT_PRICES: &str = "promo.revert_prices";
     /// `promo.monitor`.
     pub const MONITOR: &str = "promo.monitor";
+    /// `promo.monitor_round`: `promo.monitor` and `promo.reconcile_prices` in one activity.
+    pub const MONITOR_ROUND: &str = "promo.monitor_round";
     /// `promo.post_event_analysis`.
     pub const POST_EVENT_ANALYSIS: &str = "promo.post_event_analysis";
     /// `promo.reconcile_prices`.
@@ -584,6 +619,12 @@ impl PromotionActivities {
     /// Supplier funding.
     #[activity(name = activity_names::ASSESS_FUNDING)]
     pub fn assess_funding(_: AssessInput) -> Result<pb::FundingSummary, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Margin, inventory and funding in one activity.
+    #[activity(name = activity_names::ASSESS)]
+    pub fn assess(_: AssessInput) -> Result<Assessment, ActivityError> {
         unimplemented!()
     }
 
@@ -653,6 +694,12 @@ impl PromotionActivities {
     /// Sell-through so far.
     #[activity(name = activity_names::MONITOR)]
     pub fn monitor(_: SalesInput) -> Result<MonitorReport, ActivityError> {
+        unimplemented!()
+    }
+
+    /// A monitoring round's sales and the live prices read back, in one activity.
+    #[activity(name = activity_names::MONITOR_ROUND)]
+    pub fn monitor_round(_: MonitorRoundInput) -> Result<MonitorRoundOutput, ActivityError> {
         unimplemented!()
     }
 

@@ -101,6 +101,16 @@ pub const IN_FLIGHT_REPLENISHMENT: &str = "in-flight-replenishment";
 /// (`tests/histories/before-lean-history/`).
 pub const LEAN_HISTORY: &str = "lean-history";
 
+/// Patch id of the batched history, consulted first thing in `run` (before [`LEAN_HISTORY`],
+/// which its runs take as applied without a marker). Its runs write the search attributes and
+/// the process-event record only when the workflow is about to wait on the server (a timer, a
+/// message, an ordinary activity) or ends — not before each local activity, which runs inside
+/// the same workflow task, so nobody could see the values in between — and assess margin,
+/// inventory and funding in one local activity (`promo.assess`, one marker instead of three).
+/// Runs started before it replay on the paths they recorded
+/// (`tests/histories/before-batched-history/`).
+pub const BATCHED_HISTORY: &str = "batched-history";
+
 /// Whether this run takes the change behind `patch`: always in a lean run (which records no
 /// marker for it), otherwise as its marker says.
 pub(crate) fn patched(ctx: &wait::Ctx, patch: &str) -> bool {
@@ -125,23 +135,29 @@ impl PromotionWorkflow {
     /// unrecoverable failure ends the promotion as FAILED with the reason.
     #[run(name = "PromotionWorkflow")]
     pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<PromotionResult> {
-        let lean = ctx.patched(LEAN_HISTORY);
+        let batched = ctx.patched(BATCHED_HISTORY);
+        let lean = batched || ctx.patched(LEAN_HISTORY);
         let v2 = lean || ctx.patched(LIFECYCLE_V2);
         let records_events = v2 && (lean || ctx.patched(PROCESS_EVENTS));
         let calendar = records_events && (lean || ctx.patched(CALENDAR_RESERVATIONS));
         let run_id = ctx.run_id().to_owned();
         ctx.state_mut(|s| {
             s.lean = lean;
+            s.batched = batched;
             s.v2 = v2;
             s.records_events = records_events;
             s.calendar = calendar;
             s.run_id = run_id;
         });
-        if let Some(why) = ctx.state(|s| s.input_error.clone()) {
-            return ending::invalid_input(ctx, &why);
-        }
-        let end = lifecycle(ctx).await;
-        ending::finish(ctx, end).await
+        let result = if let Some(why) = ctx.state(|s| s.input_error.clone()) {
+            ending::invalid_input(ctx, &why)
+        } else {
+            let end = lifecycle(ctx).await;
+            ending::finish(ctx, end).await
+        };
+        // What a batched run kept back for its next wait: the run ends here instead.
+        state::publish_pending(ctx);
+        result
     }
 
     #[signal(name = "approve")]

@@ -27,6 +27,11 @@ pub struct PromotionWorkflow {
     /// taken without its marker, short activities local, search attributes upserted only when
     /// they change.
     pub(crate) lean: bool,
+    /// Whether this run batches its search attributes and process events up to its waits and
+    /// assesses in one activity ([`super::BATCHED_HISTORY`]).
+    pub(crate) batched: bool,
+    /// Search attributes changed since a batched run last upserted them.
+    pub(crate) attributes_pending: bool,
     /// Why the start input is not a spec, when it is not.
     pub(crate) input_error: Option<String>,
     pub(crate) spec: PromotionSpec,
@@ -118,6 +123,8 @@ impl PromotionWorkflow {
         Self {
             v2: false,
             lean: false,
+            batched: false,
+            attributes_pending: false,
             input_error,
             spec,
             revision: 1,
@@ -577,6 +584,28 @@ impl PromotionWorkflow {
 
 /// Publishes what the outside sees ([`PromotionWorkflow::outside`]) from the run.
 pub(crate) fn publish(ctx: &WorkflowContext<PromotionWorkflow>) {
+    if ctx.state(|s| s.batched) {
+        // Upserted at the run's next wait on the server ([`publish_pending`]); the details
+        // (a query-side value, no history event) go now.
+        let md = ctx.state_mut(|s| {
+            s.attributes_pending = true;
+            s.outside().1
+        });
+        ctx.set_current_details(md);
+        return;
+    }
+    upsert(ctx);
+}
+
+/// Upserts what a batched run's [`publish`] kept back, if anything: called before the run waits
+/// on the server and when it ends.
+pub(crate) fn publish_pending(ctx: &WorkflowContext<PromotionWorkflow>) {
+    if ctx.state_mut(|s| std::mem::take(&mut s.attributes_pending)) {
+        upsert(ctx);
+    }
+}
+
+fn upsert(ctx: &WorkflowContext<PromotionWorkflow>) {
     let (mut sas, md) = ctx.state(PromotionWorkflow::outside);
     if ctx.state(|s| s.lean) {
         changed_only(&mut sas, &ctx.search_attributes());

@@ -107,10 +107,25 @@ pub(crate) fn compensation_opts(attempts: u32, summary: String) -> ActivityOptio
         .build()
 }
 
-/// An activity's future, whichever way it runs ([`call`]).
+/// What a [`wait`] can wait on.
+pub(crate) trait Work: CancellableFuture {
+    /// Whether it runs inside the current workflow task (a local activity), so that nothing the
+    /// run has done meanwhile is visible outside before it ends.
+    fn in_task(&self) -> bool;
+}
+
+/// An activity's future, whichever way it runs ([`call`], [`remote`]); `.1`: it runs as a local
+/// activity.
 pub(crate) struct Call<'a, T>(
     Pin<Box<dyn CancellableFuture<Output = Result<T, ActivityExecutionError>> + 'a>>,
+    bool,
 );
+
+impl<T> Work for Call<'_, T> {
+    fn in_task(&self) -> bool {
+        self.1
+    }
+}
 
 impl<T> Future for Call<'_, T> {
     type Output = Result<T, ActivityExecutionError>;
@@ -148,10 +163,24 @@ where
     AD::Output: TemporalDeserializable + 'a,
 {
     if ctx.state(|s| s.lean) {
-        Call(Box::pin(ctx.execute_local_activity(activity, input, local(opts))))
+        Call(Box::pin(ctx.execute_local_activity(activity, input, local(opts))), true)
     } else {
-        Call(Box::pin(ctx.execute_activity(activity, input, opts)))
+        remote(ctx, activity, input, opts)
     }
+}
+
+/// Runs an activity as an ordinary activity in every run: one that waits by design.
+pub(crate) fn remote<'a, AD>(
+    ctx: &'a Ctx,
+    activity: AD,
+    input: impl Into<AD::Input> + 'a,
+    opts: ActivityOptions,
+) -> Call<'a, AD::Output>
+where
+    AD: ActivityDefinition + 'a,
+    AD::Output: TemporalDeserializable + 'a,
+{
+    Call(Box::pin(ctx.execute_activity(activity, input, opts)), false)
 }
 
 /// Longest backoff a local activity's retry waits inside its workflow task ([`local`]).
@@ -218,6 +247,12 @@ impl CancellableFuture for Nothing {
     fn cancel(&self) {}
 }
 
+impl Work for Nothing {
+    fn in_task(&self) -> bool {
+        false
+    }
+}
+
 /// What ended a [`wait`].
 #[derive(Debug)]
 pub(crate) enum Woke<T> {
@@ -236,14 +271,22 @@ pub(crate) enum Woke<T> {
 ///
 /// The condition is polled first, then the alarms in order, then the work, which is the order
 /// the released lifecycle (before [`super::LIFECYCLE_V2`]) gave its selects.
-pub(crate) async fn wait<W: CancellableFuture>(
+pub(crate) async fn wait<W: Work>(
     ctx: &Ctx,
     work: W,
     alarms: &mut [Alarm<'_>],
     nudge: impl Fn(&PromotionWorkflow) -> bool,
 ) -> Result<Woke<W::Output>, Stop> {
-    // What happened up to this wait goes to the process-event record first.
-    super::events::flush(ctx).await;
+    // What happened up to this wait goes to the process-event record first — in a batched run
+    // only when the run waits on the server: a local activity runs inside the workflow task,
+    // which the next wait on the server (or the end) flushes.
+    let on_server = !work.in_task() || !alarms.is_empty();
+    if !ctx.state(|s| s.batched) || on_server {
+        super::events::flush(ctx).await;
+    }
+    if on_server {
+        super::state::publish_pending(ctx);
+    }
     let mut work = std::pin::pin!(work);
     let mut condition =
         std::pin::pin!(ctx.wait_condition(|s: &PromotionWorkflow| s.cancel.is_some() || nudge(s)).fuse());
@@ -315,7 +358,7 @@ pub(crate) async fn sleep(
 /// `Ok(None)` when nudged — and runs started before v2 await it as they always did.
 pub(crate) async fn activity<T, E>(
     ctx: &Ctx,
-    work: impl CancellableFuture<Output = Result<T, E>>,
+    work: impl Work<Output = Result<T, E>>,
     nudge: impl Fn(&PromotionWorkflow) -> bool,
 ) -> Result<Option<T>, Stop>
 where
@@ -331,10 +374,7 @@ where
 }
 
 /// [`activity`] with no nudge: only a cancel interrupts it.
-pub(crate) async fn run<T, E>(
-    ctx: &Ctx,
-    work: impl CancellableFuture<Output = Result<T, E>>,
-) -> Result<T, Stop>
+pub(crate) async fn run<T, E>(ctx: &Ctx, work: impl Work<Output = Result<T, E>>) -> Result<T, Stop>
 where
     Stop: From<E>,
 {

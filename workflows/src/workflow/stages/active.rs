@@ -5,7 +5,10 @@
 
 use super::{Stop, check_cancel, enter, publishing, reconcile};
 use crate::{
-    api::{AwaitAcksInput, PromotionActivities as A, ReplenishInput, SalesInput, SettleTransfersInput},
+    api::{
+        AwaitAcksInput, MonitorRoundInput, PromotionActivities as A, ReconcileOutput, ReplenishInput,
+        SalesInput, SettleTransfersInput,
+    },
     decisions::{self, Activation, Gate},
     plan::Plan,
     policy::{LateAckAction, Policy},
@@ -91,7 +94,7 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<Windows, Sto
             let input =
                 AwaitAcksInput { publications: waiting_acks.clone(), timeout_ms: timeout.as_millis() as u64 };
             let summary = format!("wait for {} late acknowledgments", waiting_acks.len());
-            let work = ctx.execute_activity(A::await_acknowledgments, input, long_opts(timeout, summary));
+            let work = wait::remote(ctx, A::await_acknowledgments, input, long_opts(timeout, summary));
             if let Some(acked) = wait::activity(ctx, work, nudged).await? {
                 let t = now(ctx);
                 ctx.state_mut(|s| {
@@ -114,8 +117,8 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<Windows, Sto
             next_monitor = bnow + every;
             let so_far: Windows =
                 windows.iter().map(|(r, (a, _))| (r.clone(), (*a, bnow.min(plan.ends_at)))).collect();
-            monitor(ctx, plan, policy, so_far).await?;
-            reconcile::round(ctx, plan, policy, true).await?;
+            let prices = monitor(ctx, plan, policy, so_far).await?;
+            reconcile::round_from(ctx, plan, policy, true, prices).await?;
         }
     }
 }
@@ -173,8 +176,14 @@ fn activate(ctx: &Ctx, plan: &Plan, policy: &Policy, bnow: i64, window_over: boo
 }
 
 /// One monitoring round: sell-through so far, stockouts raised as exceptions and, with
-/// replenishment, the round's transfers released or put to supply chain.
-async fn monitor(ctx: &Ctx, plan: &Plan, policy: &Policy, so_far: Windows) -> Result<(), Stop> {
+/// replenishment, the round's transfers released or put to supply chain. A batched run reads the
+/// live prices back in the same activity: returned for the round's reconciliation.
+async fn monitor(
+    ctx: &Ctx,
+    plan: &Plan,
+    policy: &Policy,
+    so_far: Windows,
+) -> Result<Option<Result<ReconcileOutput, String>>, Stop> {
     let mut input = sales_input(ctx, plan, so_far);
     if ctx.state(|s| s.replenishes) {
         input.replenish = Some(ctx.state_mut(|s| {
@@ -188,8 +197,16 @@ async fn monitor(ctx: &Ctx, plan: &Plan, policy: &Policy, so_far: Windows) -> Re
             }
         }));
     }
-    let m =
-        wait::run(ctx, wait::call(ctx, A::monitor, input, opts(120, "monitor sell-through".into()))).await?;
+    let (m, prices) = if ctx.state(|s| s.batched) {
+        let input =
+            MonitorRoundInput { sales: input, prices: reconcile::read_input(ctx, plan, policy, true) };
+        let summary = "monitor sell-through and read back live prices".to_owned();
+        let out = wait::run(ctx, wait::call(ctx, A::monitor_round, input, opts(120, summary))).await?;
+        (out.report, out.prices)
+    } else {
+        let summary = "monitor sell-through".to_owned();
+        (wait::run(ctx, wait::call(ctx, A::monitor, input, opts(120, summary))).await?, None)
+    };
     let t = now(ctx);
     ctx.state_mut(|s| {
         s.record(
@@ -236,7 +253,7 @@ async fn monitor(ctx: &Ctx, plan: &Plan, policy: &Policy, so_far: Windows) -> Re
         settle(ctx, policy).await?;
     }
     publish(ctx);
-    Ok(())
+    Ok(prices)
 }
 
 /// Takes a round's recommendations: the ones waiting from an earlier round are superseded; each

@@ -52,6 +52,19 @@ pub async fn assess(
     };
     let n = plan.lines.len();
     let five_minutes = Duration::from_secs(300);
+    if ctx.state(|s| s.batched) {
+        let summary = format!("margin & compliance, inventory alignment and funding of {n} lines");
+        let a = wait::run(ctx, wait::call(ctx, A::assess, input, long_opts(five_minutes, summary))).await?;
+        let InventoryAssessment { regions, options, positions_read } = a.inventory;
+        return Ok(AssessmentSummary {
+            revision,
+            margin: Some(a.margin),
+            regions,
+            funding: Some(a.funding),
+            remediation_options: options,
+            positions_read,
+        });
+    }
     // Seconds of work: a cancel that arrives meanwhile takes effect right after.
     let (margin, inventory, funding) = join!(
         wait::call(

@@ -86,7 +86,7 @@ async fn revert_channels(
     let input = AwaitAcksInput { publications: reverts.clone(), timeout_ms: deadline.as_millis() as u64 };
     let summary = format!("wait for {} revert acknowledgments", reverts.len());
     let acked =
-        wait::run(ctx, ctx.execute_activity(A::await_acknowledgments, input, long_opts(deadline, summary)))
+        wait::run(ctx, wait::remote(ctx, A::await_acknowledgments, input, long_opts(deadline, summary)))
             .await?;
     let t = now(ctx);
     ctx.state_mut(|s| {

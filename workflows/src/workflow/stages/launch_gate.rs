@@ -128,7 +128,7 @@ async fn channels(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
     let overrides = ctx.state(|s| s.overrides.len());
     let summary = format!("wait for {} republished channel targets to acknowledge", waiting.len());
     let input = AwaitAcksInput { publications: waiting, timeout_ms: timeout.as_millis() as u64 };
-    let work = ctx.execute_activity(A::await_acknowledgments, input, long_opts(timeout, summary));
+    let work = wait::remote(ctx, A::await_acknowledgments, input, long_opts(timeout, summary));
     if let Some(acked) =
         wait::activity(ctx, work, move |s: &PromotionWorkflow| s.overrides.len() != overrides).await?
     {

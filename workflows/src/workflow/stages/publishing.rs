@@ -49,7 +49,7 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
         let input =
             AwaitAcksInput { publications: pending.clone(), timeout_ms: ack_deadline.as_millis() as u64 };
         let summary = format!("wait for {} acknowledgments (round {})", pending.len(), round + 1);
-        let work = ctx.execute_activity(A::await_acknowledgments, input, long_opts(ack_deadline, summary));
+        let work = wait::remote(ctx, A::await_acknowledgments, input, long_opts(ack_deadline, summary));
         let Some(acked) =
             wait::activity(ctx, work, move |s: &PromotionWorkflow| s.overrides.len() != overrides).await?
         else {

@@ -28,6 +28,18 @@ use std::time::Duration;
 /// apart — until every target charges its regular prices again, for nothing of the promotion
 /// may stay live). Does nothing in runs without [`crate::workflow::PRICE_RECONCILIATION`].
 pub async fn round(ctx: &Ctx, plan: &Plan, policy: &Policy, live: bool) -> Result<(), Stop> {
+    round_from(ctx, plan, policy, live, None).await
+}
+
+/// [`round`], its first read already made by `first` (a monitoring round's, which reads the
+/// prices alongside the sales: [`read_input`]) — `Err` with why it could not read.
+pub async fn round_from(
+    ctx: &Ctx,
+    plan: &Plan,
+    policy: &Policy,
+    live: bool,
+    mut first: Option<Result<ReconcileOutput, String>>,
+) -> Result<(), Stop> {
     if !ctx.state(|s| s.reconciles) {
         return Ok(());
     }
@@ -52,34 +64,30 @@ pub async fn round(ctx: &Ctx, plan: &Plan, policy: &Policy, live: bool) -> Resul
             wait::sleep(ctx, pause, summary, |_| false).await?;
             pause = (pause * 2).min(Duration::from_secs(300));
         }
-        let targets = ctx.state(|s| targets(s, live));
-        if targets.is_empty() {
-            return Ok(());
-        }
-        let input = ctx.state(|s| ReconcileInput {
-            promotion_id: plan.promotion_id.clone(),
-            price_change_id: s.price_change_id.clone().unwrap_or_default(),
-            targets: targets.clone(),
-            expect_promo: live,
-            demand_units: s
-                .assessment
-                .as_ref()
-                .map(|a| a.regions.iter().map(|r| (r.region_id.clone(), r.demand_units)).collect())
-                .unwrap_or_default(),
-            remaining_permille: remaining_permille(plan, business_now(ctx, policy), live),
-        });
-        let summary = format!("read back live prices on {} channel targets", targets.len());
-        let work = wait::call(ctx, A::reconcile_prices, input, check_opts(120, summary));
         // A read-back that cannot run (the ERP or a channel down) is a check missed, not a
         // reason to stop the promotion: it is recorded, and the next round tries again.
-        let found = match wait::run(ctx, work).await {
+        let found = match first.take() {
+            Some(read) => read,
+            None => {
+                let Some(input) = read_input(ctx, plan, policy, live) else {
+                    return Ok(());
+                };
+                let summary = format!("read back live prices on {} channel targets", input.targets.len());
+                let work = wait::call(ctx, A::reconcile_prices, input, check_opts(120, summary));
+                match wait::run(ctx, work).await {
+                    Ok(found) => Ok(found),
+                    Err(Stop::Failed(why, _)) => Err(why),
+                    Err(stop) => return Err(stop),
+                }
+            }
+        };
+        let found = match found {
             Ok(found) => found,
-            Err(Stop::Failed(why, _)) => {
+            Err(why) => {
                 let t = now(ctx);
                 ctx.state_mut(|s| s.record(t, "system", "price-read-back-failed", why));
                 return Ok(());
             }
-            Err(stop) => return Err(stop),
         };
         let t = now(ctx);
         let republish = ctx.state_mut(|s| record(s, t, &found, live, read == 1, read == 1));
@@ -95,9 +103,32 @@ pub async fn round(ctx: &Ctx, plan: &Plan, policy: &Policy, live: bool) -> Resul
         let deadline = policy.scaled(policy.durations.ack_deadline.0);
         let summary = format!("wait for {} corrected channel targets to acknowledge", sent.len());
         let input = AwaitAcksInput { publications: sent, timeout_ms: deadline.as_millis() as u64 };
-        wait::run(ctx, ctx.execute_activity(A::await_acknowledgments, input, long_opts(deadline, summary)))
+        wait::run(ctx, wait::remote(ctx, A::await_acknowledgments, input, long_opts(deadline, summary)))
             .await?;
     }
+}
+
+/// What a read-back of the targets now takes, or `None` when there is nothing to read (no
+/// target, or a run that does not reconcile).
+pub fn read_input(ctx: &Ctx, plan: &Plan, policy: &Policy, live: bool) -> Option<ReconcileInput> {
+    let targets = ctx.state(|s| if s.reconciles { targets(s, live) } else { Vec::new() });
+    if targets.is_empty() {
+        return None;
+    }
+    Some(ctx.state(|s| {
+        ReconcileInput {
+            promotion_id: plan.promotion_id.clone(),
+            price_change_id: s.price_change_id.clone().unwrap_or_default(),
+            targets,
+            expect_promo: live,
+            demand_units: s
+                .assessment
+                .as_ref()
+                .map(|a| a.regions.iter().map(|r| (r.region_id.clone(), r.demand_units)).collect())
+                .unwrap_or_default(),
+            remaining_permille: remaining_permille(plan, business_now(ctx, policy), live),
+        }
+    }))
 }
 
 /// The targets to read: while live, every target of an activation that went live (national
