@@ -10,7 +10,7 @@ use crate::{
     decisions,
     workflow::{
         PromotionResultBody, events,
-        state::{PromotionWorkflow, publish},
+        state::{PromotionWorkflow, publish, publish_pending},
         wait::{self, Ctx, compensation_opts, now, opts},
     },
 };
@@ -295,6 +295,8 @@ where
         if for_good {
             return None;
         }
+        // The pending compensation shows in the listing while the run waits to retry.
+        publish_pending(ctx);
         let opts = TimerOptions::builder(pause)
             .summary(format!("retry {what}"))
             .cancellation_token(WorkflowCancellationToken::new())
