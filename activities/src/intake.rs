@@ -196,7 +196,8 @@ pub async fn validate(
         (Some(plan), check, _) => problems.extend(reserve(systems, plan, check).await?),
     }
     plan::sort_problems(&mut problems);
-    Ok(IntakeOutput { plan: plan.filter(|_| problems.is_empty()), problems, regions })
+    let plan = plan.filter(|_| problems.is_empty() && !input.without_plan);
+    Ok(IntakeOutput { plan, problems, regions })
 }
 
 /// The regions `partial` touches: its whole regions and the regions of its individual stores,

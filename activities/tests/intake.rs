@@ -23,7 +23,13 @@ async fn intake_reports_shape_and_master_data_problems_together() {
     let out = env
         .run(
             PromotionActivities::validate_spec,
-            IntakeInput { spec: spec.clone(), now, approval_lead_secs: lead, calendar: Default::default() },
+            IntakeInput {
+                spec: spec.clone(),
+                now,
+                approval_lead_secs: lead,
+                calendar: Default::default(),
+                without_plan: false,
+            },
         )
         .await
         .unwrap();
@@ -48,10 +54,40 @@ async fn intake_reports_shape_and_master_data_problems_together() {
     let out = env
         .run(
             PromotionActivities::validate_spec,
-            IntakeInput { spec, now: ANCHOR, approval_lead_secs: 0, calendar: Default::default() },
+            IntakeInput {
+                spec,
+                now: ANCHOR,
+                approval_lead_secs: 0,
+                calendar: Default::default(),
+                without_plan: false,
+            },
         )
         .await
         .unwrap();
     assert_eq!(out.problems.len(), 2, "{:?}", out.problems);
+    s.stop().await;
+}
+
+/// A valid spec's plan comes back unless the caller derives it itself (`without_plan`, patch
+/// `plan-in-workflow`): then only the problems (none) and the regions do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intake_leaves_the_plan_out_when_asked() {
+    let s = serve("intake-without-plan").await;
+    let env = activity_env(&s);
+    let input = |without_plan| IntakeInput {
+        spec: spec(),
+        now: ANCHOR,
+        approval_lead_secs: 0,
+        calendar: Default::default(),
+        without_plan,
+    };
+    let with = env.run(PromotionActivities::validate_spec, input(false)).await.unwrap();
+    assert!(with.problems.is_empty(), "{:?}", with.problems);
+    let plan = with.plan.expect("the plan of a valid spec");
+    assert_eq!(plan.lines.len(), spec().lines.len());
+    let without = env.run(PromotionActivities::validate_spec, input(true)).await.unwrap();
+    assert!(without.problems.is_empty(), "{:?}", without.problems);
+    assert!(without.plan.is_none(), "the plan is left out");
+    assert_eq!(without.regions, with.regions);
     s.stop().await;
 }

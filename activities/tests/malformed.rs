@@ -77,6 +77,7 @@ async fn run(env: &ActivityEnvironment, a: Activity) -> Result<(), (String, bool
                     now: ANCHOR,
                     approval_lead_secs: 0,
                     calendar: Default::default(),
+                    without_plan: false,
                 },
             )
             .await

@@ -399,8 +399,13 @@ pub async fn systems_check(
     // The CLI does not know the worker's policy, so it leaves the approval lead time to the
     // workflow's own intake.
     // An early look at the calendar; the promotion's own intake reserves (atomically).
-    let input =
-        IntakeInput { spec: spec.clone(), now, approval_lead_secs: 0, calendar: CalendarCheck::DryRun };
+    let input = IntakeInput {
+        spec: spec.clone(),
+        now,
+        approval_lead_secs: 0,
+        calendar: CalendarCheck::DryRun,
+        without_plan: true,
+    };
     match tokio::time::timeout(SYSTEMS_CHECK, intake::validate(&systems, client, &input)).await {
         Err(_) => Ok(SystemsCheck::Skipped(format!("the check took over {}s", SYSTEMS_CHECK.as_secs()))),
         Ok(Err(e)) => Ok(SystemsCheck::Skipped(activity_error(&e))),

@@ -10,8 +10,12 @@
 //! with them, each intake would query every running promotion.
 //!
 //! Run with: `make bootstrap && cargo bench -p promo-tests --bench in_flight`
+//!
+//! With `--features dhat-heap` it writes a heap profile instead (`tests/dhat-heap.json`, taken
+//! the moment every promotion is in flight; `scripts/heap_breakdown.py` sums it by owner).
+//! Allocation is then ~100 times slower: use a few dozen promotions (`PROMO_BENCH_PROMOTIONS`);
+//! workflow tasks get 2 minutes instead of 10 s so that the slowed worker does not time them out.
 
-use peak_alloc::PeakAlloc;
 use promo_tests::{
     env::{small_systems, spec, test_policy, worker_options},
     temporal::{run_worker_until, start_dev_server},
@@ -23,12 +27,42 @@ use temporalio_client::WorkflowCountOptions;
 /// Counts the bytes live on the heap and their peak. RSS keeps what the allocator once took from
 /// the kernel (a burst's peak stays resident); the live heap is what the process still holds,
 /// so the two together tell what the worker keeps from a high-water mark it reached once.
+#[cfg(not(feature = "dhat-heap"))]
 #[global_allocator]
-static ALLOCATOR: PeakAlloc = PeakAlloc;
+static ALLOCATOR: peak_alloc::PeakAlloc = peak_alloc::PeakAlloc;
+
+/// Profiles every allocation with its backtrace (`--features dhat-heap`).
+#[cfg(feature = "dhat-heap")]
+#[global_allocator]
+static ALLOCATOR: dhat::Alloc = dhat::Alloc;
 
 /// Live heap now and its peak so far, in MiB.
+#[cfg(not(feature = "dhat-heap"))]
 fn heap() -> (f64, f64) {
     (f64::from(ALLOCATOR.current_usage_as_mb()), f64::from(ALLOCATOR.peak_usage_as_mb()))
+}
+
+/// Live heap now and its peak so far, in MiB.
+#[cfg(feature = "dhat-heap")]
+fn heap() -> (f64, f64) {
+    let s = dhat::HeapStats::get();
+    (s.curr_bytes as f64 / 1_048_576.0, s.max_bytes as f64 / 1_048_576.0)
+}
+
+/// The heap profile, written when dropped (with every promotion in flight).
+#[cfg(feature = "dhat-heap")]
+fn profiler() -> Option<dhat::Profiler> {
+    Some(dhat::Profiler::builder().trim_backtraces(Some(40)).build())
+}
+
+/// Stands for the profiler without `--features dhat-heap`.
+#[cfg(not(feature = "dhat-heap"))]
+struct NoProfile;
+
+/// No profile without `--features dhat-heap`.
+#[cfg(not(feature = "dhat-heap"))]
+fn profiler() -> Option<NoProfile> {
+    None
 }
 
 /// `VmRSS` and `VmHWM` of this process, in MiB.
@@ -47,6 +81,7 @@ fn rss() -> (f64, f64) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
+    let mut profile = profiler();
     let n: usize = std::env::var("PROMO_BENCH_PROMOTIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
     let dev = start_dev_server().await?;
     let client = dev.client();
@@ -63,7 +98,10 @@ async fn main() -> anyhow::Result<()> {
         for i in 0..n {
             // Distinct one-day windows far ahead: each waits for approval.
             let s = spec(&format!("MEM-{i:05}"), &["R1"], (i % 30)..(i % 30 + 3), 300.0 + i as f64, 1.0);
-            let o = api::start_options(api::TASK_QUEUE, &s);
+            let mut o = api::start_options(api::TASK_QUEUE, &s);
+            if profile.is_some() {
+                o.task_timeout = Some(Duration::from_secs(120));
+            }
             client.start_workflow(PromotionWorkflow::run, s.into(), o).await.expect("start");
         }
         let query = "WorkflowType = 'PromotionWorkflow' AND PromotionStage = 'APPROVAL'";
@@ -76,7 +114,9 @@ async fn main() -> anyhow::Result<()> {
             assert!(t.elapsed() < Duration::from_secs(1800), "only {c} of {n} reached approval");
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        (rss(), heap(), t.elapsed())
+        let measured = (rss(), heap(), t.elapsed());
+        profile = None; // writes the heap profile (with dhat-heap)
+        measured
     })
     .await?;
     let ((now, peak), (heap_now, heap_peak), elapsed) = in_flight;

@@ -193,6 +193,10 @@ pub struct IntakeInput {
     /// promotion calendar (`retail.v1.CalendarService`), checking only or reserving.
     #[serde(default)]
     pub calendar: CalendarCheck,
+    /// Leave the plan out of the output (the workflow derives it from the spec itself; see
+    /// patch `plan-in-workflow`). False by default: the output carries the plan.
+    #[serde(default)]
+    pub without_plan: bool,
 }
 
 /// How intake finds collisions with other promotions.
@@ -230,7 +234,7 @@ pub struct RegionInfo {
 pub struct IntakeOutput {
     /// Every problem found (empty when valid).
     pub problems: Vec<Problem>,
-    /// The plan, when valid.
+    /// The plan, when valid and asked for (not with `without_plan`).
     pub plan: Option<Plan>,
     /// Regions touched (whole regions and the regions of individual stores).
     pub regions: Vec<RegionInfo>,

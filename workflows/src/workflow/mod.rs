@@ -111,6 +111,15 @@ pub const LEAN_HISTORY: &str = "lean-history";
 /// (`tests/histories/before-batched-history/`).
 pub const BATCHED_HISTORY: &str = "batched-history";
 
+/// Patch id of the plan derived in the workflow, consulted first thing in `run` (before
+/// [`BATCHED_HISTORY`], which its runs take as applied). Intake's shape validation is pure code
+/// over the spec and the business time, so its runs derive the plan themselves and
+/// `promo.validate_spec` checks only what needs the systems (master data, lead time, the
+/// calendar), returning its problems and regions without the plan: on the national launch that
+/// takes the plan (125 KB) out of the history's largest event. Runs started before it replay
+/// on the plan their marker holds (`tests/histories/before-plan-in-workflow/`).
+pub const PLAN_IN_WORKFLOW: &str = "plan-in-workflow";
+
 /// Whether this run takes the change behind `patch`: always in a lean run (which records no
 /// marker for it), otherwise as its marker says.
 pub(crate) fn patched(ctx: &wait::Ctx, patch: &str) -> bool {
@@ -135,7 +144,8 @@ impl PromotionWorkflow {
     /// unrecoverable failure ends the promotion as FAILED with the reason.
     #[run(name = "PromotionWorkflow")]
     pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<PromotionResult> {
-        let batched = ctx.patched(BATCHED_HISTORY);
+        let plan_in_workflow = ctx.patched(PLAN_IN_WORKFLOW);
+        let batched = plan_in_workflow || ctx.patched(BATCHED_HISTORY);
         let lean = batched || ctx.patched(LEAN_HISTORY);
         let v2 = lean || ctx.patched(LIFECYCLE_V2);
         let records_events = v2 && (lean || ctx.patched(PROCESS_EVENTS));
@@ -144,6 +154,7 @@ impl PromotionWorkflow {
         ctx.state_mut(|s| {
             s.lean = lean;
             s.batched = batched;
+            s.plan_in_workflow = plan_in_workflow;
             s.v2 = v2;
             s.records_events = records_events;
             s.calendar = calendar;

@@ -30,6 +30,9 @@ pub struct PromotionWorkflow {
     /// Whether this run batches its search attributes and process events up to its waits and
     /// assesses in one activity ([`super::BATCHED_HISTORY`]).
     pub(crate) batched: bool,
+    /// Whether intake derives the plan here rather than taking it from `promo.validate_spec`'s
+    /// result ([`super::PLAN_IN_WORKFLOW`]).
+    pub(crate) plan_in_workflow: bool,
     /// Search attributes changed since a batched run last upserted them.
     pub(crate) attributes_pending: bool,
     /// Why the start input is not a spec, when it is not.
@@ -124,6 +127,7 @@ impl PromotionWorkflow {
             v2: false,
             lean: false,
             batched: false,
+            plan_in_workflow: false,
             attributes_pending: false,
             input_error,
             spec,

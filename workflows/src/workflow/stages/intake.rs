@@ -53,9 +53,11 @@ pub async fn run(ctx: &Ctx, policy: &Policy) -> Result<Plan, Stop> {
     if revision > 1 {
         enter(ctx, Stage::Intake);
     }
+    let plan_in_workflow = ctx.state(|s| s.plan_in_workflow);
+    let now = business_now(ctx, policy);
     let input = IntakeInput {
-        spec,
-        now: business_now(ctx, policy),
+        spec: spec.clone(),
+        now,
         // Runs started before lifecycle v2 keep their behaviour: no lead-time check.
         approval_lead_secs: if ctx.state(|s| s.v2) {
             policy.durations.approval_deadline_before_launch.0.as_secs() as i64
@@ -68,6 +70,7 @@ pub async fn run(ctx: &Ctx, policy: &Policy) -> Result<Plan, Stop> {
         } else {
             api::CalendarCheck::Visibility
         },
+        without_plan: plan_in_workflow,
     };
     let intake = wait::run(
         ctx,
@@ -79,11 +82,20 @@ pub async fn run(ctx: &Ctx, policy: &Policy) -> Result<Plan, Stop> {
         ),
     )
     .await?;
-    let Some(plan) = intake.plan.filter(|_| intake.problems.is_empty()) else {
+    // The shape validation is pure code over the spec and the business time (the same `now`
+    // replays), and the activity's problems include its problems: with none of them, it passes.
+    let mut problems = intake.problems;
+    let plan = match intake.plan {
+        _ if !problems.is_empty() => None,
+        Some(plan) => Some(plan),
+        None if plan_in_workflow => plan::validate_spec(&spec, now).map_err(|found| problems = found).ok(),
+        None => None,
+    };
+    let Some(plan) = plan else {
         let text = format!(
             "promotion {promotion_id} revision {revision} is invalid ({} problems):\n{}",
-            intake.problems.len(),
-            plan::describe(&intake.problems)
+            problems.len(),
+            plan::describe(&problems)
         );
         return Err(invalid_spec(text));
     };
