@@ -320,13 +320,30 @@ impl PromotionWorkflow {
         } else {
             vec![]
         };
-        let sas = vec![
+        let mut sas = vec![
             api::PROMOTION_STAGE.value_set(stage_name(self.stage).to_owned()),
             api::PROMOTION_RISK.value_set(decisions::risk(&open).to_owned()),
             api::PENDING_APPROVALS.value_set(pending.clone()),
             api::OPEN_EXCEPTIONS.value_set(open.len() as i64),
             api::PROMOTION_REVISION.value_set(i64::from(self.revision)),
         ];
+        if self.plan_in_workflow {
+            // Upserted with the others (when changed, at the run's next wait) rather than on
+            // their own at intake: collision checks read the calendar, not the listing.
+            let regions = if self.regions.is_empty() {
+                self.spec.regions.clone()
+            } else {
+                self.regions.iter().map(|r| r.region_id.clone()).collect()
+            };
+            sas.push(api::PROMOTION_ID.value_set(self.spec.promotion_id.clone()));
+            sas.push(api::PROMOTION_REGIONS.value_set(regions));
+            if let Some(plan) = &self.plan {
+                sas.push(
+                    api::LAUNCH_AT
+                        .value_set(temporalio_common::search_attributes::Timestamp::new(plan.starts_at, 0)),
+                );
+            }
+        }
         let mut md = format!(
             "**Stage** {} · revision {} · risk {}\n\n",
             stage_name(self.stage),

@@ -21,11 +21,15 @@ use temporalio_sdk::ApplicationFailure;
 pub async fn start(ctx: &Ctx) -> Result<Policy, Stop> {
     let (promotion_id, regions) = ctx.state(|s| (s.spec.promotion_id.clone(), s.spec.regions.clone()));
     // Regions are visible from the first task so that collision checks of promotions starting at
-    // the same time find this one; intake refines them (regions of individual stores).
-    ctx.upsert_search_attributes([
-        api::PROMOTION_ID.value_set(promotion_id),
-        api::PROMOTION_REGIONS.value_set(regions),
-    ]);
+    // the same time find this one; intake refines them (regions of individual stores). Since
+    // plan-in-workflow they go with the run's other attributes ([`publish`]): its collision
+    // checks are the calendar's.
+    if !ctx.state(|s| s.plan_in_workflow) {
+        ctx.upsert_search_attributes([
+            api::PROMOTION_ID.value_set(promotion_id),
+            api::PROMOTION_REGIONS.value_set(regions),
+        ]);
+    }
     let t0 = now(ctx);
     ctx.state_mut(|s| s.started_at = t0);
     enter(ctx, Stage::Intake);
@@ -100,11 +104,14 @@ pub async fn run(ctx: &Ctx, policy: &Policy) -> Result<Plan, Stop> {
         return Err(invalid_spec(text));
     };
     let launch = plan.starts_at;
-    ctx.upsert_search_attributes([
-        api::PROMOTION_REGIONS.value_set(intake.regions.iter().map(|r| r.region_id.clone()).collect()),
-        api::LAUNCH_AT.value_set(SaTimestamp::new(launch, 0)),
-    ]);
-    if ctx.state(|s| s.v2) {
+    if !plan_in_workflow {
+        ctx.upsert_search_attributes([
+            api::PROMOTION_REGIONS.value_set(intake.regions.iter().map(|r| r.region_id.clone()).collect()),
+            api::LAUNCH_AT.value_set(SaTimestamp::new(launch, 0)),
+        ]);
+    }
+    // The footprint memo is for the collision checks of runs without the calendar.
+    if ctx.state(|s| s.v2) && !plan_in_workflow {
         // Other promotions' collision checks read the footprint from the listing: it follows
         // each revision (the revision it belongs to is beside it).
         let _ = ctx.upsert_memo([
@@ -130,6 +137,10 @@ pub async fn run(ctx: &Ctx, policy: &Policy) -> Result<Plan, Stop> {
             })
             .collect();
     });
+    if plan_in_workflow {
+        // The regions and launch now known go out with the run's other attributes.
+        publish(ctx);
+    }
     Ok(plan)
 }
 
