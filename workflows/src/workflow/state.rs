@@ -327,9 +327,10 @@ impl PromotionWorkflow {
             api::OPEN_EXCEPTIONS.value_set(open.len() as i64),
             api::PROMOTION_REVISION.value_set(i64::from(self.revision)),
         ];
-        if self.plan_in_workflow {
+        if self.plan_in_workflow && self.input_error.is_none() {
             // Upserted with the others (when changed, at the run's next wait) rather than on
-            // their own at intake: collision checks read the calendar, not the listing.
+            // their own at intake: collision checks read the calendar, not the listing. A start
+            // input that is not a spec has no id or regions to show (as before the patch).
             let regions = if self.regions.is_empty() {
                 self.spec.regions.clone()
             } else {
