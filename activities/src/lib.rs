@@ -54,12 +54,16 @@ use promo_workflows::{
         self, AssessInput, Assessment, AwaitAcksInput, ClaimsInput, CompensateInput, CompensateOutput,
         IntakeInput, IntakeOutput, InventoryAssessment, MonitorReport, MonitorRoundInput, MonitorRoundOutput,
         OrdersInput, PublicationRef, PublishInput, ReconcileInput, ReconcileOutput, SalesInput,
-        SettleTransfersInput, StagePricesInput, activity_names,
+        SettleTransfersInput, StagePricesInput, WatchInput, WatchOutput, WatchedRound, activity_names,
     },
     policy::Policy,
 };
 use rust_decimal::{Decimal, prelude::FromPrimitive};
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::BTreeMap,
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 use temporalio_client::Client;
 use temporalio_macros::activities;
 use temporalio_sdk::{
@@ -276,6 +280,34 @@ pub fn business(msg: impl Into<String>) -> ActivityError {
     )
 }
 
+/// The retryable failure with which a `promo.watch_window` round that found nothing to decide
+/// ends its attempt: the next attempt, at the cadence, is the next round.
+fn nothing_to_decide(msg: String) -> ActivityError {
+    ActivityError::application(
+        ApplicationFailure::builder(msg).type_name("NothingToDecide".to_owned()).build(),
+    )
+}
+
+/// The business instant (Unix seconds) of server time `t` on the workflow's business clock.
+fn business_instant(input: &WatchInput, t: SystemTime) -> i64 {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    input.clock_origin + (secs - input.clock_origin) * i64::from(input.time_scale.max(1))
+}
+
+/// `2026-12-05 14:00 UTC`.
+fn business_time(at: i64) -> String {
+    chrono::DateTime::from_timestamp(at, 0)
+        .map_or_else(|| at.to_string(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+}
+
+/// Whether a watched round found something the workflow must decide now: a stockout in a region
+/// not yet raised, transfers to release or put to supply chain, prices that differ.
+fn decide(input: &WatchInput, out: &MonitorRoundOutput) -> bool {
+    out.report.stockouts.keys().any(|r| !input.open_stockouts.contains(r))
+        || !out.report.transfers.is_empty()
+        || matches!(&out.prices, Some(Ok(p)) if !p.mismatches.is_empty())
+}
+
 /// The implementation of every activity of the promotion workflow.
 pub struct PromotionActivities {
     systems: Systems,
@@ -421,6 +453,65 @@ impl PromotionActivities {
             summary.options.sort_by_key(order);
         }
         Ok(summary)
+    }
+
+    /// One monitoring round: sell-through (as `promo.monitor`) and the live prices read back (as
+    /// `promo.reconcile_prices`, up to three tries), concurrently. A read-back that fails is
+    /// returned as its reason, for the round to record as a missed check.
+    async fn round(&self, input: &MonitorRoundInput) -> Result<MonitorRoundOutput, ActivityError> {
+        let prices = async {
+            let p = input.prices.as_ref()?;
+            let mut pause = Duration::from_millis(500);
+            let mut tries = 1;
+            loop {
+                match reconcile::run(&self.systems, p).await {
+                    Ok(found) => return Some(Ok(found)),
+                    Err(e) if tries >= 3 => return Some(Err(error_text(&e))),
+                    Err(_) => {
+                        tries += 1;
+                        tokio::time::sleep(pause).await;
+                        pause *= 2;
+                    }
+                }
+            }
+        };
+        let (report, prices) = tokio::join!(self.sales_report(&input.sales), prices);
+        Ok(MonitorRoundOutput { report: report?, prices })
+    }
+
+    /// One publication to one channel target, idempotent by promotion, revision, target, kind
+    /// and correction.
+    async fn publish_one(&self, input: &PublishInput) -> Result<PublicationRef, ActivityError> {
+        let channel =
+            wire::Channel::try_from(input.target.channel).map_err(|_| business("unknown channel"))?;
+        let kind = PublicationKind::try_from(input.kind).map_err(|_| business("unknown publication kind"))?;
+        let mut target = format!(
+            "publish:{}:{}:{}",
+            channel.as_str_name(),
+            if input.target.region_id.is_empty() { "national" } else { &input.target.region_id },
+            kind.as_str_name()
+        );
+        if input.correction > 0 {
+            target.push_str(&format!(":correction-{}", input.correction));
+        }
+        let req = PublishRequest {
+            idempotency_key: idempotency_key(&input.promotion_id, input.revision, &target),
+            promotion_id: input.promotion_id.clone(),
+            revision: input.revision,
+            channel: input.target.channel,
+            region_id: input.target.region_id.clone(),
+            kind: input.kind,
+            price_change_id: input.price_change_id.clone(),
+            effective: Some(TimeRange { start: ts(input.effective.0), end: ts(input.effective.1) }),
+            line_count: input.line_count,
+        };
+        let p = rpc!(self.systems.publication(), publish, req.clone())
+            .await
+            .map_err(|s| status_error("publication", s))?
+            .into_inner()
+            .publication
+            .ok_or_else(|| business("publication: empty response"))?;
+        Ok(publication_ref(&p, input.target.clone()))
     }
 
     async fn sales_report(&self, input: &SalesInput) -> Result<MonitorReport, ActivityError> {
@@ -655,38 +746,19 @@ impl PromotionActivities {
         ctx: ActivityContext,
         input: PublishInput,
     ) -> Result<PublicationRef, ActivityError> {
+        alive(&ctx, &Progress::default(), self.publish_one(&input)).await
+    }
+
+    /// Publishes to every target at once (concurrently; each write idempotent by its key), in the
+    /// order given: one local activity, so one history marker, for a whole wave.
+    #[activity(name = activity_names::PUBLISH_MANY)]
+    pub async fn publish_many(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        inputs: Vec<PublishInput>,
+    ) -> Result<Vec<PublicationRef>, ActivityError> {
         alive(&ctx, &Progress::default(), async {
-            let channel =
-                wire::Channel::try_from(input.target.channel).map_err(|_| business("unknown channel"))?;
-            let kind =
-                PublicationKind::try_from(input.kind).map_err(|_| business("unknown publication kind"))?;
-            let mut target = format!(
-                "publish:{}:{}:{}",
-                channel.as_str_name(),
-                if input.target.region_id.is_empty() { "national" } else { &input.target.region_id },
-                kind.as_str_name()
-            );
-            if input.correction > 0 {
-                target.push_str(&format!(":correction-{}", input.correction));
-            }
-            let req = PublishRequest {
-                idempotency_key: idempotency_key(&input.promotion_id, input.revision, &target),
-                promotion_id: input.promotion_id.clone(),
-                revision: input.revision,
-                channel: input.target.channel,
-                region_id: input.target.region_id.clone(),
-                kind: input.kind,
-                price_change_id: input.price_change_id.clone(),
-                effective: Some(TimeRange { start: ts(input.effective.0), end: ts(input.effective.1) }),
-                line_count: input.line_count,
-            };
-            let p = rpc!(self.systems.publication(), publish, req.clone())
-                .await
-                .map_err(|s| status_error("publication", s))?
-                .into_inner()
-                .publication
-                .ok_or_else(|| business("publication: empty response"))?;
-            Ok(publication_ref(&p, input.target.clone()))
+            futures::future::try_join_all(inputs.iter().map(|i| self.publish_one(i))).await
         })
         .await
     }
@@ -910,27 +982,96 @@ impl PromotionActivities {
         ctx: ActivityContext,
         input: MonitorRoundInput,
     ) -> Result<MonitorRoundOutput, ActivityError> {
-        alive(&ctx, &Progress::default(), async {
-            let prices = async {
-                let p = input.prices.as_ref()?;
-                let mut pause = Duration::from_millis(500);
-                let mut tries = 1;
-                loop {
-                    match reconcile::run(&self.systems, p).await {
-                        Ok(found) => return Some(Ok(found)),
-                        Err(e) if tries >= 3 => return Some(Err(error_text(&e))),
-                        Err(_) => {
-                            tries += 1;
-                            tokio::time::sleep(pause).await;
-                            pause *= 2;
-                        }
+        alive(&ctx, &Progress::default(), self.round(&input)).await
+    }
+
+    /// Monitoring rounds at the policy's cadence, kept by this activity's retry policy (see
+    /// `promo_workflows::workflow::MONITOR_WINDOW`): the first attempt starts the cadence, each
+    /// later attempt is a round at the business instant the server scheduled it for. A round
+    /// reads its input from the workflow (`monitor_input`), runs as `promo.monitor_round`, and
+    /// adds itself to the rounds carried from attempt to attempt in the heartbeat details; it
+    /// returns them all when it finds something for the workflow to decide (a stockout in a
+    /// region not yet raised, transfers, prices that differ) or when the next round would fall
+    /// at or after the stretch's end, and otherwise ends its attempt with a retryable
+    /// `NothingToDecide` failure saying what it saw, which is what the Web UI shows as the
+    /// activity's last failure until the next round.
+    #[activity(name = activity_names::WATCH_WINDOW)]
+    pub async fn watch_window(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: WatchInput,
+    ) -> Result<WatchOutput, ActivityError> {
+        let info = ctx.info();
+        let scheduled =
+            info.current_attempt_scheduled_time.or(info.scheduled_time).unwrap_or_else(SystemTime::now);
+        let at = business_instant(&input, scheduled);
+        let mut rounds: Vec<WatchedRound> = if info.attempt > 1 {
+            ctx.heartbeat_details().deserialize().ok().flatten().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        if info.attempt <= 1 {
+            if at + input.every >= input.until {
+                return Ok(WatchOutput { rounds });
+            }
+            return Err(nothing_to_decide(format!(
+                "monitoring every {} business seconds until {}; the first round is due at {}",
+                input.every,
+                business_time(input.until),
+                business_time(at + input.every)
+            )));
+        }
+        let handle = ctx
+            .workflow_handle::<promo_workflows::PromotionWorkflow>()
+            .ok_or_else(|| business("promo.watch_window runs only for a promotion workflow"))?;
+        let round = async {
+            let asked = handle
+                .query(promo_workflows::PromotionWorkflow::monitor_input, at, Default::default())
+                .await
+                .map_err(|e| anyhow::anyhow!("the promotion did not answer monitor_input: {e}"))?;
+            let mut input_now =
+                asked.ok_or_else(|| business("the promotion has no live region to monitor"))?;
+            if let Some(r) = input_now.sales.replenish.as_mut() {
+                r.round += rounds.len() as u32;
+            }
+            self.round(&input_now).await
+        };
+        // Heartbeats carry the rounds so far, so that a retry after a lost worker keeps them.
+        let out = {
+            let mut round = std::pin::pin!(round);
+            let mut pulse = tokio::time::interval(PULSE);
+            pulse.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    out = &mut round => break out?,
+                    () = ctx.cancelled() => return Err(ActivityError::cancelled()),
+                    _ = pulse.tick() => {
+                        let _ = ctx.record_heartbeat(rounds.clone()).await;
                     }
                 }
-            };
-            let (report, prices) = tokio::join!(self.sales_report(&input.sales), prices);
-            Ok(MonitorRoundOutput { report: report?, prices })
-        })
-        .await
+            }
+        };
+        let news = decide(&input, &out);
+        let seen = format!(
+            "round at {}: {} units sold, sell-through {}{}",
+            business_time(at),
+            out.report.units_sold,
+            out.report.sell_through,
+            match &out.prices {
+                Some(Ok(p)) => format!(", {} of {} prices as approved", p.matching, p.checked),
+                Some(Err(why)) => format!(", prices not read back ({why})"),
+                None => String::new(),
+            }
+        );
+        rounds.push(WatchedRound { at, round: out });
+        if news || at + input.every >= input.until {
+            return Ok(WatchOutput { rounds });
+        }
+        let _ = ctx.record_heartbeat(rounds).await;
+        Err(nothing_to_decide(format!(
+            "{seen}; nothing to decide, next round at {}",
+            business_time(at + input.every)
+        )))
     }
 
     /// The post-event report from sales actuals against the plan.

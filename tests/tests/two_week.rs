@@ -25,7 +25,7 @@ async fn two_week_promotion_completes_in_seconds() {
     assert!(policy.require_signatures);
     let opts = worker_options(None, &systems.url(), &policy).unwrap();
     let s = spec("TWO-WEEK", &["R1"], 0..12, 3.0, 14.0);
-    let (result, status) = run_worker_until(&client, opts, async {
+    let (result, (status, audit)) = run_worker_until(&client, opts, async {
         client
             .start_workflow(PromotionWorkflow::run, s.clone().into(), api::start_options(api::TASK_QUEUE, &s))
             .await
@@ -61,7 +61,8 @@ async fn two_week_promotion_completes_in_seconds() {
         let result = h.get_result(WorkflowGetResultOptions::default()).await;
         server.lock().await.unwrap();
         let status = h.query(PromotionWorkflow::status, (), WorkflowQueryOptions::default()).await.unwrap();
-        (result.unwrap(), status)
+        let audit = h.query(PromotionWorkflow::audit, (), WorkflowQueryOptions::default()).await.unwrap();
+        (result.unwrap(), (status, audit))
     })
     .await
     .unwrap();
@@ -79,6 +80,13 @@ async fn two_week_promotion_completes_in_seconds() {
     assert!(report.units_sold > 0);
     let active = report.cycle_times.iter().find(|c| c.stage() == Stage::Active).unwrap();
     assert!(active.seconds >= 13 * 86_400, "{active:?}");
+    // Daily monitoring kept its cadence on the skipped clock: the rounds run as retries of one
+    // activity (`promo.watch_window`), whose backoff the test server skips like a timer. Each
+    // round's audit line carries its own day.
+    let rounds: Vec<i64> =
+        audit.entries.iter().filter(|e| e.action == "monitor").map(|e| e.at.unwrap().seconds).collect();
+    assert!(rounds.len() >= 13, "daily rounds over 14 live days: {}", rounds.len());
+    assert!(rounds.windows(2).all(|w| w[1] - w[0] >= 86_400 - 3_600), "a round a day: {rounds:?}");
     assert!(elapsed < Duration::from_secs(120), "{elapsed:?}");
     systems.stop().await;
     server.shutdown().await.unwrap();

@@ -414,6 +414,47 @@ pub struct MonitorRoundOutput {
     pub prices: Option<Result<ReconcileOutput, String>>,
 }
 
+/// Input of `promo.watch_window`: the monitoring rounds of a stretch of the active window in one
+/// activity, the cadence kept by its retry policy (each round that finds nothing for the
+/// workflow ends its attempt with a `NothingToDecide` failure, and the next attempt is the next
+/// round), so a window costs the history the same few events whatever its number of rounds.
+/// The plan stays out of the history: each round reads what it needs from the workflow
+/// (its `monitor_input` query).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WatchInput {
+    /// Business seconds between rounds. The first attempt starts the cadence: the first round
+    /// is the second attempt, `every` after the activity was scheduled.
+    pub every: i64,
+    /// Business instant (Unix seconds) the stretch ends at: the window's end, or a region's
+    /// delayed launch. No round runs at or after it.
+    pub until: i64,
+    /// The business clock: business = origin + (server time − origin) × scale.
+    pub clock_origin: i64,
+    /// The business clock's speed.
+    pub time_scale: u32,
+    /// Regions whose stockout is already an open exception: a round finding another ends the
+    /// stretch at once.
+    pub open_stockouts: Vec<String>,
+}
+
+/// One round of `promo.watch_window`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WatchedRound {
+    /// Business instant of the round, Unix seconds.
+    pub at: i64,
+    /// What `promo.monitor_round` would have returned.
+    pub round: MonitorRoundOutput,
+}
+
+/// Output of `promo.watch_window`: its rounds, oldest first. The last one found something for
+/// the workflow to decide (a new stockout, transfers, prices that differ), or the next round
+/// would have fallen at or after `until`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WatchOutput {
+    /// The rounds run.
+    pub rounds: Vec<WatchedRound>,
+}
+
 /// A publication made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublicationRef {
@@ -583,6 +624,11 @@ pub mod activity_names {
     pub const MONITOR: &str = "promo.monitor";
     /// `promo.monitor_round`: `promo.monitor` and `promo.reconcile_prices` in one activity.
     pub const MONITOR_ROUND: &str = "promo.monitor_round";
+    /// `promo.publish_many`: `promo.publish` to several targets in one activity.
+    pub const PUBLISH_MANY: &str = "promo.publish_many";
+    /// `promo.watch_window`: monitoring rounds at the policy's cadence until one finds
+    /// something for the workflow to decide.
+    pub const WATCH_WINDOW: &str = "promo.watch_window";
     /// `promo.post_event_analysis`.
     pub const POST_EVENT_ANALYSIS: &str = "promo.post_event_analysis";
     /// `promo.reconcile_prices`.
@@ -656,6 +702,12 @@ impl PromotionActivities {
         unimplemented!()
     }
 
+    /// Publishes to several channel targets at once; returns their publications in order.
+    #[activity(name = activity_names::PUBLISH_MANY)]
+    pub fn publish_many(_: Vec<PublishInput>) -> Result<Vec<PublicationRef>, ActivityError> {
+        unimplemented!()
+    }
+
     /// Waits (heartbeating) until the publications are acknowledged or the timeout passes.
     #[activity(name = activity_names::AWAIT_ACKNOWLEDGMENTS)]
     pub fn await_acknowledgments(_: AwaitAcksInput) -> Result<Vec<PublicationRef>, ActivityError> {
@@ -704,6 +756,12 @@ impl PromotionActivities {
     /// A monitoring round's sales and the live prices read back, in one activity.
     #[activity(name = activity_names::MONITOR_ROUND)]
     pub fn monitor_round(_: MonitorRoundInput) -> Result<MonitorRoundOutput, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Monitoring rounds at the cadence until one finds something to decide or the stretch ends.
+    #[activity(name = activity_names::WATCH_WINDOW)]
+    pub fn watch_window(_: WatchInput) -> Result<WatchOutput, ActivityError> {
         unimplemented!()
     }
 

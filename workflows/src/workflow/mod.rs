@@ -120,6 +120,18 @@ pub const BATCHED_HISTORY: &str = "batched-history";
 /// on the plan their marker holds (`tests/histories/before-plan-in-workflow/`).
 pub const PLAN_IN_WORKFLOW: &str = "plan-in-workflow";
 
+/// Patch id of the watched window, consulted first thing in `run` (before [`PLAN_IN_WORKFLOW`],
+/// which its runs take as applied). Its runs monitor the active window with one activity per
+/// stretch (`promo.watch_window`) instead of a timer and a local activity per round: the
+/// activity's retry policy keeps the cadence (a round with nothing to decide ends its attempt,
+/// and retries are not history events), each round reads its inputs from the workflow's
+/// `monitor_input` query (the plan stays out of the history), and the activity returns to the
+/// workflow only when a round finds something to decide — a new stockout, transfers, prices
+/// that differ — or the stretch ends. A window costs a bounded number of events whatever its
+/// number of rounds. Runs started before it replay on their timers
+/// (`tests/histories/before-monitor-window/`).
+pub const MONITOR_WINDOW: &str = "monitor-window";
+
 /// Whether this run takes the change behind `patch`: always in a lean run (which records no
 /// marker for it), otherwise as its marker says.
 pub(crate) fn patched(ctx: &wait::Ctx, patch: &str) -> bool {
@@ -144,7 +156,8 @@ impl PromotionWorkflow {
     /// unrecoverable failure ends the promotion as FAILED with the reason.
     #[run(name = "PromotionWorkflow")]
     pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<PromotionResult> {
-        let plan_in_workflow = ctx.patched(PLAN_IN_WORKFLOW);
+        let watches = ctx.patched(MONITOR_WINDOW);
+        let plan_in_workflow = watches || ctx.patched(PLAN_IN_WORKFLOW);
         let batched = plan_in_workflow || ctx.patched(BATCHED_HISTORY);
         let lean = batched || ctx.patched(LEAN_HISTORY);
         let v2 = lean || ctx.patched(LIFECYCLE_V2);
@@ -155,6 +168,7 @@ impl PromotionWorkflow {
             s.lean = lean;
             s.batched = batched;
             s.plan_in_workflow = plan_in_workflow;
+            s.watches = watches;
             s.v2 = v2;
             s.records_events = records_events;
             s.calendar = calendar;
@@ -386,6 +400,18 @@ impl PromotionWorkflow {
     #[query]
     pub fn audit(&self, _ctx: &WorkflowContextView) -> AuditTrail {
         AuditTrail { entries: self.audit.clone() }
+    }
+
+    /// What a monitoring round at business instant `at` (Unix seconds) takes: asked by
+    /// `promo.watch_window` at each of its rounds, so that the plan need not travel in its input.
+    /// `None` before the window is live.
+    #[query]
+    pub fn monitor_input(
+        &self,
+        _ctx: &WorkflowContextView,
+        at: i64,
+    ) -> Option<crate::api::MonitorRoundInput> {
+        stages::active::watched_round_input(self, at)
     }
 
     /// What this promotion occupies (SKU × location × dates), for other promotions' collision

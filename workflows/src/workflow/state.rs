@@ -33,6 +33,8 @@ pub struct PromotionWorkflow {
     /// Whether intake derives the plan here rather than taking it from `promo.validate_spec`'s
     /// result ([`super::PLAN_IN_WORKFLOW`]).
     pub(crate) plan_in_workflow: bool,
+    /// Whether the active window is monitored by `promo.watch_window` ([`super::MONITOR_WINDOW`]).
+    pub(crate) watches: bool,
     /// Search attributes changed since a batched run last upserted them.
     pub(crate) attributes_pending: bool,
     /// Why the start input is not a spec, when it is not.
@@ -128,6 +130,7 @@ impl PromotionWorkflow {
             lean: false,
             batched: false,
             plan_in_workflow: false,
+            watches: false,
             attributes_pending: false,
             input_error,
             spec,

@@ -16,7 +16,9 @@ use std::{
     task::{Context, Poll},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
-use temporalio_common::{ActivityDefinition, RetryPolicy, data_converters::TemporalDeserializable};
+use temporalio_common::{
+    ActivityCloseTimeouts, ActivityDefinition, RetryPolicy, data_converters::TemporalDeserializable,
+};
 use temporalio_sdk::{
     ActivityCancellationType, ActivityExecutionError, ActivityOptions, CancellableFuture,
     LocalActivityOptions, TimerOptions, WorkflowContext, WorkflowTermination,
@@ -93,6 +95,31 @@ pub(crate) fn long_opts(timeout: Duration, summary: String) -> ActivityOptions {
         .cancellation_type(ActivityCancellationType::WaitCancellationCompleted)
         .summary(summary)
         .build()
+}
+
+/// Options of `promo.watch_window`: its retry policy is the monitoring cadence — every attempt
+/// `cadence` after the last, however many (a round with nothing to decide fails its attempt on
+/// purpose, as the next round is the next attempt) — within the stretch (`stretch`, wall
+/// clock) and a round's worth of slack. A round that fails outright is retried at the next
+/// round, like any other; the stretch ends at its deadline at the latest.
+pub(crate) fn watch_opts(cadence: Duration, stretch: Duration, summary: String) -> ActivityOptions {
+    let cadence = cadence.max(Duration::from_secs(1));
+    let policy = RetryPolicy::builder()
+        .initial_interval(cadence)
+        .backoff_coefficient(1.0)
+        .maximum_interval(cadence)
+        .maximum_attempts(0)
+        .non_retryable_error_types(["InvalidSpec", "BusinessRule"])
+        .build();
+    ActivityOptions::with_close_timeouts(ActivityCloseTimeouts::ScheduleAndStartToClose {
+        schedule_to_close: stretch + cadence + Duration::from_secs(120),
+        start_to_close: Duration::from_secs(120),
+    })
+    .heartbeat_timeout(Duration::from_secs(HEARTBEAT_TIMEOUT_SECS))
+    .retry_policy(policy)
+    .cancellation_type(ActivityCancellationType::WaitCancellationCompleted)
+    .summary(summary)
+    .build()
 }
 
 /// Options of one compensation attempt: `attempts` tries, then the caller raises

@@ -6,8 +6,8 @@
 use super::{Stop, check_cancel, enter, publishing, reconcile};
 use crate::{
     api::{
-        AwaitAcksInput, MonitorRoundInput, PromotionActivities as A, ReconcileOutput, ReplenishInput,
-        SalesInput, SettleTransfersInput,
+        AwaitAcksInput, MonitorReport, MonitorRoundInput, PromotionActivities as A, ReconcileOutput,
+        ReplenishInput, SalesInput, SettleTransfersInput, WatchInput, WatchOutput,
     },
     decisions::{self, Activation, Gate},
     plan::Plan,
@@ -15,7 +15,7 @@ use crate::{
     workflow::{
         IN_FLIGHT_REPLENISHMENT, NO_LAUNCH_AFTER_WINDOW, PRICE_RECONCILIATION,
         state::{PromotionWorkflow, pb_ts, publish},
-        wait::{self, Ctx, business_now, long_opts, now, opts, until},
+        wait::{self, Ctx, business_now, long_opts, now, opts, until, watch_opts},
     },
 };
 use promo_contracts::promo::v1::*;
@@ -89,6 +89,14 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<Windows, Sto
                 || s.hold_count() != holds
                 || s.unsettled_transfers() != unsettled
         };
+        // A watched run monitors the stretch up to the next thing besides monitoring in one
+        // activity, when its first round falls on the cadence from now (right after the launch
+        // and after each stretch; otherwise a timer waits for the round first).
+        let (stretch_end, _) = decisions::next_wakeup(plan.ends_at, pending_launch, None);
+        let watch = ctx.state(|s| s.watches && !s.paused)
+            && announced
+            && next_monitor < stretch_end
+            && next_monitor - bnow >= every - every / 10;
         if !waiting_acks.is_empty() && bnow >= plan.starts_at && !ctx.state(|s| s.overrides.contains("")) {
             let timeout = until(ctx, policy, next).min(ack_poll);
             let input =
@@ -103,6 +111,10 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<Windows, Sto
                     s.resolve_reacknowledged(t);
                 });
                 publish(ctx);
+            }
+        } else if watch {
+            if let Some(last) = watch_stretch(ctx, plan, policy, every, stretch_end, nudged).await? {
+                next_monitor = last + every;
             }
         } else {
             let summary = format!("next: {}", why.describe());
@@ -188,13 +200,7 @@ async fn monitor(
     if ctx.state(|s| s.replenishes) {
         input.replenish = Some(ctx.state_mut(|s| {
             s.replenish_round += 1;
-            ReplenishInput {
-                revision: s.revision,
-                round: s.replenish_round,
-                dc_unit_cost: policy.replenishment.dc_unit_cost.clone(),
-                store_unit_cost: policy.replenishment.store_unit_cost.clone(),
-                region_dcs: s.regions.iter().map(|r| (r.region_id.clone(), r.dc_id.clone())).collect(),
-            }
+            replenish_input(s, policy, s.replenish_round)
         }));
     }
     let (m, prices) = if ctx.state(|s| s.batched) {
@@ -207,7 +213,13 @@ async fn monitor(
         let summary = "monitor sell-through".to_owned();
         (wait::run(ctx, wait::call(ctx, A::monitor, input, opts(120, summary))).await?, None)
     };
-    let t = now(ctx);
+    take_round(ctx, plan, policy, now(ctx), m).await?;
+    Ok(prices)
+}
+
+/// What a round found, taken into the state at workflow time `t`: the audit line, stockouts
+/// raised as exceptions (or brought up to date) and, with replenishment, its transfers.
+async fn take_round(ctx: &Ctx, plan: &Plan, policy: &Policy, t: i64, m: MonitorReport) -> Result<(), Stop> {
     ctx.state_mut(|s| {
         s.record(
             t,
@@ -253,7 +265,95 @@ async fn monitor(
         settle(ctx, policy).await?;
     }
     publish(ctx);
-    Ok(prices)
+    Ok(())
+}
+
+/// Monitors the live window up to business instant `end` with `promo.watch_window` (see
+/// [`crate::workflow::MONITOR_WINDOW`]), then takes its rounds in order as the timer-driven
+/// rounds would have been taken, each at its own time. Returns the business instant of the
+/// last round, `None` when none ran: the stretch was interrupted (a pause, an override, a hold
+/// released: the caller looks again) or could not run, which is recorded as monitoring missed
+/// and not a reason to stop the promotion.
+async fn watch_stretch(
+    ctx: &Ctx,
+    plan: &Plan,
+    policy: &Policy,
+    every: i64,
+    end: i64,
+    nudged: impl Fn(&PromotionWorkflow) -> bool,
+) -> Result<Option<i64>, Stop> {
+    let (origin, open_stockouts) = ctx.state(|s| {
+        let open = s
+            .exceptions
+            .iter()
+            .filter(|x| x.exception_id.starts_with("stockout-") && x.status() == ExceptionStatus::Open)
+            .map(|x| x.region_id.clone())
+            .collect();
+        (s.started_at, open)
+    });
+    let input =
+        WatchInput { every, until: end, clock_origin: origin, time_scale: policy.time_scale, open_stockouts };
+    let cadence = policy.scaled(Duration::from_secs(every as u64));
+    let summary = format!("monitor the live window every {} (business time)", policy.durations.monitor_every);
+    let work =
+        wait::remote(ctx, A::watch_window, input, watch_opts(cadence, until(ctx, policy, end), summary));
+    let out: WatchOutput = match wait::activity(ctx, work, nudged).await {
+        Ok(Some(out)) => out,
+        Ok(None) => return Ok(None),
+        Err(Stop::Failed(why, _)) => {
+            let t = now(ctx);
+            ctx.state_mut(|s| s.record(t, "system", "monitoring-missed", why));
+            return Ok(None);
+        }
+        Err(stop) => return Err(stop),
+    };
+    let mut last = None;
+    for r in out.rounds {
+        // The round's own moment on the workflow clock, for its audit line and exceptions.
+        let t = origin + (r.at - origin) / i64::from(policy.time_scale.max(1));
+        if ctx.state(|s| s.replenishes) {
+            ctx.state_mut(|s| s.replenish_round += 1);
+        }
+        take_round(ctx, plan, policy, t, r.round.report).await?;
+        reconcile::round_from(ctx, plan, policy, true, r.round.prices).await?;
+        last = Some(r.at);
+    }
+    Ok(last)
+}
+
+/// What a watched round at business instant `at` takes, from the state alone (the
+/// `monitor_input` query): the same input a timer-driven round builds. `None` before a region
+/// is live.
+pub(crate) fn watched_round_input(s: &PromotionWorkflow, at: i64) -> Option<MonitorRoundInput> {
+    let (plan, policy) = (s.plan.as_ref()?, s.policy.as_ref()?);
+    let windows: Windows = s
+        .readiness
+        .iter()
+        .filter_map(|(r, x)| x.activated_at.as_ref().map(|a| (r.clone(), (a.seconds, at.min(plan.ends_at)))))
+        .collect();
+    if windows.is_empty() {
+        return None;
+    }
+    let replenish = s.replenishes.then(|| replenish_input(s, policy, s.replenish_round + 1));
+    let sales = SalesInput {
+        plan: plan.clone(),
+        adjustments: s.adjustments.clone(),
+        windows,
+        assessment: s.assessment.clone().unwrap_or_default(),
+        replenish,
+    };
+    Some(MonitorRoundInput { sales, prices: reconcile::read_input_at(s, plan, at, true) })
+}
+
+/// The replenishment asked of monitoring round `round`.
+fn replenish_input(s: &PromotionWorkflow, policy: &Policy, round: u32) -> ReplenishInput {
+    ReplenishInput {
+        revision: s.revision,
+        round,
+        dc_unit_cost: policy.replenishment.dc_unit_cost.clone(),
+        store_unit_cost: policy.replenishment.store_unit_cost.clone(),
+        region_dcs: s.regions.iter().map(|r| (r.region_id.clone(), r.dc_id.clone())).collect(),
+    }
 }
 
 /// Takes a round's recommendations: the ones waiting from an earlier round are superseded; each

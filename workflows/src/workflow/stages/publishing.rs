@@ -122,25 +122,41 @@ pub(crate) async fn publish_all(
     price_change_id: &str,
 ) -> Result<Vec<PublicationRef>, Stop> {
     let verb = if kind == PublicationKind::Revert { "revert on" } else { "publish to" };
-    let futs: Vec<_> = targets
+    let inputs: Vec<(PublishInput, String)> = targets
         .iter()
         .map(|t| {
-            wait::call(
-                ctx,
-                A::publish,
-                PublishInput {
-                    promotion_id: plan.promotion_id.clone(),
-                    revision,
-                    target: t.clone(),
-                    kind: kind as i32,
-                    price_change_id: price_change_id.to_owned(),
-                    effective: (plan.starts_at, plan.ends_at),
-                    line_count: plan.lines.len() as u32,
-                    correction: 0,
-                },
-                opts(PUBLISH_TIMEOUT_SECS, format!("{verb} {} {}", channel_name(t.channel), t.region_id)),
-            )
+            let input = PublishInput {
+                promotion_id: plan.promotion_id.clone(),
+                revision,
+                target: t.clone(),
+                kind: kind as i32,
+                price_change_id: price_change_id.to_owned(),
+                effective: (plan.starts_at, plan.ends_at),
+                line_count: plan.lines.len() as u32,
+                correction: 0,
+            };
+            (input, format!("{verb} {} {}", channel_name(t.channel), t.region_id))
         })
+        .collect();
+    send(ctx, inputs, &format!("{verb} {} channel targets", targets.len())).await
+}
+
+/// Sends the publications: in a watched run ([`crate::workflow::MONITOR_WINDOW`]) as one
+/// `promo.publish_many` (one marker for the wave), otherwise one `promo.publish` per target,
+/// in parallel, as the run was recorded.
+async fn send(
+    ctx: &Ctx,
+    inputs: Vec<(PublishInput, String)>,
+    summary: &str,
+) -> Result<Vec<PublicationRef>, Stop> {
+    if ctx.state(|s| s.watches) {
+        let inputs: Vec<PublishInput> = inputs.into_iter().map(|(i, _)| i).collect();
+        let opts = opts(PUBLISH_TIMEOUT_SECS, summary.to_owned());
+        return wait::run(ctx, wait::call(ctx, A::publish_many, inputs, opts)).await;
+    }
+    let futs: Vec<_> = inputs
+        .into_iter()
+        .map(|(input, summary)| wait::call(ctx, A::publish, input, opts(PUBLISH_TIMEOUT_SECS, summary)))
         .collect();
     let mut out = Vec::with_capacity(futs.len());
     for r in join_all(futs).await {
@@ -159,38 +175,28 @@ pub(crate) async fn republish(
 ) -> Result<Vec<PublicationRef>, Stop> {
     let (revision, price_change_id) =
         ctx.state(|s| (s.revision, s.price_change_id.clone().unwrap_or_default()));
-    let futs: Vec<_> = targets
+    let inputs: Vec<(PublishInput, String)> = targets
         .iter()
         .map(|(target, correction)| {
-            wait::call(
-                ctx,
-                A::publish,
-                PublishInput {
-                    promotion_id: plan.promotion_id.clone(),
-                    revision,
-                    target: target.clone(),
-                    kind: kind as i32,
-                    price_change_id: price_change_id.clone(),
-                    effective: (plan.starts_at, plan.ends_at),
-                    line_count: plan.lines.len() as u32,
-                    correction: *correction,
-                },
-                opts(
-                    PUBLISH_TIMEOUT_SECS,
-                    format!(
-                        "republish to {} {} (correction {correction})",
-                        channel_name(target.channel),
-                        target.region_id
-                    ),
-                ),
-            )
+            let input = PublishInput {
+                promotion_id: plan.promotion_id.clone(),
+                revision,
+                target: target.clone(),
+                kind: kind as i32,
+                price_change_id: price_change_id.clone(),
+                effective: (plan.starts_at, plan.ends_at),
+                line_count: plan.lines.len() as u32,
+                correction: *correction,
+            };
+            let summary = format!(
+                "republish to {} {} (correction {correction})",
+                channel_name(target.channel),
+                target.region_id
+            );
+            (input, summary)
         })
         .collect();
-    let mut sent = Vec::with_capacity(futs.len());
-    for r in join_all(futs).await {
-        sent.push(r?);
-    }
-    Ok(sent)
+    send(ctx, inputs, &format!("republish to {} channel targets", targets.len())).await
 }
 
 /// Every channel target of the plan: regional channels per region, national ones once.

@@ -111,24 +111,34 @@ pub async fn round_from(
 /// What a read-back of the targets now takes, or `None` when there is nothing to read (no
 /// target, or a run that does not reconcile).
 pub fn read_input(ctx: &Ctx, plan: &Plan, policy: &Policy, live: bool) -> Option<ReconcileInput> {
-    let targets = ctx.state(|s| if s.reconciles { targets(s, live) } else { Vec::new() });
+    let bnow = business_now(ctx, policy);
+    ctx.state(|s| read_input_at(s, plan, bnow, live))
+}
+
+/// [`read_input`] at business instant `bnow`, from the state alone (for the `monitor_input`
+/// query as well).
+pub(crate) fn read_input_at(
+    s: &PromotionWorkflow,
+    plan: &Plan,
+    bnow: i64,
+    live: bool,
+) -> Option<ReconcileInput> {
+    let targets = if s.reconciles { targets(s, live) } else { Vec::new() };
     if targets.is_empty() {
         return None;
     }
-    Some(ctx.state(|s| {
-        ReconcileInput {
-            promotion_id: plan.promotion_id.clone(),
-            price_change_id: s.price_change_id.clone().unwrap_or_default(),
-            targets,
-            expect_promo: live,
-            demand_units: s
-                .assessment
-                .as_ref()
-                .map(|a| a.regions.iter().map(|r| (r.region_id.clone(), r.demand_units)).collect())
-                .unwrap_or_default(),
-            remaining_permille: remaining_permille(plan, business_now(ctx, policy), live),
-        }
-    }))
+    Some(ReconcileInput {
+        promotion_id: plan.promotion_id.clone(),
+        price_change_id: s.price_change_id.clone().unwrap_or_default(),
+        targets,
+        expect_promo: live,
+        demand_units: s
+            .assessment
+            .as_ref()
+            .map(|a| a.regions.iter().map(|r| (r.region_id.clone(), r.demand_units)).collect())
+            .unwrap_or_default(),
+        remaining_permille: remaining_permille(plan, bnow, live),
+    })
 }
 
 /// The targets to read: while live, every target of an activation that went live (national
