@@ -301,10 +301,11 @@ fn business_time(at: i64) -> String {
 }
 
 /// Whether a watched round found something the workflow must decide now: a stockout in a region
-/// not yet raised, transfers to release or put to supply chain, prices that differ.
-fn decide(input: &WatchInput, out: &MonitorRoundOutput) -> bool {
+/// not yet raised, transfers to put to supply chain, prices that differ.
+/// `released`: the round's transfers were all released without approval.
+fn decide(input: &WatchInput, out: &MonitorRoundOutput, released: bool) -> bool {
     out.report.stockouts.keys().any(|r| !input.open_stockouts.contains(r))
-        || !out.report.transfers.is_empty()
+        || (!out.report.transfers.is_empty() && !released)
         || matches!(&out.prices, Some(Ok(p)) if !p.mismatches.is_empty())
 }
 
@@ -514,6 +515,27 @@ impl PromotionActivities {
         Ok(publication_ref(&p, input.target.clone()))
     }
 
+    /// Releases proposed transfer orders to ship at business instant `at`; returns those now
+    /// released (idempotent: an order already released stays so).
+    async fn release_orders(&self, orders: Vec<String>, at: i64) -> Result<Vec<String>, ActivityError> {
+        let mut released = Vec::new();
+        for id in orders {
+            let req = ReleaseOrderRequest {
+                order_id: id.clone(),
+                release_at: Some(Timestamp { seconds: at, nanos: 0 }),
+            };
+            let o = rpc!(self.systems.replenishment(), release_order, req.clone())
+                .await
+                .map_err(|s| status_error("replenishment", s))?
+                .into_inner()
+                .order;
+            if o.is_some_and(|o| o.state() == OrderState::Released) {
+                released.push(id);
+            }
+        }
+        Ok(released)
+    }
+
     async fn sales_report(&self, input: &SalesInput) -> Result<MonitorReport, ActivityError> {
         let c = load_context(&self.systems, &input.plan, &input.adjustments, &[]).await?;
         let actuals = sales_actuals(&self.systems, &c, input).await?;
@@ -713,21 +735,7 @@ impl PromotionActivities {
         input: SettleTransfersInput,
     ) -> Result<Vec<String>, ActivityError> {
         alive(&ctx, &Progress::default(), async {
-            let mut released = Vec::new();
-            for id in &input.release {
-                let req = ReleaseOrderRequest {
-                    order_id: id.clone(),
-                    release_at: Some(Timestamp { seconds: input.release_at, nanos: 0 }),
-                };
-                let o = rpc!(self.systems.replenishment(), release_order, req.clone())
-                    .await
-                    .map_err(|s| status_error("replenishment", s))?
-                    .into_inner()
-                    .order;
-                if o.is_some_and(|o| o.state() == OrderState::Released) {
-                    released.push(id.clone());
-                }
-            }
+            let released = self.release_orders(input.release.clone(), input.release_at).await?;
             for id in &input.cancel {
                 let req = CancelOrderRequest { order_id: id.clone(), reason: input.reason.clone() };
                 rpc!(self.systems.replenishment(), cancel_order, req.clone())
@@ -1051,7 +1059,16 @@ impl PromotionActivities {
                 }
             }
         };
-        let news = decide(&input, &out);
+        // Transfers all within the policy's limit are released here, as the workflow would.
+        let mut released = Vec::new();
+        let auto = input.auto_apply_max_cost.as_deref().is_some_and(|limit| {
+            out.report.transfers.iter().all(|x| promo_workflows::decisions::within_limit(&x.cost, limit))
+        });
+        if auto {
+            let orders = out.report.transfers.iter().map(|x| x.order_id.clone()).collect();
+            released = self.release_orders(orders, at).await?;
+        }
+        let news = decide(&input, &out, auto);
         let seen = format!(
             "round at {}: {} units sold, sell-through {}{}",
             business_time(at),
@@ -1063,7 +1080,7 @@ impl PromotionActivities {
                 None => String::new(),
             }
         );
-        rounds.push(WatchedRound { at, round: out });
+        rounds.push(WatchedRound { at, round: out, released });
         if news || at + input.every >= input.until {
             return Ok(WatchOutput { rounds });
         }
@@ -1494,6 +1511,65 @@ mod tests {
         assert_eq!((r.unwrap_err().code(), n), (Code::NotFound, 1));
         let (r, n) = calls_until(u32::MAX, Code::InvalidArgument).await;
         assert_eq!((r.unwrap_err().code(), n), (Code::InvalidArgument, 1));
+    }
+
+    fn watch(open: &[&str], limit: Option<&str>) -> WatchInput {
+        WatchInput {
+            every: 86_400,
+            until: 2_000_000,
+            clock_origin: 1_000_000,
+            time_scale: 43_200,
+            open_stockouts: open.iter().map(|r| (*r).to_owned()).collect(),
+            auto_apply_max_cost: limit.map(str::to_owned),
+        }
+    }
+
+    fn round(stockouts: &[&str], transfers: usize, mismatches: usize) -> MonitorRoundOutput {
+        let target = promo_workflows::api::Target { channel: 1, region_id: "R1".into() };
+        MonitorRoundOutput {
+            report: MonitorReport {
+                units_sold: 10,
+                sell_through: "0.1".into(),
+                stockouts: stockouts.iter().map(|r| ((*r).to_owned(), 1)).collect(),
+                transfers: (0..transfers).map(|_| pb::Transfer::default()).collect(),
+            },
+            prices: Some(Ok(ReconcileOutput {
+                checked: 4,
+                matching: 4 - mismatches as u64,
+                mismatches: (0..mismatches)
+                    .map(|_| promo_workflows::api::PriceMismatch {
+                        target: target.clone(),
+                        skus: vec!["SKU-00001".into()],
+                        count: 1,
+                        detail: String::new(),
+                        revenue_at_risk: "1".into(),
+                    })
+                    .collect(),
+            })),
+        }
+    }
+
+    /// A watched round goes back to the workflow only for what it must decide.
+    #[test]
+    fn a_watched_round_returns_only_for_a_decision() {
+        let input = watch(&["R1"], Some("500"));
+        assert!(!decide(&input, &round(&[], 0, 0), false), "nothing found");
+        assert!(!decide(&input, &round(&["R1"], 0, 0), false), "a stockout already raised");
+        assert!(decide(&input, &round(&["R1", "R2"], 0, 0), false), "a stockout in a new region");
+        assert!(!decide(&input, &round(&[], 2, 0), true), "transfers released by the round");
+        assert!(decide(&input, &round(&[], 2, 0), false), "transfers over the limit");
+        assert!(decide(&input, &round(&[], 0, 1), false), "prices that differ");
+        let unread = MonitorRoundOutput { prices: Some(Err("down".into())), ..round(&[], 0, 0) };
+        assert!(!decide(&input, &unread, false), "a read-back that failed is recorded, not decided");
+    }
+
+    /// The business clock of a watched round is the workflow's: origin + elapsed × scale.
+    #[test]
+    fn a_watched_round_reads_the_business_clock_from_server_time() {
+        let input = watch(&[], None);
+        let t = UNIX_EPOCH + Duration::from_secs(1_000_002);
+        assert_eq!(business_instant(&input, t), 1_000_000 + 2 * 43_200);
+        assert_eq!(business_time(0), "1970-01-01 00:00 UTC");
     }
 
     #[test]

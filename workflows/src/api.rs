@@ -435,6 +435,12 @@ pub struct WatchInput {
     /// Regions whose stockout is already an open exception: a round finding another ends the
     /// stretch at once.
     pub open_stockouts: Vec<String>,
+    /// With replenishment and no transfer awaiting supply chain: the policy's limit up to which
+    /// a transfer is released without approval. A round whose transfers are all within it
+    /// releases their orders itself (at the round's business instant) and goes on; any other
+    /// transfer ends the stretch. `None`: every transfer ends it.
+    #[serde(default)]
+    pub auto_apply_max_cost: Option<String>,
 }
 
 /// One round of `promo.watch_window`.
@@ -444,6 +450,9 @@ pub struct WatchedRound {
     pub at: i64,
     /// What `promo.monitor_round` would have returned.
     pub round: MonitorRoundOutput,
+    /// Orders of the round's transfers released by the activity (all within the limit).
+    #[serde(default)]
+    pub released: Vec<String>,
 }
 
 /// Output of `promo.watch_window`: its rounds, oldest first. The last one found something for

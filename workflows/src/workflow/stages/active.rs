@@ -31,6 +31,8 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<Windows, Sto
     let mut next_monitor = plan.starts_at + every;
     let ack_poll = policy.scaled(policy.durations.ack_deadline.0).max(Duration::from_secs(1));
     let mut announced = false;
+    // A watched stretch that ran no round is not started again before the round due then.
+    let mut no_watch_before = i64::MIN;
     // Versioned change: live prices are read back and reconciled from here on.
     let reconciles = ctx.state(|s| s.v2) && crate::workflow::patched(ctx, PRICE_RECONCILIATION);
     ctx.state_mut(|s| s.reconciles = reconciles);
@@ -91,11 +93,17 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<Windows, Sto
         };
         // A watched run monitors the stretch up to the next thing besides monitoring in one
         // activity, when its first round falls on the cadence from now (right after the launch
-        // and after each stretch; otherwise a timer waits for the round first).
+        // and after each stretch; otherwise a timer waits for the round first). Not while a
+        // transfer awaits supply chain: their decision must release its order at once, which a
+        // timer-driven wait does without cancelling an activity, and the next round supersedes it.
         let (stretch_end, _) = decisions::next_wakeup(plan.ends_at, pending_launch, None);
-        let watch = ctx.state(|s| s.watches && !s.paused)
-            && announced
-            && next_monitor < stretch_end
+        let watch = ctx.state(|s| {
+            s.watches
+                && !s.paused
+                && !s.transfers.iter().any(|x| x.state() == TransferState::AwaitingApproval)
+        }) && announced
+            && next_monitor >= no_watch_before
+            && bnow + every + every / 20 < stretch_end
             && next_monitor - bnow >= every - every / 10;
         if !waiting_acks.is_empty() && bnow >= plan.starts_at && !ctx.state(|s| s.overrides.contains("")) {
             let timeout = until(ctx, policy, next).min(ack_poll);
@@ -113,8 +121,12 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<Windows, Sto
                 publish(ctx);
             }
         } else if watch {
-            if let Some(last) = watch_stretch(ctx, plan, policy, every, stretch_end, nudged).await? {
-                next_monitor = last + every;
+            match watch_stretch(ctx, plan, policy, every, stretch_end, nudged).await? {
+                Stretch::Rounds(last) => next_monitor = last + every,
+                Stretch::Interrupted => {}
+                // No round ran (the stretch could not run, or had no room for one): the next
+                // round goes by the timer, so that a stretch is never retried in a loop.
+                Stretch::Idle => no_watch_before = next_monitor + 1,
             }
         } else {
             let summary = format!("next: {}", why.describe());
@@ -213,13 +225,21 @@ async fn monitor(
         let summary = "monitor sell-through".to_owned();
         (wait::run(ctx, wait::call(ctx, A::monitor, input, opts(120, summary))).await?, None)
     };
-    take_round(ctx, plan, policy, now(ctx), m).await?;
+    take_round(ctx, plan, policy, now(ctx), m, &[]).await?;
     Ok(prices)
 }
 
 /// What a round found, taken into the state at workflow time `t`: the audit line, stockouts
-/// raised as exceptions (or brought up to date) and, with replenishment, its transfers.
-async fn take_round(ctx: &Ctx, plan: &Plan, policy: &Policy, t: i64, m: MonitorReport) -> Result<(), Stop> {
+/// raised as exceptions (or brought up to date) and, with replenishment, its transfers — those
+/// whose orders are in `released` already released by the round itself.
+async fn take_round(
+    ctx: &Ctx,
+    plan: &Plan,
+    policy: &Policy,
+    t: i64,
+    m: MonitorReport,
+    released: &[String],
+) -> Result<(), Stop> {
     ctx.state_mut(|s| {
         s.record(
             t,
@@ -262,18 +282,39 @@ async fn take_round(ctx: &Ctx, plan: &Plan, policy: &Policy, t: i64, m: MonitorR
     });
     if ctx.state(|s| s.replenishes) {
         recommend(ctx, policy, m.transfers);
+        ctx.state_mut(|s| {
+            for x in s.transfers.clone() {
+                if x.state() == TransferState::Applied
+                    && released.contains(&x.order_id)
+                    && s.transfers_settled.insert(x.transfer_id.clone())
+                {
+                    s.wrote = true;
+                    let detail =
+                        format!("{}: order {} released ({} units)", x.transfer_id, x.order_id, x.units);
+                    s.record(t, "system", "transfer-released", detail);
+                }
+            }
+        });
         settle(ctx, policy).await?;
     }
     publish(ctx);
     Ok(())
 }
 
+/// How a watched stretch ended.
+enum Stretch {
+    /// Its rounds were taken; the business instant of the last.
+    Rounds(i64),
+    /// A pause, an override or a hold released interrupted it: the caller looks again.
+    Interrupted,
+    /// It ran no round: it could not run (recorded as monitoring missed, not a reason to stop
+    /// the promotion), or there was no room for one before its end.
+    Idle,
+}
+
 /// Monitors the live window up to business instant `end` with `promo.watch_window` (see
 /// [`crate::workflow::MONITOR_WINDOW`]), then takes its rounds in order as the timer-driven
-/// rounds would have been taken, each at its own time. Returns the business instant of the
-/// last round, `None` when none ran: the stretch was interrupted (a pause, an override, a hold
-/// released: the caller looks again) or could not run, which is recorded as monitoring missed
-/// and not a reason to stop the promotion.
+/// rounds would have been taken, each at its own time.
 async fn watch_stretch(
     ctx: &Ctx,
     plan: &Plan,
@@ -281,7 +322,7 @@ async fn watch_stretch(
     every: i64,
     end: i64,
     nudged: impl Fn(&PromotionWorkflow) -> bool,
-) -> Result<Option<i64>, Stop> {
+) -> Result<Stretch, Stop> {
     let (origin, open_stockouts) = ctx.state(|s| {
         let open = s
             .exceptions
@@ -291,32 +332,42 @@ async fn watch_stretch(
             .collect();
         (s.started_at, open)
     });
-    let input =
-        WatchInput { every, until: end, clock_origin: origin, time_scale: policy.time_scale, open_stockouts };
+    // Transfers within the limit are released by the rounds themselves (no stretch starts while
+    // one awaits supply chain, so there is none for them to supersede).
+    let auto_apply_max_cost =
+        ctx.state(|s| s.replenishes).then(|| policy.replenishment.auto_apply_max_cost.clone());
+    let input = WatchInput {
+        every,
+        until: end,
+        clock_origin: origin,
+        time_scale: policy.time_scale,
+        open_stockouts,
+        auto_apply_max_cost,
+    };
     let cadence = policy.scaled(Duration::from_secs(every as u64));
     let summary = format!("monitor the live window every {} (business time)", policy.durations.monitor_every);
     let work =
         wait::remote(ctx, A::watch_window, input, watch_opts(cadence, until(ctx, policy, end), summary));
     let out: WatchOutput = match wait::activity(ctx, work, nudged).await {
         Ok(Some(out)) => out,
-        Ok(None) => return Ok(None),
+        Ok(None) => return Ok(Stretch::Interrupted),
         Err(Stop::Failed(why, _)) => {
             let t = now(ctx);
             ctx.state_mut(|s| s.record(t, "system", "monitoring-missed", why));
-            return Ok(None);
+            return Ok(Stretch::Idle);
         }
         Err(stop) => return Err(stop),
     };
-    let mut last = None;
+    let mut last = Stretch::Idle;
     for r in out.rounds {
         // The round's own moment on the workflow clock, for its audit line and exceptions.
         let t = origin + (r.at - origin) / i64::from(policy.time_scale.max(1));
         if ctx.state(|s| s.replenishes) {
             ctx.state_mut(|s| s.replenish_round += 1);
         }
-        take_round(ctx, plan, policy, t, r.round.report).await?;
+        take_round(ctx, plan, policy, t, r.round.report, &r.released).await?;
         reconcile::round_from(ctx, plan, policy, true, r.round.prices).await?;
-        last = Some(r.at);
+        last = Stretch::Rounds(r.at);
     }
     Ok(last)
 }
