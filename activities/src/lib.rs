@@ -369,6 +369,14 @@ fn error_text(e: &ActivityError) -> String {
 
 /// Runs `work`, heartbeating every [`PULSE`] with `progress` until it finishes.
 async fn alive<T>(ctx: &ActivityContext, progress: &Progress, work: impl Future<Output = T>) -> T {
+    beating(ctx, || progress.get(), work).await
+}
+
+/// Runs `work`, heartbeating every [`PULSE`] with what `details` returns then.
+async fn beating<T, D>(ctx: &ActivityContext, details: impl Fn() -> D, work: impl Future<Output = T>) -> T
+where
+    D: temporalio_common::data_converters::TemporalSerializable + 'static,
+{
     let mut work = std::pin::pin!(work);
     let mut pulse = tokio::time::interval(PULSE);
     pulse.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -376,7 +384,7 @@ async fn alive<T>(ctx: &ActivityContext, progress: &Progress, work: impl Future<
         tokio::select! {
             out = &mut work => return out,
             _ = pulse.tick() => {
-                let _ = ctx.record_heartbeat(progress.get()).await;
+                let _ = ctx.record_heartbeat(details()).await;
             }
         }
     }
@@ -1013,14 +1021,9 @@ impl PromotionActivities {
         let scheduled =
             info.current_attempt_scheduled_time.or(info.scheduled_time).unwrap_or_else(SystemTime::now);
         let at = business_instant(&input, scheduled);
-        let mut rounds: Vec<WatchedRound> = if info.attempt > 1 {
-            ctx.heartbeat_details().deserialize().ok().flatten().unwrap_or_default()
-        } else {
-            Vec::new()
-        };
         if info.attempt <= 1 {
             if at + input.every >= input.until {
-                return Ok(WatchOutput { rounds });
+                return Ok(WatchOutput::default());
             }
             return Err(nothing_to_decide(format!(
                 "monitoring every {} business seconds until {}; the first round is due at {}",
@@ -1029,6 +1032,8 @@ impl PromotionActivities {
                 business_time(at + input.every)
             )));
         }
+        let mut rounds: Vec<WatchedRound> =
+            ctx.heartbeat_details().deserialize().ok().flatten().unwrap_or_default();
         let handle = ctx
             .workflow_handle::<promo_workflows::PromotionWorkflow>()
             .ok_or_else(|| business("promo.watch_window runs only for a promotion workflow"))?;
@@ -1045,20 +1050,13 @@ impl PromotionActivities {
             self.round(&input_now).await
         };
         // Heartbeats carry the rounds so far, so that a retry after a lost worker keeps them.
-        let out = {
-            let mut round = std::pin::pin!(round);
-            let mut pulse = tokio::time::interval(PULSE);
-            pulse.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    out = &mut round => break out?,
-                    () = ctx.cancelled() => return Err(ActivityError::cancelled()),
-                    _ = pulse.tick() => {
-                        let _ = ctx.record_heartbeat(rounds.clone()).await;
-                    }
-                }
+        let out = beating(&ctx, || rounds.clone(), async {
+            tokio::select! {
+                out = round => out,
+                () = ctx.cancelled() => Err(ActivityError::cancelled()),
             }
-        };
+        })
+        .await?;
         // Transfers all within the policy's limit are released here, as the workflow would.
         let mut released = Vec::new();
         let auto = input.auto_apply_max_cost.as_deref().is_some_and(|limit| {
@@ -1068,7 +1066,8 @@ impl PromotionActivities {
             let orders = out.report.transfers.iter().map(|x| x.order_id.clone()).collect();
             released = self.release_orders(orders, at).await?;
         }
-        let news = decide(&input, &out, auto);
+        // An order the systems did not release goes back to the workflow, whose settlement retries it.
+        let news = decide(&input, &out, auto && released.len() == out.report.transfers.len());
         let seen = format!(
             "round at {}: {} units sold, sell-through {}{}",
             business_time(at),

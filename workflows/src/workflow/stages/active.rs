@@ -283,11 +283,14 @@ async fn take_round(
     if ctx.state(|s| s.replenishes) {
         recommend(ctx, policy, m.transfers);
         ctx.state_mut(|s| {
-            for x in s.transfers.clone() {
-                if x.state() == TransferState::Applied
-                    && released.contains(&x.order_id)
-                    && s.transfers_settled.insert(x.transfer_id.clone())
-                {
+            let by_round: Vec<Transfer> = s
+                .transfers
+                .iter()
+                .filter(|x| x.state() == TransferState::Applied && released.contains(&x.order_id))
+                .cloned()
+                .collect();
+            for x in by_round {
+                if s.transfers_settled.insert(x.transfer_id.clone()) {
                     s.wrote = true;
                     let detail =
                         format!("{}: order {} released ({} units)", x.transfer_id, x.order_id, x.units);
@@ -385,14 +388,8 @@ pub(crate) fn watched_round_input(s: &PromotionWorkflow, at: i64) -> Option<Moni
     if windows.is_empty() {
         return None;
     }
-    let replenish = s.replenishes.then(|| replenish_input(s, policy, s.replenish_round + 1));
-    let sales = SalesInput {
-        plan: plan.clone(),
-        adjustments: s.adjustments.clone(),
-        windows,
-        assessment: s.assessment.clone().unwrap_or_default(),
-        replenish,
-    };
+    let mut sales = sales_input_of(s, plan, windows);
+    sales.replenish = s.replenishes.then(|| replenish_input(s, policy, s.replenish_round + 1));
     Some(MonitorRoundInput { sales, prices: reconcile::read_input_at(s, plan, at, true) })
 }
 
@@ -518,11 +515,16 @@ async fn settle(ctx: &Ctx, policy: &Policy) -> Result<(), Stop> {
 
 /// The input of the sales activities over `windows`.
 pub(crate) fn sales_input(ctx: &Ctx, plan: &Plan, windows: Windows) -> SalesInput {
-    ctx.state(|s| SalesInput {
+    ctx.state(|s| sales_input_of(s, plan, windows))
+}
+
+/// [`sales_input`] from the state alone (for the `monitor_input` query as well).
+fn sales_input_of(s: &PromotionWorkflow, plan: &Plan, windows: Windows) -> SalesInput {
+    SalesInput {
         plan: plan.clone(),
         adjustments: s.adjustments.clone(),
         windows,
         assessment: s.assessment.clone().unwrap_or_default(),
         replenish: None,
-    })
+    }
 }

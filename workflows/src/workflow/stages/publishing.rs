@@ -125,20 +125,33 @@ pub(crate) async fn publish_all(
     let inputs: Vec<(PublishInput, String)> = targets
         .iter()
         .map(|t| {
-            let input = PublishInput {
-                promotion_id: plan.promotion_id.clone(),
-                revision,
-                target: t.clone(),
-                kind: kind as i32,
-                price_change_id: price_change_id.to_owned(),
-                effective: (plan.starts_at, plan.ends_at),
-                line_count: plan.lines.len() as u32,
-                correction: 0,
-            };
+            let input = publication(plan, revision, price_change_id, t, kind, 0);
             (input, format!("{verb} {} {}", channel_name(t.channel), t.region_id))
         })
         .collect();
     send(ctx, inputs, &format!("{verb} {} channel targets", targets.len())).await
+}
+
+/// What `promo.publish` takes to publish `kind` to `target` (`correction` 0 for the
+/// publication itself, n for its n-th correction).
+fn publication(
+    plan: &Plan,
+    revision: u32,
+    price_change_id: &str,
+    target: &Target,
+    kind: PublicationKind,
+    correction: u32,
+) -> PublishInput {
+    PublishInput {
+        promotion_id: plan.promotion_id.clone(),
+        revision,
+        target: target.clone(),
+        kind: kind as i32,
+        price_change_id: price_change_id.to_owned(),
+        effective: (plan.starts_at, plan.ends_at),
+        line_count: plan.lines.len() as u32,
+        correction,
+    }
 }
 
 /// Sends the publications: in a watched run ([`crate::workflow::MONITOR_WINDOW`]) as one
@@ -178,16 +191,7 @@ pub(crate) async fn republish(
     let inputs: Vec<(PublishInput, String)> = targets
         .iter()
         .map(|(target, correction)| {
-            let input = PublishInput {
-                promotion_id: plan.promotion_id.clone(),
-                revision,
-                target: target.clone(),
-                kind: kind as i32,
-                price_change_id: price_change_id.clone(),
-                effective: (plan.starts_at, plan.ends_at),
-                line_count: plan.lines.len() as u32,
-                correction: *correction,
-            };
+            let input = publication(plan, revision, &price_change_id, target, kind, *correction);
             let summary = format!(
                 "republish to {} {} (correction {correction})",
                 channel_name(target.channel),
