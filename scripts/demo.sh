@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: the national launch on one machine. Starts a Temporal dev server (Web UI on
 # :8233), the reference systems with the canonical dataset, a worker and the operations dashboard
-# (:8090), runs the narrated demo, then stops everything — unless KEEP=1, which leaves the servers
+# (:8090, also the Web UI's codec server for compressed payloads), runs the narrated demo, then stops everything — unless KEEP=1, which leaves the servers
 # up for the Web UI and the dashboard.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -46,6 +46,7 @@ for sa in PromotionId=Keyword PromotionStage=Keyword PromotionRegions=KeywordLis
     sa_args+=(--search-attribute "$sa")
 done
 .venv/bin/temporal server start-dev --ip 127.0.0.1 --port "$TEMPORAL_PORT" --ui-port "$UI_PORT" \
+    --ui-codec-endpoint "http://127.0.0.1:$DASHBOARD_PORT/codec" \
     --log-level error "${sa_args[@]}" >.run/temporal.log 2>&1 &
 pids+=($!)
 wait_for "Temporal dev server" 60 .venv/bin/temporal operator cluster health --address "127.0.0.1:$TEMPORAL_PORT"

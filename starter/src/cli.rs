@@ -63,7 +63,9 @@ pub enum Command {
     Exceptions(ExceptionsArgs),
     /// Serve the operations dashboard on localhost: promotions by stage, approvals pending with
     /// their SLA, the exception queue by revenue at risk, regional readiness, cycle times,
-    /// approval bottlenecks and post-event KPIs, refreshed live.
+    /// approval bottlenecks and post-event KPIs, refreshed live. It is also the codec server of
+    /// large (compressed) payloads: `/codec` for the Web UI's `--ui-codec-endpoint` and the
+    /// `temporal` CLI's `--codec-endpoint`.
     Dashboard(DashboardArgs),
     /// Answer a question in plain words ("which promotions are waiting on finance?", "what is
     /// stuck in R3?", "revenue at risk this week?", "why is SPRING-26 delayed?", "how long do

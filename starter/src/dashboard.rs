@@ -69,6 +69,7 @@ impl Dashboard {
             .route("/", get(page))
             .route("/api/views", get(views))
             .route("/healthz", get(|| async { "ok" }))
+            .merge(crate::codec_server::routes())
             .with_state(Arc::new(self));
         axum::serve(listener, app).await
     }

@@ -16,12 +16,15 @@
 //! - [`commands`]: the calls to Temporal and the retail systems;
 //! - [`insight`]: the portfolio snapshot (visibility, `status` queries, the process-event
 //!   record) and its views; [`dashboard`] serves them as a page, [`ask`] answers questions;
+//! - [`codec_server`]: the dashboard's `/codec` routes, a Temporal codec server for the Web UI
+//!   and the `temporal` CLI;
 //! - [`error`]: every failure with the next step to take.
 //!
 //! `main` only parses the command line, calls [`run`] and prints.
 
 pub mod ask;
 pub mod cli;
+pub mod codec_server;
 pub mod commands;
 pub mod dashboard;
 pub mod error;

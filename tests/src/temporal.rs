@@ -105,9 +105,16 @@ fn free_port() -> std::io::Result<u16> {
 }
 
 async fn connect(address: &str) -> anyhow::Result<Client> {
+    connect_with(address, promo_workflows::codec::data_converter()).await
+}
+
+async fn connect_with(
+    address: &str,
+    data_converter: temporalio_common::data_converters::DataConverter,
+) -> anyhow::Result<Client> {
     let url = Url::parse(&format!("http://{address}"))?;
     let connection = ConnectionOptions::new(url).identity("promo-tests".to_owned()).build();
-    Client::connect(connection, ClientOptions::new(NAMESPACE).build())
+    Client::connect(connection, ClientOptions::new(NAMESPACE).data_converter(data_converter).build())
         .await
         .with_context(|| format!("connecting to Temporal at {address}"))
 }
@@ -167,6 +174,14 @@ impl DevServer {
     /// The frontend's gRPC address, `host:port` (what `temporal --address` takes).
     pub fn address(&self) -> String {
         self.address.clone()
+    }
+
+    /// Another client of this server, with its own data converter (e.g. another codec).
+    pub async fn client_with(
+        &self,
+        data_converter: temporalio_common::data_converters::DataConverter,
+    ) -> anyhow::Result<Client> {
+        connect_with(&self.address, data_converter).await
     }
 
     /// The server's process id (to measure its CPU time), while it runs.

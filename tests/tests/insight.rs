@@ -335,3 +335,136 @@ async fn the_dashboard_and_ask_show_the_stuck_approval_the_top_exception_and_the
     .await
     .unwrap();
 }
+
+/// The body and status of `POST path` on `url` with a JSON body (HTTP/1.0).
+async fn http_post(url: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let (path, body) = (path.to_owned(), body.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(addr.as_str()).expect("connect to the dashboard");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(
+            s,
+            "POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        (status, out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default())
+    })
+    .await
+    .unwrap()
+}
+
+/// The start event's input payload as the `temporal` CLI prints it (`workflow show -o json`).
+fn cli_start_input(env: &PromoEnv, wid: &str, codec: Option<&str>) -> serde_json::Value {
+    let mut c = Command::new(promo_tests::temporal::temporal_bin());
+    c.args(["workflow", "show", "--workflow-id", wid, "-o", "json", "--address", &env.dev.address()]);
+    c.args(["--namespace", promo_tests::temporal::NAMESPACE]);
+    if let Some(endpoint) = codec {
+        c.args(["--codec-endpoint", endpoint]);
+    }
+    let out = c.output().expect("run the temporal CLI");
+    assert!(out.status.success(), "temporal workflow show: {}", String::from_utf8_lossy(&out.stderr));
+    let history: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON history");
+    history["events"][0]["workflowExecutionStartedEventAttributes"]["input"].clone()
+}
+
+/// A large payload travels compressed (the Go SDK's `binary/zlib` format), the worker reads it,
+/// and a client without the codec — the `temporal` CLI — reads it as JSON through the dashboard's
+/// codec server; what is not a `Payloads` message is refused with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_without_the_codec_reads_compressed_payloads_through_the_dashboard() {
+    use promo_workflows::{
+        PromotionWorkflow, api,
+        codec::{ENCODING, ZlibCodec, is_compressed},
+    };
+    use temporalio_client::WorkflowFetchHistoryOptions;
+    use temporalio_common::{
+        data_converters::{DataConverter, DefaultFailureConverter, PayloadConverter},
+        protos::temporal::api::history::v1::history_event::Attributes,
+    };
+    let env = PromoEnv::start(test_policy()).await.unwrap();
+    std::fs::write(env.dir().join("policy.toml"), toml::to_string(&test_policy()).unwrap()).unwrap();
+    let (_dashboard, url) = DashboardProcess::start(&env).await;
+    // A producer that compresses every payload that shrinks (a small spec is below the default
+    // threshold; a national one is far above it).
+    let every = DataConverter::new(
+        PayloadConverter::default(),
+        DefaultFailureConverter::default(),
+        ZlibCodec { compress_above: 0 },
+    );
+    let producer = env.dev.client_with(every).await.unwrap();
+    let s = spec("CODEC-1", &["R1"], 0..6, 30.0, 3.0);
+    env.with_worker(async {
+        producer
+            .start_workflow(PromotionWorkflow::run, s.clone().into(), api::start_options(&env.task_queue, &s))
+            .await
+            .unwrap();
+        // The worker decoded the spec: the promotion reached approval with its six lines.
+        let status =
+            env.wait_status("CODEC-1", "approval", LIMIT, |x| x.stage() == Stage::Approval).await.unwrap();
+        assert_eq!(status.promotion_id, "CODEC-1");
+    })
+    .await
+    .unwrap();
+
+    // On the wire, the start input is compressed.
+    let events = env
+        .handle("CODEC-1")
+        .fetch_history(WorkflowFetchHistoryOptions::default())
+        .into_events()
+        .await
+        .unwrap();
+    let Some(Attributes::WorkflowExecutionStartedEventAttributes(started)) = &events[0].attributes else {
+        panic!("the first event is the start: {:?}", events[0]);
+    };
+    let raw = started.input.as_ref().unwrap().payloads[0].clone();
+    assert!(is_compressed(&raw), "the start input is binary/zlib: {:?}", raw.metadata);
+    let plain = ZlibCodec::decode_one(raw.clone()).unwrap();
+    assert!(raw.data.len() < plain.data.len(), "{} vs {} bytes", raw.data.len(), plain.data.len());
+    let sent: serde_json::Value = serde_json::from_slice(&plain.data).unwrap();
+    assert_eq!(sent["promotionId"], "CODEC-1");
+
+    // The `temporal` CLI without a codec sees the compressed payload ...
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let opaque = cli_start_input(&env, &api::workflow_id("CODEC-1"), None);
+    assert!(opaque.to_string().contains(&b64(ENCODING)), "without the codec: {opaque}");
+    assert!(!opaque.to_string().contains("CODEC-1"), "{opaque}");
+    // ... and with the dashboard as its codec server, the spec.
+    let endpoint = format!("{}/codec", url.trim_end_matches('/'));
+    let decoded = cli_start_input(&env, &api::workflow_id("CODEC-1"), Some(&endpoint));
+    let text = decoded.to_string();
+    assert_eq!(decoded["payloads"][0]["metadata"]["encoding"], b64("json/plain"), "with the codec: {text}");
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(decoded["payloads"][0]["data"].as_str().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("with the codec, data is base64: {e}: {text}"));
+    let shown: serde_json::Value = serde_json::from_slice(&data).expect("with the codec, the spec's JSON");
+    assert_eq!(shown, sent, "the CLI shows the spec the producer sent");
+    println!("decoded through {endpoint}: {}", &text[..text.len().min(200)]);
+
+    // The codec server speaks proto3 JSON both ways and refuses anything else, naming it.
+    let encoded = serde_json::json!({ "payloads": [{
+        "metadata": { "encoding": b64("json/plain") },
+        "data": b64(&"{\"k\":\"0123456789\"}".repeat(1000)),
+    }]});
+    let (status, body) = http_post(&url, "/codec/encode", &encoded.to_string()).await;
+    assert_eq!(status, 200, "{body}");
+    let round: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(round["payloads"][0]["metadata"]["encoding"], b64(ENCODING), "{body}");
+    let (status, body) = http_post(&url, "/codec/decode", &round.to_string()).await;
+    assert_eq!(status, 200, "{body}");
+    let back: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(back["payloads"][0]["data"], encoded["payloads"][0]["data"]);
+    let (status, body) = http_post(&url, "/codec/decode", "{\"payloads\": 7}").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("payloads"), "{body}");
+    let corrupt = serde_json::json!({ "payloads": [{ "metadata": { "encoding": b64(ENCODING) }, "data": b64("nope") }]});
+    let (status, body) = http_post(&url, "/codec/decode", &corrupt.to_string()).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("payloads[0]") && body.contains("zlib"), "{body}");
+}

@@ -10,7 +10,11 @@ use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOption
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn committed_histories_replay_with_the_current_workflow() {
     let replayer = WorkflowReplayer::new(
-        WorkflowReplayerOptions::new().register_workflow::<PromotionWorkflow>().expect("register").build(),
+        WorkflowReplayerOptions::new()
+            .register_workflow::<PromotionWorkflow>()
+            .expect("register")
+            .data_converter(promo_workflows::codec::data_converter())
+            .build(),
     )
     .expect("replayer");
     let files = history_files(&histories_dir());

@@ -56,6 +56,7 @@ pub async fn verify_recent(client: &temporalio_client::Client, limit: usize) -> 
         WorkflowReplayerOptions::new()
             .register_workflow::<PromotionWorkflow>()
             .map_err(|e| anyhow::anyhow!("registering PromotionWorkflow: {e}"))?
+            .data_converter(promo_workflows::codec::data_converter())
             .build(),
     )?;
     let query = format!("WorkflowType = '{}'", api::WORKFLOW_TYPE);

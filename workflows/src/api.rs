@@ -797,12 +797,15 @@ impl PromotionActivities {
 /// Connects to Temporal the way the `temporal` CLI does: `TEMPORAL_ADDRESS`,
 /// `TEMPORAL_NAMESPACE`, `TEMPORAL_API_KEY`, `TEMPORAL_TLS*`, `TEMPORAL_PROFILE` and the
 /// `temporal.toml` config file (`TEMPORAL_CONFIG_FILE`); defaults to `localhost:7233`, namespace
-/// `default`. `identity` names this process in the Web UI.
+/// `default`. `identity` names this process in the Web UI. Payloads go through
+/// [`crate::codec::data_converter`].
 pub async fn connect(identity: &str) -> Result<temporalio_client::Client, String> {
     use temporalio_client::{Client, ClientOptions, envconfig::LoadClientConfigProfileOptions};
     let (mut conn, opts) = ClientOptions::load_from_config(LoadClientConfigProfileOptions::default())
         .map_err(|e| format!("Temporal connection config: {e}"))?;
     conn.identity = identity.to_owned();
+    let mut opts = opts;
+    opts.data_converter = crate::codec::data_converter();
     let target = conn.target.to_string();
     Client::connect(conn, opts).await.map_err(|e| {
         format!("cannot reach Temporal at {target}: {e} (set TEMPORAL_ADDRESS or start a server: make demo starts one)")
