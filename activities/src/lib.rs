@@ -779,7 +779,8 @@ impl PromotionActivities {
         .await
     }
 
-    /// Waits until every publication is acknowledged or `timeout_ms` passes, heartbeating. The
+    /// Waits until every publication is acknowledged (with `return_on_change`, until any
+    /// acknowledgment changes) or `timeout_ms` passes, heartbeating. The
     /// acknowledgments are pushed: one `WatchPublications` stream for the whole wait, which the
     /// systems answer when a publication changes — no call per publication per poll, however
     /// long a channel takes.
@@ -823,10 +824,13 @@ impl PromotionActivities {
                     .ok_or_else(|| anyhow::anyhow!("publication: the acknowledgment stream ended"))?
                     .publication
                     .ok_or_else(|| business("publication: empty message"))?;
+                let mut changed = false;
                 if let Some(p) = pubs.iter_mut().find(|p| p.publication_id == got.publication_id) {
-                    *p = publication_ref(&got, p.target.clone());
+                    let now = publication_ref(&got, p.target.clone());
+                    changed = now.acknowledged_at_ms != p.acknowledged_at_ms;
+                    *p = now;
                 }
-                if waiting(&pubs) == 0 {
+                if waiting(&pubs) == 0 || (changed && input.return_on_change) {
                     return Ok(pubs);
                 }
             }

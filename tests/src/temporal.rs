@@ -94,7 +94,7 @@ pub fn indexed_value_type(type_name: &str) -> anyhow::Result<IndexedValueType> {
 /// The port is put in TIME_WAIT by a connection closed from the listening side first (as
 /// `temporalio_sdk_core`'s ephemeral server does), so the OS does not hand it to anyone else
 /// before the server binds it (servers bind with `SO_REUSEADDR`).
-fn free_port() -> std::io::Result<u16> {
+pub fn free_port() -> std::io::Result<u16> {
     let listener = TcpListener::bind(("127.0.0.1", 0))?;
     let addr = listener.local_addr()?;
     let client_side = TcpStream::connect(addr)?;
@@ -127,6 +127,7 @@ pub struct DevServer {
     config: TemporalDevServerConfig,
     client: Client,
     address: String,
+    ui_port: Option<u16>,
 }
 
 /// How to start a dev server.
@@ -134,6 +135,9 @@ pub struct DevServer {
 pub struct DevServerOptions {
     /// Persist to this SQLite file (so a restarted server carries on); in memory when `None`.
     pub db_file: Option<PathBuf>,
+    /// Serve the Web UI (on a free port, [`DevServer::ui_url`]) with this codec server
+    /// (`--ui-codec-endpoint`); headless when `None`.
+    pub ui_codec_endpoint: Option<String>,
 }
 
 /// Starts an isolated, in-memory dev server from [`temporal_bin`] on a free port, with every
@@ -145,23 +149,31 @@ pub async fn start_dev_server() -> anyhow::Result<DevServer> {
 /// Starts an isolated dev server as [`start_dev_server`] does, with `options`.
 pub async fn start_dev_server_with(options: DevServerOptions) -> anyhow::Result<DevServer> {
     let port = free_port().context("picking a free port for the dev server")?;
-    let extra_args = SEARCH_ATTRIBUTES
+    let mut extra_args: Vec<String> = SEARCH_ATTRIBUTES
         .iter()
         .flat_map(|(name, ty)| ["--search-attribute".to_owned(), format!("{name}={ty}")])
         .collect();
+    let ui_port = match &options.ui_codec_endpoint {
+        Some(endpoint) => {
+            extra_args.extend(["--ui-codec-endpoint".to_owned(), endpoint.clone()]);
+            Some(free_port().context("picking a free port for the Web UI")?)
+        }
+        None => None,
+    };
     let db_filename = options.db_file.map(path_string).transpose()?;
     let config = TemporalDevServerConfig::builder()
         .exe(CoreEphemeralExe::ExistingPath(path_string(temporal_bin())?))
         .namespace(NAMESPACE)
         .port(port)
         .maybe_db_filename(db_filename)
+        .maybe_ui_port(ui_port)
         .log(("pretty".to_owned(), "error".to_owned()))
         .extra_args(extra_args)
         .build();
     let server = config.start_server().await.context("starting the Temporal dev server")?;
     let address = format!("127.0.0.1:{port}");
     let client = connect(&address).await?;
-    Ok(DevServer { server, config, client, address })
+    Ok(DevServer { server, config, client, address, ui_port })
 }
 
 impl DevServer {
@@ -174,6 +186,11 @@ impl DevServer {
     /// The frontend's gRPC address, `host:port` (what `temporal --address` takes).
     pub fn address(&self) -> String {
         self.address.clone()
+    }
+
+    /// The Web UI's base URL, when it serves one ([`DevServerOptions::ui_codec_endpoint`]).
+    pub fn ui_url(&self) -> Option<String> {
+        self.ui_port.map(|p| format!("http://127.0.0.1:{p}"))
     }
 
     /// Another client of this server, with its own data converter (e.g. another codec).

@@ -10,6 +10,7 @@ use promo_contracts::{
 use promo_tests::{
     env::{PromoEnv, spec, test_policy},
     process::WorkerProcess,
+    temporal::DevServerOptions,
 };
 use std::{
     io::{BufRead, BufReader},
@@ -45,18 +46,14 @@ struct DashboardProcess(Child);
 
 impl DashboardProcess {
     async fn start(env: &PromoEnv) -> (Self, String) {
+        Self::start_on(env, "127.0.0.1:0").await
+    }
+
+    async fn start_on(env: &PromoEnv, listen: &str) -> (Self, String) {
         let mut c = promo_cli(env);
-        c.args([
-            "dashboard",
-            "--listen",
-            "127.0.0.1:0",
-            "--web-ui",
-            "http://localhost:8233",
-            "--refresh",
-            "60",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        c.args(["dashboard", "--listen", listen, "--web-ui", "http://localhost:8233", "--refresh", "60"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
         let mut child = c.spawn().expect("spawn promo dashboard");
         let stdout = child.stdout.take().unwrap();
         let url = tokio::task::spawn_blocking(move || {
@@ -387,9 +384,13 @@ async fn a_client_without_the_codec_reads_compressed_payloads_through_the_dashbo
         data_converters::{DataConverter, DefaultFailureConverter, PayloadConverter},
         protos::temporal::api::history::v1::history_event::Attributes,
     };
-    let env = PromoEnv::start(test_policy()).await.unwrap();
+    // The dev server's Web UI decodes through the dashboard, as `make demo` sets it up.
+    let port = promo_tests::temporal::free_port().unwrap();
+    let endpoint = format!("http://127.0.0.1:{port}/codec");
+    let options = DevServerOptions { ui_codec_endpoint: Some(endpoint.clone()), ..Default::default() };
+    let env = PromoEnv::start_with(test_policy(), options).await.unwrap();
     std::fs::write(env.dir().join("policy.toml"), toml::to_string(&test_policy()).unwrap()).unwrap();
-    let (_dashboard, url) = DashboardProcess::start(&env).await;
+    let (_dashboard, url) = DashboardProcess::start_on(&env, &format!("127.0.0.1:{port}")).await;
     // A producer that compresses every payload that shrinks (a small spec is below the default
     // threshold; a national one is far above it).
     let every = DataConverter::new(
@@ -436,7 +437,6 @@ async fn a_client_without_the_codec_reads_compressed_payloads_through_the_dashbo
     assert!(opaque.to_string().contains(&b64(ENCODING)), "without the codec: {opaque}");
     assert!(!opaque.to_string().contains("CODEC-1"), "{opaque}");
     // ... and with the dashboard as its codec server, the spec.
-    let endpoint = format!("{}/codec", url.trim_end_matches('/'));
     let decoded = cli_start_input(&env, &api::workflow_id("CODEC-1"), Some(&endpoint));
     let text = decoded.to_string();
     assert_eq!(decoded["payloads"][0]["metadata"]["encoding"], b64("json/plain"), "with the codec: {text}");
@@ -446,6 +446,28 @@ async fn a_client_without_the_codec_reads_compressed_payloads_through_the_dashbo
     let shown: serde_json::Value = serde_json::from_slice(&data).expect("with the codec, the spec's JSON");
     assert_eq!(shown, sent, "the CLI shows the spec the producer sent");
     println!("decoded through {endpoint}: {}", &text[..text.len().min(200)]);
+
+    // So does the Web UI, in a browser: its Input panel shows the spec, not the compressed bytes.
+    let page = format!(
+        "{}/namespaces/{}/workflows/{}",
+        env.dev.ui_url().unwrap(),
+        promo_tests::temporal::NAMESPACE,
+        api::workflow_id("CODEC-1")
+    );
+    let shot = env.dir().join("webui-codec.png");
+    let out = tokio::process::Command::new("node")
+        .arg(promo_tests::temporal::workspace_root().join("tests/browser/webui.mjs"))
+        .args([page.as_str(), "\"promotionId\": \"CODEC-1\"", shot.to_str().unwrap()])
+        .output()
+        .await
+        .expect("run node");
+    assert!(out.status.success(), "webui.mjs: {}", String::from_utf8_lossy(&out.stderr));
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).expect("webui.mjs prints JSON");
+    let calls = seen["codecCalls"].as_array().cloned().unwrap_or_default();
+    assert!(seen["found"] == true, "the Web UI never showed the spec: {}", seen["text"]);
+    assert!(!calls.is_empty() && calls.iter().all(|c| c["status"] == 200), "codec calls: {calls:?}");
+    assert!(seen["zlibShown"] == false, "{}", seen["text"]);
+    println!("Web UI decoded the input through {} codec calls; screenshot {}", calls.len(), shot.display());
 
     // The codec server speaks proto3 JSON both ways and refuses anything else, naming it.
     let encoded = serde_json::json!({ "payloads": [{

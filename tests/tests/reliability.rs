@@ -332,8 +332,12 @@ async fn server_restarted_over_its_database_mid_run_every_promotion_completes() 
     std::fs::create_dir_all(&dir).unwrap();
     let db_file = dir.join("temporal.db");
     let _ = std::fs::remove_file(&db_file);
-    let mut env =
-        PromoEnv::start_with(test_policy(), DevServerOptions { db_file: Some(db_file) }).await.unwrap();
+    let mut env = PromoEnv::start_with(
+        test_policy(),
+        DevServerOptions { db_file: Some(db_file), ..Default::default() },
+    )
+    .await
+    .unwrap();
     let mut worker = WorkerProcess::spawn(env.worker_config()).unwrap();
     let promos = [
         ("RST-1", spec("RST-1", &["R1"], 0..4, 12.0, 2.0)),

@@ -484,6 +484,11 @@ pub struct AwaitAcksInput {
     pub publications: Vec<PublicationRef>,
     /// Give up after this many milliseconds (wall clock).
     pub timeout_ms: u64,
+    /// Return as soon as any publication's acknowledgment changes, with what is known then,
+    /// instead of waiting for all of them (the active window's late-acknowledgment wait, which
+    /// otherwise lasts until the window's next wake-up). Absent (false) in inputs from before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub return_on_change: bool,
 }
 
 /// Input of `promo.compensate`.

@@ -106,9 +106,20 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<Windows, Sto
             && bnow + every + every / 20 < stretch_end
             && next_monitor - bnow >= every - every / 10;
         if !waiting_acks.is_empty() && bnow >= plan.starts_at && !ctx.state(|s| s.overrides.contains("")) {
-            let timeout = until(ctx, policy, next).min(ack_poll);
-            let input =
-                AwaitAcksInput { publications: waiting_acks.clone(), timeout_ms: timeout.as_millis() as u64 };
+            // Acknowledgments are pushed to the wait: a watched run's wait returns at the first
+            // change (a region may launch) and otherwise lasts until the next wake-up; before,
+            // it returned at each acknowledgment deadline to take partial acknowledgments.
+            let return_on_change = ctx.state(|s| s.watches);
+            let timeout = if return_on_change {
+                until(ctx, policy, next)
+            } else {
+                until(ctx, policy, next).min(ack_poll)
+            };
+            let input = AwaitAcksInput {
+                publications: waiting_acks.clone(),
+                timeout_ms: timeout.as_millis() as u64,
+                return_on_change,
+            };
             let summary = format!("wait for {} late acknowledgments", waiting_acks.len());
             let work = wait::remote(ctx, A::await_acknowledgments, input, long_opts(timeout, summary));
             if let Some(acked) = wait::activity(ctx, work, nudged).await? {

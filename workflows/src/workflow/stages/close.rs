@@ -83,7 +83,11 @@ async fn revert_channels(
     )
     .await?;
     let deadline = policy.scaled(policy.durations.ack_deadline.0);
-    let input = AwaitAcksInput { publications: reverts.clone(), timeout_ms: deadline.as_millis() as u64 };
+    let input = AwaitAcksInput {
+        publications: reverts.clone(),
+        timeout_ms: deadline.as_millis() as u64,
+        return_on_change: false,
+    };
     let summary = format!("wait for {} revert acknowledgments", reverts.len());
     let acked =
         wait::run(ctx, wait::remote(ctx, A::await_acknowledgments, input, long_opts(deadline, summary)))

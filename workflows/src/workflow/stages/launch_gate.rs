@@ -127,7 +127,11 @@ async fn channels(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
     }
     let overrides = ctx.state(|s| s.overrides.len());
     let summary = format!("wait for {} republished channel targets to acknowledge", waiting.len());
-    let input = AwaitAcksInput { publications: waiting, timeout_ms: timeout.as_millis() as u64 };
+    let input = AwaitAcksInput {
+        publications: waiting,
+        timeout_ms: timeout.as_millis() as u64,
+        return_on_change: false,
+    };
     let work = wait::remote(ctx, A::await_acknowledgments, input, long_opts(timeout, summary));
     if let Some(acked) =
         wait::activity(ctx, work, move |s: &PromotionWorkflow| s.overrides.len() != overrides).await?

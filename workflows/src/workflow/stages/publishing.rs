@@ -46,8 +46,11 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
             break;
         }
         let overrides = ctx.state(|s| s.overrides.len());
-        let input =
-            AwaitAcksInput { publications: pending.clone(), timeout_ms: ack_deadline.as_millis() as u64 };
+        let input = AwaitAcksInput {
+            publications: pending.clone(),
+            timeout_ms: ack_deadline.as_millis() as u64,
+            return_on_change: false,
+        };
         let summary = format!("wait for {} acknowledgments (round {})", pending.len(), round + 1);
         let work = wait::remote(ctx, A::await_acknowledgments, input, long_opts(ack_deadline, summary));
         let Some(acked) =

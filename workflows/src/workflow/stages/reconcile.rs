@@ -102,7 +102,11 @@ pub async fn round_from(
         let sent = publishing::republish(ctx, plan, kind, &republish).await?;
         let deadline = policy.scaled(policy.durations.ack_deadline.0);
         let summary = format!("wait for {} corrected channel targets to acknowledge", sent.len());
-        let input = AwaitAcksInput { publications: sent, timeout_ms: deadline.as_millis() as u64 };
+        let input = AwaitAcksInput {
+            publications: sent,
+            timeout_ms: deadline.as_millis() as u64,
+            return_on_change: false,
+        };
         wait::run(ctx, wait::remote(ctx, A::await_acknowledgments, input, long_opts(deadline, summary)))
             .await?;
     }
