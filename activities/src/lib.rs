@@ -294,6 +294,21 @@ fn business_instant(input: &WatchInput, t: SystemTime) -> i64 {
     input.clock_origin + (secs - input.clock_origin) * i64::from(input.time_scale.max(1))
 }
 
+/// The wall-clock instant at which the business clock of `input` reaches `at` (the workflow's
+/// business clock counts whole server seconds), with a margin for the workflow task that follows.
+fn wall_instant(input: &WatchInput, at: i64) -> SystemTime {
+    let scale = i64::from(input.time_scale.max(1));
+    let secs = input.clock_origin + (at - input.clock_origin + scale - 1).div_euclid(scale);
+    UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64) + WALL_MARGIN
+}
+
+/// How long after the second a watched stretch's end is taken to have come.
+const WALL_MARGIN: Duration = Duration::from_millis(50);
+
+/// The longest a watched stretch's last attempt waits for the stretch's end, well inside the
+/// attempt's start-to-close timeout (120 s); a longer wait is the workflow's timer.
+const MAX_END_WAIT: Duration = Duration::from_secs(60);
+
 /// `2026-12-05 14:00 UTC`.
 fn business_time(at: i64) -> String {
     chrono::DateTime::from_timestamp(at, 0)
@@ -1011,8 +1026,8 @@ impl PromotionActivities {
     /// reads its input from the workflow (`monitor_input`), runs as `promo.monitor_round`, and
     /// adds itself to the rounds carried from attempt to attempt in the heartbeat details; it
     /// returns them all when it finds something for the workflow to decide (a stockout in a
-    /// region not yet raised, transfers, prices that differ) or when the next round would fall
-    /// at or after the stretch's end, and otherwise ends its attempt with a retryable
+    /// region not yet raised, transfers, prices that differ) or, when the next round would fall
+    /// at or after the stretch's end, at that end; and otherwise ends its attempt with a retryable
     /// `NothingToDecide` failure saying what it saw, which is what the Web UI shows as the
     /// activity's last failure until the next round.
     #[activity(name = activity_names::WATCH_WINDOW)]
@@ -1084,7 +1099,25 @@ impl PromotionActivities {
             }
         );
         rounds.push(WatchedRound { at, round: out, released });
-        if news || at + input.every >= input.until {
+        if news {
+            return Ok(WatchOutput { rounds });
+        }
+        if at + input.every >= input.until {
+            // The stretch's last round: return at its end, so that the workflow goes on to what
+            // comes then (the close, a delayed launch) without a timer and a workflow task more;
+            // an end further off than the attempt may last is left to the workflow's timer.
+            let end = wall_instant(&input, input.until);
+            let sleep = end.duration_since(SystemTime::now()).unwrap_or_default();
+            if sleep > MAX_END_WAIT {
+                return Ok(WatchOutput { rounds });
+            }
+            beating(&ctx, || rounds.clone(), async {
+                tokio::select! {
+                    () = tokio::time::sleep(sleep) => Ok(()),
+                    () = ctx.cancelled() => Err(ActivityError::cancelled()),
+                }
+            })
+            .await?;
             return Ok(WatchOutput { rounds });
         }
         let _ = ctx.record_heartbeat(rounds).await;
@@ -1573,6 +1606,20 @@ mod tests {
         let t = UNIX_EPOCH + Duration::from_secs(1_000_002);
         assert_eq!(business_instant(&input, t), 1_000_000 + 2 * 43_200);
         assert_eq!(business_time(0), "1970-01-01 00:00 UTC");
+    }
+
+    /// A stretch's end on the wall clock is the first server second whose business instant has
+    /// reached it, so the workflow task after the stretch finds the stretch over.
+    #[test]
+    fn a_stretch_ends_on_the_first_server_second_past_its_business_end() {
+        let input = watch(&[], None);
+        for until in [1_000_000 + 43_200, 1_000_000 + 43_201, 1_500_000, 2_000_000] {
+            let end = wall_instant(&input, until);
+            let second = UNIX_EPOCH + Duration::from_secs(end.duration_since(UNIX_EPOCH).unwrap().as_secs());
+            assert!(business_instant(&input, second) >= until, "{until}");
+            assert!(business_instant(&input, second - Duration::from_secs(1)) < until, "{until}");
+            assert_eq!(end.duration_since(second).unwrap(), WALL_MARGIN);
+        }
     }
 
     #[test]
