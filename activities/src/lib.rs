@@ -53,8 +53,9 @@ use promo_workflows::{
     api::{
         self, AssessInput, Assessment, AwaitAcksInput, ClaimsInput, CompensateInput, CompensateOutput,
         IntakeInput, IntakeOutput, InventoryAssessment, MonitorReport, MonitorRoundInput, MonitorRoundOutput,
-        OrdersInput, PublicationRef, PublishInput, ReconcileInput, ReconcileOutput, SalesInput,
-        SettleTransfersInput, StagePricesInput, WatchInput, WatchOutput, WatchedRound, activity_names,
+        OrdersInput, PublicationRef, PublishInput, RecheckGateInput, RecheckGateOutput, ReconcileInput,
+        ReconcileOutput, SalesInput, SettleTransfersInput, StagePricesInput, WatchInput, WatchOutput,
+        WatchedRound, activity_names,
     },
     policy::Policy,
 };
@@ -538,6 +539,15 @@ impl PromotionActivities {
         Ok(publication_ref(&p, input.target.clone()))
     }
 
+    /// Frees a promotion's footprint in the promotion calendar: whether it held one.
+    async fn release(&self, promotion_id: &str) -> Result<bool, ActivityError> {
+        let req = ReleaseRequest { promotion_id: promotion_id.to_owned() };
+        let done = rpc!(self.systems.calendar(), release, req.clone())
+            .await
+            .map_err(|s| status_error("promotion calendar", s))?;
+        Ok(done.into_inner().released)
+    }
+
     /// Releases proposed transfer orders to ship at business instant `at`; returns those now
     /// released (idempotent: an order already released stays so).
     async fn release_orders(&self, orders: Vec<String>, at: i64) -> Result<Vec<String>, ActivityError> {
@@ -873,11 +883,7 @@ impl PromotionActivities {
         _ctx: ActivityContext,
         promotion_id: String,
     ) -> Result<bool, ActivityError> {
-        let done =
-            rpc!(self.systems.calendar(), release, ReleaseRequest { promotion_id: promotion_id.clone() })
-                .await
-                .map_err(|s| status_error("promotion calendar", s))?;
-        Ok(done.into_inner().released)
+        self.release(&promotion_id).await
     }
 
     /// Reads each publication's state once (the launch gate's re-check of the acknowledgments).
@@ -887,24 +893,48 @@ impl PromotionActivities {
         ctx: ActivityContext,
         input: Vec<PublicationRef>,
     ) -> Result<Vec<PublicationRef>, ActivityError> {
-        alive(&ctx, &Progress::default(), async {
-            let mut out = Vec::with_capacity(input.len());
-            for p in &input {
-                let got = rpc!(
-                    self.systems.publication(),
-                    get_publication,
-                    GetPublicationRequest { publication_id: p.publication_id.clone() }
-                )
-                .await
-                .map_err(|s| status_error("publication", s))?
-                .into_inner()
-                .publication
-                .ok_or_else(|| business("publication: empty response"))?;
-                out.push(publication_ref(&got, p.target.clone()));
-            }
-            Ok(out)
+        alive(&ctx, &Progress::default(), self.read(&input)).await
+    }
+
+    /// The launch gate's final re-check: the assessment of `promo.assess` and the re-read of
+    /// `promo.read_publications`, concurrently; a re-read that fails is returned as its reason.
+    #[activity(name = activity_names::RECHECK_GATE)]
+    pub async fn recheck_gate(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: RecheckGateInput,
+    ) -> Result<RecheckGateOutput, ActivityError> {
+        let progress = Progress::default();
+        alive(&ctx, &progress, async {
+            let a = &input.assess;
+            let assessed = async {
+                tokio::try_join!(self.margin(a, &progress), self.inventory(a, &progress), self.funding(a))
+            };
+            let read = async { self.read(&input.publications).await.map_err(|e| error_text(&e)) };
+            let (assessed, publications) = tokio::join!(assessed, read);
+            let (margin, inventory, funding) = assessed?;
+            Ok(RecheckGateOutput { assessment: Assessment { margin, inventory, funding }, publications })
         })
         .await
+    }
+
+    /// Each publication as its channel shows it now.
+    async fn read(&self, publications: &[PublicationRef]) -> Result<Vec<PublicationRef>, ActivityError> {
+        let mut out = Vec::with_capacity(publications.len());
+        for p in publications {
+            let got = rpc!(
+                self.systems.publication(),
+                get_publication,
+                GetPublicationRequest { publication_id: p.publication_id.clone() }
+            )
+            .await
+            .map_err(|s| status_error("publication", s))?
+            .into_inner()
+            .publication
+            .ok_or_else(|| business("publication: empty response"))?;
+            out.push(publication_ref(&got, p.target.clone()));
+        }
+        Ok(out)
     }
 
     /// Compensation: withdraw publications, revert the price change, cancel orders.
@@ -916,7 +946,11 @@ impl PromotionActivities {
     ) -> Result<CompensateOutput, ActivityError> {
         alive(&ctx, &Progress::default(), async {
             if !input.sweep_promotion_id.is_empty() {
-                return sweep(&self.systems, &input).await;
+                let mut out = sweep(&self.systems, &input).await?;
+                if !input.release_calendar.is_empty() {
+                    out.calendar_released = Some(self.release(&input.release_calendar).await?);
+                }
+                return Ok(out);
             }
             let mut out = CompensateOutput::default();
             for id in &input.publications {

@@ -900,3 +900,63 @@ async fn a_launch_sooner_than_the_approval_lead_time_is_refused_at_intake() {
     assert!(text.contains("sooner than the approval lead time of 12h"), "{text}");
     assert!(text.contains("the earliest possible launch is "), "{text}");
 }
+
+/// A pause and a resume while the launch gate waits for its re-check wake the wait, and the
+/// gate waits out the rest on the timer it started (patch `quiet-history`): the history holds
+/// one re-check timer, which fires — none cancelled and started again for the same instant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_and_resume_at_the_launch_gate_keep_its_timer() {
+    const GATE: &str = "wait for the final readiness re-check";
+    let env = PromoEnv::start(test_policy()).await.unwrap();
+    let id = "GATE-KEPT-1";
+    let result = env
+        .with_worker(async {
+            // Launch 5 business days ahead (10 s of wall time): the gate waits a few seconds.
+            env.start_promotion(spec(id, &["R1"], 0..4, 5.0, 1.0)).await.unwrap();
+            env.wait_status(id, "approval", LIMIT, |s| s.stage() == Stage::Approval).await.unwrap();
+            env.approve(id, "E1001", Role::Merchandising).await.unwrap();
+            env.wait_status(id, "launch gate", LIMIT, |s| s.stage() == Stage::LaunchGate).await.unwrap();
+            for action in ["pause", "resume"] {
+                let answer = operator_update(&env, id, action).await;
+                assert!(answer.is_ok(), "{action}: {answer:?}");
+            }
+            let r = env.result(id).await.unwrap();
+            assert_no_failed_task(&env, id).await;
+            (r, env.audit(id).await.unwrap())
+        })
+        .await
+        .unwrap();
+    let (result, trail) = result;
+    assert_eq!(result.outcome(), Outcome::Completed);
+    let order: Vec<&str> = trail
+        .entries
+        .iter()
+        .map(|e| e.action.as_str())
+        .filter(|a| ["pause", "resume", "readiness-recheck"].contains(a))
+        .collect();
+    assert_eq!(order, ["pause", "resume", "readiness-recheck"], "{trail:#?}");
+    let events = history(&env, id).await;
+    let summary = |e: &HistoryEvent| {
+        e.user_metadata
+            .as_ref()
+            .and_then(|m| m.summary.as_ref())
+            .and_then(|p| serde_json::from_slice::<String>(&p.data).ok())
+            .unwrap_or_default()
+    };
+    let started: Vec<String> = events
+        .iter()
+        .filter_map(|e| match &e.attributes {
+            Some(Attributes::TimerStartedEventAttributes(a)) if summary(e) == GATE => {
+                Some(a.timer_id.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(started.len(), 1, "one re-check timer: {started:?}");
+    let (fired, cancelled) = events.iter().fold((0, 0), |(f, c), e| match &e.attributes {
+        Some(Attributes::TimerFiredEventAttributes(a)) if a.timer_id == started[0] => (f + 1, c),
+        Some(Attributes::TimerCanceledEventAttributes(a)) if a.timer_id == started[0] => (f, c + 1),
+        _ => (f, c),
+    });
+    assert_eq!((fired, cancelled), (1, 0), "the re-check timer fires and is never cancelled");
+}

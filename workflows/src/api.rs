@@ -404,6 +404,28 @@ pub struct MonitorRoundInput {
     pub prices: Option<ReconcileInput>,
 }
 
+/// Input of `promo.recheck_gate`: the launch gate's final re-check of stock and funding (what
+/// `promo.assess` takes) and of the channels' acknowledgments (what `promo.read_publications`
+/// takes), in one activity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecheckGateInput {
+    /// What `promo.assess` takes.
+    pub assess: AssessInput,
+    /// The acknowledged activations to re-read (none: nothing is read).
+    pub publications: Vec<PublicationRef>,
+}
+
+/// Output of `promo.recheck_gate`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecheckGateOutput {
+    /// What `promo.assess` returns.
+    pub assessment: Assessment,
+    /// What `promo.read_publications` returns, or why the channels could not be read (which
+    /// does not hold the launch: they did acknowledge, and the read-back after activation
+    /// checks the prices they charge).
+    pub publications: Result<Vec<PublicationRef>, String>,
+}
+
 /// Output of `promo.monitor_round`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MonitorRoundOutput {
@@ -512,6 +534,11 @@ pub struct CompensateInput {
     /// and are kept; 0 cancels every released order.
     #[serde(default)]
     pub keep_orders_arriving_by: i64,
+    /// When set (a quiet run, `promo_workflows::workflow::QUIET_HISTORY`), the activity then
+    /// frees this promotion's footprint in the promotion calendar — after the undo, so that
+    /// nothing of it is live when another promotion may take the footprint.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub release_calendar: String,
 }
 
 /// What compensation undid.
@@ -523,6 +550,10 @@ pub struct CompensateOutput {
     pub reverted: bool,
     /// Orders cancelled.
     pub cancelled: u32,
+    /// With [`CompensateInput::release_calendar`]: whether the calendar held a reservation the
+    /// activity then released.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calendar_released: Option<bool>,
 }
 
 impl CompensateOutput {
@@ -614,6 +645,8 @@ pub mod activity_names {
     pub const ASSESS_FUNDING: &str = "promo.assess_funding";
     /// `promo.assess`: the three above in one activity.
     pub const ASSESS: &str = "promo.assess";
+    /// `promo.recheck_gate`: `promo.assess` and `promo.read_publications` in one activity.
+    pub const RECHECK_GATE: &str = "promo.recheck_gate";
     /// `promo.stage_prices`.
     pub const STAGE_PRICES: &str = "promo.stage_prices";
     /// `promo.create_transfer_orders`.
@@ -732,6 +765,12 @@ impl PromotionActivities {
     /// channel still acknowledges (not for one whose acknowledgment it took back).
     #[activity(name = activity_names::READ_PUBLICATIONS)]
     pub fn read_publications(_: Vec<PublicationRef>) -> Result<Vec<PublicationRef>, ActivityError> {
+        unimplemented!()
+    }
+
+    /// The launch gate's final re-check: stock and funding, and the channels' acknowledgments.
+    #[activity(name = activity_names::RECHECK_GATE)]
+    pub fn recheck_gate(_: RecheckGateInput) -> Result<RecheckGateOutput, ActivityError> {
         unimplemented!()
     }
 

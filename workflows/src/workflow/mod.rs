@@ -132,6 +132,15 @@ pub const PLAN_IN_WORKFLOW: &str = "plan-in-workflow";
 /// (`tests/histories/before-monitor-window/`).
 pub const MONITOR_WINDOW: &str = "monitor-window";
 
+/// Patch id of the quiet history, consulted first thing in `run` (before [`MONITOR_WINDOW`],
+/// which its runs take as applied). Its runs keep a wait's timer when a message wakes the wait
+/// and the instant it waits for has not moved (a supply-chain decision, a pause and resume),
+/// instead of cancelling it and starting the same timer again; re-check the launch gate's stock,
+/// funding and channel acknowledgments in one local activity (`promo.recheck_gate`); and free
+/// the calendar reservation in the compensation's own activity when it runs. Runs started before
+/// it replay on the paths they recorded (`tests/histories/before-quiet-history/`).
+pub const QUIET_HISTORY: &str = "quiet-history";
+
 /// Whether this run takes the change behind `patch`: always in a lean run (which records no
 /// marker for it), otherwise as its marker says.
 pub(crate) fn patched(ctx: &wait::Ctx, patch: &str) -> bool {
@@ -156,7 +165,8 @@ impl PromotionWorkflow {
     /// unrecoverable failure ends the promotion as FAILED with the reason.
     #[run(name = "PromotionWorkflow")]
     pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<PromotionResult> {
-        let watches = ctx.patched(MONITOR_WINDOW);
+        let quiet = ctx.patched(QUIET_HISTORY);
+        let watches = quiet || ctx.patched(MONITOR_WINDOW);
         let plan_in_workflow = watches || ctx.patched(PLAN_IN_WORKFLOW);
         let batched = plan_in_workflow || ctx.patched(BATCHED_HISTORY);
         let lean = batched || ctx.patched(LEAN_HISTORY);
@@ -169,6 +179,7 @@ impl PromotionWorkflow {
             s.batched = batched;
             s.plan_in_workflow = plan_in_workflow;
             s.watches = watches;
+            s.quiet = quiet;
             s.v2 = v2;
             s.records_events = records_events;
             s.calendar = calendar;

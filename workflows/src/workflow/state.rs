@@ -35,6 +35,9 @@ pub struct PromotionWorkflow {
     pub(crate) plan_in_workflow: bool,
     /// Whether the active window is monitored by `promo.watch_window` ([`super::MONITOR_WINDOW`]).
     pub(crate) watches: bool,
+    /// Whether this run keeps its timers across wake-ups that leave their instant as it was, and
+    /// merges the steps that always run together ([`super::QUIET_HISTORY`]).
+    pub(crate) quiet: bool,
     /// Search attributes changed since a batched run last upserted them.
     pub(crate) attributes_pending: bool,
     /// Why the start input is not a spec, when it is not.
@@ -81,6 +84,9 @@ pub struct PromotionWorkflow {
     /// Runs with [`super::CALENDAR_RESERVATIONS`]: intake reserves the footprint in the
     /// promotion calendar and every ending releases it.
     pub(crate) calendar: bool,
+    /// Whether the compensation's own activity found (and freed) a calendar reservation, when
+    /// it freed it (a quiet run, [`super::QUIET_HISTORY`]).
+    pub(crate) calendar_released: Option<bool>,
     /// Process events not yet recorded ([`super::events`]), and the sequence number of the last.
     pub(crate) outbox: Vec<promo_contracts::retail::v1::ProcessEvent>,
     pub(crate) event_seq: u32,
@@ -131,6 +137,7 @@ impl PromotionWorkflow {
             batched: false,
             plan_in_workflow: false,
             watches: false,
+            quiet: false,
             attributes_pending: false,
             input_error,
             spec,
@@ -165,6 +172,7 @@ impl PromotionWorkflow {
             run_id: String::new(),
             records_events: false,
             calendar: false,
+            calendar_released: None,
             outbox: Vec::new(),
             event_seq: 0,
             events_retry_at: 0,

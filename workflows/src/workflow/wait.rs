@@ -381,6 +381,59 @@ pub(crate) async fn sleep(
     }
 }
 
+/// A timer kept across the waits for one instant: a quiet run ([`super::QUIET_HISTORY`]) that
+/// a message wakes before the instant it waits for, and that finds the instant unchanged, waits
+/// on the same timer again instead of cancelling it and starting another (two history events
+/// fewer per wake-up). A wait for another instant or [`Kept::stop`] cancels the timer if it has
+/// not fired; the caller stops it when it goes on without waiting for it (a timer left behind
+/// fires unheeded, which costs its event and a workflow task).
+#[derive(Default)]
+pub(crate) struct Kept<'a> {
+    held: Option<(i64, Alarm<'a>)>,
+}
+
+impl<'a> Kept<'a> {
+    /// [`sleep`] until business instant `at`, `d` from now: on the timer kept for `at` when
+    /// there is one. `Ok(true)` when the time is up, `Ok(false)` when nudged (the timer is then
+    /// kept for the next wait).
+    pub(crate) async fn sleep(
+        &mut self,
+        ctx: &'a Ctx,
+        at: i64,
+        d: Duration,
+        summary: String,
+        nudge: impl Fn(&PromotionWorkflow) -> bool,
+    ) -> Result<bool, Stop> {
+        if !matches!(&self.held, Some((k, _)) if *k == at) {
+            self.stop();
+            if d.is_zero() {
+                return if ctx.state(|s| s.cancel.is_some()) { Err(Stop::Cancelled) } else { Ok(true) };
+            }
+            self.held = Some((at, Alarm::start(ctx, d, summary)));
+        }
+        let Some((_, alarm)) = self.held.as_mut() else { return Ok(true) };
+        match wait(ctx, Nothing, std::slice::from_mut(alarm), nudge).await {
+            Ok(Woke::Rang(_)) => {
+                self.held = None;
+                Ok(true)
+            }
+            Ok(_) => Ok(false),
+            Err(stop) => {
+                // A cancel stopped the timer already.
+                self.held = None;
+                Err(stop)
+            }
+        }
+    }
+
+    /// Cancels the kept timer, if any and it has not fired.
+    pub(crate) fn stop(&mut self) {
+        if let Some((_, mut alarm)) = self.held.take() {
+            alarm.stop();
+        }
+    }
+}
+
 /// Runs an activity to its end; in lifecycle v2 a cancel (or `nudge`) interrupts it —
 /// `Ok(None)` when nudged — and runs started before v2 await it as they always did.
 pub(crate) async fn activity<T, E>(

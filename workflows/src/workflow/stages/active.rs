@@ -39,6 +39,10 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<Windows, Sto
     // Versioned change: monitoring rounds propose transfers, when the policy enables them.
     let replenishes = policy.replenishment.enabled && crate::workflow::patched(ctx, IN_FLIGHT_REPLENISHMENT);
     ctx.state_mut(|s| s.replenishes = replenishes);
+    // A quiet run keeps the timer of a wait that a message interrupted when the next wait is
+    // for the same instant (a supply-chain decision between two rounds, a pause and resume).
+    let quiet = ctx.state(|s| s.quiet);
+    let mut kept = wait::Kept::default();
     loop {
         check_cancel(ctx)?;
         let bnow = business_now(ctx, policy);
@@ -64,6 +68,7 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<Windows, Sto
                 supersede_waiting(ctx, "the window ended before supply chain decided");
                 settle(ctx, policy).await?;
             }
+            kept.stop();
             return Ok(windows);
         }
         // Wait for the next thing: a delayed launch, missing acknowledgments, monitoring, the end.
@@ -106,6 +111,7 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<Windows, Sto
             && bnow + every + every / 20 < stretch_end
             && next_monitor - bnow >= every - every / 10;
         if !waiting_acks.is_empty() && bnow >= plan.starts_at && !ctx.state(|s| s.overrides.contains("")) {
+            kept.stop();
             // Acknowledgments are pushed to the wait: a watched run's wait returns at the first
             // change (a region may launch) and otherwise lasts until the next wake-up; before,
             // it returned at each acknowledgment deadline to take partial acknowledgments.
@@ -132,6 +138,7 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<Windows, Sto
                 publish(ctx);
             }
         } else if watch {
+            kept.stop();
             match watch_stretch(ctx, plan, policy, every, stretch_end, nudged).await? {
                 Stretch::Rounds(last) => next_monitor = last + every,
                 Stretch::Interrupted => {}
@@ -141,7 +148,11 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<Windows, Sto
             }
         } else {
             let summary = format!("next: {}", why.describe());
-            wait::sleep(ctx, until(ctx, policy, next), summary, nudged).await?;
+            if quiet {
+                kept.sleep(ctx, next, until(ctx, policy, next), summary, nudged).await?;
+            } else {
+                wait::sleep(ctx, until(ctx, policy, next), summary, nudged).await?;
+            }
         }
         if replenishes {
             // Supply chain's decisions taken while waiting.

@@ -4,7 +4,10 @@
 
 use super::{Stop, checkpoint, enter};
 use crate::{
-    api::{AssessInput, InventoryAssessment, PromotionActivities as A},
+    api::{
+        AssessInput, Assessment, InventoryAssessment, PromotionActivities as A, PublicationRef,
+        RecheckGateInput,
+    },
     decisions,
     plan::Plan,
     policy::Policy,
@@ -31,15 +34,29 @@ pub fn passes(assessment: &AssessmentSummary) -> bool {
     assessment.regions.iter().all(|r| r.passes)
 }
 
-/// Runs the three assessment engines in parallel and combines them (also the launch gate's
-/// final re-check).
-pub async fn assess(
+/// The launch gate's final re-check in one activity (a quiet run, `promo.recheck_gate`): the
+/// assessment, and the acknowledged activations re-read — or why they could not be.
+pub async fn recheck_gate(
     ctx: &Ctx,
     plan: &Plan,
     revision: u32,
     policy: &Policy,
-) -> Result<AssessmentSummary, Stop> {
-    let input = AssessInput {
+    publications: Vec<PublicationRef>,
+) -> Result<(AssessmentSummary, Result<Vec<PublicationRef>, String>), Stop> {
+    let summary = format!(
+        "re-check stock and funding of {} lines and {} channel acknowledgments",
+        plan.lines.len(),
+        publications.len()
+    );
+    let input = RecheckGateInput { assess: assess_input(ctx, plan, revision, policy), publications };
+    let opts = long_opts(Duration::from_secs(300), summary);
+    let out = wait::run(ctx, wait::call(ctx, A::recheck_gate, input, opts)).await?;
+    Ok((summary_of(out.assessment, revision), out.publications))
+}
+
+/// What the assessment engines take for `revision`.
+fn assess_input(ctx: &Ctx, plan: &Plan, revision: u32, policy: &Policy) -> AssessInput {
+    AssessInput {
         revision,
         plan: plan.clone(),
         adjustments: ctx.state(|s| s.adjustments.clone()),
@@ -49,21 +66,37 @@ pub async fn assess(
         model_drift_signal: policy.model_drift_signal.clone(),
         max_stockout_share: policy.max_stockout_share.clone(),
         only_regions: vec![],
-    };
+    }
+}
+
+/// The summary of one activity's assessment.
+fn summary_of(a: Assessment, revision: u32) -> AssessmentSummary {
+    let InventoryAssessment { regions, options, positions_read } = a.inventory;
+    AssessmentSummary {
+        revision,
+        margin: Some(a.margin),
+        regions,
+        funding: Some(a.funding),
+        remediation_options: options,
+        positions_read,
+    }
+}
+
+/// Runs the three assessment engines in parallel and combines them (also the launch gate's
+/// final re-check).
+pub async fn assess(
+    ctx: &Ctx,
+    plan: &Plan,
+    revision: u32,
+    policy: &Policy,
+) -> Result<AssessmentSummary, Stop> {
+    let input = assess_input(ctx, plan, revision, policy);
     let n = plan.lines.len();
     let five_minutes = Duration::from_secs(300);
     if ctx.state(|s| s.batched) {
         let summary = format!("margin & compliance, inventory alignment and funding of {n} lines");
         let a = wait::run(ctx, wait::call(ctx, A::assess, input, long_opts(five_minutes, summary))).await?;
-        let InventoryAssessment { regions, options, positions_read } = a.inventory;
-        return Ok(AssessmentSummary {
-            revision,
-            margin: Some(a.margin),
-            regions,
-            funding: Some(a.funding),
-            remediation_options: options,
-            positions_read,
-        });
+        return Ok(summary_of(a, revision));
     }
     // Seconds of work: a cancel that arrives meanwhile takes effect right after.
     let (margin, inventory, funding) = join!(

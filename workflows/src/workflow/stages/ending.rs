@@ -56,15 +56,21 @@ async fn release_calendar(ctx: &Ctx) {
     if !reserves || id.is_empty() {
         return;
     }
-    let released = until_done(ctx, "calendar release", || {
-        wait::call(
-            ctx,
-            A::release_calendar,
-            id.clone(),
-            compensation_opts(attempts, "release the promotion calendar reservation".into()),
-        )
-    })
-    .await;
+    // A quiet run's compensation freed it already, when it ran.
+    let freed = ctx.state(|s| s.calendar_released);
+    let released = if freed.is_some() {
+        freed
+    } else {
+        until_done(ctx, "calendar release", || {
+            wait::call(
+                ctx,
+                A::release_calendar,
+                id.clone(),
+                compensation_opts(attempts, "release the promotion calendar reservation".into()),
+            )
+        })
+        .await
+    };
     let t = now(ctx);
     ctx.state_mut(|s| {
         let detail = match released {
@@ -127,6 +133,7 @@ async fn settle(ctx: &Ctx, end: Result<PromotionResultBody, Stop>) -> WorkflowRe
                     orders: s.orders.iter().rev().cloned().collect(),
                     sweep_promotion_id: String::new(),
                     keep_orders_arriving_by: 0,
+                    release_calendar: String::new(),
                 });
                 let summary = format!(
                     "compensate: withdraw {} publications, revert prices, cancel {} orders",
@@ -225,19 +232,28 @@ async fn compensate(ctx: &Ctx, reason: &str, keep_orders_arriving_by: i64) -> Op
                 orders: s.orders.iter().rev().cloned().collect(),
                 sweep_promotion_id: s.spec.promotion_id.clone(),
                 keep_orders_arriving_by,
+                release_calendar: if s.quiet && s.calendar {
+                    s.spec.promotion_id.clone()
+                } else {
+                    String::new()
+                },
             },
             s.policy.as_ref().map_or(5, |p| p.compensation_attempts),
         )
     });
+    let summary = if input.release_calendar.is_empty() {
+        "compensate: undo whatever of the promotion is still live".to_owned()
+    } else {
+        "compensate: undo whatever of the promotion is still live, then free its calendar footprint"
+            .to_owned()
+    };
     let out = until_done(ctx, "compensation", || {
-        wait::call(
-            ctx,
-            A::compensate,
-            input.clone(),
-            compensation_opts(attempts, "compensate: undo whatever of the promotion is still live".into()),
-        )
+        wait::call(ctx, A::compensate, input.clone(), compensation_opts(attempts, summary.clone()))
     })
     .await;
+    if let Some(released) = out.as_ref().and_then(|o| o.calendar_released) {
+        ctx.state_mut(|s| s.calendar_released = Some(released));
+    }
     if let Some(out) = &out
         && out.any()
     {

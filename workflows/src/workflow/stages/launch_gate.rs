@@ -29,19 +29,36 @@ use std::time::Duration;
 pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
     enter(ctx, Stage::LaunchGate);
     let recheck_at = plan.starts_at - policy.durations.final_recheck_before_launch.0.as_secs() as i64;
+    // A quiet run waits out a pause or an override on the same timer (see `wait::Kept`).
+    let quiet = ctx.state(|s| s.quiet);
+    let mut kept = wait::Kept::default();
     loop {
         let (paused, overrides) = ctx.state(|s| (s.paused, s.overrides.len()));
         let nudged = move |s: &PromotionWorkflow| s.paused != paused || s.overrides.len() != overrides;
         let summary = "wait for the final readiness re-check".to_owned();
-        let elapsed = wait::sleep(ctx, until(ctx, policy, recheck_at), summary, nudged).await?;
+        let d = until(ctx, policy, recheck_at);
+        let elapsed = if quiet {
+            kept.sleep(ctx, recheck_at, d, summary, nudged).await?
+        } else {
+            wait::sleep(ctx, d, summary, nudged).await?
+        };
         // A pause or an override wakes the gate; runs before v2 went straight to the re-check,
         // v2 waits out the rest of the time.
         if elapsed || !ctx.state(|s| s.v2) || business_now(ctx, policy) >= recheck_at {
             break;
         }
     }
+    kept.stop();
     let revision = ctx.state(|s| s.revision);
-    let recheck = super::assessment::assess(ctx, plan, revision, policy).await?;
+    // A quiet run reads the channels back in the assessment's activity.
+    let (recheck, read) = if ctx.state(|s| s.quiet) {
+        let acked = acknowledged(ctx);
+        let (recheck, read) =
+            super::assessment::recheck_gate(ctx, plan, revision, policy, acked.clone()).await?;
+        (recheck, Some((acked, read)))
+    } else {
+        (super::assessment::assess(ctx, plan, revision, policy).await?, None)
+    };
     let t = now(ctx);
     // Versioned change: the re-check gates. Runs before it only wrote the audit line below.
     if ctx.state(|s| s.v2) && crate::workflow::patched(ctx, LAUNCH_GATE_HOLDS) {
@@ -58,7 +75,9 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
         s.record(t, "system", "readiness-recheck", detail);
     });
     // Versioned change: the re-check re-reads the channels' acknowledgments too.
-    if ctx.state(|s| s.v2) && crate::workflow::patched(ctx, LAUNCH_GATE_CHANNELS) {
+    if let Some((acked, read)) = read {
+        channels_read(ctx, plan, policy, acked, read).await?;
+    } else if ctx.state(|s| s.v2) && crate::workflow::patched(ctx, LAUNCH_GATE_CHANNELS) {
         channels(ctx, plan, policy).await?;
     }
     Ok(())
@@ -73,26 +92,50 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
 /// does not hold the launch: the channels did acknowledge, and the read-back after activation
 /// checks the prices they charge.
 async fn channels(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
-    let acked: Vec<PublicationRef> = ctx.state(|s| {
-        s.publications
-            .iter()
-            .filter(|p| p.kind == PublicationKind::Activate as i32 && p.acknowledged_at_ms.is_some())
-            .cloned()
-            .collect()
-    });
+    let acked = acknowledged(ctx);
     if acked.is_empty() {
         return Ok(());
     }
     let summary = format!("re-read {} channel acknowledgments", acked.len());
     let work = wait::call(ctx, A::read_publications, acked.clone(), check_opts(60, summary));
     let read = match wait::run(ctx, work).await {
+        Ok(read) => Ok(read),
+        Err(Stop::Failed(why, _)) => Err(why),
+        Err(stop) => return Err(stop),
+    };
+    channels_read(ctx, plan, policy, acked, read).await
+}
+
+/// The acknowledged activations, which the re-check re-reads.
+fn acknowledged(ctx: &Ctx) -> Vec<PublicationRef> {
+    ctx.state(|s| {
+        s.publications
+            .iter()
+            .filter(|p| p.kind == PublicationKind::Activate as i32 && p.acknowledged_at_ms.is_some())
+            .cloned()
+            .collect()
+    })
+}
+
+/// What [`channels`] does with the acknowledged activations `acked` once re-read (`read`, or
+/// why they could not be).
+async fn channels_read(
+    ctx: &Ctx,
+    plan: &Plan,
+    policy: &Policy,
+    acked: Vec<PublicationRef>,
+    read: Result<Vec<PublicationRef>, String>,
+) -> Result<(), Stop> {
+    if acked.is_empty() {
+        return Ok(());
+    }
+    let read = match read {
         Ok(read) => read,
-        Err(Stop::Failed(why, _)) => {
+        Err(why) => {
             let t = now(ctx);
             ctx.state_mut(|s| s.record(t, "system", "channel-recheck-failed", why));
             return Ok(());
         }
-        Err(stop) => return Err(stop),
     };
     let withdrawn: Vec<PublicationRef> =
         read.into_iter().filter(|p| p.acknowledged_at_ms.is_none()).collect();
