@@ -5,7 +5,11 @@
 //! (`SubmitClaim`, idempotent by `<promotion>:r<revision>:claim:<agreement>`). Nothing that is
 //! not owed is claimed: it is reported with the reason.
 
-use crate::{Systems, context::load_context, idempotency_key, sales_actuals, status_error};
+use crate::{
+    Systems,
+    context::{Context, load_context},
+    idempotency_key, sales_actuals, status_error,
+};
 use promo_contracts::{
     domain::FundingAgreement,
     money::{format_money, parse_decimal},
@@ -55,6 +59,17 @@ pub async fn run(
     let sales = &input.sales;
     let c = load_context(systems, &sales.plan, &sales.adjustments, &[]).await?;
     let actuals = sales_actuals(systems, &c, sales).await?;
+    submit(systems, input, &c, &actuals).await
+}
+
+/// Reconciles the funding `actuals` earned under each agreement of `c` and submits the claims.
+pub async fn submit(
+    systems: &Systems,
+    input: &ClaimsInput,
+    c: &Context,
+    actuals: &[SalesActual],
+) -> Result<Vec<pb::FundingClaimResult>, ActivityError> {
+    let sales = &input.sales;
     let agreement_of: BTreeMap<&str, &str> = c
         .lines
         .iter()
@@ -68,7 +83,7 @@ pub async fn run(
         })
         .collect();
     let mut earned: BTreeMap<String, Earned> = BTreeMap::new();
-    for a in &actuals {
+    for a in actuals {
         let Some(&id) = agreement_of.get(a.sku.as_str()) else { continue };
         let e = earned.entry(id.to_owned()).or_default();
         let Some(agreement) = c.agreements.get(id) else { continue };

@@ -51,11 +51,11 @@ use promo_contracts::{
 };
 use promo_workflows::{
     api::{
-        self, AssessInput, Assessment, AwaitAcksInput, ClaimsInput, CompensateInput, CompensateOutput,
-        IntakeInput, IntakeOutput, InventoryAssessment, MonitorReport, MonitorRoundInput, MonitorRoundOutput,
-        OrdersInput, PublicationRef, PublishInput, RecheckGateInput, RecheckGateOutput, ReconcileInput,
-        ReconcileOutput, SalesInput, SettleTransfersInput, StagePricesInput, WatchInput, WatchOutput,
-        WatchedRound, activity_names,
+        self, AnalysisAndClaims, AssessInput, Assessment, AwaitAcksInput, ClaimsInput, CompensateInput,
+        CompensateOutput, IntakeInput, IntakeOutput, InventoryAssessment, MonitorReport, MonitorRoundInput,
+        MonitorRoundOutput, OrdersInput, PublicationRef, PublishInput, RecheckGateInput, RecheckGateOutput,
+        ReconcileInput, ReconcileOutput, SalesInput, SettleTransfersInput, StagePricesInput, WatchInput,
+        WatchOutput, WatchedRound, activity_names,
     },
     policy::Policy,
 };
@@ -1174,6 +1174,27 @@ impl PromotionActivities {
             let mut report = c.report(&actuals, &input.assessment);
             replenishment_outcome(&self.systems, &c, &input, &mut report).await?;
             Ok(report)
+        })
+        .await
+    }
+
+    /// The post-event report and the funding claims over one load of the context and one read
+    /// of the sales (what `promo.post_event_analysis` and `promo.submit_funding_claims` each
+    /// read on their own).
+    #[activity(name = activity_names::ANALYSE_AND_CLAIM)]
+    pub async fn analyse_and_claim(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: ClaimsInput,
+    ) -> Result<AnalysisAndClaims, ActivityError> {
+        alive(&ctx, &Progress::default(), async {
+            let sales = &input.sales;
+            let c = load_context(&self.systems, &sales.plan, &sales.adjustments, &[]).await?;
+            let actuals = sales_actuals(&self.systems, &c, sales).await?;
+            let mut report = c.report(&actuals, &sales.assessment);
+            replenishment_outcome(&self.systems, &c, sales, &mut report).await?;
+            let claims = claims::submit(&self.systems, &input, &c, &actuals).await?;
+            Ok(AnalysisAndClaims { report, claims })
         })
         .await
     }

@@ -50,6 +50,28 @@ async fn happy_path_completes_with_a_post_event_report() {
             env.record_history("HAPPY-1", "happy_path").await.unwrap();
             // The worker's verify mode replays it from the server with this build.
             assert_eq!(promo_worker::verify_recent(&env.client, 5).await.unwrap(), 1);
+            // One upsert of the search attributes per workflow task at most, besides the one
+            // core adds with the patch marker: the approval's handler leaves its change to the
+            // run, which publishes it with the stage the approval moves it to (quiet history).
+            let events = env
+                .handle("HAPPY-1")
+                .fetch_history(temporalio_client::WorkflowFetchHistoryOptions::default())
+                .into_events()
+                .await
+                .unwrap();
+            let mut upserts = std::collections::BTreeMap::<i64, usize>::new();
+            for e in &events {
+                use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
+                if let Some(Attributes::UpsertWorkflowSearchAttributesEventAttributes(a)) = &e.attributes
+                    && !a
+                        .search_attributes
+                        .as_ref()
+                        .is_some_and(|s| s.indexed_fields.contains_key("TemporalChangeVersion"))
+                {
+                    *upserts.entry(a.workflow_task_completed_event_id).or_default() += 1;
+                }
+            }
+            assert!(upserts.values().all(|n| *n == 1), "upserts per workflow task: {upserts:?}");
             (r, env.audit("HAPPY-1").await.unwrap())
         })
         .await

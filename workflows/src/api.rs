@@ -617,6 +617,15 @@ pub struct ClaimsInput {
     pub sales: SalesInput,
 }
 
+/// Output of `promo.analyse_and_claim`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnalysisAndClaims {
+    /// What `promo.post_event_analysis` returns.
+    pub report: pb::PostEventReport,
+    /// What `promo.submit_funding_claims` returns.
+    pub claims: Vec<pb::FundingClaimResult>,
+}
+
 /// Output of `promo.monitor`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MonitorReport {
@@ -678,6 +687,9 @@ pub mod activity_names {
     pub const WATCH_WINDOW: &str = "promo.watch_window";
     /// `promo.post_event_analysis`.
     pub const POST_EVENT_ANALYSIS: &str = "promo.post_event_analysis";
+    /// `promo.analyse_and_claim`: `promo.post_event_analysis` and `promo.submit_funding_claims`
+    /// over one read of the sales.
+    pub const ANALYSE_AND_CLAIM: &str = "promo.analyse_and_claim";
     /// `promo.reconcile_prices`.
     pub const RECONCILE_PRICES: &str = "promo.reconcile_prices";
     /// `promo.submit_funding_claims`.
@@ -827,6 +839,12 @@ impl PromotionActivities {
     /// Reads back what each channel target charges and compares it with the approved prices.
     #[activity(name = activity_names::RECONCILE_PRICES)]
     pub fn reconcile_prices(_: ReconcileInput) -> Result<ReconcileOutput, ActivityError> {
+        unimplemented!()
+    }
+
+    /// The post-event report and the funding claims, over one read of the sales.
+    #[activity(name = activity_names::ANALYSE_AND_CLAIM)]
+    pub fn analyse_and_claim(_: ClaimsInput) -> Result<AnalysisAndClaims, ActivityError> {
         unimplemented!()
     }
 

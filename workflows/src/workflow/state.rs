@@ -40,6 +40,10 @@ pub struct PromotionWorkflow {
     pub(crate) quiet: bool,
     /// Search attributes changed since a batched run last upserted them.
     pub(crate) attributes_pending: bool,
+    /// While a quiet run waits on the server ([`super::wait::wait`]): a message handler leaves
+    /// its search attributes to the wait, which upserts them in the same workflow task — with
+    /// what the run changes when the message wakes it — instead of upserting them itself.
+    pub(crate) handlers_defer: bool,
     /// Why the start input is not a spec, when it is not.
     pub(crate) input_error: Option<String>,
     pub(crate) spec: PromotionSpec,
@@ -138,6 +142,7 @@ impl PromotionWorkflow {
             plan_in_workflow: false,
             watches: false,
             quiet: false,
+            handlers_defer: false,
             attributes_pending: false,
             input_error,
             spec,
@@ -418,8 +423,13 @@ impl PromotionWorkflow {
     }
 
     /// [`publish`] from a signal or update handler.
-    pub(crate) fn publish_sync(&self, ctx: &SyncWorkflowContext<Self>) {
+    pub(crate) fn publish_sync(&mut self, ctx: &SyncWorkflowContext<Self>) {
         let (mut sas, md) = self.outside();
+        if self.handlers_defer {
+            self.attributes_pending = true;
+            ctx.set_current_details(md);
+            return;
+        }
         if self.lean {
             changed_only(&mut sas, &ctx.search_attributes());
         }

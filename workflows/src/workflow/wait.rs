@@ -314,27 +314,43 @@ pub(crate) async fn wait<W: Work>(
     if on_server {
         super::state::publish_pending(ctx);
     }
+    // A quiet run's handlers leave their search attributes to this wait meanwhile: it upserts
+    // them when they do not wake it, and the run does with its own when they do.
+    let defers = on_server && ctx.state(|s| s.quiet);
+    ctx.state_mut(|s| s.handlers_defer = defers);
     let mut work = std::pin::pin!(work);
     let mut condition =
         std::pin::pin!(ctx.wait_condition(|s: &PromotionWorkflow| s.cancel.is_some() || nudge(s)).fuse());
-    let woke = futures::future::poll_fn(|cx| {
-        if let Poll::Ready(r) = condition.as_mut().poll(cx) {
-            return Poll::Ready(r.map(|()| Woke::Nudged));
-        }
-        for (i, a) in alarms.iter_mut().enumerate() {
-            if !a.rang && a.timer.as_mut().poll(cx).is_ready() {
-                a.rang = true;
-                return Poll::Ready(Ok(Woke::Rang(i)));
+    let woke = loop {
+        let mut attributes =
+            std::pin::pin!(ctx.wait_condition(|s: &PromotionWorkflow| s.attributes_pending).fuse());
+        let polled = futures::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = condition.as_mut().poll(cx) {
+                return Poll::Ready(Some(r.map(|()| Woke::Nudged)));
             }
+            for (i, a) in alarms.iter_mut().enumerate() {
+                if !a.rang && a.timer.as_mut().poll(cx).is_ready() {
+                    a.rang = true;
+                    return Poll::Ready(Some(Ok(Woke::Rang(i))));
+                }
+            }
+            if !work.is_terminated()
+                && let Poll::Ready(out) = work.as_mut().poll(cx)
+            {
+                return Poll::Ready(Some(Ok(Woke::Done(out))));
+            }
+            if defers && attributes.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            Poll::Pending
+        })
+        .await;
+        match polled {
+            Some(woke) => break woke,
+            None => super::state::publish_pending(ctx),
         }
-        if !work.is_terminated()
-            && let Poll::Ready(out) = work.as_mut().poll(cx)
-        {
-            return Poll::Ready(Ok(Woke::Done(out)));
-        }
-        Poll::Pending
-    })
-    .await;
+    };
+    ctx.state_mut(|s| s.handlers_defer = false);
     let cancelled = match &woke {
         Err(_) => true,
         Ok(Woke::Nudged) => ctx.state(|s| s.cancel.is_some()),

@@ -23,18 +23,29 @@ use std::collections::BTreeMap;
 pub async fn run(ctx: &Ctx, plan: &Plan, windows: Windows) -> Result<PostEventReport, Stop> {
     enter(ctx, Stage::Analysis);
     let input = sales_input(ctx, plan, windows);
-    let mut report = wait::run(
-        ctx,
-        wait::call(ctx, A::post_event_analysis, input.clone(), opts(300, "post-event analysis".into())),
-    )
-    .await?;
-    // Versioned change: the funding is reconciled per agreement and claimed.
-    if ctx.state(|s| s.v2) && crate::workflow::patched(ctx, FUNDING_CLAIMS) {
-        let revision = ctx.state(|s| s.revision);
-        let claims = ClaimsInput { revision, sales: input };
-        let summary = "reconcile and claim supplier funding".to_owned();
-        let claims =
-            wait::run(ctx, wait::call(ctx, A::submit_funding_claims, claims, opts(300, summary))).await?;
+    let revision = ctx.state(|s| s.revision);
+    // A quiet run analyses and claims in one activity, over one read of the sales.
+    let (mut report, claimed) = if ctx.state(|s| s.quiet) {
+        let summary = "post-event analysis, then reconcile and claim supplier funding".to_owned();
+        let both = ClaimsInput { revision, sales: input };
+        let out = wait::run(ctx, wait::call(ctx, A::analyse_and_claim, both, opts(300, summary))).await?;
+        (out.report, Some(out.claims))
+    } else {
+        let summary = "post-event analysis".to_owned();
+        let work = wait::call(ctx, A::post_event_analysis, input.clone(), opts(300, summary));
+        let report = wait::run(ctx, work).await?;
+        // Versioned change: the funding is reconciled per agreement and claimed.
+        let claimed = if ctx.state(|s| s.v2) && crate::workflow::patched(ctx, FUNDING_CLAIMS) {
+            let claims = ClaimsInput { revision, sales: input };
+            let summary = "reconcile and claim supplier funding".to_owned();
+            let work = wait::call(ctx, A::submit_funding_claims, claims, opts(300, summary));
+            Some(wait::run(ctx, work).await?)
+        } else {
+            None
+        };
+        (report, claimed)
+    };
+    if let Some(claims) = claimed {
         let t = now(ctx);
         ctx.state_mut(|s| {
             for c in &claims {
