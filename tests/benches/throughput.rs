@@ -208,6 +208,9 @@ struct Timings {
     workflow_tasks: usize,
     activities: usize,
     events: usize,
+    /// The history's size and its largest event, encoded bytes.
+    bytes: usize,
+    largest: usize,
 }
 
 fn secs(e: &HistoryEvent) -> f64 {
@@ -215,7 +218,13 @@ fn secs(e: &HistoryEvent) -> f64 {
 }
 
 fn timings(events: &[HistoryEvent]) -> Timings {
-    let mut t = Timings { events: events.len(), ..Default::default() };
+    let sizes = events.iter().map(prost::Message::encoded_len);
+    let mut t = Timings {
+        events: events.len(),
+        bytes: sizes.clone().sum(),
+        largest: sizes.max().unwrap_or(0),
+        ..Default::default()
+    };
     for e in events {
         match &e.attributes {
             Some(Attributes::WorkflowExecutionStartedEventAttributes(_)) => t.started = secs(e),
@@ -433,6 +442,12 @@ async fn main() -> anyhow::Result<()> {
         avg(|t| t.workflow_tasks),
         avg(|t| t.activities),
         avg(|t| t.events)
+    );
+    println!(
+        "  history per lifecycle: {:.1} KB on average; largest event {:.1} KB (largest of all: {:.1} KB)",
+        avg(|t| t.bytes) / 1024.0,
+        avg(|t| t.largest) / 1024.0,
+        all.iter().map(|t| t.largest).max().unwrap_or(0) as f64 / 1024.0
     );
     println!("  CPU over the run (ms)          total   per lifecycle");
     println!("    promo-worker            {worker_ms:>10.0}   {:>13.1}", per(worker_ms));

@@ -42,8 +42,21 @@ pub(crate) fn business_now(ctx: &Ctx, policy: &Policy) -> i64 {
     t0 + (now(ctx) - t0) * i64::from(policy.time_scale)
 }
 
-/// Wall-clock time on the workflow's timers until business instant `at`.
+/// Wall-clock time on the workflow's timers until business instant `at`. The business clock
+/// moves with whole seconds of workflow time ([`business_now`]), so a quiet run
+/// ([`super::QUIET_HISTORY`]) waits until the first second at which it reads `at` or later:
+/// a wait measured from the whole second instead could end a fraction of a second early, find
+/// the instant not reached, and wait again (a timer, or a late-acknowledgment wait, of a few
+/// milliseconds at a time until the second turned).
 pub(crate) fn until(ctx: &Ctx, policy: &Policy, at: i64) -> Duration {
+    if ctx.state(|s| s.quiet) {
+        let t0 = ctx.state(|s| s.started_at);
+        let ahead = ((at - t0).max(0) as u64).div_ceil(u64::from(policy.time_scale.max(1)));
+        let second = t0 + ahead as i64;
+        let wall = UNIX_EPOCH + Duration::from_secs(second.max(0) as u64);
+        let now = ctx.workflow_time().unwrap_or(UNIX_EPOCH);
+        return wall.duration_since(now).unwrap_or_default();
+    }
     let ahead = (at - business_now(ctx, policy)).max(0) as u64;
     policy.scaled(Duration::from_secs(ahead))
 }
