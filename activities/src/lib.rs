@@ -663,15 +663,21 @@ impl PromotionActivities {
         input: AssessInput,
     ) -> Result<Assessment, ActivityError> {
         let progress = Progress::default();
-        alive(&ctx, &progress, async {
-            let (margin, inventory, funding) = tokio::try_join!(
-                self.margin(&input, &progress),
-                self.inventory(&input, &progress),
-                self.funding(&input)
-            )?;
-            Ok(Assessment { margin, inventory, funding })
-        })
-        .await
+        alive(&ctx, &progress, self.assessment(&input, &progress)).await
+    }
+
+    /// Margin, inventory and funding of `input`, their reads running concurrently.
+    async fn assessment(
+        &self,
+        input: &AssessInput,
+        progress: &Progress,
+    ) -> Result<Assessment, ActivityError> {
+        let (margin, inventory, funding) = tokio::try_join!(
+            self.margin(input, progress),
+            self.inventory(input, progress),
+            self.funding(input)
+        )?;
+        Ok(Assessment { margin, inventory, funding })
     }
 
     /// Stages the promotional prices in the ERP (idempotent by promotion + revision).
@@ -906,14 +912,9 @@ impl PromotionActivities {
     ) -> Result<RecheckGateOutput, ActivityError> {
         let progress = Progress::default();
         alive(&ctx, &progress, async {
-            let a = &input.assess;
-            let assessed = async {
-                tokio::try_join!(self.margin(a, &progress), self.inventory(a, &progress), self.funding(a))
-            };
             let read = async { self.read(&input.publications).await.map_err(|e| error_text(&e)) };
-            let (assessed, publications) = tokio::join!(assessed, read);
-            let (margin, inventory, funding) = assessed?;
-            Ok(RecheckGateOutput { assessment: Assessment { margin, inventory, funding }, publications })
+            let (assessment, publications) = tokio::join!(self.assessment(&input.assess, &progress), read);
+            Ok(RecheckGateOutput { assessment: assessment?, publications })
         })
         .await
     }
@@ -1168,14 +1169,19 @@ impl PromotionActivities {
         ctx: ActivityContext,
         input: SalesInput,
     ) -> Result<pb::PostEventReport, ActivityError> {
-        alive(&ctx, &Progress::default(), async {
-            let c = load_context(&self.systems, &input.plan, &input.adjustments, &[]).await?;
-            let actuals = sales_actuals(&self.systems, &c, &input).await?;
-            let mut report = c.report(&actuals, &input.assessment);
-            replenishment_outcome(&self.systems, &c, &input, &mut report).await?;
-            Ok(report)
-        })
-        .await
+        alive(&ctx, &Progress::default(), async { Ok(self.report(&input).await?.0) }).await
+    }
+
+    /// The post-event report of `input`, with the context and the sales actuals it was made from.
+    async fn report(
+        &self,
+        input: &SalesInput,
+    ) -> Result<(pb::PostEventReport, Context, Vec<SalesActual>), ActivityError> {
+        let c = load_context(&self.systems, &input.plan, &input.adjustments, &[]).await?;
+        let actuals = sales_actuals(&self.systems, &c, input).await?;
+        let mut report = c.report(&actuals, &input.assessment);
+        replenishment_outcome(&self.systems, &c, input, &mut report).await?;
+        Ok((report, c, actuals))
     }
 
     /// The post-event report and the funding claims over one load of the context and one read
@@ -1188,11 +1194,7 @@ impl PromotionActivities {
         input: ClaimsInput,
     ) -> Result<AnalysisAndClaims, ActivityError> {
         alive(&ctx, &Progress::default(), async {
-            let sales = &input.sales;
-            let c = load_context(&self.systems, &sales.plan, &sales.adjustments, &[]).await?;
-            let actuals = sales_actuals(&self.systems, &c, sales).await?;
-            let mut report = c.report(&actuals, &sales.assessment);
-            replenishment_outcome(&self.systems, &c, sales, &mut report).await?;
+            let (report, c, actuals) = self.report(&input.sales).await?;
             let claims = claims::submit(&self.systems, &input, &c, &actuals).await?;
             Ok(AnalysisAndClaims { report, claims })
         })
