@@ -1,7 +1,9 @@
 //! The learned uplift model as the assessment uses it: past promotions' outcomes streamed from
 //! the demand service (`StreamPromotionOutcomes`), checked, fitted ([`uplift::fit`]) with a
 //! held-out measure of its accuracy, and kept per history version so that every assessment on the
-//! same history reuses one fit (a fit takes tens of milliseconds; the stream, a few MB).
+//! same history reuses one fit (a fit takes tens of milliseconds; the stream, a few MB). The
+//! request names the versions held, so a service whose history is one of them does not read it
+//! again (its sort and scan of every past outcome cost more than the rest of a small lifecycle).
 
 use crate::{
     Systems,
@@ -72,10 +74,17 @@ pub async fn learned_model(systems: &Systems) -> ModelState {
 }
 
 async fn read_and_fit(systems: &Systems) -> Result<ModelState, tonic::Status> {
+    // The fits this worker holds: the service streams the outcomes only when its history is
+    // none of them (otherwise one message naming the version).
+    let held: Vec<(String, Arc<Learned>)> = cache().lock().expect("model cache").clone();
     let mut stream = rpc!(
         systems.demand(),
         stream_promotion_outcomes,
-        StreamPromotionOutcomesRequest { since: None, outcomes_per_message: 0 }
+        StreamPromotionOutcomesRequest {
+            since: None,
+            outcomes_per_message: 0,
+            known_history_versions: held.iter().map(|(v, _)| v.clone()).collect(),
+        }
     )
     .await?
     .into_inner();
@@ -85,7 +94,7 @@ async fn read_and_fit(systems: &Systems) -> Result<ModelState, tonic::Status> {
         if version.is_none() {
             let v = msg.history_version.clone();
             if !v.is_empty()
-                && let Some((_, hit)) = cache().lock().expect("model cache").iter().find(|(k, _)| *k == v)
+                && let Some((_, hit)) = held.iter().find(|(k, _)| *k == v)
             {
                 return Ok(ModelState::Ready(hit.clone()));
             }

@@ -102,6 +102,13 @@ fn blocking_stream<T: Send + 'static>(
     Response::new(ReceiverStream::new(rx))
 }
 
+/// A stream of exactly `item`.
+fn one<T>(item: T) -> mpsc::Receiver<T> {
+    let (tx, rx) = mpsc::channel(1);
+    tx.try_send(item).ok();
+    rx
+}
+
 /// Which stores and SKUs a streaming read covers.
 struct Selection {
     stores: Vec<usize>,
@@ -493,6 +500,12 @@ impl demand_service_server::DemandService for Handler {
         let per_message =
             if req.outcomes_per_message == 0 { 4096 } else { req.outcomes_per_message as usize };
         let since = req.since.map_or(i64::MIN, |t| t.seconds - self.0.anchor());
+        let version = self.0.master().history_version.clone();
+        if req.known_history_versions.contains(&version) {
+            // The caller holds this history already: say so, without reading it.
+            let not_modified = StreamPromotionOutcomesResponse { history_version: version, outcomes: vec![] };
+            return Ok(Response::new(ReceiverStream::new(one(Ok(not_modified)))));
+        }
         let systems = self.0.clone();
         Ok(blocking_stream(move |tx| stream_outcomes(&systems, since, per_message, fx.malformed, tx)))
     }

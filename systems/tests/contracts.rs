@@ -1192,10 +1192,21 @@ async fn outcomes(
     since: Option<Timestamp>,
     per_message: u32,
 ) -> (Vec<String>, Vec<PromotionOutcome>) {
+    outcomes_unless(conn, since, per_message, &[]).await
+}
+
+/// The outcomes stream of a caller that holds the history `known`.
+async fn outcomes_unless(
+    conn: &Conn,
+    since: Option<Timestamp>,
+    per_message: u32,
+    known: &[&str],
+) -> (Vec<String>, Vec<PromotionOutcome>) {
     let mut stream = DemandServiceClient::new(conn.clone())
         .stream_promotion_outcomes(StreamPromotionOutcomesRequest {
             since,
             outcomes_per_message: per_message,
+            known_history_versions: known.iter().map(|v| (*v).to_owned()).collect(),
         })
         .await
         .unwrap()
@@ -1264,6 +1275,12 @@ async fn promotion_outcomes_are_drawn_from_the_world_and_agree_with_the_history(
     let cut = weeks[weeks.len() / 2];
     let (_, later) = outcomes(&conn, Some(Timestamp { seconds: cut, nanos: 0 }), 0).await;
     assert_eq!(later.len(), weeks.iter().filter(|w| **w >= cut).count());
+    // A caller holding the current version gets one message naming it and no outcomes; one
+    // holding only other versions gets the whole stream.
+    let (held, none) = outcomes_unless(&conn, None, 0, &["0123456789abcdef", &version]).await;
+    assert_eq!((held, none.len()), (vec![version.clone()], 0));
+    let (v3, all3) = outcomes_unless(&conn, None, 0, &["0123456789abcdef"]).await;
+    assert_eq!((v3[0].clone(), all3.len()), (version.clone(), all.len()));
     s.stop().await;
 
     // The same file reopened streams the same history; a file drawn from another world is

@@ -168,6 +168,7 @@ impl PromoEnv {
             max_cached_workflows: None,
             dir: self.dir().join("worker"),
             extra_args: vec![],
+            bin: None,
         }
     }
 

@@ -72,6 +72,8 @@ pub struct WorkerConfig {
     pub dir: PathBuf,
     /// More flags (metrics are off unless these include `--metrics`).
     pub extra_args: Vec<String>,
+    /// The binary to run; [`worker_bin`] when `None`.
+    pub bin: Option<PathBuf>,
 }
 
 /// A running `promo-worker`. Killed (SIGKILL) when dropped.
@@ -141,7 +143,11 @@ impl Drop for WorkerProcess {
 
 fn spawn(config: &WorkerConfig, policy: &std::path::Path, n: u32) -> anyhow::Result<Child> {
     let log = std::fs::File::create(config.dir.join(format!("worker-{n}.log")))?;
-    let mut cmd = Command::new(worker_bin()?);
+    let bin = match &config.bin {
+        Some(b) => b.clone(),
+        None => worker_bin()?,
+    };
+    let mut cmd = Command::new(bin);
     cmd.env("TEMPORAL_ADDRESS", &config.temporal_address)
         .env("TEMPORAL_NAMESPACE", crate::temporal::NAMESPACE)
         .env("RUST_LOG", "warn")
