@@ -219,7 +219,9 @@ struct Timings {
     /// The history's size and its largest event, encoded bytes.
     bytes: usize,
     largest: usize,
-    /// When the window opened (its start plus the lead), for the launch delay.
+    /// The first workflow task's start: the business clock counts from its whole second.
+    first_task: Option<f64>,
+    /// When the window opened on the workflow's business clock, for the launch delay.
     launch_due: f64,
 }
 
@@ -238,6 +240,9 @@ fn timings(events: &[HistoryEvent]) -> Timings {
     for e in events {
         match &e.attributes {
             Some(Attributes::WorkflowExecutionStartedEventAttributes(_)) => t.started = secs(e),
+            Some(Attributes::WorkflowTaskStartedEventAttributes(_)) if t.first_task.is_none() => {
+                t.first_task = Some(secs(e));
+            }
             Some(Attributes::WorkflowTaskCompletedEventAttributes(_)) => t.workflow_tasks += 1,
             Some(Attributes::ActivityTaskScheduledEventAttributes(_)) => t.activities += 1,
             Some(Attributes::UpsertWorkflowSearchAttributesEventAttributes(a)) => {
@@ -556,8 +561,9 @@ async fn run_once(s: &Settings, label: String, bin: Option<std::path::PathBuf>) 
                     .await
                     .with_context(|| format!("fetching the history of {id}"))?;
                 let mut t = timings(&events);
-                // The business clock counts from the first task's whole second (see the workflow's `until`).
-                t.launch_due = t.started.floor() + due;
+                // The workflow's business clock starts at its first task's whole second (its
+                // `started_at`), and reaches the window's start the lead's wall time later.
+                t.launch_due = t.first_task.unwrap_or(t.started).floor() + due;
                 Ok(t)
             }
         })
