@@ -317,12 +317,13 @@ fn business_time(at: i64) -> String {
 }
 
 /// Whether a watched round found something the workflow must decide now: a stockout in a region
-/// not yet raised, transfers to put to supply chain, prices that differ.
+/// not yet raised, transfers to put to supply chain, prices that differ, or prices read back while
+/// a correction waits to be confirmed.
 /// `released`: the round's transfers were all released without approval.
 fn decide(input: &WatchInput, out: &MonitorRoundOutput, released: bool) -> bool {
     out.report.stockouts.keys().any(|r| !input.open_stockouts.contains(r))
         || (!out.report.transfers.is_empty() && !released)
-        || matches!(&out.prices, Some(Ok(p)) if !p.mismatches.is_empty())
+        || matches!(&out.prices, Some(Ok(p)) if !p.mismatches.is_empty() || !input.open_corrections.is_empty())
 }
 
 /// The implementation of every activity of the promotion workflow.
@@ -1614,6 +1615,7 @@ mod tests {
             time_scale: 43_200,
             open_stockouts: open.iter().map(|r| (*r).to_owned()).collect(),
             auto_apply_max_cost: limit.map(str::to_owned),
+            open_corrections: vec![],
         }
     }
 
@@ -1654,6 +1656,13 @@ mod tests {
         assert!(decide(&input, &round(&[], 0, 1), false), "prices that differ");
         let unread = MonitorRoundOutput { prices: Some(Err("down".into())), ..round(&[], 0, 0) };
         assert!(!decide(&input, &unread, false), "a read-back that failed is recorded, not decided");
+        // A correction the workflow has not confirmed yet: the next read-back decides it.
+        let correcting = WatchInput {
+            open_corrections: vec![promo_workflows::api::Target { channel: 1, region_id: "R1".into() }],
+            ..watch(&["R1"], Some("500"))
+        };
+        assert!(decide(&correcting, &round(&[], 0, 0), false), "prices match again: confirm");
+        assert!(!decide(&correcting, &unread, false), "prices not read: nothing to confirm yet");
     }
 
     /// The business clock of a watched round is the workflow's: origin + elapsed × scale.

@@ -463,6 +463,12 @@ pub struct WatchInput {
     /// transfer ends the stretch. `None`: every transfer ends it.
     #[serde(default)]
     pub auto_apply_max_cost: Option<String>,
+    /// Live channel targets whose price correction is not confirmed yet (republished, but the
+    /// channel still charged the old price when read back): a round whose prices read back
+    /// ends the stretch, so that the workflow confirms the correction then and not at the
+    /// stretch's end.
+    #[serde(default)]
+    pub open_corrections: Vec<Target>,
 }
 
 /// One round of `promo.watch_window`.

@@ -7,7 +7,7 @@ use super::{Stop, check_cancel, enter, publishing, reconcile};
 use crate::{
     api::{
         AwaitAcksInput, MonitorReport, MonitorRoundInput, PromotionActivities as A, ReconcileOutput,
-        ReplenishInput, SalesInput, SettleTransfersInput, WatchInput, WatchOutput,
+        ReplenishInput, SalesInput, SettleTransfersInput, Target, WatchInput, WatchOutput,
     },
     decisions::{self, Activation, Gate},
     plan::Plan,
@@ -348,14 +348,20 @@ async fn watch_stretch(
     end: i64,
     nudged: impl Fn(&PromotionWorkflow) -> bool,
 ) -> Result<Stretch, Stop> {
-    let (origin, open_stockouts) = ctx.state(|s| {
+    let (origin, open_stockouts, open_corrections) = ctx.state(|s| {
         let open = s
             .exceptions
             .iter()
             .filter(|x| x.exception_id.starts_with("stockout-") && x.status() == ExceptionStatus::Open)
             .map(|x| x.region_id.clone())
             .collect();
-        (s.started_at, open)
+        let corrections = s
+            .price_corrections
+            .iter()
+            .filter(|c| !c.after_revert && c.corrected_at.is_none())
+            .map(|c| Target { channel: c.channel, region_id: c.region_id.clone() })
+            .collect();
+        (s.started_at, open, corrections)
     });
     // Transfers within the limit are released by the rounds themselves (no stretch starts while
     // one awaits supply chain, so there is none for them to supersede).
@@ -368,6 +374,7 @@ async fn watch_stretch(
         time_scale: policy.time_scale,
         open_stockouts,
         auto_apply_max_cost,
+        open_corrections,
     };
     let cadence = policy.scaled(Duration::from_secs(every as u64));
     let summary = format!("monitor the live window every {} (business time)", policy.durations.monitor_every);
