@@ -410,7 +410,7 @@ impl Run {
         }
     }
 
-    fn print(&self, s: &Settings, policy: &Policy) {
+    fn print(&self, s: &Settings) {
         let n = s.n;
         let m = self.summary();
         println!("  worker: {}", self.label);
@@ -466,21 +466,24 @@ impl Run {
         println!("      dev server              {:>10.0}   {:>13.1}", self.server_ms, m.server_ms);
         println!("      client + reference systems {:>7.0}   {:>13.1}", self.client_ms, m.client_ms);
         println!("    worker log: {}", self.log_dir.display());
-        let _ = policy;
     }
 }
 
 /// Runs the bench once on a fresh dev server and reference systems with the worker `bin`
-/// (this build's when `None`).
-async fn run_once(s: &Settings, label: String, bin: Option<std::path::PathBuf>) -> anyhow::Result<Run> {
+/// (this build's when `None`); its log goes to a directory named after `slug`.
+async fn run_once(
+    s: &Settings,
+    slug: &str,
+    label: String,
+    bin: Option<std::path::PathBuf>,
+) -> anyhow::Result<Run> {
     let n = s.n;
     let dev = start_dev_server().await?;
     let client = dev.client();
     let server_pid = dev.pid().ok_or_else(|| anyhow!("the dev server has no process id"))?;
     let systems = small_systems().await?;
     let policy = bench_policy()?;
-    let log_dir =
-        std::env::temp_dir().join(format!("promo-throughput-{}-{}", std::process::id(), label.len()));
+    let log_dir = std::env::temp_dir().join(format!("promo-throughput-{}-{slug}", std::process::id()));
     let mut worker = WorkerProcess::spawn(WorkerConfig {
         temporal_address: dev.address(),
         systems_url: systems.url(),
@@ -597,9 +600,13 @@ async fn main() -> anyhow::Result<()> {
     if let Some(b) = std::env::var_os("PROMO_BASELINE_WORKER_BIN").filter(|b| !b.is_empty()) {
         let b = std::path::PathBuf::from(b);
         anyhow::ensure!(b.is_file(), "PROMO_BASELINE_WORKER_BIN: {} is not a file", b.display());
-        workers.push((format!("baseline {}", b.display()), Some(b)));
+        workers.push(("baseline", format!("baseline {}", b.display()), Some(b)));
     }
-    workers.push((format!("this build {}", promo_tests::process::worker_bin()?.display()), None));
+    workers.push((
+        "this-build",
+        format!("this build {}", promo_tests::process::worker_bin()?.display()),
+        None,
+    ));
     let pace = s.rate.map_or_else(
         || "all started at once".to_owned(),
         |r| format!("started at {r} per second (open loop)"),
@@ -618,9 +625,9 @@ async fn main() -> anyhow::Result<()> {
         86_400.0 / f64::from(policy.time_scale),
     );
     let mut runs = Vec::new();
-    for (label, bin) in workers {
-        let run = run_once(&s, label, bin).await?;
-        run.print(&s, &policy);
+    for (slug, label, bin) in workers {
+        let run = run_once(&s, slug, label, bin).await?;
+        run.print(&s);
         runs.push(run);
     }
     if let [base, this] = runs.as_slice() {
