@@ -361,6 +361,10 @@ pub fn idempotency_key(promotion_id: &str, revision: u32, target: &str) -> Strin
 /// thread for seconds must yield (the engines take milliseconds on the canonical promotion).
 pub const PULSE: Duration = Duration::from_secs(2);
 
+/// The longest `promo.publish_and_await` waits for its publications to be written before it
+/// fails the attempt (the local `promo.publish_many`'s start-to-close timeout, 20 s).
+const PUBLISH_WAIT: Duration = Duration::from_secs(20);
+
 /// The latest progress of a running activity, sent with each heartbeat (shown as the pending
 /// activity's heartbeat details in the Web UI).
 #[derive(Debug, Default)]
@@ -502,7 +506,7 @@ impl PromotionActivities {
             }
         };
         let (report, prices) = tokio::join!(self.sales_report(&input.sales), prices);
-        Ok(MonitorRoundOutput { report: report?, prices })
+        Ok(MonitorRoundOutput { report: report?, prices, released: Vec::new() })
     }
 
     /// One publication to one channel target, idempotent by promotion, revision, target, kind
@@ -822,10 +826,71 @@ impl PromotionActivities {
         ctx: ActivityContext,
         input: AwaitAcksInput,
     ) -> Result<Vec<PublicationRef>, ActivityError> {
+        self.record_carried(&input.events).await;
+        self.acknowledgments(&ctx, input.publications.clone(), &input).await
+    }
+
+    /// Publishes `input.publish` (as `promo.publish_many`), then waits for those and
+    /// `input.publications` to be acknowledged (as `promo.await_acknowledgments`): one ordinary
+    /// activity for a publication and the wait that follows it. A publication the channel system
+    /// does not answer within [`PUBLISH_WAIT`] fails the attempt, which is retried.
+    #[activity(name = activity_names::PUBLISH_AND_AWAIT)]
+    pub async fn publish_and_await(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: AwaitAcksInput,
+    ) -> Result<Vec<PublicationRef>, ActivityError> {
+        self.record_carried(&input.events).await;
         let progress = Progress::default();
-        alive(&ctx, &progress, async {
+        progress.set(format!("publishing to {} channel targets", input.publish.len()));
+        // Not cut short by a cancellation: the compensation that follows it sweeps what the
+        // channel system holds, so every write this attempt sent must have landed by then.
+        let publish = futures::future::try_join_all(input.publish.iter().map(|i| self.publish_one(i)));
+        let published =
+            alive(&ctx, &progress, tokio::time::timeout(PUBLISH_WAIT, publish)).await.unwrap_or_else(
+                |_| Err(anyhow::anyhow!("publication: no answer within {PUBLISH_WAIT:?}").into()),
+            )?;
+        if ctx.is_cancelled() {
+            return Err(ActivityError::cancelled());
+        }
+        let mut pubs = input.publications.clone();
+        pubs.extend(published);
+        self.acknowledgments(&ctx, pubs, &input).await
+    }
+
+    /// Writes the process events a carrying run handed to this activity, best effort: the run
+    /// sends them again with its next `promo.record_events`, so a failure here is only logged.
+    async fn record_carried(&self, events: &[ProcessEvent]) {
+        if events.is_empty() {
+            return;
+        }
+        let req = RecordEventsRequest { events: events.to_vec() };
+        match tokio::time::timeout(
+            Duration::from_secs(5),
+            rpc!(self.systems.events(), record_events, req.clone()),
+        )
+        .await
+        {
+            Ok(Ok(_)) => {}
+            Ok(Err(s)) => tracing::warn!("process events left to the workflow's next flush: {}", s.message()),
+            Err(_) => {
+                tracing::warn!("process events left to the workflow's next flush: no answer within 5 s")
+            }
+        }
+    }
+
+    /// Waits until every publication of `pubs` is acknowledged (with `return_on_change`, until
+    /// any acknowledgment changes) or `input.timeout_ms` passes, heartbeating.
+    async fn acknowledgments(
+        &self,
+        ctx: &ActivityContext,
+        pubs: Vec<PublicationRef>,
+        input: &AwaitAcksInput,
+    ) -> Result<Vec<PublicationRef>, ActivityError> {
+        let progress = Progress::default();
+        alive(ctx, &progress, async {
             let deadline = tokio::time::Instant::now() + Duration::from_millis(input.timeout_ms);
-            let mut pubs = input.publications.clone();
+            let mut pubs = pubs;
             let waiting =
                 |pubs: &[PublicationRef]| pubs.iter().filter(|p| p.acknowledged_at_ms.is_none()).count();
             if waiting(&pubs) == 0 {
@@ -1053,7 +1118,23 @@ impl PromotionActivities {
         ctx: ActivityContext,
         input: MonitorRoundInput,
     ) -> Result<MonitorRoundOutput, ActivityError> {
-        alive(&ctx, &Progress::default(), self.round(&input)).await
+        alive(&ctx, &Progress::default(), async {
+            let mut out = self.round(&input).await?;
+            // The transfers within the policy's limit, released as the workflow would.
+            if let Some(limit) = input.auto_apply_max_cost.as_deref() {
+                let within = out
+                    .report
+                    .transfers
+                    .iter()
+                    .filter(|x| promo_workflows::decisions::within_limit(&x.cost, limit));
+                let orders = within.map(|x| x.order_id.clone()).collect::<Vec<_>>();
+                if !orders.is_empty() {
+                    out.released = self.release_orders(orders, input.release_at).await?;
+                }
+            }
+            Ok(out)
+        })
+        .await
     }
 
     /// Monitoring rounds at the policy's cadence, kept by this activity's retry policy (see
@@ -1077,6 +1158,7 @@ impl PromotionActivities {
             info.current_attempt_scheduled_time.or(info.scheduled_time).unwrap_or_else(SystemTime::now);
         let at = business_instant(&input, scheduled);
         if info.attempt <= 1 {
+            self.record_carried(&input.events).await;
             if at + input.every >= input.until {
                 return Ok(WatchOutput::default());
             }
@@ -1616,12 +1698,14 @@ mod tests {
             open_stockouts: open.iter().map(|r| (*r).to_owned()).collect(),
             auto_apply_max_cost: limit.map(str::to_owned),
             open_corrections: vec![],
+            events: vec![],
         }
     }
 
     fn round(stockouts: &[&str], transfers: usize, mismatches: usize) -> MonitorRoundOutput {
         let target = promo_workflows::api::Target { channel: 1, region_id: "R1".into() };
         MonitorRoundOutput {
+            released: vec![],
             report: MonitorReport {
                 units_sold: 10,
                 sell_through: "0.1".into(),

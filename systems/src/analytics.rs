@@ -2,7 +2,7 @@
 //! events are inserted once per id (a repeated id is counted as a duplicate), and listed oldest
 //! first with the filters of the contract. Figures of a report are kept as JSON text.
 
-use crate::services::{Handler, blocking, db, require};
+use crate::services::{Handler, blocking, call, db, require};
 use promo_contracts::{pbjson_types::Timestamp, retail::v1::*};
 use rusqlite::{Row, params};
 use std::collections::HashMap;
@@ -69,6 +69,7 @@ impl process_event_service_server::ProcessEventService for Handler {
         &self,
         req: Request<RecordEventsRequest>,
     ) -> Result<Response<RecordEventsResponse>, Status> {
+        self.0.faults.before(call("analytics", "RecordEvents")).await?;
         let events = req.into_inner().events;
         for (i, e) in events.iter().enumerate() {
             check(i, e)?;

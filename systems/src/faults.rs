@@ -135,7 +135,7 @@ impl Faults {
             }
             r
         };
-        const SERVICES: [&str; 10] = [
+        const SERVICES: [&str; 11] = [
             "",
             "location",
             "product",
@@ -146,6 +146,7 @@ impl Faults {
             "replenishment",
             "publication",
             "sales",
+            "analytics",
         ];
         if !SERVICES.iter().any(|s| s.eq_ignore_ascii_case(&fault.service)) {
             return Err(Status::invalid_argument(format!(

@@ -75,7 +75,7 @@ fn ts_ms(ms: Option<i64>) -> Option<Timestamp> {
     ms.map(|ms| Timestamp { seconds: ms.div_euclid(1000), nanos: (ms.rem_euclid(1000) * 1_000_000) as i32 })
 }
 
-fn call<'a>(service: &'a str, method: &'a str) -> Call<'a> {
+pub(crate) fn call<'a>(service: &'a str, method: &'a str) -> Call<'a> {
     Call { service, method, channel: 0, region_id: "" }
 }
 

@@ -157,14 +157,16 @@ async fn assert_no_failed_task(env: &PromoEnv, id: &str) {
     assert!(failed.is_empty(), "{id}: workflow tasks failed: {failed:#?}");
 }
 
-/// The activity id of a running `await_acknowledgments` other than those in `seen`.
+/// The activity id of a running acknowledgment wait (`promo.await_acknowledgments`, or
+/// `promo.publish_and_await` publishing and then waiting) other than those in `seen`.
 async fn running_ack_wait(env: &PromoEnv, id: &str, seen: &[String]) -> String {
     let deadline = Instant::now() + LIMIT;
     loop {
         let d = env.handle(id).describe(WorkflowDescribeOptions::default()).await.expect("describe");
         let running = d.raw_description.pending_activities.iter().find(|a| {
-            a.activity_type.as_ref().is_some_and(|t| t.name.ends_with("await_acknowledgments"))
-                && a.state() == PendingActivityState::Started
+            a.activity_type.as_ref().is_some_and(|t| {
+                t.name.ends_with("await_acknowledgments") || t.name.ends_with("publish_and_await")
+            }) && a.state() == PendingActivityState::Started
                 && !seen.contains(&a.activity_id)
         });
         if let Some(a) = running {

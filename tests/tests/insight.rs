@@ -490,3 +490,118 @@ async fn a_client_without_the_codec_reads_compressed_payloads_through_the_dashbo
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("payloads[0]") && body.contains("zlib"), "{body}");
 }
+
+/// The record of a promotion that waits on an activity (patch `activities-carry`): the activity
+/// carries the events recorded since the last wait, so the record shows the approval decided and
+/// publishing begun while the channels take their time — with no `promo.record_events` of its
+/// own before the wait — and events whose write failed there are recorded by the run's next
+/// flush, none lost and none twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_record_follows_a_wait_on_the_channels_and_loses_nothing_when_it_is_down() {
+    use promo_contracts::retail::v1::{Fault, InjectFaultRequest};
+    use temporalio_client::WorkflowFetchHistoryOptions;
+    use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
+    let mut policy = test_policy();
+    // 20 s of wall clock: the acknowledgment wait below ends when the channels answer.
+    policy.durations.ack_deadline = "10d".parse().unwrap();
+    let env = PromoEnv::start(policy).await.unwrap();
+    let inject = |fault: Fault| {
+        let env = &env;
+        async move {
+            let mut admin = env.admin().await.unwrap();
+            admin.inject_fault(InjectFaultRequest { fault: Some(fault) }).await.unwrap().into_inner().fault_id
+        }
+    };
+    let list = |id: &'static str| {
+        let env = &env;
+        async move {
+            let req = ListEventsRequest { promotion_id: id.into(), ..Default::default() };
+            env.events().await.unwrap().list_events(req).await.unwrap().into_inner().events
+        }
+    };
+    env.with_worker(async {
+        // 1. The record down for the write the acknowledgment wait makes: every attempt of it
+        //    fails (six in place), and the run's next flush records what it carried.
+        env.start_promotion(spec("REC-DOWN", &["R3"], 0..4, 3.0, 2.0)).await.unwrap();
+        env.wait_status("REC-DOWN", "approval", LIMIT, |s| s.stage() == Stage::Approval).await.unwrap();
+        let down = inject(Fault {
+            service: "analytics".into(),
+            method: "RecordEvents".into(),
+            error_rate: "1".into(),
+            max_hits: 6,
+            ..Default::default()
+        })
+        .await;
+        env.approve("REC-DOWN", "E1001", Role::Merchandising).await.unwrap();
+        assert_eq!(env.result("REC-DOWN").await.unwrap().outcome(), Outcome::Completed);
+        assert_eq!(env.calls(down).await.unwrap(), 6, "the carried write met the outage");
+        let done = list("REC-DOWN").await;
+        let stages: Vec<&str> = done
+            .iter()
+            .filter(|e| e.kind() == ProcessEventKind::StageEntered)
+            .map(|e| e.stage.as_str())
+            .collect();
+        for s in ["INTAKE", "APPROVAL", "SCHEDULING", "PUBLISHING", "ACTIVE", "CLOSING", "DONE"] {
+            assert_eq!(stages.iter().filter(|x| **x == s).count(), 1, "{s} recorded once: {stages:?}");
+        }
+        let kinds = |k: ProcessEventKind| done.iter().filter(|e| e.kind() == k).count();
+        assert_eq!(kinds(ProcessEventKind::ApprovalDecided), 1, "{done:#?}");
+        assert!(kinds(ProcessEventKind::Acknowledged) >= 2, "POS and store comms of R3: {done:#?}");
+
+        // 2. The channels of R1 acknowledge 6 s after each publication: while the run waits for
+        //    them, the record already holds the approval and the publishing stage.
+        let slow = Fault {
+            service: "publication".into(),
+            region_id: "R1".into(),
+            ack_delay_ms: 6_000,
+            ..Default::default()
+        };
+        inject(slow).await;
+        env.start_promotion(spec("REC-WAIT", &["R1"], 0..4, 30.0, 2.0)).await.unwrap();
+        env.wait_status("REC-WAIT", "approval", LIMIT, |s| s.stage() == Stage::Approval).await.unwrap();
+        env.approve("REC-WAIT", "E1001", Role::Merchandising).await.unwrap();
+        let deadline = std::time::Instant::now() + LIMIT;
+        let seen = loop {
+            let seen = list("REC-WAIT").await;
+            if seen.iter().any(|e| e.kind() == ProcessEventKind::StageEntered && e.stage == "PUBLISHING") {
+                break seen;
+            }
+            assert!(std::time::Instant::now() < deadline, "publishing never recorded: {seen:#?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let status = env.wait_status("REC-WAIT", "status", LIMIT, |_| true).await.unwrap();
+        assert_eq!(status.stage(), Stage::Publishing, "recorded while the run waits on its channels");
+        assert!(seen.iter().any(|e| e.kind() == ProcessEventKind::ApprovalDecided), "{seen:#?}");
+        // From the approval to the wait: no local activity of the record's own.
+        let history = env
+            .handle("REC-WAIT")
+            .fetch_history(WorkflowFetchHistoryOptions::default())
+            .into_events()
+            .await
+            .unwrap();
+        let names: Vec<String> = history
+            .iter()
+            .map(|e| match &e.attributes {
+                Some(Attributes::WorkflowExecutionUpdateCompletedEventAttributes(_)) => "update".into(),
+                Some(Attributes::ActivityTaskScheduledEventAttributes(a)) => {
+                    a.activity_type.as_ref().map_or(String::new(), |t| t.name.clone())
+                }
+                Some(Attributes::MarkerRecordedEventAttributes(m)) => m
+                    .details
+                    .values()
+                    .filter_map(|p| p.payloads.first())
+                    .filter_map(|p| serde_json::from_slice::<serde_json::Value>(&p.data).ok())
+                    .find_map(|v| v["activity_type"].as_str().map(str::to_owned))
+                    .unwrap_or_else(|| m.marker_name.clone()),
+                _ => String::new(),
+            })
+            .collect();
+        let from = names.iter().position(|n| n == "update").expect("the approval");
+        let to = names.iter().position(|n| n == "promo.publish_and_await").expect("the wait");
+        assert!(from < to, "{names:?}");
+        assert!(!names[from..to].iter().any(|n| n == "promo.record_events"), "{names:?}");
+        assert!(names[from..to].iter().any(|n| n == "promo.stage_prices"), "{names:?}");
+    })
+    .await
+    .unwrap();
+}

@@ -19,7 +19,7 @@ async fn committed_histories_replay_with_the_current_workflow() {
     .expect("replayer");
     let files = history_files(&histories_dir());
     assert!(
-        files.len() >= 151,
+        files.len() >= 164,
         "expected the main scenarios' histories on each side of each patch, found {files:?}"
     );
     for f in &files {
@@ -71,17 +71,19 @@ fn patch_ids(path: &std::path::Path) -> Vec<String> {
 #[test]
 fn each_patched_change_is_covered_on_both_paths() {
     use promo_workflows::workflow::{
-        BATCHED_HISTORY, CALENDAR_RESERVATIONS, CLOSE_REVERTS_CHANNELS, FUNDING_CLAIMS,
+        ACTIVITIES_CARRY, BATCHED_HISTORY, CALENDAR_RESERVATIONS, CLOSE_REVERTS_CHANNELS, FUNDING_CLAIMS,
         IN_FLIGHT_REPLENISHMENT, LAUNCH_GATE_CHANNELS, LAUNCH_GATE_HOLDS, LEAN_HISTORY, LIFECYCLE_V2,
         MONITOR_WINDOW, PLAN_IN_WORKFLOW, PRICE_RECONCILIATION, PROCESS_EVENTS, QUIET_HISTORY,
         REVERT_READ_BACK_UNTIL_REGULAR,
     };
     let root = histories_dir();
-    // New runs record the quiet-history marker and no other: every earlier change, the watched
-    // window, the plan in the workflow, the batched and lean histories included, is taken without
-    // consulting its patch. The histories from before it record the monitor-window marker alone,
-    // those from before that the plan-in-workflow marker, then the batched history's, then the
-    // lean history's, then the earlier markers.
+    // New runs record the activities-carry marker and no other: every earlier change, the quiet
+    // history, the watched window, the plan in the workflow, the batched and lean histories
+    // included, is taken without consulting its patch. The histories from before it record the
+    // quiet-history marker alone, those from before that the monitor-window marker, then the
+    // plan-in-workflow marker, then the batched history's, then the lean history's, then the
+    // earlier markers.
+    assert_eq!(ACTIVITIES_CARRY, "activities-carry", "a released patch id never changes");
     assert_eq!(QUIET_HISTORY, "quiet-history", "a released patch id never changes");
     assert_eq!(MONITOR_WINDOW, "monitor-window", "a released patch id never changes");
     assert_eq!(PLAN_IN_WORKFLOW, "plan-in-workflow", "a released patch id never changes");
@@ -89,7 +91,9 @@ fn each_patched_change_is_covered_on_both_paths() {
     assert_eq!(LEAN_HISTORY, "lean-history", "a released patch id never changes");
     for name in ["happy_path", "replenished", "gate_hold_stock", "funding_claimed", "rejected"] {
         let ids = patch_ids(&root.join(format!("{name}.json")));
-        assert_eq!(ids, vec![QUIET_HISTORY.to_owned()], "{name}.json");
+        assert_eq!(ids, vec![ACTIVITIES_CARRY.to_owned()], "{name}.json");
+        let quiet = patch_ids(&root.join("before-activities-carry").join(format!("{name}.json")));
+        assert_eq!(quiet, vec![QUIET_HISTORY.to_owned()], "{name}.json before the carrying activities");
         let watched = patch_ids(&root.join("before-quiet-history").join(format!("{name}.json")));
         assert_eq!(watched, vec![MONITOR_WINDOW.to_owned()], "{name}.json before the quiet history");
         let planned = patch_ids(&root.join("before-monitor-window").join(format!("{name}.json")));

@@ -402,6 +402,18 @@ pub struct MonitorRoundInput {
     pub sales: SalesInput,
     /// What `promo.reconcile_prices` takes.
     pub prices: Option<ReconcileInput>,
+    /// A carrying run with replenishment (`promo_workflows::workflow::ACTIVITIES_CARRY`): the
+    /// policy's limit up to which the round releases its transfers' orders itself (at
+    /// `release_at`), as the workflow would right after it. `None`: it releases none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_apply_max_cost: Option<String>,
+    /// Business instant (Unix seconds) the orders released by the round are released at.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub release_at: i64,
+}
+
+fn is_zero(x: &i64) -> bool {
+    *x == 0
 }
 
 /// Input of `promo.recheck_gate`: the launch gate's final re-check of stock and funding (what
@@ -434,6 +446,10 @@ pub struct MonitorRoundOutput {
     /// What `promo.reconcile_prices` returns, or why the prices could not be read (a missed
     /// check, which does not fail the round).
     pub prices: Option<Result<ReconcileOutput, String>>,
+    /// Orders of the round's transfers it released itself (within
+    /// `MonitorRoundInput::auto_apply_max_cost`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub released: Vec<String>,
 }
 
 /// Input of `promo.watch_window`: the monitoring rounds of a stretch of the active window in one
@@ -469,6 +485,11 @@ pub struct WatchInput {
     /// stretch's end.
     #[serde(default)]
     pub open_corrections: Vec<Target>,
+    /// Process events the run recorded since its last wait (a carrying run,
+    /// `promo_workflows::workflow::ACTIVITIES_CARRY`): the first attempt writes them, best
+    /// effort — the run keeps them and sends them again with its next `promo.record_events`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<promo_contracts::retail::v1::ProcessEvent>,
 }
 
 /// One round of `promo.watch_window`.
@@ -517,6 +538,16 @@ pub struct AwaitAcksInput {
     /// otherwise lasts until the window's next wake-up). Absent (false) in inputs from before.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub return_on_change: bool,
+    /// `promo.publish_and_await` only: publications to make first (idempotent writes, as
+    /// `promo.publish_many` makes them), whose acknowledgments are then awaited together with
+    /// `publications`; the output lists `publications` first, then these, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publish: Vec<PublishInput>,
+    /// Process events the run recorded since its last wait (a carrying run,
+    /// `promo_workflows::workflow::ACTIVITIES_CARRY`): written first, best effort — the run
+    /// keeps them and sends them again with its next `promo.record_events`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<promo_contracts::retail::v1::ProcessEvent>,
 }
 
 /// Input of `promo.compensate`.
@@ -672,6 +703,9 @@ pub mod activity_names {
     pub const PUBLISH: &str = "promo.publish";
     /// `promo.await_acknowledgments`.
     pub const AWAIT_ACKNOWLEDGMENTS: &str = "promo.await_acknowledgments";
+    /// `promo.publish_and_await`: `promo.publish_many`, then `promo.await_acknowledgments` of
+    /// what it published, in one ordinary activity.
+    pub const PUBLISH_AND_AWAIT: &str = "promo.publish_and_await";
     /// `promo.read_publications`.
     pub const READ_PUBLICATIONS: &str = "promo.read_publications";
     /// `promo.record_events` (a local activity).
@@ -776,6 +810,15 @@ impl PromotionActivities {
     /// Waits (heartbeating) until the publications are acknowledged or the timeout passes.
     #[activity(name = activity_names::AWAIT_ACKNOWLEDGMENTS)]
     pub fn await_acknowledgments(_: AwaitAcksInput) -> Result<Vec<PublicationRef>, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Publishes `publish` (as `promo.publish_many`), then waits (heartbeating) until those and
+    /// `publications` are acknowledged or the timeout passes: the wait a carrying run
+    /// (`promo_workflows::workflow::ACTIVITIES_CARRY`) starts right after publishing, with the
+    /// publishing in it.
+    #[activity(name = activity_names::PUBLISH_AND_AWAIT)]
+    pub fn publish_and_await(_: AwaitAcksInput) -> Result<Vec<PublicationRef>, ActivityError> {
         unimplemented!()
     }
 

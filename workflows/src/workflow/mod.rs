@@ -141,6 +141,17 @@ pub const MONITOR_WINDOW: &str = "monitor-window";
 /// it replay on the paths they recorded (`tests/histories/before-quiet-history/`).
 pub const QUIET_HISTORY: &str = "quiet-history";
 
+/// Patch id of the carrying activities, consulted first thing in `run` (before
+/// [`QUIET_HISTORY`], which its runs take as applied). When its run is about to wait on an
+/// ordinary activity, that activity carries what the run used to send just before it in local
+/// activities of its own: the process events recorded since the last wait (written first, best
+/// effort; the run keeps them until its next `promo.record_events`, so that none is lost) and,
+/// when the wait is for acknowledgments right after publishing, the publications themselves
+/// (`promo.publish_and_await` instead of `promo.publish_many` then
+/// `promo.await_acknowledgments`). A marker fewer per such wait. Runs started before it replay
+/// on the paths they recorded (`tests/histories/before-activities-carry/`).
+pub const ACTIVITIES_CARRY: &str = "activities-carry";
+
 /// Whether this run takes the change behind `patch`: always in a lean run (which records no
 /// marker for it), otherwise as its marker says.
 pub(crate) fn patched(ctx: &wait::Ctx, patch: &str) -> bool {
@@ -165,7 +176,8 @@ impl PromotionWorkflow {
     /// unrecoverable failure ends the promotion as FAILED with the reason.
     #[run(name = "PromotionWorkflow")]
     pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<PromotionResult> {
-        let quiet = ctx.patched(QUIET_HISTORY);
+        let carries = ctx.patched(ACTIVITIES_CARRY);
+        let quiet = carries || ctx.patched(QUIET_HISTORY);
         let watches = quiet || ctx.patched(MONITOR_WINDOW);
         let plan_in_workflow = watches || ctx.patched(PLAN_IN_WORKFLOW);
         let batched = plan_in_workflow || ctx.patched(BATCHED_HISTORY);
@@ -180,6 +192,7 @@ impl PromotionWorkflow {
             s.plan_in_workflow = plan_in_workflow;
             s.watches = watches;
             s.quiet = quiet;
+            s.carries = carries;
             s.v2 = v2;
             s.records_events = records_events;
             s.calendar = calendar;

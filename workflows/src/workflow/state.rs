@@ -38,6 +38,10 @@ pub struct PromotionWorkflow {
     /// Whether this run keeps its timers across wake-ups that leave their instant as it was, and
     /// merges the steps that always run together ([`super::QUIET_HISTORY`]).
     pub(crate) quiet: bool,
+    /// Whether the ordinary activity this run waits on carries what the run would otherwise
+    /// send just before it: its process events, and the publications it then awaits
+    /// ([`super::ACTIVITIES_CARRY`]).
+    pub(crate) carries: bool,
     /// Search attributes changed since a batched run last upserted them.
     pub(crate) attributes_pending: bool,
     /// While a quiet run waits on the server ([`super::wait::wait`]): a message handler leaves
@@ -94,6 +98,9 @@ pub struct PromotionWorkflow {
     /// Process events not yet recorded ([`super::events`]), and the sequence number of the last.
     pub(crate) outbox: Vec<promo_contracts::retail::v1::ProcessEvent>,
     pub(crate) event_seq: u32,
+    /// How many of the outbox's first events an ordinary activity has carried already (a
+    /// carrying run): they stay in the outbox until a flush records them for certain.
+    pub(crate) carried: usize,
     /// After a failed flush: no new try before this instant (0 when the last flush succeeded).
     pub(crate) events_retry_at: i64,
     /// Activations republished by the launch gate, per target ([`Self::corrections_sent`]).
@@ -142,6 +149,7 @@ impl PromotionWorkflow {
             plan_in_workflow: false,
             watches: false,
             quiet: false,
+            carries: false,
             handlers_defer: false,
             attributes_pending: false,
             input_error,
@@ -180,6 +188,7 @@ impl PromotionWorkflow {
             calendar_released: None,
             outbox: Vec::new(),
             event_seq: 0,
+            carried: 0,
             events_retry_at: 0,
             early: Vec::new(),
             wrote: false,

@@ -321,7 +321,10 @@ pub(crate) async fn wait<W: Work>(
     // only when the run waits on the server: a local activity runs inside the workflow task,
     // which the next wait on the server (or the end) flushes.
     let on_server = !work.in_task() || !alarms.is_empty();
-    if !ctx.state(|s| s.batched) || on_server {
+    // A carrying run's ordinary activity took the events with it (`events::carry`).
+    let carried =
+        !work.in_task() && !work.is_terminated() && alarms.is_empty() && ctx.state(super::events::carried);
+    if (!ctx.state(|s| s.batched) || on_server) && !carried {
         super::events::flush(ctx).await;
     }
     if on_server {

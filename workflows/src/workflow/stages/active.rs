@@ -6,8 +6,8 @@
 use super::{Stop, check_cancel, enter, publishing, reconcile};
 use crate::{
     api::{
-        AwaitAcksInput, MonitorReport, MonitorRoundInput, PromotionActivities as A, ReconcileOutput,
-        ReplenishInput, SalesInput, SettleTransfersInput, Target, WatchInput, WatchOutput,
+        MonitorReport, MonitorRoundInput, PromotionActivities as A, ReconcileOutput, ReplenishInput,
+        SalesInput, SettleTransfersInput, Target, WatchInput, WatchOutput,
     },
     decisions::{self, Activation, Gate},
     plan::Plan,
@@ -121,11 +121,7 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<Windows, Sto
             } else {
                 until(ctx, policy, next).min(ack_poll)
             };
-            let input = AwaitAcksInput {
-                publications: waiting_acks.clone(),
-                timeout_ms: timeout.as_millis() as u64,
-                return_on_change,
-            };
+            let input = publishing::acks_input(ctx, waiting_acks.clone(), timeout, return_on_change);
             let summary = format!("wait for {} late acknowledgments", waiting_acks.len());
             let work = wait::remote(ctx, A::await_acknowledgments, input, long_opts(timeout, summary));
             if let Some(acked) = wait::activity(ctx, work, nudged).await? {
@@ -237,17 +233,24 @@ async fn monitor(
             replenish_input(s, policy, s.replenish_round)
         }));
     }
-    let (m, prices) = if ctx.state(|s| s.batched) {
-        let input =
-            MonitorRoundInput { sales: input, prices: reconcile::read_input(ctx, plan, policy, true) };
+    let (m, prices, released) = if ctx.state(|s| s.batched) {
+        // A carrying run's round releases the transfers within the policy's limit itself,
+        // instead of a `promo.settle_transfers` of their own right after it.
+        let auto = ctx.state(|s| s.carries && s.replenishes);
+        let input = MonitorRoundInput {
+            sales: input,
+            prices: reconcile::read_input(ctx, plan, policy, true),
+            auto_apply_max_cost: auto.then(|| policy.replenishment.auto_apply_max_cost.clone()),
+            release_at: if auto { business_now(ctx, policy) } else { 0 },
+        };
         let summary = "monitor sell-through and read back live prices".to_owned();
         let out = wait::run(ctx, wait::call(ctx, A::monitor_round, input, opts(120, summary))).await?;
-        (out.report, out.prices)
+        (out.report, out.prices, out.released)
     } else {
         let summary = "monitor sell-through".to_owned();
-        (wait::run(ctx, wait::call(ctx, A::monitor, input, opts(120, summary))).await?, None)
+        (wait::run(ctx, wait::call(ctx, A::monitor, input, opts(120, summary))).await?, None, Vec::new())
     };
-    take_round(ctx, plan, policy, now(ctx), m, &[]).await?;
+    take_round(ctx, plan, policy, now(ctx), m, &released).await?;
     Ok(prices)
 }
 
@@ -375,6 +378,7 @@ async fn watch_stretch(
         open_stockouts,
         auto_apply_max_cost,
         open_corrections,
+        events: crate::workflow::events::carry(ctx),
     };
     let cadence = policy.scaled(Duration::from_secs(every as u64));
     let summary = format!("monitor the live window every {} (business time)", policy.durations.monitor_every);
@@ -419,7 +423,14 @@ pub(crate) fn watched_round_input(s: &PromotionWorkflow, at: i64) -> Option<Moni
     }
     let mut sales = sales_input_of(s, plan, windows);
     sales.replenish = s.replenishes.then(|| replenish_input(s, policy, s.replenish_round + 1));
-    Some(MonitorRoundInput { sales, prices: reconcile::read_input_at(s, plan, at, true) })
+    // The watched stretch releases its rounds' transfers itself, when they are all within
+    // the limit (`promo.watch_window`).
+    Some(MonitorRoundInput {
+        sales,
+        prices: reconcile::read_input_at(s, plan, at, true),
+        auto_apply_max_cost: None,
+        release_at: 0,
+    })
 }
 
 /// The replenishment asked of monitoring round `round`.

@@ -2,16 +2,19 @@
 //! COMPENSATION_PENDING exception while it cannot), the revert published to every channel
 //! target that went live and acknowledged again, and every region closed.
 
-use super::{Stop, ending, enter};
+use super::{
+    Stop, ending, enter,
+    publishing::{self, Publish},
+};
 use crate::{
-    api::{AwaitAcksInput, PromotionActivities as A, Target},
+    api::{PromotionActivities as A, Target},
     plan::Plan,
     policy::Policy,
     summary::channel_name,
     workflow::{
         CLOSE_REVERTS_CHANNELS,
         state::region_of_target,
-        wait::{self, Ctx, compensation_opts, long_opts, now, opts},
+        wait::{self, Ctx, compensation_opts, now, opts},
     },
 };
 use promo_contracts::{promo::v1::*, retail::v1::PublicationKind};
@@ -35,7 +38,7 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
     // Versioned change (histories recorded before it have no marker and replay without it):
     // the channels get the revert too, and it must be acknowledged again (DESIGN.md §3.9).
     if crate::workflow::patched(ctx, CLOSE_REVERTS_CHANNELS) {
-        revert_channels(ctx, plan, policy, price_change_id.unwrap_or_default()).await?;
+        revert_channels(ctx, plan, policy).await?;
         super::reconcile::round(ctx, plan, policy, false).await?;
     }
     let t = now(ctx);
@@ -54,15 +57,9 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
 
 /// Publishes the revert to every target that went live (national channels, and regional ones of
 /// activated regions) and waits, within the acknowledgment deadline, for the channels to confirm.
-async fn revert_channels(
-    ctx: &Ctx,
-    plan: &Plan,
-    policy: &Policy,
-    price_change_id: String,
-) -> Result<(), Stop> {
-    let (revision, targets) = ctx.state(|s| {
-        let live: Vec<Target> = s
-            .publications
+async fn revert_channels(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
+    let live: Vec<Target> = ctx.state(|s| {
+        s.publications
             .iter()
             .filter(|p| p.kind == PublicationKind::Activate as i32)
             .filter(|p| {
@@ -70,28 +67,19 @@ async fn revert_channels(
                     .is_none_or(|r| s.readiness.get(r).is_some_and(|x| x.activated_at.is_some()))
             })
             .map(|p| p.target.clone())
-            .collect();
-        (s.revision, live)
+            .collect()
     });
-    let reverts = super::publishing::publish_all(
+    let deadline = policy.scaled(policy.durations.ack_deadline.0);
+    let targets = Publish::First(&live);
+    let acked = publishing::publish_and_await(
         ctx,
         plan,
-        revision,
-        &targets,
         PublicationKind::Revert,
-        &price_change_id,
+        targets,
+        deadline,
+        "reverted channel targets",
     )
     .await?;
-    let deadline = policy.scaled(policy.durations.ack_deadline.0);
-    let input = AwaitAcksInput {
-        publications: reverts.clone(),
-        timeout_ms: deadline.as_millis() as u64,
-        return_on_change: false,
-    };
-    let summary = format!("wait for {} revert acknowledgments", reverts.len());
-    let acked =
-        wait::run(ctx, wait::remote(ctx, A::await_acknowledgments, input, long_opts(deadline, summary)))
-            .await?;
     let t = now(ctx);
     ctx.state_mut(|s| {
         let confirmed = acked.iter().filter(|p| p.acknowledged_at_ms.is_some()).count();

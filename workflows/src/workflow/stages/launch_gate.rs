@@ -8,7 +8,7 @@
 
 use super::{Stop, enter, publishing};
 use crate::{
-    api::{AwaitAcksInput, PromotionActivities as A, PublicationRef},
+    api::{PromotionActivities as A, PublicationRef},
     decisions::{self, Hold},
     plan::Plan,
     policy::Policy,
@@ -170,11 +170,7 @@ async fn channels_read(
     }
     let overrides = ctx.state(|s| s.overrides.len());
     let summary = format!("wait for {} republished channel targets to acknowledge", waiting.len());
-    let input = AwaitAcksInput {
-        publications: waiting,
-        timeout_ms: timeout.as_millis() as u64,
-        return_on_change: false,
-    };
+    let input = publishing::acks_input(ctx, waiting, timeout, false);
     let work = wait::remote(ctx, A::await_acknowledgments, input, long_opts(timeout, summary));
     if let Some(acked) =
         wait::activity(ctx, work, move |s: &PromotionWorkflow| s.overrides.len() != overrides).await?

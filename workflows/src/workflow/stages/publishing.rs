@@ -12,6 +12,7 @@ use crate::{
     policy::Policy,
     summary::channel_name,
     workflow::{
+        events,
         state::{PromotionWorkflow, publish, region_of_target},
         wait::{self, Ctx, PUBLISH_TIMEOUT_SECS, long_opts, now, opts},
     },
@@ -20,6 +21,7 @@ use promo_contracts::{
     promo::v1::*,
     retail::v1::{Channel, PublicationKind},
 };
+use std::time::Duration;
 use temporalio_sdk::workflows::join_all;
 
 /// Publishes the activation everywhere and waits for the acknowledgments.
@@ -33,29 +35,62 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
         )
     });
     let targets = channel_targets(plan, &region_ids);
-    let published =
-        publish_all(ctx, plan, revision, &targets, PublicationKind::Activate, &price_change_id).await?;
-    ctx.state_mut(|s| s.publications = published);
-    checkpoint(ctx)?;
+    // A carrying run publishes in its first acknowledgment wait — unless an operator opened a
+    // region already, whose acknowledgments that wait would otherwise await too.
+    let mut unpublished = ctx
+        .state(|s| s.carries && s.overrides.is_empty())
+        .then(|| publications(plan, revision, &targets, PublicationKind::Activate, &price_change_id));
+    if unpublished.is_none() {
+        let published =
+            publish_all(ctx, plan, revision, &targets, PublicationKind::Activate, &price_change_id).await?;
+        ctx.state_mut(|s| s.publications = published);
+        checkpoint(ctx)?;
+    }
 
     let ack_deadline = policy.scaled(policy.durations.ack_deadline.0);
     let mut round = 0;
     loop {
         let pending = waiting_for(ctx);
-        if pending.is_empty() {
+        if pending.is_empty() && unpublished.is_none() {
             break;
         }
         let overrides = ctx.state(|s| s.overrides.len());
-        let input = AwaitAcksInput {
-            publications: pending.clone(),
-            timeout_ms: ack_deadline.as_millis() as u64,
-            return_on_change: false,
+        let nudged = move |s: &PromotionWorkflow| s.overrides.len() != overrides;
+        let acked = if let Some(inputs) = unpublished.take() {
+            let summary = format!(
+                "publish to {} channel targets and wait for their acknowledgments (round 1)",
+                inputs.len()
+            );
+            let mut input = acks_input(ctx, Vec::new(), ack_deadline, false);
+            input.publish = inputs.into_iter().map(|(i, _)| i).collect();
+            let work = wait::remote(ctx, A::publish_and_await, input, long_opts(ack_deadline, summary));
+            let acked = wait::activity(ctx, work, nudged).await?;
+            // An override woke the wait: publish on their own (idempotent), then look again.
+            let published = match &acked {
+                Some(acked) => acked.clone(),
+                None => {
+                    publish_all(ctx, plan, revision, &targets, PublicationKind::Activate, &price_change_id)
+                        .await?
+                }
+            };
+            let t = now(ctx);
+            ctx.state_mut(|s| {
+                s.publications = published
+                    .iter()
+                    .map(|p| PublicationRef { acknowledged_at_ms: None, ..p.clone() })
+                    .collect();
+                if acked.is_none() {
+                    s.merge_acks(t, &published);
+                }
+            });
+            acked
+        } else {
+            let input = acks_input(ctx, pending.clone(), ack_deadline, false);
+            let summary = format!("wait for {} acknowledgments (round {})", pending.len(), round + 1);
+            let work = wait::remote(ctx, A::await_acknowledgments, input, long_opts(ack_deadline, summary));
+            wait::activity(ctx, work, nudged).await?
         };
-        let summary = format!("wait for {} acknowledgments (round {})", pending.len(), round + 1);
-        let work = wait::remote(ctx, A::await_acknowledgments, input, long_opts(ack_deadline, summary));
-        let Some(acked) =
-            wait::activity(ctx, work, move |s: &PromotionWorkflow| s.overrides.len() != overrides).await?
-        else {
+        let Some(acked) = acked else {
             // An override opened a gate: look again at what is still awaited.
             continue;
         };
@@ -125,14 +160,89 @@ pub(crate) async fn publish_all(
     price_change_id: &str,
 ) -> Result<Vec<PublicationRef>, Stop> {
     let verb = if kind == PublicationKind::Revert { "revert on" } else { "publish to" };
-    let inputs: Vec<(PublishInput, String)> = targets
+    let inputs = publications(plan, revision, targets, kind, price_change_id);
+    send(ctx, inputs, &format!("{verb} {} channel targets", targets.len())).await
+}
+
+/// What publishing `kind` to every target takes, each with its summary.
+fn publications(
+    plan: &Plan,
+    revision: u32,
+    targets: &[Target],
+    kind: PublicationKind,
+    price_change_id: &str,
+) -> Vec<(PublishInput, String)> {
+    let verb = if kind == PublicationKind::Revert { "revert on" } else { "publish to" };
+    targets
         .iter()
         .map(|t| {
             let input = publication(plan, revision, price_change_id, t, kind, 0);
             (input, format!("{verb} {} {}", channel_name(t.channel), t.region_id))
         })
-        .collect();
-    send(ctx, inputs, &format!("{verb} {} channel targets", targets.len())).await
+        .collect()
+}
+
+/// The input of an acknowledgment wait on `publications`, carrying the process events recorded
+/// since the last wait (in a carrying run: [`crate::workflow::events::carry`]). Built right
+/// before the wait starts.
+pub(crate) fn acks_input(
+    ctx: &Ctx,
+    publications: Vec<PublicationRef>,
+    timeout: Duration,
+    return_on_change: bool,
+) -> AwaitAcksInput {
+    AwaitAcksInput {
+        publications,
+        timeout_ms: timeout.as_millis() as u64,
+        return_on_change,
+        publish: Vec::new(),
+        events: events::carry(ctx),
+    }
+}
+
+/// Publishes `kind` to `targets` (`republish`: each under its correction number) and waits up
+/// to `timeout` for the acknowledgments; returns the publications as acknowledged then. A
+/// carrying run does both in one `promo.publish_and_await`; otherwise `promo.publish_many`
+/// (or a `promo.publish` per target), then `promo.await_acknowledgments`.
+pub(crate) async fn publish_and_await(
+    ctx: &Ctx,
+    plan: &Plan,
+    kind: PublicationKind,
+    targets: Publish<'_>,
+    timeout: Duration,
+    what: &str,
+) -> Result<Vec<PublicationRef>, Stop> {
+    let (revision, price_change_id) =
+        ctx.state(|s| (s.revision, s.price_change_id.clone().unwrap_or_default()));
+    let inputs = match targets {
+        Publish::First(t) => publications(plan, revision, t, kind, &price_change_id),
+        Publish::Again(t) => republications(plan, revision, &price_change_id, kind, t),
+    };
+    let n = inputs.len();
+    let summary = format!("wait for {n} {what} to acknowledge");
+    if ctx.state(|s| s.carries) {
+        let mut input = acks_input(ctx, Vec::new(), timeout, false);
+        input.publish = inputs.into_iter().map(|(i, _)| i).collect();
+        let summary = format!("publish to {n} {what} and {summary}");
+        return wait::run(ctx, wait::remote(ctx, A::publish_and_await, input, long_opts(timeout, summary)))
+            .await;
+    }
+    let verb = match (kind, &targets) {
+        (PublicationKind::Revert, Publish::First(_)) => "revert on",
+        (_, Publish::First(_)) => "publish to",
+        (_, Publish::Again(_)) => "republish to",
+    };
+    let sent = send(ctx, inputs, &format!("{verb} {n} channel targets")).await?;
+    let input = acks_input(ctx, sent, timeout, false);
+    wait::run(ctx, wait::remote(ctx, A::await_acknowledgments, input, long_opts(timeout, summary))).await
+}
+
+/// The targets [`publish_and_await`] publishes to.
+pub(crate) enum Publish<'a> {
+    /// The publication itself, to each target.
+    First(&'a [Target]),
+    /// A republication, to each target under its correction number.
+    Again(&'a [(Target, u32)]),
 }
 
 /// What `promo.publish` takes to publish `kind` to `target` (`correction` 0 for the
@@ -191,10 +301,22 @@ pub(crate) async fn republish(
 ) -> Result<Vec<PublicationRef>, Stop> {
     let (revision, price_change_id) =
         ctx.state(|s| (s.revision, s.price_change_id.clone().unwrap_or_default()));
-    let inputs: Vec<(PublishInput, String)> = targets
+    let inputs = republications(plan, revision, &price_change_id, kind, targets);
+    send(ctx, inputs, &format!("republish to {} channel targets", targets.len())).await
+}
+
+/// What republishing `kind` to each target under its correction number takes, with summaries.
+fn republications(
+    plan: &Plan,
+    revision: u32,
+    price_change_id: &str,
+    kind: PublicationKind,
+    targets: &[(Target, u32)],
+) -> Vec<(PublishInput, String)> {
+    targets
         .iter()
         .map(|(target, correction)| {
-            let input = publication(plan, revision, &price_change_id, target, kind, *correction);
+            let input = publication(plan, revision, price_change_id, target, kind, *correction);
             let summary = format!(
                 "republish to {} {} (correction {correction})",
                 channel_name(target.channel),
@@ -202,8 +324,7 @@ pub(crate) async fn republish(
             );
             (input, summary)
         })
-        .collect();
-    send(ctx, inputs, &format!("republish to {} channel targets", targets.len())).await
+        .collect()
 }
 
 /// Every channel target of the plan: regional channels per region, national ones once.

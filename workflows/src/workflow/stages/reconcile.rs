@@ -8,7 +8,7 @@
 
 use super::{Stop, publishing};
 use crate::{
-    api::{AwaitAcksInput, PromotionActivities as A, ReconcileInput, ReconcileOutput, Target},
+    api::{PromotionActivities as A, ReconcileInput, ReconcileOutput, Target},
     decisions,
     plan::Plan,
     policy::Policy,
@@ -16,7 +16,7 @@ use crate::{
     workflow::{
         REVERT_READ_BACK_UNTIL_REGULAR,
         state::{PromotionWorkflow, pb_ts, publish, region_of_target},
-        wait::{self, Ctx, business_now, check_opts, long_opts, now},
+        wait::{self, Ctx, business_now, check_opts, now},
     },
 };
 use promo_contracts::{promo::v1::*, retail::v1::PublicationKind};
@@ -99,15 +99,9 @@ pub async fn round_from(
             continue;
         }
         let kind = if live { PublicationKind::Activate } else { PublicationKind::Revert };
-        let sent = publishing::republish(ctx, plan, kind, &republish).await?;
         let deadline = policy.scaled(policy.durations.ack_deadline.0);
-        let summary = format!("wait for {} corrected channel targets to acknowledge", sent.len());
-        let input = AwaitAcksInput {
-            publications: sent,
-            timeout_ms: deadline.as_millis() as u64,
-            return_on_change: false,
-        };
-        wait::run(ctx, wait::remote(ctx, A::await_acknowledgments, input, long_opts(deadline, summary)))
+        let targets = publishing::Publish::Again(&republish);
+        publishing::publish_and_await(ctx, plan, kind, targets, deadline, "corrected channel targets")
             .await?;
     }
 }
