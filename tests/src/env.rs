@@ -429,6 +429,18 @@ pub fn histories_dir() -> std::path::PathBuf {
 }
 
 impl PromoEnv {
+    /// The promotion's whole history, as the server holds it now.
+    pub async fn history(
+        &self,
+        promotion_id: &str,
+    ) -> anyhow::Result<Vec<temporalio_common::protos::temporal::api::history::v1::HistoryEvent>> {
+        Ok(self
+            .handle(promotion_id)
+            .fetch_history(temporalio_client::WorkflowFetchHistoryOptions::default())
+            .into_events()
+            .await?)
+    }
+
     /// With `PROMO_RECORD_HISTORIES=1`, saves the promotion's history as
     /// `tests/histories/<name>.json` for the replay tests (run once per released change of the
     /// workflow, then commit the files).

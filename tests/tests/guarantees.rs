@@ -17,7 +17,7 @@ use promo_tests::env::{PromoEnv, decision, spec, test_policy, update_message};
 use promo_workflows::{PromotionWorkflow, api, policy::Policy};
 use std::time::{Duration, Instant};
 use temporalio_client::{
-    WorkflowDescribeOptions, WorkflowExecuteUpdateOptions, WorkflowFetchHistoryOptions, WorkflowListOptions,
+    WorkflowDescribeOptions, WorkflowExecuteUpdateOptions, WorkflowListOptions,
     errors::WorkflowGetResultError,
 };
 use temporalio_common::protos::temporal::api::{
@@ -141,7 +141,7 @@ async fn wait_audit(env: &PromoEnv, id: &str, what: &str, pred: impl Fn(&AuditTr
 }
 
 async fn history(env: &PromoEnv, id: &str) -> Vec<HistoryEvent> {
-    env.handle(id).fetch_history(WorkflowFetchHistoryOptions::default()).into_events().await.expect("history")
+    env.history(id).await.expect("history")
 }
 
 /// No workflow task of the promotion failed: no handler or stage panicked, nothing retried.

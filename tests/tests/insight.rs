@@ -379,7 +379,6 @@ async fn a_client_without_the_codec_reads_compressed_payloads_through_the_dashbo
         PromotionWorkflow, api,
         codec::{ENCODING, ZlibCodec, is_compressed},
     };
-    use temporalio_client::WorkflowFetchHistoryOptions;
     use temporalio_common::{
         data_converters::{DataConverter, DefaultFailureConverter, PayloadConverter},
         protos::temporal::api::history::v1::history_event::Attributes,
@@ -414,12 +413,7 @@ async fn a_client_without_the_codec_reads_compressed_payloads_through_the_dashbo
     .unwrap();
 
     // On the wire, the start input is compressed.
-    let events = env
-        .handle("CODEC-1")
-        .fetch_history(WorkflowFetchHistoryOptions::default())
-        .into_events()
-        .await
-        .unwrap();
+    let events = env.history("CODEC-1").await.unwrap();
     let Some(Attributes::WorkflowExecutionStartedEventAttributes(started)) = &events[0].attributes else {
         panic!("the first event is the start: {:?}", events[0]);
     };
@@ -499,7 +493,6 @@ async fn a_client_without_the_codec_reads_compressed_payloads_through_the_dashbo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_record_follows_a_wait_on_the_channels_and_loses_nothing_when_it_is_down() {
     use promo_contracts::retail::v1::{Fault, InjectFaultRequest};
-    use temporalio_client::WorkflowFetchHistoryOptions;
     use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
     let mut policy = test_policy();
     // 20 s of wall clock: the acknowledgment wait below ends when the channels answer.
@@ -573,12 +566,7 @@ async fn the_record_follows_a_wait_on_the_channels_and_loses_nothing_when_it_is_
         assert_eq!(status.stage(), Stage::Publishing, "recorded while the run waits on its channels");
         assert!(seen.iter().any(|e| e.kind() == ProcessEventKind::ApprovalDecided), "{seen:#?}");
         // From the approval to the wait: no local activity of the record's own.
-        let history = env
-            .handle("REC-WAIT")
-            .fetch_history(WorkflowFetchHistoryOptions::default())
-            .into_events()
-            .await
-            .unwrap();
+        let history = env.history("REC-WAIT").await.unwrap();
         let names: Vec<String> = history
             .iter()
             .map(|e| match &e.attributes {

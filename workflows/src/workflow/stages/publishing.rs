@@ -214,27 +214,24 @@ pub(crate) async fn publish_and_await(
 ) -> Result<Vec<PublicationRef>, Stop> {
     let (revision, price_change_id) =
         ctx.state(|s| (s.revision, s.price_change_id.clone().unwrap_or_default()));
+    if !ctx.state(|s| s.carries) {
+        let sent = match targets {
+            Publish::First(t) => publish_all(ctx, plan, revision, t, kind, &price_change_id).await?,
+            Publish::Again(t) => republish(ctx, plan, kind, t).await?,
+        };
+        let summary = format!("wait for {} {what} to acknowledge", sent.len());
+        let input = acks_input(ctx, sent, timeout, false);
+        let work = wait::remote(ctx, A::await_acknowledgments, input, long_opts(timeout, summary));
+        return wait::run(ctx, work).await;
+    }
     let inputs = match targets {
         Publish::First(t) => publications(plan, revision, t, kind, &price_change_id),
         Publish::Again(t) => republications(plan, revision, &price_change_id, kind, t),
     };
-    let n = inputs.len();
-    let summary = format!("wait for {n} {what} to acknowledge");
-    if ctx.state(|s| s.carries) {
-        let mut input = acks_input(ctx, Vec::new(), timeout, false);
-        input.publish = inputs.into_iter().map(|(i, _)| i).collect();
-        let summary = format!("publish to {n} {what} and {summary}");
-        return wait::run(ctx, wait::remote(ctx, A::publish_and_await, input, long_opts(timeout, summary)))
-            .await;
-    }
-    let verb = match (kind, &targets) {
-        (PublicationKind::Revert, Publish::First(_)) => "revert on",
-        (_, Publish::First(_)) => "publish to",
-        (_, Publish::Again(_)) => "republish to",
-    };
-    let sent = send(ctx, inputs, &format!("{verb} {n} channel targets")).await?;
-    let input = acks_input(ctx, sent, timeout, false);
-    wait::run(ctx, wait::remote(ctx, A::await_acknowledgments, input, long_opts(timeout, summary))).await
+    let summary = format!("publish to {n} {what} and wait for them to acknowledge", n = inputs.len());
+    let mut input = acks_input(ctx, Vec::new(), timeout, false);
+    input.publish = inputs.into_iter().map(|(i, _)| i).collect();
+    wait::run(ctx, wait::remote(ctx, A::publish_and_await, input, long_opts(timeout, summary))).await
 }
 
 /// The targets [`publish_and_await`] publishes to.
