@@ -22,10 +22,14 @@ test: bootstrap
 	PROMO_TEST_SERVER_BIN=$(VENV_BIN)/temporal-test-server \
 	timeout --kill-after=30s $(TEST_TIMEOUT) cargo test --workspace --no-fail-fast
 
+# The contracts are governed like an API: `buf breaking` compares them with the image of the
+# last release (proto/baseline-1.0.binpb), so a change that would break an integration team's
+# client or stored proto3-JSON (a field renamed, renumbered or retyped) fails here.
 lint: bootstrap
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(BUF) lint
+	$(BUF) breaking --against proto/baseline-1.0.binpb
 
 fmt:
 	cargo fmt --all

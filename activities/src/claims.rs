@@ -5,11 +5,7 @@
 //! (`SubmitClaim`, idempotent by `<promotion>:r<revision>:claim:<agreement>`). Nothing that is
 //! not owed is claimed: it is reported with the reason.
 
-use crate::{
-    Systems,
-    context::{Context, load_context},
-    idempotency_key, sales_actuals, status_error,
-};
+use crate::{Systems, context::Context, idempotency_key, status_error};
 use promo_contracts::{
     domain::FundingAgreement,
     money::{format_money, parse_decimal},
@@ -49,17 +45,6 @@ pub fn share_in_validity(a: &FundingAgreement, from: i64, to: i64) -> Decimal {
 pub fn capped(claimable: Decimal, cap_left: Decimal) -> (Decimal, Decimal) {
     let claim = claimable.min(cap_left.max(Decimal::ZERO));
     (claim, claimable - claim)
-}
-
-/// Reconciles and submits.
-pub async fn run(
-    systems: &Systems,
-    input: &ClaimsInput,
-) -> Result<Vec<pb::FundingClaimResult>, ActivityError> {
-    let sales = &input.sales;
-    let c = load_context(systems, &sales.plan, &sales.adjustments, &[]).await?;
-    let actuals = sales_actuals(systems, &c, sales).await?;
-    submit(systems, input, &c, &actuals).await
 }
 
 /// Reconciles the funding `actuals` earned under each agreement of `c` and submits the claims.

@@ -2,24 +2,19 @@
 //! channel eligibility, regions and stores against the product and location masters, and the
 //! approval lead time, all reported together in one list sorted by line; then, for a spec with
 //! no problem, collisions with other promotions: a reservation of its footprint in the ERP's
-//! promotion calendar (atomic: two promotions cannot both hold overlapping footprints), or, for
-//! runs from before the calendar, the footprints of running promotions found through Temporal
-//! visibility.
+//! promotion calendar (atomic: two promotions cannot both hold overlapping footprints).
 
 use crate::{
     Systems,
     checks::{self, BadResponse},
     status_error,
 };
-use futures::StreamExt;
 use promo_contracts::retail::v1::*;
 use promo_workflows::{
-    PromotionWorkflow,
-    api::{self, CalendarCheck, IntakeInput, IntakeOutput, RegionInfo},
+    api::{CalendarCheck, IntakeInput, IntakeOutput, RegionInfo},
     plan::{self, Footprint, MasterData, PartialPlan, Plan, Problem},
 };
 use std::collections::HashSet;
-use temporalio_client::{Client, WorkflowListOptions, WorkflowQueryOptions};
 use temporalio_sdk::activities::ActivityError;
 use tonic::Code;
 
@@ -57,64 +52,9 @@ pub async fn master_data(
     })
 }
 
-/// Footprints of other running promotions sharing a region with `plan`.
-pub async fn other_footprints(
-    client: &Client,
-    plan: &Plan,
-    regions: &[String],
-) -> Result<Vec<Footprint>, ActivityError> {
-    if regions.is_empty() {
-        return Ok(Vec::new());
-    }
-    let quoted: Vec<String> = regions.iter().map(|r| format!("'{r}'")).collect();
-    let query = format!(
-        "WorkflowType = '{}' AND ExecutionStatus = 'Running' AND PromotionRegions IN ({})",
-        api::WORKFLOW_TYPE,
-        quoted.join(", ")
-    );
-    let mut listed = client.list_workflows(query, WorkflowListOptions::default());
-    let mut out = Vec::new();
-    let mut to_query = Vec::new();
-    let me = api::workflow_id(&plan.promotion_id);
-    while let Some(w) = listed.next().await {
-        let w = w.map_err(|e| anyhow::anyhow!("listing promotions: {e}"))?;
-        if w.id() == me {
-            continue;
-        }
-        // Revision 1's footprint travels in the listing (memo set at start); a later revision,
-        // or a promotion started without the memo, answers the footprint query.
-        // Since lifecycle v2 the memo follows each revision, with the revision beside it;
-        // before, it held revision 1's.
-        let revision = w.search_attributes().get(&api::PROMOTION_REVISION).unwrap_or(1);
-        let memo = w.memo().get::<Footprint>(api::FOOTPRINT_MEMO).ok().flatten();
-        let memo_revision = w.memo().get::<i64>(api::FOOTPRINT_REVISION_MEMO).ok().flatten().unwrap_or(1);
-        match memo {
-            Some(f) if memo_revision == revision => out.push(f),
-            _ => to_query.push(w.id().to_owned()),
-        }
-    }
-    let queried: Vec<Option<Footprint>> = futures::stream::iter(to_query)
-        .map(|id| async move {
-            let handle = client.get_workflow_handle::<PromotionWorkflow>(id.clone());
-            match handle.query(PromotionWorkflow::footprint, (), WorkflowQueryOptions::default()).await {
-                Ok(f) => f,
-                // A promotion that ended between the list and the query has no footprint.
-                Err(e) => {
-                    tracing::debug!(workflow = id, "footprint query failed: {e}");
-                    None
-                }
-            }
-        })
-        .buffer_unordered(FOOTPRINT_QUERIES_IN_FLIGHT)
-        .collect()
-        .await;
-    out.extend(queried.into_iter().flatten());
-    Ok(out)
-}
-
 /// Reserves `plan`'s footprint in the promotion calendar (or, on a dry run, only asks): each
 /// overlap with another promotion's reservation is a problem on every line of a shared SKU
-/// ([`plan::collision_problems`], as for footprints found through visibility).
+/// ([`plan::collision_problems`]).
 pub async fn reserve(
     systems: &Systems,
     plan: &Plan,
@@ -122,7 +62,7 @@ pub async fn reserve(
 ) -> Result<Vec<Problem>, ActivityError> {
     let (revision, dry_run) = match check {
         CalendarCheck::Reserve { revision } => (revision, false),
-        _ => (0, true),
+        CalendarCheck::DryRun => (0, true),
     };
     let f = Footprint::of(plan);
     let at = |s: i64| Some(promo_contracts::pbjson_types::Timestamp { seconds: s, nanos: 0 });
@@ -158,18 +98,11 @@ pub async fn reserve(
     Ok(problems)
 }
 
-/// Footprint queries in flight at once during a collision check.
-const FOOTPRINT_QUERIES_IN_FLIGHT: usize = 8;
-
 /// The whole intake check: every problem of the spec in one list, sorted by line (problems
 /// with the whole spec first), each with its line and field. Master data is checked for every
 /// part of the spec that is well-formed, even when other parts are not, so a planner sees an
 /// unknown SKU on one line and a negative price on another together.
-pub async fn validate(
-    systems: &Systems,
-    client: Option<&Client>,
-    input: &IntakeInput,
-) -> Result<IntakeOutput, ActivityError> {
+pub async fn validate(systems: &Systems, input: &IntakeInput) -> Result<IntakeOutput, ActivityError> {
     let partial = plan::validate_spec_partial(&input.spec, input.now);
     let locations = rpc!(systems.locations(), list_locations, ListLocationsRequest {})
         .await
@@ -183,21 +116,11 @@ pub async fn validate(
         problems.extend(plan::lead_time_problem(starts_at, input.now, input.approval_lead_secs, tz));
     }
     let regions = regions_touched(&partial, &locations);
-    let plan = partial.plan.filter(|_| problems.is_empty());
-    match (&plan, input.calendar, client) {
-        (None, ..) => {}
-        (Some(plan), CalendarCheck::Visibility, Some(client)) => {
-            let ids: Vec<String> = regions.iter().map(|r| r.region_id.clone()).collect();
-            for other in other_footprints(client, plan, &ids).await? {
-                problems.extend(plan::collisions(plan, &other, &master.stores));
-            }
-        }
-        (Some(_), CalendarCheck::Visibility, None) => {}
-        (Some(plan), check, _) => problems.extend(reserve(systems, plan, check).await?),
+    if let Some(plan) = partial.plan.as_ref().filter(|_| problems.is_empty()) {
+        problems.extend(reserve(systems, plan, input.calendar).await?);
     }
     plan::sort_problems(&mut problems);
-    let plan = plan.filter(|_| problems.is_empty() && !input.without_plan);
-    Ok(IntakeOutput { plan, problems, regions })
+    Ok(IntakeOutput { problems, regions })
 }
 
 /// The regions `partial` touches: its whole regions and the regions of its individual stores,

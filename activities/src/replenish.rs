@@ -4,10 +4,12 @@
 //! them: at once within the policy's limit, after supply chain's approval above it).
 
 use crate::{
-    Systems, business,
+    Systems,
+    analysis::sales_request,
+    business,
     context::Context,
     engines::replenish::{self, Cell, Line, Params},
-    idempotency_key, learned, sales_request, status_error,
+    idempotency_key, learned, status_error,
 };
 use promo_contracts::{
     money::{format_money, format_ratio},

@@ -12,7 +12,8 @@ use crate::{
     context::Context,
     dec,
     engines::alignment::{self, Alignment},
-    short_lines, status_error,
+    status_error,
+    summaries::short_lines,
 };
 use futures::{StreamExt, TryStreamExt, stream};
 use promo_contracts::{

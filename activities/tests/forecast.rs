@@ -38,7 +38,7 @@ async fn the_margin_assessment_forecasts_with_the_learned_model_or_says_why_not(
         ..Default::default()
     };
     admin.inject_fault(InjectFaultRequest { fault: Some(fault) }).await.unwrap();
-    let m = env.run(PromotionActivities::assess_margin, input(None)).await.unwrap();
+    let m = env.run(PromotionActivities::assess, input(None)).await.unwrap().margin;
     let fm = m.forecast_model.clone().expect("a record of the forecast");
     assert!(fm.version.is_empty() && fm.fallback_reason.contains("Unavailable"), "{fm:?}");
     assert_eq!(fm.lines_by_source.get("history"), Some(&10));
@@ -48,7 +48,7 @@ async fn the_margin_assessment_forecasts_with_the_learned_model_or_says_why_not(
 
     // Fitted on the streamed history, with its accuracy on the latest promotions and the
     // coefficients that, with each line's inputs, give its uplift.
-    let m = env.run(PromotionActivities::assess_margin, input(Some("1.5"))).await.unwrap();
+    let m = env.run(PromotionActivities::assess, input(Some("1.5"))).await.unwrap().margin;
     let fm = m.forecast_model.clone().unwrap();
     assert_eq!(fm.version, format!("uplift-glm/1@{}", &version[..12]));
     assert!(fm.fallback_reason.is_empty());
@@ -100,7 +100,7 @@ async fn the_margin_assessment_forecasts_with_the_learned_model_or_says_why_not(
     events.push(report(9, "uplift-glm/1@another", 10_000, 100));
     let mut record = ProcessEventServiceClient::connect(s.url()).await.unwrap();
     record.record_events(RecordEventsRequest { events }).await.unwrap();
-    let m = env.run(PromotionActivities::assess_margin, input(None)).await.unwrap();
+    let m = env.run(PromotionActivities::assess, input(None)).await.unwrap().margin;
     let d = m.forecast_model.unwrap().drift.unwrap();
     assert!(d.drifting && d.tracked == 6 && d.signal.parse::<f64>().unwrap() < -4.0, "{d:?}");
     assert!(

@@ -7,7 +7,10 @@ mod common;
 use common::{ANCHOR, activity_env, local, serve, spec};
 use promo_activities::PromotionActivities;
 use promo_contracts::promo::v1::promotion_line::Offer;
-use promo_workflows::{api::IntakeInput, policy::Policy};
+use promo_workflows::{
+    api::{CalendarCheck, IntakeInput},
+    policy::Policy,
+};
 
 /// Intake reports problems with the spec's shape, with master data and with the approval lead
 /// time together, sorted by line.
@@ -27,8 +30,7 @@ async fn intake_reports_shape_and_master_data_problems_together() {
                 spec: spec.clone(),
                 now,
                 approval_lead_secs: lead,
-                calendar: Default::default(),
-                without_plan: false,
+                calendar: CalendarCheck::DryRun,
             },
         )
         .await
@@ -47,47 +49,17 @@ async fn intake_reports_shape_and_master_data_problems_together() {
             "line 7: lines[6].promo_price: \"-4.00\" must be above zero".to_owned(),
         ]
     );
-    assert_eq!(out.plan, None);
     assert_eq!(out.regions.len(), 3, "regions are reported even with problems");
 
-    // An old caller (no lead time) and a launch far enough out: the lead time is not checked.
+    // No lead time asked for (the CLI's early check), and a launch far enough out: the lead time
+    // is not checked.
     let out = env
         .run(
             PromotionActivities::validate_spec,
-            IntakeInput {
-                spec,
-                now: ANCHOR,
-                approval_lead_secs: 0,
-                calendar: Default::default(),
-                without_plan: false,
-            },
+            IntakeInput { spec, now: ANCHOR, approval_lead_secs: 0, calendar: CalendarCheck::DryRun },
         )
         .await
         .unwrap();
     assert_eq!(out.problems.len(), 2, "{:?}", out.problems);
-    s.stop().await;
-}
-
-/// A valid spec's plan comes back unless the caller derives it itself (`without_plan`, patch
-/// `plan-in-workflow`): then only the problems (none) and the regions do.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn intake_leaves_the_plan_out_when_asked() {
-    let s = serve("intake-without-plan").await;
-    let env = activity_env(&s);
-    let input = |without_plan| IntakeInput {
-        spec: spec(),
-        now: ANCHOR,
-        approval_lead_secs: 0,
-        calendar: Default::default(),
-        without_plan,
-    };
-    let with = env.run(PromotionActivities::validate_spec, input(false)).await.unwrap();
-    assert!(with.problems.is_empty(), "{:?}", with.problems);
-    let plan = with.plan.expect("the plan of a valid spec");
-    assert_eq!(plan.lines.len(), spec().lines.len());
-    let without = env.run(PromotionActivities::validate_spec, input(true)).await.unwrap();
-    assert!(without.problems.is_empty(), "{:?}", without.problems);
-    assert!(without.plan.is_none(), "the plan is left out");
-    assert_eq!(without.regions, with.regions);
     s.stop().await;
 }

@@ -13,7 +13,7 @@ use promo_contracts::{
     retail::v1::{ClearFaultsRequest, Fault, InjectFaultRequest, admin_service_client::AdminServiceClient},
 };
 use promo_workflows::{
-    api::{Adjustments, AssessInput, IntakeInput, SalesInput},
+    api::{Adjustments, AssessInput, CalendarCheck, ClaimsInput, IntakeInput, MonitorRoundInput, SalesInput},
     plan::{self, Plan},
 };
 use temporalio_sdk::{
@@ -44,30 +44,31 @@ fn sales_input() -> SalesInput {
 /// whether it may be retried.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Activity {
-    AssessInventory,
-    AssessMargin,
-    AssessFunding,
-    Monitor,
-    PostEventAnalysis,
+    Assess,
+    MonitorRound,
+    AnalyseAndClaim,
     ValidateSpec,
 }
 
 async fn run(env: &ActivityEnvironment, a: Activity) -> Result<(), (String, bool)> {
     let out = match a {
-        Activity::AssessInventory => {
-            env.run(PromotionActivities::assess_inventory, assess_input()).await.map(|o| {
-                assert!(o.positions_read > 0, "positions were read");
+        Activity::Assess => env.run(PromotionActivities::assess, assess_input()).await.map(|o| {
+            assert!(o.inventory.positions_read > 0, "positions were read");
+        }),
+        Activity::MonitorRound => {
+            let input = MonitorRoundInput {
+                sales: sales_input(),
+                prices: None,
+                auto_apply_max_cost: None,
+                release_at: 0,
+            };
+            env.run(PromotionActivities::monitor_round, input).await.map(|r| {
+                assert!(r.report.units_sold > 0, "sales were read");
             })
         }
-        Activity::AssessMargin => env.run(PromotionActivities::assess_margin, assess_input()).await.map(drop),
-        Activity::AssessFunding => {
-            env.run(PromotionActivities::assess_funding, assess_input()).await.map(drop)
-        }
-        Activity::Monitor => env.run(PromotionActivities::monitor, sales_input()).await.map(|r| {
-            assert!(r.units_sold > 0, "sales were read");
-        }),
-        Activity::PostEventAnalysis => {
-            env.run(PromotionActivities::post_event_analysis, sales_input()).await.map(drop)
+        Activity::AnalyseAndClaim => {
+            let input = ClaimsInput { revision: 1, sales: sales_input() };
+            env.run(PromotionActivities::analyse_and_claim, input).await.map(drop)
         }
         Activity::ValidateSpec => env
             .run(
@@ -76,8 +77,7 @@ async fn run(env: &ActivityEnvironment, a: Activity) -> Result<(), (String, bool
                     spec: spec(),
                     now: ANCHOR,
                     approval_lead_secs: 0,
-                    calendar: Default::default(),
-                    without_plan: false,
+                    calendar: CalendarCheck::DryRun,
                 },
             )
             .await
@@ -107,7 +107,7 @@ const CASES: &[Case] = &[
         service: "inventory",
         method: "",
         mode: "length-mismatch",
-        activity: Activity::AssessInventory,
+        activity: Activity::Assess,
         says: &[
             "inventory: StreamPositions batch 1 location S0001: ",
             "column on_hand has 9 values, sku_index has 10",
@@ -117,7 +117,7 @@ const CASES: &[Case] = &[
         service: "inventory",
         method: "",
         mode: "unknown-id",
-        activity: Activity::AssessInventory,
+        activity: Activity::Assess,
         says: &[
             "inventory: StreamPositions batch 1: ",
             "location_id \"UNKNOWN-S0001\" is not a store that was asked for",
@@ -127,7 +127,7 @@ const CASES: &[Case] = &[
         service: "inventory",
         method: "",
         mode: "negative-stock",
-        activity: Activity::AssessInventory,
+        activity: Activity::Assess,
         says: &[
             "inventory: StreamPositions batch 1 location S0001: ",
             "on_hand[0] (SKU-00001) is -",
@@ -138,7 +138,7 @@ const CASES: &[Case] = &[
         service: "demand",
         method: "StreamBaselineDemand",
         mode: "length-mismatch",
-        activity: Activity::AssessInventory,
+        activity: Activity::Assess,
         says: &[
             "demand: StreamBaselineDemand batch 1 store S0001: ",
             "column daily_units has 9 values, sku_index has 10",
@@ -148,14 +148,14 @@ const CASES: &[Case] = &[
         service: "demand",
         method: "StreamBaselineDemand",
         mode: "length-mismatch",
-        activity: Activity::AssessMargin,
+        activity: Activity::Assess,
         says: &["demand: StreamBaselineDemand batch 1 store S0001: ", "column daily_units has 9 values"],
     },
     Case {
         service: "demand",
         method: "StreamBaselineDemand",
         mode: "unknown-id",
-        activity: Activity::AssessFunding,
+        activity: Activity::Assess,
         says: &[
             "demand: StreamBaselineDemand batch 1: ",
             "store_id \"UNKNOWN-S0001\" is not a store that was asked for",
@@ -165,7 +165,7 @@ const CASES: &[Case] = &[
         service: "demand",
         method: "StreamBaselineDemand",
         mode: "negative-stock",
-        activity: Activity::AssessMargin,
+        activity: Activity::Assess,
         says: &[
             "demand: StreamBaselineDemand batch 1 store S0001: ",
             "daily_units[0] (SKU-00001) is -",
@@ -176,7 +176,7 @@ const CASES: &[Case] = &[
         service: "demand",
         method: "GetPromotionHistory",
         mode: "unknown-id",
-        activity: Activity::AssessMargin,
+        activity: Activity::Assess,
         says: &[
             "demand history: GetPromotionHistory history[0]: ",
             "sku \"UNKNOWN-SKU-00001\" is not a SKU that was asked for",
@@ -186,7 +186,7 @@ const CASES: &[Case] = &[
         service: "product",
         method: "GetProducts",
         mode: "unknown-id",
-        activity: Activity::AssessMargin,
+        activity: Activity::Assess,
         says: &[
             "product master: GetProducts products[0]: ",
             "sku \"UNKNOWN-SKU-00001\" is not a SKU that was asked for",
@@ -203,7 +203,7 @@ const CASES: &[Case] = &[
         service: "funding",
         method: "",
         mode: "unknown-id",
-        activity: Activity::AssessFunding,
+        activity: Activity::Assess,
         says: &[
             "funding: GetAgreements agreements[0]: ",
             "agreement_id \"UNKNOWN-FA-001\" is not an agreement that was asked for",
@@ -213,7 +213,7 @@ const CASES: &[Case] = &[
         service: "location",
         method: "",
         mode: "unknown-id",
-        activity: Activity::AssessInventory,
+        activity: Activity::Assess,
         says: &[
             "locations: ListLocations stores[0] (S0001): ",
             "region_id \"UNKNOWN-R1\" is not a region of the response",
@@ -230,7 +230,7 @@ const CASES: &[Case] = &[
         service: "sales",
         method: "",
         mode: "unknown-id",
-        activity: Activity::PostEventAnalysis,
+        activity: Activity::AnalyseAndClaim,
         says: &[
             "sales: GetSalesActuals actuals[0] (UNKNOWN-SKU-",
             "sku \"UNKNOWN-SKU-",
@@ -241,7 +241,7 @@ const CASES: &[Case] = &[
         service: "sales",
         method: "",
         mode: "negative-stock",
-        activity: Activity::Monitor,
+        activity: Activity::MonitorRound,
         says: &["sales: GetSalesActuals actuals[0] (SKU-", "ending_units is -", "cannot be negative"],
     },
 ];
@@ -252,14 +252,7 @@ async fn malformed_answers_fail_the_activity_for_good_naming_service_and_field()
     let env = activity_env(&s);
     let mut admin = AdminServiceClient::connect(s.url()).await.unwrap();
 
-    for a in [
-        Activity::AssessInventory,
-        Activity::AssessMargin,
-        Activity::AssessFunding,
-        Activity::Monitor,
-        Activity::PostEventAnalysis,
-        Activity::ValidateSpec,
-    ] {
+    for a in [Activity::Assess, Activity::MonitorRound, Activity::AnalyseAndClaim, Activity::ValidateSpec] {
         run(&env, a).await.unwrap_or_else(|e| panic!("{a:?} without faults: {e:?}"));
     }
 

@@ -51,13 +51,14 @@ async fn systems_client_speaks_mutual_tls_with_the_configured_ca_and_identity() 
 #[test]
 fn tls_settings_are_checked_with_the_setting_named() {
     let c = certs();
-    let half = SystemsTls::from_paths(None, Some(&c.join("client.pem")), None, None).unwrap_err();
+    let half = SystemsTls::from_paths(None, Some(&c.join("client.pem")), None, None).unwrap_err().to_string();
     assert_eq!(half, "systems mutual TLS needs both a client certificate and its key");
-    let missing = SystemsTls::from_paths(Some(&c.join("nope.pem")), None, None, None).unwrap_err();
+    let missing =
+        SystemsTls::from_paths(Some(&c.join("nope.pem")), None, None, None).unwrap_err().to_string();
     assert!(missing.starts_with("systems CA certificate: cannot read "), "{missing}");
     assert!(SystemsTls::from_paths(None, None, None, None).unwrap().is_none());
     let tls = SystemsTls::from_paths(Some(&c.join("ca.pem")), None, None, None).unwrap();
-    let plain = Systems::with_tls("http://127.0.0.1:50051", tls.as_ref()).unwrap_err();
+    let plain = Systems::with_tls("http://127.0.0.1:50051", tls.as_ref()).unwrap_err().to_string();
     assert_eq!(
         plain,
         "systems address \"http://127.0.0.1:50051\": TLS settings are set, so the address must start with https://"

@@ -146,7 +146,7 @@ fn insight_sources(a: &InsightArgs) -> Result<(insight::Sla, Option<Systems>), C
         .exception_sla
         .parse()
         .map_err(|e| CliError::Usage(format!("--exception-sla {:?}: {e}", a.exception_sla)))?;
-    let tls = SystemsTls::from_env().map_err(CliError::Usage)?;
+    let tls = SystemsTls::from_env().map_err(|e| CliError::Usage(e.to_string()))?;
     let systems = Systems::with_tls(&a.systems, tls.as_ref())
         .map_err(|e| CliError::Usage(format!("--systems: {e}")))?;
     Ok((insight::Sla::from_policy(&policy, age.0), Some(systems)))
@@ -286,7 +286,7 @@ async fn revision_to_sign(
 
 /// Connects to Temporal from its environment configuration.
 pub async fn connect() -> Result<Client, CliError> {
-    api::connect(IDENTITY).await.map_err(CliError::Temporal)
+    api::connect(IDENTITY).await.map_err(|e| CliError::Temporal(e.to_string()))
 }
 
 fn unix_now() -> i64 {
@@ -380,14 +380,14 @@ pub enum SystemsCheck {
     Skipped(String),
 }
 
-/// Master data + collisions through the intake activity's own code, when the systems answer.
+/// Master data + collisions (the promotion calendar, asked without reserving) through the intake
+/// activity's own code, when the systems answer.
 pub async fn systems_check(
     url: &str,
-    client: Option<&Client>,
     spec: &promo_contracts::promo::v1::PromotionSpec,
     now: i64,
 ) -> Result<SystemsCheck, CliError> {
-    let tls = SystemsTls::from_env().map_err(CliError::Usage)?;
+    let tls = SystemsTls::from_env().map_err(|e| CliError::Usage(e.to_string()))?;
     let systems =
         Systems::with_tls(url, tls.as_ref()).map_err(|e| CliError::Usage(format!("--systems: {e}")))?;
     let mut locations = systems.locations();
@@ -399,14 +399,9 @@ pub async fn systems_check(
     // The CLI does not know the worker's policy, so it leaves the approval lead time to the
     // workflow's own intake.
     // An early look at the calendar; the promotion's own intake reserves (atomically).
-    let input = IntakeInput {
-        spec: spec.clone(),
-        now,
-        approval_lead_secs: 0,
-        calendar: CalendarCheck::DryRun,
-        without_plan: true,
-    };
-    match tokio::time::timeout(SYSTEMS_CHECK, intake::validate(&systems, client, &input)).await {
+    let input =
+        IntakeInput { spec: spec.clone(), now, approval_lead_secs: 0, calendar: CalendarCheck::DryRun };
+    match tokio::time::timeout(SYSTEMS_CHECK, intake::validate(&systems, &input)).await {
         Err(_) => Ok(SystemsCheck::Skipped(format!("the check took over {}s", SYSTEMS_CHECK.as_secs()))),
         Ok(Err(e)) => Ok(SystemsCheck::Skipped(activity_error(&e))),
         Ok(Ok(out)) if !out.problems.is_empty() => Ok(SystemsCheck::Problems(out.problems)),
@@ -458,30 +453,28 @@ async fn start(a: &StartArgs) -> Result<Output, CliError> {
     }
     let mut human = format!("{file}: promotion {id}, {}: checked locally, OK\n", scope.join(", "));
 
-    // The collision check lists other promotions through Temporal: connect first. A dry run
-    // still validates without Temporal.
+    // Starting needs Temporal; a dry run validates without it.
     let client = match connect().await {
         Ok(c) => Some(c),
         Err(e) if a.dry_run => {
-            human.push_str(&format!("Temporal not reachable, collisions not checked: {e}\n"));
+            human.push_str(&format!("Temporal not reachable ({e}); a dry run starts nothing anyway\n"));
             None
         }
         Err(e) => return Err(e),
     };
-    let check = systems_check(&a.systems, client.as_ref(), &spec, now).await?;
+    let check = systems_check(&a.systems, &spec, now).await?;
     let systems_json = match &check {
         SystemsCheck::Passed(regions) => {
             let list: Vec<String> =
                 regions.iter().map(|r| format!("{} ({} stores)", r.region_id, r.stores)).collect();
             human.push_str(&format!(
-                "retail systems at {}: master data{} OK: {}\n",
+                "retail systems at {}: master data and collisions OK: {}\n",
                 a.systems,
-                if client.is_some() { " and collisions" } else { "" },
                 list.join(", ")
             ));
             json!({
                 "status": "passed",
-                "collisionsChecked": client.is_some(),
+                "collisionsChecked": true,
                 "regions": regions.iter().map(|r| json!({"regionId": r.region_id, "dcId": r.dc_id, "stores": r.stores})).collect::<Vec<_>>(),
             })
         }
@@ -581,12 +574,13 @@ async fn audit(client: &Client, a: &AuditArgs, timeout: Duration) -> Result<Outp
 fn verify_audit(id: &str, t: &AuditTrail, policy_file: &std::path::Path) -> Result<Output, CliError> {
     let text = std::fs::read_to_string(policy_file)
         .map_err(|e| CliError::Usage(format!("--policy {}: {e}", policy_file.display())))?;
-    let policy = promo_workflows::policy::Policy::from_toml(&text).map_err(CliError::Usage)?;
+    let policy =
+        promo_workflows::policy::Policy::from_toml(&text).map_err(|e| CliError::Usage(e.to_string()))?;
     let (mut good, mut bad) = (Vec::new(), Vec::new());
     for (i, e) in t.entries.iter().enumerate().filter(|(_, e)| !e.signature.is_empty()) {
         let verdict = match policy.approver_keys.get(&e.actor) {
             None => Err(format!("no key for {} in {}", e.actor, policy_file.display())),
-            Some(key) => signing::verify(key, &e.signed_payload, &e.signature),
+            Some(key) => signing::verify(key, &e.signed_payload, &e.signature).map_err(|e| e.to_string()),
         };
         match verdict {
             Ok(()) => good.push(format!("entry {i}: {} {} by {}", e.action, e.revision, e.actor)),

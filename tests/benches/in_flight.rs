@@ -90,7 +90,7 @@ async fn main() -> anyhow::Result<()> {
     // Nobody approves here: keep every deadline far away.
     policy.durations.approval_reminder = "400d".parse().map_err(anyhow::Error::msg)?;
     policy.durations.approval_escalation = "400d".parse().map_err(anyhow::Error::msg)?;
-    let opts = worker_options(None, &systems.url(), &policy)?;
+    let opts = worker_options(&systems.url(), &policy)?;
     let (before, _) = rss();
     let (heap_before, _) = heap();
     let t = Instant::now();

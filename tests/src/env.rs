@@ -86,14 +86,8 @@ pub fn spec(
 }
 
 /// Worker options for the promotion task queue with real activities against `systems_url`.
-/// `visibility` is the client for collision checks (None on the time-skipping test server, which
-/// has no list-with-query visibility).
-pub fn worker_options(
-    visibility: Option<&Client>,
-    systems_url: &str,
-    policy: &Policy,
-) -> anyhow::Result<WorkerOptions> {
-    let systems = Systems::new(systems_url).map_err(|e| anyhow!(e))?;
+pub fn worker_options(systems_url: &str, policy: &Policy) -> anyhow::Result<WorkerOptions> {
+    let systems = Systems::new(systems_url)?;
     let max_cached = std::env::var("PROMO_MAX_CACHED_WORKFLOWS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -104,7 +98,7 @@ pub fn worker_options(
         .unwrap_or(promo_worker::DEFAULT_MAX_LOCAL_ACTIVITIES);
     promo_worker::worker_options(
         api::TASK_QUEUE,
-        PromotionActivities::new(systems, policy.clone(), visibility.cloned()),
+        PromotionActivities::new(systems, policy.clone()),
         max_cached,
         max_local,
     )
@@ -174,7 +168,7 @@ impl PromoEnv {
 
     /// Worker options with real activities against this environment's systems.
     pub fn worker_options(&self) -> anyhow::Result<WorkerOptions> {
-        worker_options(Some(&self.client), &self.systems.url(), &self.policy)
+        worker_options(&self.systems.url(), &self.policy)
     }
 
     /// Runs a worker while `fut` runs.
@@ -423,9 +417,15 @@ impl PromoEnv {
     }
 }
 
-/// Where recorded histories live: `tests/histories/`.
+/// Where recorded histories live: `tests/histories/`, one folder per lifecycle version
+/// (`v1/`, …), so that retiring a version deletes its folder.
 pub fn histories_dir() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("histories")
+}
+
+/// The folder of a version's histories.
+pub fn version_histories_dir(v: promo_workflows::version::Version) -> std::path::PathBuf {
+    histories_dir().join(format!("v{}", v.number()))
 }
 
 impl PromoEnv {
@@ -442,8 +442,8 @@ impl PromoEnv {
     }
 
     /// With `PROMO_RECORD_HISTORIES=1`, saves the promotion's history as
-    /// `tests/histories/<name>.json` for the replay tests (run once per released change of the
-    /// workflow, then commit the files).
+    /// `tests/histories/v<current version>/<name>.json` for the replay tests (run when a new
+    /// version is made, then commit the files).
     pub async fn record_history(&self, promotion_id: &str, name: &str) -> anyhow::Result<()> {
         if std::env::var("PROMO_RECORD_HISTORIES").as_deref() != Ok("1") {
             return Ok(());
@@ -453,8 +453,9 @@ impl PromoEnv {
             .fetch_history(temporalio_client::WorkflowFetchHistoryOptions::default())
             .to_json()
             .await?;
-        std::fs::create_dir_all(histories_dir())?;
-        std::fs::write(histories_dir().join(format!("{name}.json")), json)?;
+        let dir = version_histories_dir(promo_workflows::version::Version::CURRENT);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join(format!("{name}.json")), json)?;
         Ok(())
     }
 }

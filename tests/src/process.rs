@@ -118,6 +118,11 @@ impl WorkerProcess {
         cpu_ms(self.pid())
     }
 
+    /// Everything the current worker process has written so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.config.dir.join(format!("worker-{}.log", self.starts))).unwrap_or_default()
+    }
+
     /// Fails if the worker exited by itself, with the end of its log.
     pub fn check_alive(&mut self) -> anyhow::Result<()> {
         if let Some(status) = self.child.try_wait()? {
@@ -151,6 +156,8 @@ fn spawn(config: &WorkerConfig, policy: &std::path::Path, n: u32) -> anyhow::Res
     cmd.env("TEMPORAL_ADDRESS", &config.temporal_address)
         .env("TEMPORAL_NAMESPACE", crate::temporal::NAMESPACE)
         .env("RUST_LOG", "warn")
+        // An error the worker exits with is printed as its chain of causes, without a backtrace.
+        .env("RUST_LIB_BACKTRACE", "0")
         .arg("--systems")
         .arg(&config.systems_url)
         .arg("--policy")

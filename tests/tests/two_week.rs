@@ -23,7 +23,7 @@ async fn two_week_promotion_completes_in_seconds() {
     policy.approver_keys.insert("E1001".into(), public);
     assert_eq!(policy.time_scale, 1);
     assert!(policy.require_signatures);
-    let opts = worker_options(None, &systems.url(), &policy).unwrap();
+    let opts = worker_options(&systems.url(), &policy).unwrap();
     let s = spec("TWO-WEEK", &["R1"], 0..12, 3.0, 14.0);
     let (result, (status, audit)) = run_worker_until(&client, opts, async {
         client

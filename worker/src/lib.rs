@@ -3,6 +3,7 @@
 //! assumes it is the only one.
 
 pub mod business;
+pub mod versions;
 
 use anyhow::Context;
 use promo_activities::{PromotionActivities, Systems};
@@ -147,19 +148,24 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let runtime = Runtime::from_current_tokio(
         RuntimeOptions::builder().telemetry_options(telemetry).build().map_err(anyhow::Error::msg)?,
     )?;
-    let client = api::connect(&format!("promo-worker@{}", hostname())).await.map_err(anyhow::Error::msg)?;
+    let client = api::connect(&format!("promo-worker@{}", hostname())).await?;
+    let checked = versions::check(&client).await?;
+    tracing::info!(
+        version = promo_workflows::version::Version::CURRENT.number(),
+        unstarted_runs = checked,
+        "no open promotion run predates this worker's oldest supported lifecycle version"
+    );
     if settings.verify > 0 {
         let n = verify_recent(&client, settings.verify).await?;
         tracing::info!(replayed = n, "verified: recent promotion histories replay with this build");
     }
-    let systems =
-        Systems::with_tls(&settings.systems, settings.systems_tls.as_ref()).map_err(anyhow::Error::msg)?;
+    let systems = Systems::with_tls(&settings.systems, settings.systems_tls.as_ref())?;
     if let (Some(meter), Some(every)) = (meter, settings.business_metrics_every) {
         let sla = promo_starter::insight::Sla::from_policy(&settings.policy, settings.exception_sla);
         tokio::spawn(business::collect(meter, client.clone(), systems.clone(), sla, every));
         tracing::info!(every_s = every.as_secs(), "business metrics: promo_* gauges on /metrics");
     }
-    let activities = PromotionActivities::new(systems, settings.policy.clone(), Some(client.clone()));
+    let activities = PromotionActivities::new(systems, settings.policy.clone());
     let mut worker = Worker::new(
         &runtime,
         client,

@@ -86,8 +86,7 @@ async fn main() -> anyhow::Result<()> {
         args.systems_client_cert.as_deref(),
         args.systems_client_key.as_deref(),
         args.systems_tls_domain.as_deref(),
-    )
-    .map_err(anyhow::Error::msg)?;
+    )?;
     let settings = promo_worker::Settings {
         systems: args.systems,
         systems_tls,

@@ -5,6 +5,7 @@
 use crate::{
     api::{PriceMismatch, PublicationRef, Target},
     policy::{LateAckAction, Policy, Thresholds},
+    refusal::Refusal,
     summary::channel_name,
 };
 use promo_contracts::{
@@ -59,27 +60,27 @@ pub fn check_decision(
     approver: &str,
     role: Role,
     revision: u32,
-) -> Result<(), String> {
+) -> Result<(), Refusal> {
     if stage != Stage::Approval {
-        return Err(format!("the promotion is in stage {}, not awaiting approval", stage_name(stage)));
+        return Err(Refusal::WrongStage { stage, awaiting: "awaiting approval" });
     }
     if revision != 0 && revision != current_revision {
-        return Err(format!("revision {revision} is not the current revision {current_revision}"));
+        return Err(Refusal::WrongRevision { given: revision, current: current_revision });
     }
     let Some(roles) = policy.roles_of(approver) else {
-        return Err(format!("approver {approver:?} is not in the approver directory"));
+        return Err(Refusal::NotInDirectory { what: "approver", who: approver.to_owned() });
     };
     if role == Role::Unspecified {
-        return Err("role is required".to_owned());
+        return Err(Refusal::RoleRequired);
     }
     if !roles.contains(&role) {
-        return Err(format!("approver {approver:?} does not hold the {} role", role_name(role)));
+        return Err(Refusal::MissingRole { what: "approver", who: approver.to_owned(), role });
     }
     let Some(req) = requirements.iter().find(|r| r.role() == role) else {
-        return Err(format!("the {} role is not required for revision {current_revision}", role_name(role)));
+        return Err(Refusal::RoleNotRequired { role, revision: current_revision });
     };
     if !req.approved_by.is_empty() {
-        return Err(format!("the {} approval was already given by {}", role_name(role), req.approved_by));
+        return Err(Refusal::AlreadyGiven { role, by: req.approved_by.clone() });
     }
     Ok(())
 }
@@ -522,7 +523,7 @@ pub fn channel_sync_exception(
     }
 }
 
-/// A decimal string, or "0" for an empty one (a summary from before the figure existed).
+/// A decimal string, or "0" for an empty one (a figure the assessment left out).
 fn or_zero(s: &str) -> String {
     if s.is_empty() { "0".into() } else { s.to_owned() }
 }
@@ -889,7 +890,7 @@ mod tests {
         let check = |stage, who: &str, role, rev| check_decision(&p, stage, 2, &reqs, who, role, rev);
         assert!(check(Stage::Approval, "E1001", Role::Merchandising, 0).is_ok());
         assert!(check(Stage::Approval, "E1001", Role::Merchandising, 2).is_ok());
-        let e = |r: Result<(), String>| r.unwrap_err();
+        let e = |r: Result<(), Refusal>| r.unwrap_err().to_string();
         assert!(
             e(check(Stage::Approval, "E9999", Role::Merchandising, 0))
                 .contains("not in the approver directory")

@@ -18,7 +18,7 @@ use promo_contracts::{
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::{
-    collections::{BTreeSet, HashMap, HashSet},
+    collections::{HashMap, HashSet},
     fmt,
     time::Duration,
 };
@@ -491,7 +491,7 @@ pub fn check_master_partial(partial: &PartialPlan, master: &MasterData) -> Vec<P
     problems
 }
 
-/// What another promotion occupies, for collision checks.
+/// What a promotion occupies (SKU × location × dates), as the promotion calendar reserves it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Footprint {
     /// Its promotion id.
@@ -522,41 +522,8 @@ impl Footprint {
     }
 }
 
-/// Problems for every line of `plan` that collides with `other`: same SKU, overlapping
-/// locations (a region, or a store of it) and overlapping dates. `store_region` maps stores to
-/// their regions.
-pub fn collisions(plan: &Plan, other: &Footprint, store_region: &HashMap<String, String>) -> Vec<Problem> {
-    if other.promotion_id == plan.promotion_id
-        || other.ends_at <= plan.starts_at
-        || plan.ends_at <= other.starts_at
-    {
-        return Vec::new();
-    }
-    let locations = |regions: &[String], stores: &[String]| -> (BTreeSet<String>, BTreeSet<String>) {
-        (regions.iter().cloned().collect(), stores.iter().cloned().collect())
-    };
-    let (my_regions, my_stores) = locations(&plan.regions, &plan.stores);
-    let (their_regions, their_stores) = locations(&other.regions, &other.stores);
-    let region_of = |s: &String| store_region.get(s).cloned().unwrap_or_default();
-    let mut shared: Vec<String> = my_regions.intersection(&their_regions).cloned().collect();
-    shared.extend(
-        my_stores
-            .iter()
-            .filter(|s| their_regions.contains(&region_of(s)) || their_stores.contains(*s))
-            .cloned(),
-    );
-    shared.extend(their_stores.iter().filter(|s| my_regions.contains(&region_of(s))).cloned());
-    if shared.is_empty() {
-        return Vec::new();
-    }
-    shared.sort();
-    shared.dedup();
-    collision_problems(plan, &other.promotion_id, &other.skus, &shared)
-}
-
 /// A problem on every line of `plan` promoting one of `skus`, which collide with promotion
-/// `other` in `locations` over overlapping dates (however the overlap was found: the
-/// footprints compared here, or the promotion calendar's reservation).
+/// `other` in `locations` over overlapping dates (as the promotion calendar found them).
 pub fn collision_problems(plan: &Plan, other: &str, skus: &[String], locations: &[String]) -> Vec<Problem> {
     let theirs: HashSet<&str> = skus.iter().map(String::as_str).collect();
     plan.lines
@@ -770,26 +737,13 @@ mod tests {
     }
 
     #[test]
-    fn collisions_need_sku_location_and_date_overlap() {
+    fn a_collision_is_a_problem_on_every_line_of_a_shared_sku() {
         let plan = validate_spec(&spec(), NOW).unwrap();
-        let mut other = Footprint::of(&plan);
-        other.promotion_id = "OTHER".into();
-        other.regions = vec!["R2".into(), "R3".into()];
-        other.skus = vec!["SKU-2".into()];
-        let stores = HashMap::new();
-        let p = collisions(&plan, &other, &stores);
+        let p = collision_problems(&plan, "OTHER", &["SKU-2".into(), "SKU-9".into()], &["R2".into()]);
         assert_eq!(p.len(), 1);
         assert_eq!(
             p[0].to_string(),
             "line 2: lines[1].sku: SKU-2 collides with promotion OTHER in R2 over overlapping dates"
         );
-        other.starts_at = plan.ends_at;
-        other.ends_at = plan.ends_at + 10;
-        assert!(collisions(&plan, &other, &stores).is_empty(), "adjacent windows do not overlap");
-        let mut other =
-            Footprint { regions: vec!["R3".into()], stores: vec!["S1".into()], ..Footprint::of(&plan) };
-        other.promotion_id = "OTHER".into();
-        let stores: HashMap<String, String> = [("S1".to_string(), "R1".to_string())].into();
-        assert_eq!(collisions(&plan, &other, &stores).len(), 2, "a store of a shared region collides");
     }
 }

@@ -18,16 +18,42 @@ pub enum LateAckAction {
     HoldLaunch,
 }
 
+/// Why a policy is refused: the key and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// The text is not TOML of the policy's shape (an unknown key, a value of the wrong type).
+    #[error("policy: {0}")]
+    Parse(String),
+    /// A key whose value is out of its range or invalid.
+    #[error("policy: {key}: {reason}")]
+    Field {
+        /// The key (`replenishment.dc_unit_cost`).
+        key: String,
+        /// What is wrong with its value.
+        reason: String,
+    },
+}
+
+impl PolicyError {
+    fn field(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Field { key: key.into(), reason: reason.into() }
+    }
+}
+
+/// A text that is not a duration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a duration (use e.g. \"90s\", \"15m\", \"4h\", \"2d\", \"1h30m\")")]
+pub struct SpanError(pub String);
+
 /// A duration written as `"90s"`, `"15m"`, `"4h"`, `"2d"` or a combination (`"1h30m"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Span(pub Duration);
 
 impl FromStr for Span {
-    type Err = String;
+    type Err = SpanError;
 
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad =
-            || format!("{s:?} is not a duration (use e.g. \"90s\", \"15m\", \"4h\", \"2d\", \"1h30m\")");
+    fn from_str(s: &str) -> Result<Self, SpanError> {
+        let bad = || SpanError(s.to_owned());
         let mut total = 0u64;
         let mut digits = String::new();
         if s.is_empty() {
@@ -264,9 +290,9 @@ pub struct Thresholds {
 
 impl Policy {
     /// Parses and validates a TOML policy; every problem is named with its key.
-    pub fn from_toml(text: &str) -> Result<Self, String> {
-        let mut p: Policy = toml::from_str(text).map_err(|e| format!("policy: {e}"))?;
-        let table: toml::Table = toml::from_str(text).map_err(|e| format!("policy: {e}"))?;
+    pub fn from_toml(text: &str) -> Result<Self, PolicyError> {
+        let mut p: Policy = toml::from_str(text).map_err(|e| PolicyError::Parse(e.to_string()))?;
+        let table: toml::Table = toml::from_str(text).map_err(|e| PolicyError::Parse(e.to_string()))?;
         if !table.contains_key("require_signatures") {
             p.require_signatures = true;
         }
@@ -275,64 +301,51 @@ impl Policy {
     }
 
     /// Checks ranges and the directory.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), PolicyError> {
         self.thresholds()?;
-        let mads = parse_decimal("policy: margin_anomaly_mads", &self.margin_anomaly_mads, 3)
-            .map_err(|e| e.to_string())?;
-        if mads < Decimal::ZERO {
-            return Err(format!(
-                "policy: margin_anomaly_mads: {:?} must be 0 or more",
-                self.margin_anomaly_mads
-            ));
-        }
-        let drift = parse_decimal("policy: model_drift_signal", &self.model_drift_signal, 3)
-            .map_err(|e| e.to_string())?;
-        if drift < Decimal::ZERO {
-            return Err(format!(
-                "policy: model_drift_signal: {:?} must be 0 or more",
-                self.model_drift_signal
-            ));
-        }
-        let share = parse_decimal("policy: max_stockout_share", &self.max_stockout_share, 4)
-            .map_err(|e| e.to_string())?;
-        if share < Decimal::ZERO || share > Decimal::ONE {
-            return Err(format!(
-                "policy: max_stockout_share: {:?} must be between 0 and 1",
-                self.max_stockout_share
-            ));
+        let at_least_zero = |key: &str, value: &str, dp: u32| -> Result<Decimal, PolicyError> {
+            let d = decimal(key, value, dp)?;
+            if d < Decimal::ZERO {
+                return Err(PolicyError::field(key, format!("{value:?} must be 0 or more")));
+            }
+            Ok(d)
+        };
+        at_least_zero("margin_anomaly_mads", &self.margin_anomaly_mads, 3)?;
+        at_least_zero("model_drift_signal", &self.model_drift_signal, 3)?;
+        let share = at_least_zero("max_stockout_share", &self.max_stockout_share, 4)?;
+        if share > Decimal::ONE {
+            let why = format!("{:?} must be between 0 and 1", self.max_stockout_share);
+            return Err(PolicyError::field("max_stockout_share", why));
         }
         for (key, value) in [
             ("dc_unit_cost", &self.replenishment.dc_unit_cost),
             ("store_unit_cost", &self.replenishment.store_unit_cost),
             ("auto_apply_max_cost", &self.replenishment.auto_apply_max_cost),
         ] {
-            let d = parse_decimal(&format!("policy: replenishment.{key}"), value, 4)
-                .map_err(|e| e.to_string())?;
-            if d < Decimal::ZERO {
-                return Err(format!("policy: replenishment.{key}: {value:?} must be 0 or more"));
-            }
+            at_least_zero(&format!("replenishment.{key}"), value, 4)?;
         }
         if self.time_scale == 0 {
-            return Err("policy: time_scale must be at least 1".into());
+            return Err(PolicyError::field("time_scale", "must be at least 1"));
         }
         if !self.approvers.values().flatten().any(|r| *r == RoleName::Merchandising) {
-            return Err("policy: approvers must include someone with the merchandising role".into());
+            return Err(PolicyError::field("approvers", "must include someone with the merchandising role"));
         }
         for (who, key) in &self.approver_keys {
+            let at = format!("approver_keys.{who}");
             if !self.approvers.contains_key(who) {
-                return Err(format!("policy: approver_keys.{who}: not in the approver directory"));
+                return Err(PolicyError::field(at, "not in the approver directory"));
             }
-            crate::signing::public_key(key).map_err(|e| format!("policy: approver_keys.{who}: {e}"))?;
+            crate::signing::public_key(key).map_err(|e| PolicyError::field(at, e.to_string()))?;
         }
         Ok(())
     }
 
     /// The ratios, parsed.
-    pub fn thresholds(&self) -> Result<Thresholds, String> {
-        let ratio = |key: &str, v: &str| -> Result<Decimal, String> {
-            let d = parse_decimal(&format!("policy: {key}"), v, 6).map_err(|e| e.to_string())?;
+    pub fn thresholds(&self) -> Result<Thresholds, PolicyError> {
+        let ratio = |key: &str, v: &str| -> Result<Decimal, PolicyError> {
+            let d = decimal(key, v, 6)?;
             if d < Decimal::ZERO || d > Decimal::ONE {
-                return Err(format!("policy: {key}: {v:?} must be between 0 and 1"));
+                return Err(PolicyError::field(key, format!("{v:?} must be between 0 and 1")));
             }
             Ok(d)
         };
@@ -355,6 +368,11 @@ impl Policy {
     pub fn scaled(&self, business: Duration) -> Duration {
         business / self.time_scale.max(1)
     }
+}
+
+/// A decimal policy value, its key named when it is not one.
+fn decimal(key: &str, value: &str, dp: u32) -> Result<Decimal, PolicyError> {
+    parse_decimal(key, value, dp).map_err(|e| PolicyError::field(key, e.reason))
 }
 
 #[cfg(test)]
@@ -382,16 +400,17 @@ mod tests {
     fn policy_file_round_trips_and_is_validated() {
         let text = toml::to_string(&Policy::default()).unwrap();
         assert_eq!(Policy::from_toml(&text).unwrap(), Policy::default());
-        let e = Policy::from_toml("min_fill_rate = \"1.5\"").unwrap_err();
+        let refused = |text: &str| Policy::from_toml(text).unwrap_err().to_string();
+        let e = refused("min_fill_rate = \"1.5\"");
         assert!(e.contains("min_fill_rate"), "{e}");
-        let e = Policy::from_toml("max_stockout_share = \"1.2\"").unwrap_err();
+        let e = refused("max_stockout_share = \"1.2\"");
         assert!(e.contains("max_stockout_share") && e.contains("between 0 and 1"), "{e}");
         assert_eq!(Policy::from_toml("max_stockout_share = \"0.2\"").unwrap().max_stockout_share, "0.2");
-        let e = Policy::from_toml("min_fil_rate = \"0.5\"").unwrap_err();
+        let e = refused("min_fil_rate = \"0.5\"");
         assert!(e.contains("unknown field"), "{e}");
-        let e = Policy::from_toml("[replenishment]\ndc_unit_cost = \"-1\"").unwrap_err();
+        let e = refused("[replenishment]\ndc_unit_cost = \"-1\"");
         assert!(e.contains("replenishment.dc_unit_cost"), "{e}");
-        let e = Policy::from_toml("[durations]\nack_deadline = \"soon\"").unwrap_err();
+        let e = refused("[durations]\nack_deadline = \"soon\"");
         assert!(e.contains("\"soon\" is not a duration"), "{e}");
     }
 

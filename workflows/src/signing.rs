@@ -23,6 +23,77 @@ use std::collections::BTreeSet;
 /// The first line of every signed decision.
 pub const DOMAIN: &str = "promo-decision/v1";
 
+/// Why a key, a signature or a signed decision is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    /// No signature where the policy requires one.
+    #[error(
+        "unsigned: the policy requires signed decisions (`promo approve` signs with --key or \
+         PROMO_APPROVER_KEY)"
+    )]
+    Unsigned,
+    /// The sender has no key in the directory.
+    #[error("signed, but the approver has no public key in the directory")]
+    NoPublicKey,
+    /// A signed decision without its revision.
+    #[error("a signed decision names its revision")]
+    NoRevision,
+    /// Signed for another revision.
+    #[error("signed for revision {signed}, but the current revision is {current}")]
+    WrongRevision {
+        /// The revision signed.
+        signed: u32,
+        /// The current one.
+        current: u32,
+    },
+    /// The signature was spent on an earlier decision.
+    #[error("this signature was already used: a replayed decision")]
+    Replayed,
+    /// Older than the policy accepts.
+    #[error("signed {age} s ago; the policy accepts signatures up to {max_age} s old")]
+    Stale {
+        /// Seconds since signing.
+        age: i64,
+        /// The policy's limit.
+        max_age: i64,
+    },
+    /// Signed more than five minutes ahead of the workflow's clock.
+    #[error("signed in the future")]
+    Future,
+    /// A key or signature that is not base64.
+    #[error("the {what} is not base64: {detail}")]
+    NotBase64 {
+        /// `secret key`, `public key` or `signature`.
+        what: &'static str,
+        /// The decoder's complaint.
+        detail: String,
+    },
+    /// A key or signature of the wrong length.
+    #[error("the {what} has {found} bytes, not {expected}")]
+    Length {
+        /// `secret key`, `public key` or `signature`.
+        what: &'static str,
+        /// Bytes found.
+        found: usize,
+        /// Bytes expected.
+        expected: usize,
+    },
+    /// A public key that is not a valid Ed25519 point.
+    #[error("the public key is invalid: {0}")]
+    InvalidKey(String),
+    /// The signature is not the decision signed by the approver's key.
+    #[error("the signature does not verify against the approver's key")]
+    DoesNotVerify,
+}
+
+/// Decodes base64 `text` into exactly `N` bytes.
+fn bytes<const N: usize>(what: &'static str, text: &str) -> Result<[u8; N], SignatureError> {
+    let raw =
+        B64.decode(text.trim()).map_err(|e| SignatureError::NotBase64 { what, detail: e.to_string() })?;
+    let found = raw.len();
+    raw.try_into().map_err(|_| SignatureError::Length { what, found, expected: N })
+}
+
 /// What a decision says, as signed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision<'a> {
@@ -62,36 +133,30 @@ pub fn keypair_from_seed(seed: [u8; 32]) -> (String, String) {
 }
 
 /// The public key (base64) of a secret key (base64).
-pub fn public_key_of(secret_b64: &str) -> Result<String, String> {
+pub fn public_key_of(secret_b64: &str) -> Result<String, SignatureError> {
     Ok(B64.encode(signing_key(secret_b64)?.verifying_key().to_bytes()))
 }
 
-fn signing_key(secret_b64: &str) -> Result<SigningKey, String> {
-    let bytes = B64.decode(secret_b64.trim()).map_err(|e| format!("the secret key is not base64: {e}"))?;
-    let seed: [u8; 32] =
-        bytes.try_into().map_err(|b: Vec<u8>| format!("the secret key has {} bytes, not 32", b.len()))?;
-    Ok(SigningKey::from_bytes(&seed))
+fn signing_key(secret_b64: &str) -> Result<SigningKey, SignatureError> {
+    Ok(SigningKey::from_bytes(&bytes::<32>("secret key", secret_b64)?))
 }
 
 /// Signs `payload` with a secret key (base64); the signature is base64.
-pub fn sign(secret_b64: &str, payload: &str) -> Result<String, String> {
+pub fn sign(secret_b64: &str, payload: &str) -> Result<String, SignatureError> {
     Ok(B64.encode(signing_key(secret_b64)?.sign(payload.as_bytes()).to_bytes()))
 }
 
 /// A public key (base64), checked.
-pub fn public_key(public_b64: &str) -> Result<VerifyingKey, String> {
-    let key = B64.decode(public_b64.trim()).map_err(|e| format!("the public key is not base64: {e}"))?;
-    let key: [u8; 32] = key.try_into().map_err(|_| "the public key is not 32 bytes".to_owned())?;
-    VerifyingKey::from_bytes(&key).map_err(|e| format!("the public key is invalid: {e}"))
+pub fn public_key(public_b64: &str) -> Result<VerifyingKey, SignatureError> {
+    VerifyingKey::from_bytes(&bytes::<32>("public key", public_b64)?)
+        .map_err(|e| SignatureError::InvalidKey(e.to_string()))
 }
 
 /// Whether `signature` (base64) is `payload` signed by the key `public_b64`.
-pub fn verify(public_b64: &str, payload: &str, signature: &str) -> Result<(), String> {
+pub fn verify(public_b64: &str, payload: &str, signature: &str) -> Result<(), SignatureError> {
     let key = public_key(public_b64)?;
-    let sig = B64.decode(signature.trim()).map_err(|e| format!("the signature is not base64: {e}"))?;
-    let sig: [u8; 64] = sig.try_into().map_err(|_| "the signature is not 64 bytes".to_owned())?;
-    key.verify(payload.as_bytes(), &Signature::from_bytes(&sig))
-        .map_err(|_| "the signature does not verify against the approver's key".to_owned())
+    let sig = bytes::<64>("signature", signature)?;
+    key.verify(payload.as_bytes(), &Signature::from_bytes(&sig)).map_err(|_| SignatureError::DoesNotVerify)
 }
 
 /// What the workflow knows when it checks a signed decision.
@@ -112,41 +177,29 @@ pub struct Check<'a> {
 
 /// Why a decision's signature is refused; `Ok(Some(payload))` for a valid signature and
 /// `Ok(None)` for an unsigned decision the policy accepts.
-pub fn check(c: &Check<'_>, d: &Decision<'_>, signature: &str) -> Result<Option<String>, String> {
+pub fn check(c: &Check<'_>, d: &Decision<'_>, signature: &str) -> Result<Option<String>, SignatureError> {
     if signature.is_empty() {
-        return if c.required {
-            Err("unsigned: the policy requires signed decisions (`promo approve` signs with --key or \
-                 PROMO_APPROVER_KEY)"
-                .into())
-        } else {
-            Ok(None)
-        };
+        return if c.required { Err(SignatureError::Unsigned) } else { Ok(None) };
     }
     let Some(key) = c.public_key else {
-        return Err("signed, but the approver has no public key in the directory".into());
+        return Err(SignatureError::NoPublicKey);
     };
     if d.revision == 0 {
-        return Err("a signed decision names its revision".into());
+        return Err(SignatureError::NoRevision);
     }
     if d.revision != c.current_revision {
-        return Err(format!(
-            "signed for revision {}, but the current revision is {}",
-            d.revision, c.current_revision
-        ));
+        return Err(SignatureError::WrongRevision { signed: d.revision, current: c.current_revision });
     }
     if c.used.contains(signature) {
-        return Err("this signature was already used: a replayed decision".into());
+        return Err(SignatureError::Replayed);
     }
     if let Some(now) = c.now {
-        if now - d.signed_at > c.max_age {
-            return Err(format!(
-                "signed {} s ago; the policy accepts signatures up to {} s old",
-                now - d.signed_at,
-                c.max_age
-            ));
+        let age = now.saturating_sub(d.signed_at);
+        if age > c.max_age {
+            return Err(SignatureError::Stale { age, max_age: c.max_age });
         }
-        if d.signed_at - now > 300 {
-            return Err("signed in the future".into());
+        if d.signed_at.saturating_sub(now) > 300 {
+            return Err(SignatureError::Future);
         }
     }
     let payload = d.payload();
@@ -186,26 +239,27 @@ mod tests {
         let d = decision(1, "ok");
         let sig = sign(&secret, &d.payload()).unwrap();
         assert_eq!(check(&c, &d, &sig), Ok(Some(d.payload())));
+        let refused = |c: &Check<'_>, d: &Decision<'_>, sig: &str| check(c, d, sig).unwrap_err().to_string();
         // Forged: the comment changed after signing.
-        assert!(check(&c, &decision(1, "ok, and more"), &sig).unwrap_err().contains("does not verify"));
+        assert!(refused(&c, &decision(1, "ok, and more"), &sig).contains("does not verify"));
         // Signed with another key than the directory's.
-        assert!(
-            check(&Check { public_key: Some(&other), ..c }, &d, &sig)
-                .unwrap_err()
-                .contains("does not verify")
-        );
+        assert!(refused(&Check { public_key: Some(&other), ..c }, &d, &sig).contains("does not verify"));
         // Replayed on another revision, or again on the same one.
         let c2 = Check { current_revision: 2, ..c };
-        assert!(check(&c2, &d, &sig).unwrap_err().contains("current revision is 2"));
-        assert!(check(&c2, &decision(2, "ok"), &sig).unwrap_err().contains("does not verify"));
+        assert!(refused(&c2, &d, &sig).contains("current revision is 2"));
+        assert!(refused(&c2, &decision(2, "ok"), &sig).contains("does not verify"));
         let used = BTreeSet::from([sig.clone()]);
-        assert!(check(&Check { used: &used, ..c }, &d, &sig).unwrap_err().contains("already used"));
-        // Stale.
-        assert!(check(&Check { now: Some(5_000), ..c }, &d, &sig).unwrap_err().contains("s old"));
+        assert!(refused(&Check { used: &used, ..c }, &d, &sig).contains("already used"));
+        // Stale, and stale at the limits of the clock (no overflow).
+        assert!(refused(&Check { now: Some(5_000), ..c }, &d, &sig).contains("s old"));
+        let far = Decision { signed_at: i64::MIN, ..d.clone() };
+        assert!(refused(&Check { now: Some(i64::MAX), ..c }, &far, &sig).contains("s old"));
+        let ahead = Decision { signed_at: i64::MAX, ..d.clone() };
+        assert_eq!(check(&Check { now: Some(i64::MIN), ..c }, &ahead, &sig), Err(SignatureError::Future));
         // Unsigned: refused where required, accepted where the policy says so.
-        assert!(check(&c, &d, "").unwrap_err().starts_with("unsigned"));
+        assert!(refused(&c, &d, "").starts_with("unsigned"));
         assert_eq!(check(&Check { required: false, ..c }, &d, ""), Ok(None));
-        assert!(check(&Check { public_key: None, ..c }, &d, &sig).unwrap_err().contains("no public key"));
-        assert!(check(&c, &d, "not base64!").unwrap_err().contains("not base64"));
+        assert!(refused(&Check { public_key: None, ..c }, &d, &sig).contains("no public key"));
+        assert!(refused(&c, &d, "not base64!").contains("not base64"));
     }
 }

@@ -35,7 +35,6 @@ pub(crate) fn activity_env(systems: &RunningSystems) -> ActivityEnvironment {
         .register_activities(PromotionActivities::new(
             Systems::new(&systems.url()).unwrap(),
             Policy::default(),
-            None,
         ))
         .build()
 }

@@ -3,19 +3,20 @@
 //! decided (with its wait), exception raised and resolved (with its age), channel acknowledged,
 //! the report, the end — each with a deterministic id (promotion, run, sequence), and [`flush`]
 //! hands the outbox to a local activity (`promo.record_events`, idempotent by id) before every
-//! wait and at the end. Local activities put one marker in the history and not their input, so
-//! the record costs one event per flush whatever the batch. A record that cannot be written
-//! (the analytics store down) is audited once, kept, and sent again at a later wait: it never
-//! holds a promotion up. Only runs carrying [`super::PROCESS_EVENTS`] flush. A carrying run
-//! ([`super::ACTIVITIES_CARRY`]) about to wait on an ordinary activity hands it the events
-//! instead ([`carry`]), and keeps them until its next flush, which records them for certain.
+//! wait on the server and at the end. Local activities put one marker in the history and not
+//! their input, so the record costs one event per flush whatever the batch. A record that cannot
+//! be written (the analytics store down) is audited once, kept, and sent again at a later wait:
+//! it never holds a promotion up. A run about to wait on an ordinary activity hands it the
+//! events instead ([`carry`]), and keeps them until its next flush, which records them for
+//! certain.
 
 use crate::{
     api::PromotionActivities as A,
     decisions::stage_name,
     workflow::{
-        state::{PromotionWorkflow, pb_ts},
-        wait::{Ctx, now, retry},
+        options::retry,
+        state::{Ctx, PromotionWorkflow, pb_ts},
+        time::now,
     },
 };
 use promo_contracts::{
@@ -28,7 +29,7 @@ use temporalio_sdk::LocalActivityOptions;
 /// After a failed flush, the next try waits at least this long (workflow time).
 const RETRY_AFTER_SECS: i64 = 60;
 
-/// The most events a carrying run keeps in its outbox without a flush: past it, the next wait
+/// The most events a run keeps in its outbox without a flush: past it, the next wait
 /// flushes even when an activity carried them (the outbox, and the next flush's batch, stay
 /// small whatever the number of waits on activities in a row).
 const CARRY_LIMIT: usize = 64;
@@ -107,14 +108,11 @@ pub(crate) fn report_kpis(r: &PostEventReport) -> Vec<(String, String)> {
     out
 }
 
-/// The events an ordinary activity about to be waited on carries (a carrying run recording
-/// events, [`super::ACTIVITIES_CARRY`]): those no activity has carried yet. They stay in the
+/// The events an ordinary activity about to be waited on carries: those no activity has
+/// carried yet. They stay in the
 /// outbox: the activity writes them best effort, the run's next [`flush`] for certain.
 pub(crate) fn carry(ctx: &Ctx) -> Vec<ProcessEvent> {
     ctx.state_mut(|s| {
-        if !(s.carries && s.records_events) {
-            return Vec::new();
-        }
         let new = s.outbox[s.carried.min(s.outbox.len())..].to_vec();
         s.carried = s.outbox.len();
         new
@@ -124,22 +122,14 @@ pub(crate) fn carry(ctx: &Ctx) -> Vec<ProcessEvent> {
 /// Whether a wait on an ordinary activity can leave the outbox to what the activities carried
 /// (every event carried, and not too many kept) instead of flushing first.
 pub(crate) fn carried(s: &PromotionWorkflow) -> bool {
-    s.carries && s.carried >= s.outbox.len() && s.outbox.len() <= CARRY_LIMIT
+    s.carried >= s.outbox.len() && s.outbox.len() <= CARRY_LIMIT
 }
 
-/// Hands the outbox to `promo.record_events` (a local activity), unless the run does not record
-/// events, there is nothing to send, or a failed flush is still cooling down.
+/// Hands the outbox to `promo.record_events` (a local activity), unless there is nothing to
+/// send or a failed flush is still cooling down.
 pub(crate) async fn flush(ctx: &Ctx) {
     let t = now(ctx);
-    let batch = ctx.state_mut(|s| {
-        if !s.records_events {
-            // A run from before the record: nothing is sent, and nothing is kept.
-            s.outbox.clear();
-            s.carried = 0;
-            return None;
-        }
-        (!s.outbox.is_empty() && t >= s.events_retry_at).then(|| s.outbox.clone())
-    });
+    let batch = ctx.state(|s| (!s.outbox.is_empty() && t >= s.events_retry_at).then(|| s.outbox.clone()));
     let Some(batch) = batch else { return };
     let n = batch.len();
     let mut opts = LocalActivityOptions::default();

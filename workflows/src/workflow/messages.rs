@@ -10,68 +10,22 @@
 
 use super::state::{PromotionWorkflow, pb_ts};
 use crate::{
-    api::names,
-    decisions::{self, Hold, role_name, stage_name},
-    plan, signing,
+    decisions::{self, Hold, role_name},
+    plan,
+    refusal::Refusal,
+    signing,
 };
 use promo_contracts::promo::v1::*;
 use serde::de::DeserializeOwned;
 use temporalio_sdk::SyncWorkflowContext;
 
+pub use crate::api::MessageKind as Kind;
+
 type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Which message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// `approve` (`ApprovalDecision`).
-    Approve,
-    /// `reject` (`ApprovalDecision`).
-    Reject,
-    /// `request_changes` (`ChangeRequest`).
-    RequestChanges,
-    /// `choose_remediation` (`RemediationChoice`).
-    ChooseRemediation,
-    /// `cancel` (`OperatorAction`).
-    Cancel,
-    /// `pause` (`OperatorAction`).
-    Pause,
-    /// `resume` (`OperatorAction`).
-    Resume,
-    /// `override` (`GateOverride`).
-    Override,
-}
-
-impl Kind {
-    /// Every message.
-    pub const ALL: [Kind; 8] = [
-        Kind::Approve,
-        Kind::Reject,
-        Kind::RequestChanges,
-        Kind::ChooseRemediation,
-        Kind::Cancel,
-        Kind::Pause,
-        Kind::Resume,
-        Kind::Override,
-    ];
-
-    /// The signal and update name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Approve => names::APPROVE,
-            Kind::Reject => names::REJECT,
-            Kind::RequestChanges => names::REQUEST_CHANGES,
-            Kind::ChooseRemediation => names::CHOOSE_REMEDIATION,
-            Kind::Cancel => names::CANCEL,
-            Kind::Pause => names::PAUSE,
-            Kind::Resume => names::RESUME,
-            Kind::Override => names::OVERRIDE,
-        }
-    }
-
-    /// The audit action of an applied message (`request-changes`).
-    fn action(self) -> String {
-        self.name().replace('_', "-")
-    }
+/// The audit action of an applied message (`request-changes`).
+fn action(kind: Kind) -> String {
+    kind.name().replace('_', "-")
 }
 
 /// A parsed message.
@@ -97,26 +51,26 @@ impl Message {
 }
 
 /// Decodes `input` as `T`, naming the field that does not fit.
-fn decode<T: DeserializeOwned>(kind: Kind, input: &serde_json::Value) -> Result<T, String> {
+fn decode<T: DeserializeOwned>(kind: Kind, input: &serde_json::Value) -> Result<T, Refusal> {
     serde_path_to_error::deserialize(input).map_err(|e| {
         let path = e.path().to_string();
         let at = if path == "." { String::new() } else { format!("{path}: ") };
-        format!("malformed {} input: {at}{}", kind.name(), e.inner())
+        Refusal::Malformed { message: kind.name(), detail: format!("{at}{}", e.inner()) }
     })
 }
 
-fn required(field: &str, value: &str) -> Result<(), String> {
-    if value.trim().is_empty() { Err(format!("{field} is required")) } else { Ok(()) }
+fn required(field: &'static str, value: &str) -> Result<(), Refusal> {
+    if value.trim().is_empty() { Err(Refusal::Required(field)) } else { Ok(()) }
 }
 
 /// Parses and checks the shape of a message (what needs no state).
-fn parse(kind: Kind, input: &serde_json::Value) -> Result<Message, String> {
+fn parse(kind: Kind, input: &serde_json::Value) -> Result<Message, Refusal> {
     Ok(match kind {
         Kind::Approve | Kind::Reject => {
             let d: ApprovalDecision = decode(kind, input)?;
             required("approver_id", &d.approver_id)?;
             if d.role() == Role::Unspecified {
-                return Err("role is required (ROLE_MERCHANDISING, ROLE_FINANCE, ROLE_SUPPLY_CHAIN)".into());
+                return Err(Refusal::RoleRequired);
             }
             Message::Decision(d)
         }
@@ -134,7 +88,7 @@ pub fn validate(kind: Kind, input: &serde_json::Value) -> Result<(), HandlerErro
 }
 
 pub(crate) fn now_sync(ctx: &SyncWorkflowContext<PromotionWorkflow>) -> i64 {
-    ctx.workflow_time().map_or(0, super::wait::unix)
+    ctx.workflow_time().map_or(0, crate::clock::unix)
 }
 
 impl PromotionWorkflow {
@@ -150,7 +104,7 @@ impl PromotionWorkflow {
             self.record(
                 now,
                 "unknown",
-                &format!("{}-queued", kind.action()),
+                &format!("{}-queued", action(kind)),
                 "received before the promotion loaded its policy; applied right after".into(),
             );
             self.early.push((kind, input));
@@ -169,7 +123,7 @@ impl PromotionWorkflow {
     ) -> Result<ActionResult, HandlerError> {
         let r = self.receive(now_sync(ctx), kind, input, false);
         self.publish_sync(ctx);
-        Ok(ActionResult { accepted: true, message: r?, revision: self.revision })
+        Ok(ActionResult { accepted: true, message: r.map_err(|e| e.to_string())?, revision: self.revision })
     }
 
     /// Applies the messages queued before the policy loaded, in arrival order.
@@ -189,23 +143,21 @@ impl PromotionWorkflow {
         kind: Kind,
         input: serde_json::Value,
         signal: bool,
-    ) -> Result<String, String> {
+    ) -> Result<String, Refusal> {
         let msg = match parse(kind, &input) {
             Ok(m) => m,
             Err(why) => {
-                let (action, detail) = if signal {
-                    (
-                        format!("{}-ignored", kind.name()),
-                        why.replacen(
-                            &format!("malformed {} input", kind.name()),
-                            &format!("malformed {} signal", kind.name()),
-                            1,
-                        ),
-                    )
+                let (what, detail) = if signal {
+                    let detail = why.to_string().replacen(
+                        &format!("malformed {} input", kind.name()),
+                        &format!("malformed {} signal", kind.name()),
+                        1,
+                    );
+                    (format!("{}-ignored", kind.name()), detail)
                 } else {
-                    (format!("{}-refused", kind.action()), why.clone())
+                    (format!("{}-refused", action(kind)), why.to_string())
                 };
-                self.record(now, "unknown", &action, detail);
+                self.record(now, "unknown", &what, detail);
                 return Err(why);
             }
         };
@@ -219,12 +171,12 @@ impl PromotionWorkflow {
         };
         if let Err(why) = &applied {
             let who = if actor.trim().is_empty() { "unknown" } else { actor.as_str() };
-            self.record(now, who, &format!("{}-refused", kind.action()), why.clone());
+            self.record(now, who, &format!("{}-refused", action(kind)), why.to_string());
         }
         applied
     }
 
-    fn apply_decision(&mut self, now: i64, d: &ApprovalDecision, approve: bool) -> Result<String, String> {
+    fn apply_decision(&mut self, now: i64, d: &ApprovalDecision, approve: bool) -> Result<String, Refusal> {
         let funding_held = self.gate_holds.values().any(|h| h.contains(&Hold::Funding));
         if approve && funding_held && d.role() == Role::Finance {
             return self.release_funding(now, d);
@@ -234,13 +186,10 @@ impl PromotionWorkflow {
             return self.decide_transfers(now, d, approve);
         }
         if self.stage != Stage::Approval {
-            return Err(format!(
-                "the promotion is in stage {}, not awaiting approval",
-                stage_name(self.stage)
-            ));
+            return Err(Refusal::WrongStage { stage: self.stage, awaiting: "awaiting approval" });
         }
         let Some(policy) = self.policy() else {
-            return Err("the promotion is still loading its policy; try again in a moment".into());
+            return Err(Refusal::Loading);
         };
         decisions::check_decision(
             policy,
@@ -285,13 +234,9 @@ impl PromotionWorkflow {
 
     /// Supply chain's decision on the transfers waiting for it (those over the policy's limit):
     /// approved ones are released by the window's loop, declined ones cancelled.
-    fn decide_transfers(&mut self, now: i64, d: &ApprovalDecision, approve: bool) -> Result<String, String> {
-        if !self.holds(&d.approver_id, Role::SupplyChain) {
-            return Err(format!("approver {:?} does not hold the SUPPLY_CHAIN role", d.approver_id));
-        }
-        if d.revision != 0 && d.revision != self.revision {
-            return Err(format!("revision {} is not the current revision {}", d.revision, self.revision));
-        }
+    fn decide_transfers(&mut self, now: i64, d: &ApprovalDecision, approve: bool) -> Result<String, Refusal> {
+        self.check_holds("approver", &d.approver_id, Role::SupplyChain)?;
+        self.check_revision(d.revision)?;
         let action = if approve { "approve" } else { "reject" };
         let signed = self.decision_signature(Some(now), d, action)?;
         let (state, verb) = if approve {
@@ -321,13 +266,9 @@ impl PromotionWorkflow {
     }
 
     /// Finance's approval of a launch the gate holds because funding was withdrawn.
-    fn release_funding(&mut self, now: i64, d: &ApprovalDecision) -> Result<String, String> {
-        if !self.holds(&d.approver_id, Role::Finance) {
-            return Err(format!("approver {:?} does not hold the FINANCE role", d.approver_id));
-        }
-        if d.revision != 0 && d.revision != self.revision {
-            return Err(format!("revision {} is not the current revision {}", d.revision, self.revision));
-        }
+    fn release_funding(&mut self, now: i64, d: &ApprovalDecision) -> Result<String, Refusal> {
+        self.check_holds("approver", &d.approver_id, Role::Finance)?;
+        self.check_revision(d.revision)?;
         let signed = self.decision_signature(Some(now), d, "approve")?;
         self.record_signed(
             now,
@@ -361,7 +302,7 @@ impl PromotionWorkflow {
         revision: u32,
         signed_at: i64,
         signature: &str,
-    ) -> Result<Option<(String, String)>, String> {
+    ) -> Result<Option<(String, String)>, Refusal> {
         let Some(policy) = self.policy() else { return Ok(None) };
         let check = signing::Check {
             public_key: policy.approver_keys.get(approver).map(String::as_str),
@@ -379,7 +320,7 @@ impl PromotionWorkflow {
             comment,
             signed_at,
         };
-        let payload = signing::check(&check, &d, signature).map_err(|e| format!("signature refused: {e}"))?;
+        let payload = signing::check(&check, &d, signature)?;
         Ok(payload.map(|p| (p, signature.to_owned())))
     }
 
@@ -389,7 +330,7 @@ impl PromotionWorkflow {
         now: Option<i64>,
         d: &ApprovalDecision,
         action: &str,
-    ) -> Result<Option<(String, String)>, String> {
+    ) -> Result<Option<(String, String)>, Refusal> {
         let (who, comment) = (d.approver_id.as_str(), d.comment.as_str());
         self.signature(now, who, d.role(), action, comment, d.revision, d.signed_at, &d.signature)
     }
@@ -399,7 +340,7 @@ impl PromotionWorkflow {
         &self,
         now: Option<i64>,
         c: &ChangeRequest,
-    ) -> Result<Option<(String, String)>, String> {
+    ) -> Result<Option<(String, String)>, Refusal> {
         let (who, comment) = (c.approver_id.as_str(), c.comment.as_str());
         self.signature(now, who, c.role(), "request_changes", comment, c.revision, c.signed_at, &c.signature)
     }
@@ -407,6 +348,23 @@ impl PromotionWorkflow {
     /// Whether `who` holds `role` in the policy's directory.
     fn holds(&self, who: &str, role: Role) -> bool {
         self.policy().and_then(|p| p.roles_of(who)).is_some_and(|roles| roles.contains(&role))
+    }
+
+    /// Refuses unless `who` (an `approver` or `operator`, `what`) holds `role`.
+    fn check_holds(&self, what: &'static str, who: &str, role: Role) -> Result<(), Refusal> {
+        if self.holds(who, role) {
+            Ok(())
+        } else {
+            Err(Refusal::MissingRole { what, who: who.to_owned(), role })
+        }
+    }
+
+    /// Refuses a revision other than the current one (0: the message names none).
+    fn check_revision(&self, given: u32) -> Result<(), Refusal> {
+        if given != 0 && given != self.revision {
+            return Err(Refusal::WrongRevision { given, current: self.revision });
+        }
+        Ok(())
     }
 
     /// The update validator's check of a decision's signature, before anything is written to
@@ -427,15 +385,12 @@ impl PromotionWorkflow {
         checked.map(drop).map_err(Into::into)
     }
 
-    fn apply_change_request(&mut self, now: i64, c: &ChangeRequest) -> Result<String, String> {
+    fn apply_change_request(&mut self, now: i64, c: &ChangeRequest) -> Result<String, Refusal> {
         if self.stage != Stage::Approval {
-            return Err(format!(
-                "the promotion is in stage {}, not awaiting approval",
-                stage_name(self.stage)
-            ));
+            return Err(Refusal::WrongStage { stage: self.stage, awaiting: "awaiting approval" });
         }
         let Some(policy) = self.policy() else {
-            return Err("the promotion is still loading its policy; try again in a moment".into());
+            return Err(Refusal::Loading);
         };
         // A role whose approval is already given may still ask for changes.
         decisions::check_decision(
@@ -447,18 +402,18 @@ impl PromotionWorkflow {
             c.role(),
             c.revision,
         )
-        .or_else(|e| if e.contains("already given") { Ok(()) } else { Err(e) })?;
+        .or_else(|e| if matches!(e, Refusal::AlreadyGiven { .. }) { Ok(()) } else { Err(e) })?;
         let Some(amended) = &c.amended_spec else {
-            return Err("amended_spec is required".to_owned());
+            return Err(Refusal::Required("amended_spec"));
         };
         if amended.promotion_id != self.spec.promotion_id {
-            return Err(format!(
-                "amended_spec.promotion_id {:?} must stay {:?}",
-                amended.promotion_id, self.spec.promotion_id
-            ));
+            return Err(Refusal::PromotionIdChanged {
+                given: amended.promotion_id.clone(),
+                current: self.spec.promotion_id.clone(),
+            });
         }
         if let Err(problems) = plan::validate_spec(amended, now) {
-            return Err(format!("the amended spec is invalid:\n{}", plan::describe(&problems)));
+            return Err(Refusal::InvalidAmendment(plan::describe(&problems)));
         }
         let signed = self.change_signature(Some(now), c)?;
         self.record_signed(
@@ -477,16 +432,13 @@ impl PromotionWorkflow {
         ))
     }
 
-    fn apply_choice(&mut self, now: i64, c: &RemediationChoice) -> Result<String, String> {
+    fn apply_choice(&mut self, now: i64, c: &RemediationChoice) -> Result<String, Refusal> {
         let stock_held = self.gate_holds.get(&c.region_id).is_some_and(|h| h.contains(&Hold::Stock));
         if stock_held && matches!(self.stage, Stage::LaunchGate | Stage::Active) {
             return self.apply_gate_choice(now, c);
         }
         if self.stage != Stage::Remediation {
-            return Err(format!(
-                "the promotion is in stage {}, not awaiting remediation",
-                stage_name(self.stage)
-            ));
+            return Err(Refusal::WrongStage { stage: self.stage, awaiting: "awaiting remediation" });
         }
         required("chosen_by", &c.chosen_by)?;
         let Some(opt) = self
@@ -494,18 +446,17 @@ impl PromotionWorkflow {
             .iter()
             .find(|o| o.option_id == c.option_id && o.region_id == c.region_id)
         else {
-            let ids: Vec<&str> = self
+            let options = self
                 .remediation_options
                 .iter()
                 .filter(|o| o.region_id == c.region_id)
-                .map(|o| o.option_id.as_str())
+                .map(|o| o.option_id.clone())
                 .collect();
-            return Err(format!(
-                "{:?} is not an option for region {:?}; options: {}",
-                c.option_id,
-                c.region_id,
-                ids.join(", ")
-            ));
+            return Err(Refusal::NotAnOption {
+                option: c.option_id.clone(),
+                region: c.region_id.clone(),
+                options,
+            });
         };
         let desc = opt.description.clone();
         self.record(
@@ -520,7 +471,7 @@ impl PromotionWorkflow {
 
     /// A remediation chosen for a region the launch gate holds for stock: only a delay, since
     /// the prices are already published (a change to the lines is a new revision).
-    fn apply_gate_choice(&mut self, now: i64, c: &RemediationChoice) -> Result<String, String> {
+    fn apply_gate_choice(&mut self, now: i64, c: &RemediationChoice) -> Result<String, Refusal> {
         required("chosen_by", &c.chosen_by)?;
         let Some(opt) = self
             .remediation_options
@@ -528,16 +479,10 @@ impl PromotionWorkflow {
             .find(|o| o.option_id == c.option_id && o.region_id == c.region_id && o.kind == "delay")
             .cloned()
         else {
-            return Err(format!(
-                "{:?} is not an option for region {:?} at the launch gate: {}",
-                c.option_id,
-                c.region_id,
-                "only a delay until inbound stock arrives can be chosen once prices are published; \
-                 an operator may override the hold, or the promotion be cancelled"
-            ));
+            return Err(Refusal::NotAGateOption { option: c.option_id.clone(), region: c.region_id.clone() });
         };
         let Some(until) = opt.delay_until.as_ref().map(|d| d.seconds) else {
-            return Err(format!("{:?} has no delay date", c.option_id));
+            return Err(Refusal::NoDelayDate(c.option_id.clone()));
         };
         self.record(
             now,
@@ -559,55 +504,49 @@ impl PromotionWorkflow {
         Ok(format!("{} chosen for {}", c.option_id, c.region_id))
     }
 
-    fn apply_operator(&mut self, now: i64, kind: Kind, a: &OperatorAction) -> Result<String, String> {
+    fn apply_operator(&mut self, now: i64, kind: Kind, a: &OperatorAction) -> Result<String, Refusal> {
         let action = kind.name();
         required("operator_id", &a.operator_id)?;
         if self.stage == Stage::Done {
-            return Err(format!("the promotion has ended ({})", self.outcome.as_str_name()));
+            return Err(Refusal::Ended { outcome: self.outcome });
         }
         // Cancel: operations or merchandising (the offer's owner); pause/resume: operations.
         let allowed: &[Role] =
             if kind == Kind::Cancel { &[Role::Operations, Role::Merchandising] } else { &[Role::Operations] };
         let Some(policy) = self.policy() else {
-            return Err("the promotion is still loading its policy; try again in a moment".into());
+            return Err(Refusal::Loading);
         };
         match policy.roles_of(&a.operator_id) {
-            None => return Err(format!("operator {:?} is not in the approver directory", a.operator_id)),
+            None => return Err(Refusal::NotInDirectory { what: "operator", who: a.operator_id.clone() }),
             Some(roles) if !roles.iter().any(|r| allowed.contains(r)) => {
-                return Err(format!(
-                    "operator {:?} needs the {} role to {action}",
-                    a.operator_id,
-                    allowed.iter().map(|r| role_name(*r)).collect::<Vec<_>>().join(" or ")
-                ));
+                return Err(Refusal::NeedsRole {
+                    who: a.operator_id.clone(),
+                    roles: allowed.to_vec(),
+                    action,
+                });
             }
             Some(_) => {}
         }
         match kind {
-            Kind::Cancel if self.cancel.is_some() => {
-                return Err("the promotion is already being cancelled".into());
-            }
+            Kind::Cancel if self.cancel.is_some() => return Err(Refusal::AlreadyCancelling),
             Kind::Cancel => self.cancel = Some(a.clone()),
-            Kind::Pause if self.v2 && self.paused => return Err("the promotion is already paused".into()),
+            Kind::Pause if self.paused => return Err(Refusal::AlreadyPaused),
             Kind::Pause => self.paused = true,
-            _ if self.v2 && !self.paused => return Err("the promotion is not paused".into()),
+            _ if !self.paused => return Err(Refusal::NotPaused),
             _ => self.paused = false,
         }
         self.record(now, &a.operator_id, action, a.reason.clone());
         Ok(format!("{action} accepted"))
     }
 
-    fn apply_override(&mut self, now: i64, o: &GateOverride) -> Result<String, String> {
-        if !self.holds(&o.operator_id, Role::Operations) {
-            return Err(format!("operator {:?} does not hold the OPERATIONS role", o.operator_id));
-        } else if o.reason.trim().is_empty() {
-            return Err("reason is required for an override".to_owned());
+    fn apply_override(&mut self, now: i64, o: &GateOverride) -> Result<String, Refusal> {
+        self.check_holds("operator", &o.operator_id, Role::Operations)?;
+        if o.reason.trim().is_empty() {
+            return Err(Refusal::OverrideReason);
         } else if !matches!(self.stage, Stage::Publishing | Stage::LaunchGate | Stage::Active) {
-            return Err(format!(
-                "there is no acknowledgment gate to override in stage {}",
-                stage_name(self.stage)
-            ));
+            return Err(Refusal::NoGate { stage: self.stage });
         } else if !o.region_id.is_empty() && !self.readiness.contains_key(&o.region_id) {
-            return Err(format!("region {:?} is not in this promotion", o.region_id));
+            return Err(Refusal::UnknownRegion(o.region_id.clone()));
         }
         let scope = if o.region_id.is_empty() { "all regions".to_owned() } else { o.region_id.clone() };
         self.record(now, &o.operator_id, "override", format!("gate opened for {scope}: {}", o.reason));

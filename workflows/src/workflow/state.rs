@@ -6,7 +6,7 @@
 use crate::{
     api::{self, Adjustments, PublicationRef, RegionInfo, StartInput, Target},
     decisions::{self, role_name, stage_name},
-    plan::{self, Plan},
+    plan::Plan,
     policy::Policy,
     summary::channel_name,
 };
@@ -17,34 +17,19 @@ use temporalio_common::search_attributes::{SearchAttributeUpdate, SearchAttribut
 use temporalio_macros::workflow;
 use temporalio_sdk::{SyncWorkflowContext, WorkflowContext};
 
+/// The context every stage takes.
+pub type Ctx = WorkflowContext<PromotionWorkflow>;
+
 /// The state of one promotion. Everything here is a summary: the store × SKU matrix stays in the
 /// systems of record and is streamed into activities.
 #[workflow]
 pub struct PromotionWorkflow {
-    /// Whether this run takes lifecycle v2's paths ([`super::LIFECYCLE_V2`]).
-    pub(crate) v2: bool,
-    /// Whether this run keeps its history lean ([`super::LEAN_HISTORY`]): every earlier patch
-    /// taken without its marker, short activities local, search attributes upserted only when
-    /// they change.
-    pub(crate) lean: bool,
-    /// Whether this run batches its search attributes and process events up to its waits and
-    /// assesses in one activity ([`super::BATCHED_HISTORY`]).
-    pub(crate) batched: bool,
-    /// Whether intake derives the plan here rather than taking it from `promo.validate_spec`'s
-    /// result ([`super::PLAN_IN_WORKFLOW`]).
-    pub(crate) plan_in_workflow: bool,
-    /// Whether the active window is monitored by `promo.watch_window` ([`super::MONITOR_WINDOW`]).
-    pub(crate) watches: bool,
-    /// Whether this run keeps its timers across wake-ups that leave their instant as it was, and
-    /// merges the steps that always run together ([`super::QUIET_HISTORY`]).
-    pub(crate) quiet: bool,
-    /// Whether the ordinary activity this run waits on carries what the run would otherwise
-    /// send just before it: its process events, and the publications it then awaits
-    /// ([`super::ACTIVITIES_CARRY`]).
-    pub(crate) carries: bool,
-    /// Search attributes changed since a batched run last upserted them.
+    /// The lifecycle version this run takes ([`crate::version::Version`]), read first thing.
+    pub(crate) version: crate::version::Version,
+    /// Search attributes changed since the run last upserted them (it upserts them when it next
+    /// waits on the server, [`publish_pending`]).
     pub(crate) attributes_pending: bool,
-    /// While a quiet run waits on the server ([`super::wait::wait`]): a message handler leaves
+    /// While the run waits on the server ([`super::wait::wait`]): a message handler leaves
     /// its search attributes to the wait, which upserts them in the same workflow task — with
     /// what the run changes when the message wakes it — instead of upserting them itself.
     pub(crate) handlers_defer: bool,
@@ -79,27 +64,20 @@ pub struct PromotionWorkflow {
     pub(crate) gate_holds: BTreeMap<String, BTreeSet<decisions::Hold>>,
     /// Signatures of decisions already applied: a signature is good for one decision.
     pub(crate) used_signatures: BTreeSet<String>,
-    /// Whether live prices are read back and reconciled ([`super::PRICE_RECONCILIATION`]).
-    pub(crate) reconciles: bool,
     /// Prices read back from the channels: (matching the approved price, all).
     pub(crate) price_checks: (u64, u64),
     /// Mismatches found, open or corrected, in the order found.
     pub(crate) price_corrections: Vec<PriceCorrection>,
     /// This run's id, part of every process event's id.
     pub(crate) run_id: String,
-    /// Whether process events are recorded ([`super::PROCESS_EVENTS`]).
-    pub(crate) records_events: bool,
-    /// Runs with [`super::CALENDAR_RESERVATIONS`]: intake reserves the footprint in the
-    /// promotion calendar and every ending releases it.
-    pub(crate) calendar: bool,
     /// Whether the compensation's own activity found (and freed) a calendar reservation, when
-    /// it freed it (a quiet run, [`super::QUIET_HISTORY`]).
+    /// it ran.
     pub(crate) calendar_released: Option<bool>,
     /// Process events not yet recorded ([`super::events`]), and the sequence number of the last.
     pub(crate) outbox: Vec<promo_contracts::retail::v1::ProcessEvent>,
     pub(crate) event_seq: u32,
-    /// How many of the outbox's first events an ordinary activity has carried already (a
-    /// carrying run): they stay in the outbox until a flush records them for certain.
+    /// How many of the outbox's first events an ordinary activity has carried already: they stay
+    /// in the outbox until a flush records them for certain.
     pub(crate) carried: usize,
     /// After a failed flush: no new try before this instant (0 when the last flush succeeded).
     pub(crate) events_retry_at: i64,
@@ -107,7 +85,7 @@ pub struct PromotionWorkflow {
     pub(crate) gate_republished: BTreeMap<(i32, String), u32>,
     /// Signals that arrived before the policy was loaded (signal-with-start, or sent while the
     /// first task was pending): applied, or refused with a reason, right after it loads.
-    pub(crate) early: Vec<(super::messages::Kind, serde_json::Value)>,
+    pub(crate) early: Vec<(crate::api::MessageKind, serde_json::Value)>,
     /// Whether the run has written to the systems (staged prices, ordered, published): from then
     /// on, an ending compensates.
     pub(crate) wrote: bool,
@@ -117,7 +95,7 @@ pub struct PromotionWorkflow {
     pub(crate) on_time_acks: (u32, u32),
     /// Workflow time at start: the origin of the (possibly compressed) business clock.
     pub(crate) started_at: i64,
-    /// Runs with [`super::IN_FLIGHT_REPLENISHMENT`] and a policy that enables it.
+    /// Whether monitoring rounds propose transfers (the policy enables replenishment).
     pub(crate) replenishes: bool,
     /// Monitoring rounds that asked for replenishment so far.
     pub(crate) replenish_round: u32,
@@ -143,13 +121,7 @@ impl PromotionWorkflow {
             Err(why) => (PromotionSpec::default(), Some(why)),
         };
         Self {
-            v2: false,
-            lean: false,
-            batched: false,
-            plan_in_workflow: false,
-            watches: false,
-            quiet: false,
-            carries: false,
+            version: crate::version::Version::CURRENT,
             handlers_defer: false,
             attributes_pending: false,
             input_error,
@@ -178,13 +150,10 @@ impl PromotionWorkflow {
             overrides: BTreeSet::new(),
             gate_holds: BTreeMap::new(),
             used_signatures: BTreeSet::new(),
-            reconciles: false,
             price_checks: (0, 0),
             price_corrections: Vec::new(),
             gate_republished: BTreeMap::new(),
             run_id: String::new(),
-            records_events: false,
-            calendar: false,
             calendar_released: None,
             outbox: Vec::new(),
             event_seq: 0,
@@ -352,10 +321,8 @@ impl PromotionWorkflow {
             api::OPEN_EXCEPTIONS.value_set(open.len() as i64),
             api::PROMOTION_REVISION.value_set(i64::from(self.revision)),
         ];
-        if self.plan_in_workflow && self.input_error.is_none() {
-            // Upserted with the others (when changed, at the run's next wait) rather than on
-            // their own at intake: collision checks read the calendar, not the listing. A start
-            // input that is not a spec has no id or regions to show (as before the patch).
+        if self.input_error.is_none() {
+            // A start input that is not a spec has no id or regions to show.
             let regions = if self.regions.is_empty() {
                 self.spec.regions.clone()
             } else {
@@ -439,16 +406,13 @@ impl PromotionWorkflow {
             ctx.set_current_details(md);
             return;
         }
-        if self.lean {
-            changed_only(&mut sas, &ctx.search_attributes());
-        }
+        changed_only(&mut sas, &ctx.search_attributes());
         if !sas.is_empty() {
             ctx.upsert_search_attributes(sas);
         }
         ctx.set_current_details(md);
     }
 
-    /// Whether an operator opened the gate of `region` (or of every region).
     /// Whether the launch gate holds `region` back.
     pub(crate) fn held_at_gate(&self, region: &str) -> bool {
         self.gate_holds.get(region).is_some_and(|h| !h.is_empty())
@@ -605,19 +569,6 @@ impl PromotionWorkflow {
         }
     }
 
-    /// The footprint other promotions' collision checks see: the current revision's plan, or
-    /// before intake the spec itself when its shape is valid; nothing once ended.
-    pub(crate) fn current_footprint(&self) -> Option<plan::Footprint> {
-        if self.stage == Stage::Done {
-            return None;
-        }
-        match &self.plan {
-            Some(p) => Some(plan::Footprint::of(p)),
-            None => plan::validate_spec(&self.spec, i64::MIN).ok().map(|p| plan::Footprint::of(&p)),
-        }
-    }
-
-    /// The policy, once loaded.
     /// Transfers decided or superseded whose order has not been released or cancelled yet.
     pub(crate) fn unsettled_transfers(&self) -> usize {
         self.transfers
@@ -629,47 +580,43 @@ impl PromotionWorkflow {
             .count()
     }
 
+    /// The policy, once loaded.
     pub(crate) fn policy(&self) -> Option<&Policy> {
         self.policy.as_ref()
     }
 }
 
-/// Publishes what the outside sees ([`PromotionWorkflow::outside`]) from the run.
-pub(crate) fn publish(ctx: &WorkflowContext<PromotionWorkflow>) {
-    if ctx.state(|s| s.batched) {
-        // Upserted at the run's next wait on the server ([`publish_pending`]); the details
-        // (a query-side value, no history event) go now.
-        let md = ctx.state_mut(|s| {
-            s.attributes_pending = true;
-            s.outside().1
-        });
-        ctx.set_current_details(md);
-        return;
-    }
-    upsert(ctx);
+/// Publishes what the outside sees ([`PromotionWorkflow::outside`]) from the run: the search
+/// attributes are upserted at the run's next wait on the server ([`publish_pending`]), so that
+/// the steps of one workflow task cost one upsert; the details (a query-side value, no history
+/// event) go now.
+pub(crate) fn publish(ctx: &Ctx) {
+    let md = ctx.state_mut(|s| {
+        s.attributes_pending = true;
+        s.outside().1
+    });
+    ctx.set_current_details(md);
 }
 
-/// Upserts what a batched run's [`publish`] kept back, if anything: called before the run waits
+/// Upserts what [`publish`] kept back, if anything: called before the run waits
 /// on the server and when it ends.
-pub(crate) fn publish_pending(ctx: &WorkflowContext<PromotionWorkflow>) {
+pub(crate) fn publish_pending(ctx: &Ctx) {
     if ctx.state_mut(|s| std::mem::take(&mut s.attributes_pending)) {
         upsert(ctx);
     }
 }
 
-fn upsert(ctx: &WorkflowContext<PromotionWorkflow>) {
+fn upsert(ctx: &Ctx) {
     let (mut sas, md) = ctx.state(PromotionWorkflow::outside);
-    if ctx.state(|s| s.lean) {
-        changed_only(&mut sas, &ctx.search_attributes());
-    }
+    changed_only(&mut sas, &ctx.search_attributes());
     if !sas.is_empty() {
         ctx.upsert_search_attributes(sas);
     }
     ctx.set_current_details(md);
 }
 
-/// Keeps the updates that change a value (a lean run upserts nothing else: each upsert is a
-/// history event, and most stage steps leave the five attributes as they were).
+/// Keeps the updates that change a value (each upsert is a history event, and most stage steps
+/// leave the attributes as they were).
 fn changed_only(sas: &mut Vec<SearchAttributeUpdate>, current: &SearchAttributes) {
     let next = SearchAttributes::new(sas.iter().cloned());
     sas.retain(|u| next.raw_payload(u.name()) != current.raw_payload(u.name()));

@@ -13,9 +13,10 @@ use crate::{
     plan::Plan,
     policy::{LateAckAction, Policy},
     workflow::{
-        IN_FLIGHT_REPLENISHMENT, NO_LAUNCH_AFTER_WINDOW, PRICE_RECONCILIATION,
-        state::{PromotionWorkflow, pb_ts, publish},
-        wait::{self, Ctx, business_now, long_opts, now, opts, until, watch_opts},
+        options::{long_opts, opts, watch_opts},
+        state::{Ctx, PromotionWorkflow, pb_ts, publish},
+        time::{business_now, now, until},
+        wait,
     },
 };
 use promo_contracts::promo::v1::*;
@@ -29,26 +30,21 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<Windows, Sto
     let mut windows = Windows::new();
     let every = policy.durations.monitor_every.0.as_secs().max(60) as i64;
     let mut next_monitor = plan.starts_at + every;
-    let ack_poll = policy.scaled(policy.durations.ack_deadline.0).max(Duration::from_secs(1));
     let mut announced = false;
     // A watched stretch that ran no round is not started again before the round due then.
     let mut no_watch_before = i64::MIN;
-    // Versioned change: live prices are read back and reconciled from here on.
-    let reconciles = ctx.state(|s| s.v2) && crate::workflow::patched(ctx, PRICE_RECONCILIATION);
-    ctx.state_mut(|s| s.reconciles = reconciles);
-    // Versioned change: monitoring rounds propose transfers, when the policy enables them.
-    let replenishes = policy.replenishment.enabled && crate::workflow::patched(ctx, IN_FLIGHT_REPLENISHMENT);
+    // Monitoring rounds propose transfers when the policy enables them.
+    let replenishes = policy.replenishment.enabled;
     ctx.state_mut(|s| s.replenishes = replenishes);
-    // A quiet run keeps the timer of a wait that a message interrupted when the next wait is
-    // for the same instant (a supply-chain decision between two rounds, a pause and resume).
-    let quiet = ctx.state(|s| s.quiet);
+    // The timer of a wait that a message interrupted is kept when the next wait is for the same
+    // instant (a supply-chain decision between two rounds, a pause and resume).
     let mut kept = wait::Kept::default();
     loop {
         check_cancel(ctx)?;
         let bnow = business_now(ctx, policy);
         // A region whose gate opens only after the window has ended does not launch: there is
         // nothing left to sell, and its sales window would end before it began.
-        let window_over = bnow >= plan.ends_at && crate::workflow::patched(ctx, NO_LAUNCH_AFTER_WINDOW);
+        let window_over = bnow >= plan.ends_at;
         let activated = activate(ctx, plan, policy, bnow, window_over);
         for r in &activated {
             windows.insert(r.clone(), (bnow, plan.ends_at));
@@ -96,32 +92,23 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<Windows, Sto
                 || s.hold_count() != holds
                 || s.unsettled_transfers() != unsettled
         };
-        // A watched run monitors the stretch up to the next thing besides monitoring in one
-        // activity, when its first round falls on the cadence from now (right after the launch
+        // The run monitors the stretch up to the next thing besides monitoring in one activity, when its first round falls on the cadence from now (right after the launch
         // and after each stretch; otherwise a timer waits for the round first). Not while a
         // transfer awaits supply chain: their decision must release its order at once, which a
         // timer-driven wait does without cancelling an activity, and the next round supersedes it.
         let (stretch_end, _) = decisions::next_wakeup(plan.ends_at, pending_launch, None);
         let watch = ctx.state(|s| {
-            s.watches
-                && !s.paused
-                && !s.transfers.iter().any(|x| x.state() == TransferState::AwaitingApproval)
+            !s.paused && !s.transfers.iter().any(|x| x.state() == TransferState::AwaitingApproval)
         }) && announced
             && next_monitor >= no_watch_before
             && bnow + every + every / 20 < stretch_end
             && next_monitor - bnow >= every - every / 10;
         if !waiting_acks.is_empty() && bnow >= plan.starts_at && !ctx.state(|s| s.overrides.contains("")) {
             kept.stop();
-            // Acknowledgments are pushed to the wait: a watched run's wait returns at the first
-            // change (a region may launch) and otherwise lasts until the next wake-up; before,
-            // it returned at each acknowledgment deadline to take partial acknowledgments.
-            let return_on_change = ctx.state(|s| s.watches);
-            let timeout = if return_on_change {
-                until(ctx, policy, next)
-            } else {
-                until(ctx, policy, next).min(ack_poll)
-            };
-            let input = publishing::acks_input(ctx, waiting_acks.clone(), timeout, return_on_change);
+            // Acknowledgments are pushed to the wait: it returns at the first change (a region may
+            // launch) and otherwise lasts until the next wake-up.
+            let timeout = until(ctx, policy, next);
+            let input = publishing::acks_input(ctx, waiting_acks.clone(), timeout, true);
             let summary = format!("wait for {} late acknowledgments", waiting_acks.len());
             let work = wait::remote(ctx, A::await_acknowledgments, input, long_opts(timeout, summary));
             if let Some(acked) = wait::activity(ctx, work, nudged).await? {
@@ -144,11 +131,7 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<Windows, Sto
             }
         } else {
             let summary = format!("next: {}", why.describe());
-            if quiet {
-                kept.sleep(ctx, next, until(ctx, policy, next), summary, nudged).await?;
-            } else {
-                wait::sleep(ctx, until(ctx, policy, next), summary, nudged).await?;
-            }
+            kept.sleep(ctx, next, until(ctx, policy, next), summary, nudged).await?;
         }
         if replenishes {
             // Supply chain's decisions taken while waiting.
@@ -218,8 +201,8 @@ fn activate(ctx: &Ctx, plan: &Plan, policy: &Policy, bnow: i64, window_over: boo
 }
 
 /// One monitoring round: sell-through so far, stockouts raised as exceptions and, with
-/// replenishment, the round's transfers released or put to supply chain. A batched run reads the
-/// live prices back in the same activity: returned for the round's reconciliation.
+/// replenishment, the round's transfers released or put to supply chain. The live prices are
+/// read back in the same activity: returned for the round's reconciliation.
 async fn monitor(
     ctx: &Ctx,
     plan: &Plan,
@@ -233,25 +216,18 @@ async fn monitor(
             replenish_input(s, policy, s.replenish_round)
         }));
     }
-    let (m, prices, released) = if ctx.state(|s| s.batched) {
-        // A carrying run's round releases the transfers within the policy's limit itself,
-        // instead of a `promo.settle_transfers` of their own right after it.
-        let auto = ctx.state(|s| s.carries && s.replenishes);
-        let input = MonitorRoundInput {
-            sales: input,
-            prices: reconcile::read_input(ctx, plan, policy, true),
-            auto_apply_max_cost: auto.then(|| policy.replenishment.auto_apply_max_cost.clone()),
-            release_at: if auto { business_now(ctx, policy) } else { 0 },
-        };
-        let summary = "monitor sell-through and read back live prices".to_owned();
-        let out = wait::run(ctx, wait::call(ctx, A::monitor_round, input, opts(120, summary))).await?;
-        (out.report, out.prices, out.released)
-    } else {
-        let summary = "monitor sell-through".to_owned();
-        (wait::run(ctx, wait::call(ctx, A::monitor, input, opts(120, summary))).await?, None, Vec::new())
+    // The round releases the transfers within the policy's limit itself.
+    let auto = ctx.state(|s| s.replenishes);
+    let input = MonitorRoundInput {
+        sales: input,
+        prices: reconcile::read_input(ctx, plan, policy, true),
+        auto_apply_max_cost: auto.then(|| policy.replenishment.auto_apply_max_cost.clone()),
+        release_at: if auto { business_now(ctx, policy) } else { 0 },
     };
-    take_round(ctx, plan, policy, now(ctx), m, &released).await?;
-    Ok(prices)
+    let summary = "monitor sell-through and read back live prices".to_owned();
+    let out = wait::run(ctx, wait::call(ctx, A::monitor_round, input, opts(120, summary))).await?;
+    take_round(ctx, plan, policy, now(ctx), out.report, &out.released).await?;
+    Ok(out.prices)
 }
 
 /// What a round found, taken into the state at workflow time `t`: the audit line, stockouts
@@ -340,9 +316,13 @@ enum Stretch {
     Idle,
 }
 
-/// Monitors the live window up to business instant `end` with `promo.watch_window` (see
-/// [`crate::workflow::MONITOR_WINDOW`]), then takes its rounds in order as the timer-driven
-/// rounds would have been taken, each at its own time.
+/// Monitors the live window up to business instant `end` with `promo.watch_window` — one
+/// ordinary activity whose retry policy keeps the cadence (a round with nothing to decide ends
+/// its attempt, and retries are not history events), each round reading its inputs from the
+/// workflow's `monitor_input` query, returning only when a round finds something to decide or
+/// the stretch ends — then takes its rounds in order as timer-driven rounds would have been
+/// taken, each at its own time. A window costs a bounded number of events whatever its number
+/// of rounds.
 async fn watch_stretch(
     ctx: &Ctx,
     plan: &Plan,
@@ -351,7 +331,7 @@ async fn watch_stretch(
     end: i64,
     nudged: impl Fn(&PromotionWorkflow) -> bool,
 ) -> Result<Stretch, Stop> {
-    let (origin, open_stockouts, open_corrections) = ctx.state(|s| {
+    let (open_stockouts, open_corrections) = ctx.state(|s| {
         let open = s
             .exceptions
             .iter()
@@ -364,8 +344,9 @@ async fn watch_stretch(
             .filter(|c| !c.after_revert && c.corrected_at.is_none())
             .map(|c| Target { channel: c.channel, region_id: c.region_id.clone() })
             .collect();
-        (s.started_at, open, corrections)
+        (open, corrections)
     });
+    let clock = crate::workflow::time::clock(ctx, policy);
     // Transfers within the limit are released by the rounds themselves (no stretch starts while
     // one awaits supply chain, so there is none for them to supersede).
     let auto_apply_max_cost =
@@ -373,8 +354,7 @@ async fn watch_stretch(
     let input = WatchInput {
         every,
         until: end,
-        clock_origin: origin,
-        time_scale: policy.time_scale,
+        clock,
         open_stockouts,
         auto_apply_max_cost,
         open_corrections,
@@ -397,7 +377,7 @@ async fn watch_stretch(
     let mut last = Stretch::Idle;
     for r in out.rounds {
         // The round's own moment on the workflow clock, for its audit line and exceptions.
-        let t = origin + (r.at - origin) / i64::from(policy.time_scale.max(1));
+        let t = clock.server_second_of(r.at);
         if ctx.state(|s| s.replenishes) {
             ctx.state_mut(|s| s.replenish_round += 1);
         }

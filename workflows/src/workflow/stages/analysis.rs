@@ -10,10 +10,7 @@ use crate::{
     api::{ClaimsInput, PromotionActivities as A},
     decisions,
     plan::Plan,
-    workflow::{
-        FUNDING_CLAIMS,
-        wait::{self, Ctx, now, opts},
-    },
+    workflow::{options::opts, state::Ctx, time::now, wait},
 };
 use promo_contracts::promo::v1::*;
 use rust_decimal::Decimal;
@@ -24,48 +21,30 @@ pub async fn run(ctx: &Ctx, plan: &Plan, windows: Windows) -> Result<PostEventRe
     enter(ctx, Stage::Analysis);
     let input = sales_input(ctx, plan, windows);
     let revision = ctx.state(|s| s.revision);
-    // A quiet run analyses and claims in one activity, over one read of the sales.
-    let (mut report, claimed) = if ctx.state(|s| s.quiet) {
-        let summary = "post-event analysis, then reconcile and claim supplier funding".to_owned();
-        let both = ClaimsInput { revision, sales: input };
-        let out = wait::run(ctx, wait::call(ctx, A::analyse_and_claim, both, opts(300, summary))).await?;
-        (out.report, Some(out.claims))
-    } else {
-        let summary = "post-event analysis".to_owned();
-        let work = wait::call(ctx, A::post_event_analysis, input.clone(), opts(300, summary));
-        let report = wait::run(ctx, work).await?;
-        // Versioned change: the funding is reconciled per agreement and claimed.
-        let claimed = if ctx.state(|s| s.v2) && crate::workflow::patched(ctx, FUNDING_CLAIMS) {
-            let claims = ClaimsInput { revision, sales: input };
-            let summary = "reconcile and claim supplier funding".to_owned();
-            let work = wait::call(ctx, A::submit_funding_claims, claims, opts(300, summary));
-            Some(wait::run(ctx, work).await?)
-        } else {
-            None
-        };
-        (report, claimed)
-    };
-    if let Some(claims) = claimed {
-        let t = now(ctx);
-        ctx.state_mut(|s| {
-            for c in &claims {
-                let note = if c.note.is_empty() { String::new() } else { format!(" ({})", c.note) };
-                s.record(
-                    t,
-                    "system",
-                    "funding-claimed",
-                    format!(
-                        "{}: claimed {} of {} earned, forecast {}{note}",
-                        c.agreement_id, c.claimed, c.earned, c.forecast
-                    ),
-                );
-            }
-        });
-        let claimed: Decimal =
-            claims.iter().filter_map(|c| promo_contracts::money::parse_decimal("", &c.claimed, 2).ok()).sum();
-        report.funding_claim = promo_contracts::money::format_money(claimed);
-        report.funding_claims = claims;
-    }
+    // The report and the funding claims in one activity, over one read of the sales.
+    let summary = "post-event analysis, then reconcile and claim supplier funding".to_owned();
+    let both = ClaimsInput { revision, sales: input };
+    let out = wait::run(ctx, wait::call(ctx, A::analyse_and_claim, both, opts(300, summary))).await?;
+    let (mut report, claims) = (out.report, out.claims);
+    let t = now(ctx);
+    ctx.state_mut(|s| {
+        for c in &claims {
+            let note = if c.note.is_empty() { String::new() } else { format!(" ({})", c.note) };
+            s.record(
+                t,
+                "system",
+                "funding-claimed",
+                format!(
+                    "{}: claimed {} of {} earned, forecast {}{note}",
+                    c.agreement_id, c.claimed, c.earned, c.forecast
+                ),
+            );
+        }
+    });
+    let claimed: Decimal =
+        claims.iter().filter_map(|c| promo_contracts::money::parse_decimal("", &c.claimed, 2).ok()).sum();
+    report.funding_claim = promo_contracts::money::format_money(claimed);
+    report.funding_claims = claims;
     ctx.state(|s| {
         let mut cycle: BTreeMap<i32, u64> = BTreeMap::new();
         for w in s.timeline.windows(2) {

@@ -9,8 +9,9 @@ use crate::{
     plan::Plan,
     policy::Policy,
     workflow::{
-        state::{PromotionWorkflow, publish},
-        wait::{self, Alarm, Ctx, Nothing, Woke, now, until},
+        state::{Ctx, PromotionWorkflow, publish},
+        time::{now, until},
+        wait::{self, Alarm, Nothing, Woke},
     },
 };
 use promo_contracts::promo::v1::*;
@@ -51,11 +52,7 @@ pub async fn run(ctx: &Ctx, policy: &Policy, plan: &Plan, remediated: bool) -> R
     let settled = |s: &PromotionWorkflow| {
         s.rejection.is_some() || s.change_request.is_some() || s.pending_roles().is_empty()
     };
-    let expired = if ctx.state(|s| s.lean) {
-        wait_one_alarm_at_a_time(ctx, policy, plan, settled).await?
-    } else {
-        wait_all_alarms(ctx, policy, plan, settled).await?
-    };
+    let expired = wait_one_alarm_at_a_time(ctx, policy, plan, settled).await?;
     if expired {
         return Err(Stop::Expired("approvals were not complete before the approval deadline".into()));
     }
@@ -98,32 +95,9 @@ fn alarms_due(ctx: &Ctx, policy: &Policy, plan: &Plan) -> [(std::time::Duration,
     ]
 }
 
-/// The reminder, escalation and deadline timers started together, as runs recorded before
-/// [`crate::workflow::LEAN_HISTORY`] did. `Ok(true)` when the deadline passed.
-async fn wait_all_alarms(
-    ctx: &Ctx,
-    policy: &Policy,
-    plan: &Plan,
-    settled: impl Fn(&PromotionWorkflow) -> bool,
-) -> Result<bool, Stop> {
-    let mut alarms = alarms_due(ctx, policy, plan).map(|(d, summary)| Alarm::start(ctx, d, summary));
-    let expired = loop {
-        match wait::wait(ctx, Nothing, &mut alarms, &settled).await? {
-            Woke::Rang(EXPIRY) => break true,
-            Woke::Rang(REMINDER) => remind(ctx),
-            Woke::Rang(ESCALATION) => escalate(ctx),
-            _ => break false,
-        }
-    };
-    for a in &mut alarms {
-        a.stop();
-    }
-    Ok(expired)
-}
-
-/// Lean runs: one timer at a time, to the next of the reminder, the escalation and the deadline
-/// in time order (an approval that comes before the reminder costs one timer, not three started
-/// and three cancelled). `Ok(true)` when the deadline passed.
+/// One timer at a time, to the next of the reminder, the escalation and the deadline in time
+/// order (an approval that comes before the reminder costs one timer, not three started and
+/// three cancelled). `Ok(true)` when the deadline passed.
 async fn wait_one_alarm_at_a_time(
     ctx: &Ctx,
     policy: &Policy,
@@ -141,9 +115,9 @@ async fn wait_one_alarm_at_a_time(
         let elapsed = ctx.workflow_time().and_then(|t| t.duration_since(start).ok()).unwrap_or_default();
         let mut alarm = [Alarm::start(ctx, at.saturating_sub(elapsed), summary)];
         match wait::wait(ctx, Nothing, &mut alarm, &settled).await? {
-            Woke::Rang(_) if which == EXPIRY => return Ok(true),
-            Woke::Rang(_) if which == REMINDER => remind(ctx),
-            Woke::Rang(_) => escalate(ctx),
+            Woke::Rang if which == EXPIRY => return Ok(true),
+            Woke::Rang if which == REMINDER => remind(ctx),
+            Woke::Rang => escalate(ctx),
             _ => {
                 alarm[0].stop();
                 return Ok(false);

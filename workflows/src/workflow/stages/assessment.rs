@@ -1,8 +1,8 @@
-//! Assessment: margin & compliance, inventory alignment and supplier funding, three activities
-//! in parallel, and the exceptions they raise. When a region fails, the lifecycle remediates
-//! once and assesses again.
+//! Assessment: margin & compliance, inventory alignment and supplier funding (one activity,
+//! `promo.assess`, whose reads run concurrently), and the exceptions they raise. When a region
+//! fails, the lifecycle remediates once and assesses again.
 
-use super::{Stop, checkpoint, enter};
+use super::{Stop, enter};
 use crate::{
     api::{
         AssessInput, Assessment, InventoryAssessment, PromotionActivities as A, PublicationRef,
@@ -12,13 +12,14 @@ use crate::{
     plan::Plan,
     policy::Policy,
     workflow::{
-        state::pb_ts,
-        wait::{self, Ctx, long_opts, now},
+        options::long_opts,
+        state::{Ctx, pb_ts},
+        time::now,
+        wait,
     },
 };
 use promo_contracts::promo::v1::*;
 use std::time::Duration;
-use temporalio_sdk::workflows::join;
 
 /// Assesses the current revision and records what it found (exceptions, readiness).
 pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<AssessmentSummary, Stop> {
@@ -34,8 +35,8 @@ pub fn passes(assessment: &AssessmentSummary) -> bool {
     assessment.regions.iter().all(|r| r.passes)
 }
 
-/// The launch gate's final re-check in one activity (a quiet run, `promo.recheck_gate`): the
-/// assessment, and the acknowledged activations re-read — or why they could not be.
+/// The launch gate's final re-check in one activity (`promo.recheck_gate`): the assessment, and
+/// the acknowledged activations re-read — or why they could not be.
 pub async fn recheck_gate(
     ctx: &Ctx,
     plan: &Plan,
@@ -82,53 +83,14 @@ fn summary_of(a: Assessment, revision: u32) -> AssessmentSummary {
     }
 }
 
-/// Runs the three assessment engines in parallel and combines them (also the launch gate's
-/// final re-check).
-pub async fn assess(
-    ctx: &Ctx,
-    plan: &Plan,
-    revision: u32,
-    policy: &Policy,
-) -> Result<AssessmentSummary, Stop> {
+/// Assesses margin, inventory and funding of `revision` in one activity.
+async fn assess(ctx: &Ctx, plan: &Plan, revision: u32, policy: &Policy) -> Result<AssessmentSummary, Stop> {
     let input = assess_input(ctx, plan, revision, policy);
     let n = plan.lines.len();
-    let five_minutes = Duration::from_secs(300);
-    if ctx.state(|s| s.batched) {
-        let summary = format!("margin & compliance, inventory alignment and funding of {n} lines");
-        let a = wait::run(ctx, wait::call(ctx, A::assess, input, long_opts(five_minutes, summary))).await?;
-        return Ok(summary_of(a, revision));
-    }
-    // Seconds of work: a cancel that arrives meanwhile takes effect right after.
-    let (margin, inventory, funding) = join!(
-        wait::call(
-            ctx,
-            A::assess_margin,
-            input.clone(),
-            long_opts(five_minutes, format!("margin & compliance of {n} lines"))
-        ),
-        wait::call(
-            ctx,
-            A::assess_inventory,
-            input.clone(),
-            long_opts(five_minutes, format!("inventory alignment of {n} SKUs per store"))
-        ),
-        wait::call(
-            ctx,
-            A::assess_funding,
-            input.clone(),
-            long_opts(five_minutes, format!("supplier funding of {n} lines"))
-        ),
-    );
-    checkpoint(ctx)?;
-    let InventoryAssessment { regions, options, positions_read } = inventory?;
-    Ok(AssessmentSummary {
-        revision,
-        margin: Some(margin?),
-        regions,
-        funding: Some(funding?),
-        remediation_options: options,
-        positions_read,
-    })
+    let summary = format!("margin & compliance, inventory alignment and funding of {n} lines");
+    let a = wait::run(ctx, wait::call(ctx, A::assess, input, long_opts(Duration::from_secs(300), summary)))
+        .await?;
+    Ok(summary_of(a, revision))
 }
 
 /// Keeps an assessment: its exceptions (replacing the revision's earlier ones) and each

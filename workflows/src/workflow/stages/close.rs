@@ -12,9 +12,10 @@ use crate::{
     policy::Policy,
     summary::channel_name,
     workflow::{
-        CLOSE_REVERTS_CHANNELS,
-        state::region_of_target,
-        wait::{self, Ctx, compensation_opts, now, opts},
+        options::compensation_opts,
+        state::{Ctx, region_of_target},
+        time::now,
+        wait,
     },
 };
 use promo_contracts::{promo::v1::*, retail::v1::PublicationKind};
@@ -22,25 +23,17 @@ use promo_contracts::{promo::v1::*, retail::v1::PublicationKind};
 /// Reverts prices in the ERP and the channels, and closes the regions.
 pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
     enter(ctx, Stage::Closing);
-    let (price_change_id, v2) = ctx.state(|s| (s.price_change_id.clone(), s.v2));
-    if let Some(pc) = price_change_id.clone() {
+    if let Some(pc) = ctx.state(|s| s.price_change_id.clone()) {
         let summary = "revert promo prices in the ERP".to_owned();
-        if v2 {
-            let attempts = policy.compensation_attempts;
-            ending::until_done(ctx, "the revert of the ERP price change", || {
-                wait::call(ctx, A::revert_prices, pc.clone(), compensation_opts(attempts, summary.clone()))
-            })
-            .await;
-        } else {
-            ctx.execute_activity(A::revert_prices, pc, opts(60, summary)).await?;
-        }
+        let attempts = policy.compensation_attempts;
+        ending::until_done(ctx, "the revert of the ERP price change", || {
+            wait::call(ctx, A::revert_prices, pc.clone(), compensation_opts(attempts, summary.clone()))
+        })
+        .await;
     }
-    // Versioned change (histories recorded before it have no marker and replay without it):
-    // the channels get the revert too, and it must be acknowledged again (DESIGN.md §3.9).
-    if crate::workflow::patched(ctx, CLOSE_REVERTS_CHANNELS) {
-        revert_channels(ctx, plan, policy).await?;
-        super::reconcile::round(ctx, plan, policy, false).await?;
-    }
+    // The channels get the revert too, and it must be acknowledged again.
+    revert_channels(ctx, plan, policy).await?;
+    super::reconcile::round(ctx, plan, policy, false).await?;
     let t = now(ctx);
     ctx.state_mut(|s| {
         for r in s.readiness.values_mut() {

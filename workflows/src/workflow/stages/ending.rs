@@ -1,17 +1,19 @@
 //! Every way a run ends — COMPLETED, REJECTED, EXPIRED, CANCELLED, FAILED — goes through
-//! [`finish`]: whatever of the promotion is still live in the systems is undone (in lifecycle v2
-//! by a sweep over everything the systems hold for the promotion, retried until it succeeds,
-//! with a COMPENSATION_PENDING exception while it cannot), every open exception is resolved
-//! with the reason, and the outcome is set.
+//! [`finish`]: whatever of the promotion is still live in the systems is undone (by a sweep over
+//! everything the systems hold for the promotion, retried until it succeeds, with a
+//! COMPENSATION_PENDING exception while it cannot), every open exception is resolved with the
+//! reason, and the outcome is set.
 
 use super::{Stop, enter};
 use crate::{
     api::{CompensateInput, CompensateOutput, PromotionActivities as A},
     decisions,
     workflow::{
-        PromotionResultBody, events,
-        state::{PromotionWorkflow, publish, publish_pending},
-        wait::{self, Ctx, compensation_opts, now, opts},
+        events,
+        options::compensation_opts,
+        state::{Ctx, PromotionWorkflow, publish, publish_pending},
+        time::now,
+        wait,
     },
 };
 use promo_contracts::{promo::v1::*, retail::v1::ProcessEventKind};
@@ -24,7 +26,7 @@ use temporalio_sdk::{
 
 /// Ends the run: compensation, closed exceptions, the outcome, and the result — then the report
 /// and the end go to the process-event record with whatever else is still in the outbox.
-pub async fn finish(ctx: &Ctx, end: Result<PromotionResultBody, Stop>) -> WorkflowResult<PromotionResult> {
+pub async fn finish(ctx: &Ctx, end: Result<PostEventReport, Stop>) -> WorkflowResult<PromotionResult> {
     let out = settle(ctx, end).await;
     release_calendar(ctx).await;
     let t = now(ctx);
@@ -49,14 +51,13 @@ pub async fn finish(ctx: &Ctx, end: Result<PromotionResultBody, Stop>) -> Workfl
 /// not only those whose intake passed: a reservation made by an intake whose answer never
 /// reached the run (cancelled while in flight) is released too; releasing nothing is harmless.
 async fn release_calendar(ctx: &Ctx) {
-    let (reserves, id, attempts) = ctx.state(|s| {
-        (s.calendar, s.spec.promotion_id.clone(), s.policy.as_ref().map_or(5, |p| p.compensation_attempts))
-    });
+    let (id, attempts) = ctx
+        .state(|s| (s.spec.promotion_id.clone(), s.policy.as_ref().map_or(5, |p| p.compensation_attempts)));
     // A spec without a promotion id never got as far as the calendar.
-    if !reserves || id.is_empty() {
+    if id.is_empty() {
         return;
     }
-    // A quiet run's compensation freed it already, when it ran.
+    // The compensation freed it already, when it ran.
     let freed = ctx.state(|s| s.calendar_released);
     let released = if freed.is_some() {
         freed
@@ -82,12 +83,11 @@ async fn release_calendar(ctx: &Ctx) {
     });
 }
 
-async fn settle(ctx: &Ctx, end: Result<PromotionResultBody, Stop>) -> WorkflowResult<PromotionResult> {
-    let v2 = ctx.state(|s| s.v2);
+async fn settle(ctx: &Ctx, end: Result<PostEventReport, Stop>) -> WorkflowResult<PromotionResult> {
     let end = match end {
-        // Cancelled through Temporal itself (`temporal workflow cancel`): in v2 the same as an
+        // Cancelled through Temporal itself (`temporal workflow cancel`): the same as an
         // operator's cancel, compensation included.
-        Err(Stop::Exit(WorkflowTermination::Cancelled { .. })) if v2 => {
+        Err(Stop::Exit(WorkflowTermination::Cancelled { .. })) => {
             ctx.state_mut(|s| {
                 s.cancel.get_or_insert(OperatorAction {
                     operator_id: "temporal".into(),
@@ -99,15 +99,13 @@ async fn settle(ctx: &Ctx, end: Result<PromotionResultBody, Stop>) -> WorkflowRe
         other => other,
     };
     match end {
-        Ok(body) => {
-            if v2 {
-                // Close reverted what went live; this undoes what never did (publications of
-                // regions that did not launch, orders still on their way).
-                let keep_by = ctx.state(|s| s.plan.as_ref().map_or(0, |p| p.ends_at));
-                compensate(ctx, "promotion ended", keep_by).await;
-            }
+        Ok(report) => {
+            // Close reverted what went live; this undoes what never did (publications of regions
+            // that did not launch, orders still on their way).
+            let keep_by = ctx.state(|s| s.plan.as_ref().map_or(0, |p| p.ends_at));
+            compensate(ctx, "promotion ended", keep_by).await;
             close_out(ctx, Outcome::Completed, "", "promotion ended");
-            Ok(result(ctx, Some(body.report)))
+            Ok(result(ctx, Some(report)))
         }
         Err(Stop::Rejected(why)) => {
             compensate_if_written(ctx, &why).await;
@@ -122,29 +120,7 @@ async fn settle(ctx: &Ctx, end: Result<PromotionResultBody, Stop>) -> WorkflowRe
         Err(Stop::Cancelled) => {
             let who = ctx.state(|s| s.cancel.clone().unwrap_or_default());
             let reason = format!("cancelled by {}: {}", who.operator_id, who.reason);
-            let undone = if v2 {
-                compensate(ctx, &reason, 0).await
-            } else {
-                // Runs started before v2: one compensation call of what the workflow knew of.
-                let input = ctx.state(|s| CompensateInput {
-                    reason: reason.clone(),
-                    publications: s.publications.iter().rev().map(|p| p.publication_id.clone()).collect(),
-                    price_change_id: s.price_change_id.clone(),
-                    orders: s.orders.iter().rev().cloned().collect(),
-                    sweep_promotion_id: String::new(),
-                    keep_orders_arriving_by: 0,
-                    release_calendar: String::new(),
-                });
-                let summary = format!(
-                    "compensate: withdraw {} publications, revert prices, cancel {} orders",
-                    input.publications.len(),
-                    input.orders.len()
-                );
-                match ctx.execute_activity(A::compensate, input, opts(120, summary)).await {
-                    Ok(out) => Some(out),
-                    Err(e) => return fail(ctx, Stop::from(e)),
-                }
-            };
+            let undone = compensate(ctx, &reason, 0).await;
             if let Some(undone) = undone {
                 let t = now(ctx);
                 ctx.state_mut(|s| {
@@ -212,41 +188,32 @@ fn result(ctx: &Ctx, report: Option<PostEventReport>) -> PromotionResult {
     })
 }
 
-/// In v2, compensates when the run has written to the systems.
+/// Compensates when the run has written to the systems.
 async fn compensate_if_written(ctx: &Ctx, reason: &str) {
-    if ctx.state(|s| s.v2 && s.wrote) {
+    if ctx.state(|s| s.wrote) {
         compensate(ctx, reason, 0).await;
     }
 }
 
-/// The v2 sweep: undoes everything of the promotion still live in the systems (see
-/// [`CompensateInput::sweep_promotion_id`]), until it succeeds. `None` when the systems refused
-/// it for good (the COMPENSATION_PENDING exception then stays open for an operator).
+/// The sweep: undoes everything of the promotion still live in the systems (see
+/// [`CompensateInput`]) and frees its calendar footprint, until it succeeds. `None` when the
+/// systems refused it for good (the COMPENSATION_PENDING exception then stays open for an
+/// operator).
 async fn compensate(ctx: &Ctx, reason: &str, keep_orders_arriving_by: i64) -> Option<CompensateOutput> {
     let (input, attempts) = ctx.state(|s| {
         (
             CompensateInput {
+                promotion_id: s.spec.promotion_id.clone(),
                 reason: reason.to_owned(),
-                publications: s.publications.iter().rev().map(|p| p.publication_id.clone()).collect(),
-                price_change_id: s.price_change_id.clone(),
-                orders: s.orders.iter().rev().cloned().collect(),
-                sweep_promotion_id: s.spec.promotion_id.clone(),
                 keep_orders_arriving_by,
-                release_calendar: if s.quiet && s.calendar {
-                    s.spec.promotion_id.clone()
-                } else {
-                    String::new()
-                },
+                release_calendar: true,
             },
             s.policy.as_ref().map_or(5, |p| p.compensation_attempts),
         )
     });
-    let summary = if input.release_calendar.is_empty() {
-        "compensate: undo whatever of the promotion is still live".to_owned()
-    } else {
+    let summary =
         "compensate: undo whatever of the promotion is still live, then free its calendar footprint"
-            .to_owned()
-    };
+            .to_owned();
     let out = until_done(ctx, "compensation", || {
         wait::call(ctx, A::compensate, input.clone(), compensation_opts(attempts, summary.clone()))
     })

@@ -14,9 +14,10 @@ use crate::{
     policy::Policy,
     summary::channel_name,
     workflow::{
-        LAUNCH_GATE_CHANNELS, LAUNCH_GATE_HOLDS,
-        state::{PromotionWorkflow, publish, region_of_target},
-        wait::{self, Ctx, business_now, check_opts, long_opts, now, until},
+        options::long_opts,
+        state::{Ctx, PromotionWorkflow, publish, region_of_target},
+        time::{business_now, now, until},
+        wait,
     },
 };
 use promo_contracts::{
@@ -29,41 +30,26 @@ use std::time::Duration;
 pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
     enter(ctx, Stage::LaunchGate);
     let recheck_at = plan.starts_at - policy.durations.final_recheck_before_launch.0.as_secs() as i64;
-    // A quiet run waits out a pause or an override on the same timer (see `wait::Kept`).
-    let quiet = ctx.state(|s| s.quiet);
+    // A pause or an override wakes the gate, which then waits out the rest of the time on the
+    // same timer (see `wait::Kept`).
     let mut kept = wait::Kept::default();
     loop {
         let (paused, overrides) = ctx.state(|s| (s.paused, s.overrides.len()));
         let nudged = move |s: &PromotionWorkflow| s.paused != paused || s.overrides.len() != overrides;
         let summary = "wait for the final readiness re-check".to_owned();
         let d = until(ctx, policy, recheck_at);
-        let elapsed = if quiet {
-            kept.sleep(ctx, recheck_at, d, summary, nudged).await?
-        } else {
-            wait::sleep(ctx, d, summary, nudged).await?
-        };
-        // A pause or an override wakes the gate; runs before v2 went straight to the re-check,
-        // v2 waits out the rest of the time.
-        if elapsed || !ctx.state(|s| s.v2) || business_now(ctx, policy) >= recheck_at {
+        let elapsed = kept.sleep(ctx, recheck_at, d, summary, nudged).await?;
+        if elapsed || business_now(ctx, policy) >= recheck_at {
             break;
         }
     }
     kept.stop();
     let revision = ctx.state(|s| s.revision);
-    // A quiet run reads the channels back in the assessment's activity.
-    let (recheck, read) = if ctx.state(|s| s.quiet) {
-        let acked = acknowledged(ctx);
-        let (recheck, read) =
-            super::assessment::recheck_gate(ctx, plan, revision, policy, acked.clone()).await?;
-        (recheck, Some((acked, read)))
-    } else {
-        (super::assessment::assess(ctx, plan, revision, policy).await?, None)
-    };
+    // The channels are read back in the assessment's activity.
+    let acked = acknowledged(ctx);
+    let (recheck, read) = super::assessment::recheck_gate(ctx, plan, revision, policy, acked.clone()).await?;
     let t = now(ctx);
-    // Versioned change: the re-check gates. Runs before it only wrote the audit line below.
-    if ctx.state(|s| s.v2) && crate::workflow::patched(ctx, LAUNCH_GATE_HOLDS) {
-        hold(ctx, &recheck, revision);
-    }
+    hold(ctx, &recheck, revision);
     ctx.state_mut(|s| {
         let failing: Vec<String> =
             recheck.regions.iter().filter(|r| !r.passes).map(|r| r.region_id.clone()).collect();
@@ -74,35 +60,6 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
         };
         s.record(t, "system", "readiness-recheck", detail);
     });
-    // Versioned change: the re-check re-reads the channels' acknowledgments too.
-    if let Some((acked, read)) = read {
-        channels_read(ctx, plan, policy, acked, read).await?;
-    } else if ctx.state(|s| s.v2) && crate::workflow::patched(ctx, LAUNCH_GATE_CHANNELS) {
-        channels(ctx, plan, policy).await?;
-    }
-    Ok(())
-}
-
-/// Re-reads every acknowledged activation. A target whose channel took its acknowledgment back
-/// raises an exception (operations, with the revenue of the regions it holds), loses its
-/// acknowledgment here — so the regions depending on it stay dark ([`decisions::activation`]) —
-/// and is republished under its own key; the gate then waits for the acknowledgments until the
-/// launch instant (at most the acknowledgment deadline); after that the active window keeps
-/// waiting for them as for any late acknowledgment. A re-read that cannot run is audited and
-/// does not hold the launch: the channels did acknowledge, and the read-back after activation
-/// checks the prices they charge.
-async fn channels(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
-    let acked = acknowledged(ctx);
-    if acked.is_empty() {
-        return Ok(());
-    }
-    let summary = format!("re-read {} channel acknowledgments", acked.len());
-    let work = wait::call(ctx, A::read_publications, acked.clone(), check_opts(60, summary));
-    let read = match wait::run(ctx, work).await {
-        Ok(read) => Ok(read),
-        Err(Stop::Failed(why, _)) => Err(why),
-        Err(stop) => return Err(stop),
-    };
     channels_read(ctx, plan, policy, acked, read).await
 }
 
@@ -117,8 +74,15 @@ fn acknowledged(ctx: &Ctx) -> Vec<PublicationRef> {
     })
 }
 
-/// What [`channels`] does with the acknowledged activations `acked` once re-read (`read`, or
-/// why they could not be).
+/// What the re-check does with the acknowledged activations `acked` once re-read (`read`, or
+/// why they could not be). A target whose channel took its acknowledgment back raises an
+/// exception (operations, with the revenue of the regions it holds), loses its acknowledgment
+/// here — so the regions depending on it stay dark ([`decisions::activation`]) — and is
+/// republished under its own key; the gate then waits for the acknowledgments until the launch
+/// instant (at most the acknowledgment deadline); after that the active window keeps waiting for
+/// them as for any late acknowledgment. A re-read that cannot run is audited and does not hold
+/// the launch: the channels did acknowledge, and the read-back after activation checks the
+/// prices they charge.
 async fn channels_read(
     ctx: &Ctx,
     plan: &Plan,

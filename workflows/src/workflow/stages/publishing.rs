@@ -4,17 +4,18 @@
 //! delayed or the whole launch held (`late_ack_action`). An override ends the wait for the
 //! regions it opens; a cancel ends it at once, cancelling the running wait.
 
-use super::{Stop, checkpoint, enter};
+use super::{Stop, check_cancel, enter};
 use crate::{
     api::{AwaitAcksInput, PromotionActivities as A, PublicationRef, PublishInput, Target},
     decisions,
     plan::Plan,
     policy::Policy,
-    summary::channel_name,
     workflow::{
         events,
-        state::{PromotionWorkflow, publish, region_of_target},
-        wait::{self, Ctx, PUBLISH_TIMEOUT_SECS, long_opts, now, opts},
+        options::{PUBLISH_TIMEOUT_SECS, long_opts, opts},
+        state::{Ctx, PromotionWorkflow, publish, region_of_target},
+        time::now,
+        wait,
     },
 };
 use promo_contracts::{
@@ -22,7 +23,6 @@ use promo_contracts::{
     retail::v1::{Channel, PublicationKind},
 };
 use std::time::Duration;
-use temporalio_sdk::workflows::join_all;
 
 /// Publishes the activation everywhere and waits for the acknowledgments.
 pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
@@ -35,16 +35,16 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
         )
     });
     let targets = channel_targets(plan, &region_ids);
-    // A carrying run publishes in its first acknowledgment wait — unless an operator opened a
-    // region already, whose acknowledgments that wait would otherwise await too.
+    // The run publishes in its first acknowledgment wait — unless an operator opened a region
+    // already, whose acknowledgments that wait would otherwise await too.
     let mut unpublished = ctx
-        .state(|s| s.carries && s.overrides.is_empty())
+        .state(|s| s.overrides.is_empty())
         .then(|| publications(plan, revision, &targets, PublicationKind::Activate, &price_change_id));
     if unpublished.is_none() {
         let published =
             publish_all(ctx, plan, revision, &targets, PublicationKind::Activate, &price_change_id).await?;
         ctx.state_mut(|s| s.publications = published);
-        checkpoint(ctx)?;
+        check_cancel(ctx)?;
     }
 
     let ack_deadline = policy.scaled(policy.durations.ack_deadline.0);
@@ -62,7 +62,7 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
                 inputs.len()
             );
             let mut input = acks_input(ctx, Vec::new(), ack_deadline, false);
-            input.publish = inputs.into_iter().map(|(i, _)| i).collect();
+            input.publish = inputs;
             let work = wait::remote(ctx, A::publish_and_await, input, long_opts(ack_deadline, summary));
             let acked = wait::activity(ctx, work, nudged).await?;
             // An override woke the wait: publish on their own (idempotent), then look again.
@@ -130,14 +130,14 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
     Ok(())
 }
 
-/// Activation publications still unacknowledged that a gate depends on (in lifecycle v2, not
-/// those of regions an operator opened).
+/// Activation publications still unacknowledged that a gate depends on (not those of regions
+/// an operator opened).
 pub(crate) fn waiting_for(ctx: &Ctx) -> Vec<PublicationRef> {
     ctx.state(|s| {
         s.publications
             .iter()
             .filter(|p| p.acknowledged_at_ms.is_none() && p.kind == PublicationKind::Activate as i32)
-            .filter(|p| !s.v2 || !s.overridden(region_of_target(&p.target).unwrap_or("")))
+            .filter(|p| !s.overridden(region_of_target(&p.target).unwrap_or("")))
             .cloned()
             .collect()
     })
@@ -164,27 +164,19 @@ pub(crate) async fn publish_all(
     send(ctx, inputs, &format!("{verb} {} channel targets", targets.len())).await
 }
 
-/// What publishing `kind` to every target takes, each with its summary.
+/// What publishing `kind` to every target takes.
 fn publications(
     plan: &Plan,
     revision: u32,
     targets: &[Target],
     kind: PublicationKind,
     price_change_id: &str,
-) -> Vec<(PublishInput, String)> {
-    let verb = if kind == PublicationKind::Revert { "revert on" } else { "publish to" };
-    targets
-        .iter()
-        .map(|t| {
-            let input = publication(plan, revision, price_change_id, t, kind, 0);
-            (input, format!("{verb} {} {}", channel_name(t.channel), t.region_id))
-        })
-        .collect()
+) -> Vec<PublishInput> {
+    targets.iter().map(|t| publication(plan, revision, price_change_id, t, kind, 0)).collect()
 }
 
 /// The input of an acknowledgment wait on `publications`, carrying the process events recorded
-/// since the last wait (in a carrying run: [`crate::workflow::events::carry`]). Built right
-/// before the wait starts.
+/// since the last wait ([`crate::workflow::events::carry`]). Built right before the wait starts.
 pub(crate) fn acks_input(
     ctx: &Ctx,
     publications: Vec<PublicationRef>,
@@ -201,9 +193,8 @@ pub(crate) fn acks_input(
 }
 
 /// Publishes `kind` to `targets` (`republish`: each under its correction number) and waits up
-/// to `timeout` for the acknowledgments; returns the publications as acknowledged then. A
-/// carrying run does both in one `promo.publish_and_await`; otherwise `promo.publish_many`
-/// (or a `promo.publish` per target), then `promo.await_acknowledgments`.
+/// to `timeout` for the acknowledgments, in one `promo.publish_and_await`; returns the
+/// publications as acknowledged then.
 pub(crate) async fn publish_and_await(
     ctx: &Ctx,
     plan: &Plan,
@@ -214,23 +205,13 @@ pub(crate) async fn publish_and_await(
 ) -> Result<Vec<PublicationRef>, Stop> {
     let (revision, price_change_id) =
         ctx.state(|s| (s.revision, s.price_change_id.clone().unwrap_or_default()));
-    if !ctx.state(|s| s.carries) {
-        let sent = match targets {
-            Publish::First(t) => publish_all(ctx, plan, revision, t, kind, &price_change_id).await?,
-            Publish::Again(t) => republish(ctx, plan, kind, t).await?,
-        };
-        let summary = format!("wait for {} {what} to acknowledge", sent.len());
-        let input = acks_input(ctx, sent, timeout, false);
-        let work = wait::remote(ctx, A::await_acknowledgments, input, long_opts(timeout, summary));
-        return wait::run(ctx, work).await;
-    }
     let inputs = match targets {
         Publish::First(t) => publications(plan, revision, t, kind, &price_change_id),
         Publish::Again(t) => republications(plan, revision, &price_change_id, kind, t),
     };
     let summary = format!("publish to {n} {what} and wait for them to acknowledge", n = inputs.len());
     let mut input = acks_input(ctx, Vec::new(), timeout, false);
-    input.publish = inputs.into_iter().map(|(i, _)| i).collect();
+    input.publish = inputs;
     wait::run(ctx, wait::remote(ctx, A::publish_and_await, input, long_opts(timeout, summary))).await
 }
 
@@ -242,8 +223,8 @@ pub(crate) enum Publish<'a> {
     Again(&'a [(Target, u32)]),
 }
 
-/// What `promo.publish` takes to publish `kind` to `target` (`correction` 0 for the
-/// publication itself, n for its n-th correction).
+/// What publishing `kind` to `target` takes (`correction` 0 for the publication itself, n for
+/// its n-th correction).
 fn publication(
     plan: &Plan,
     revision: u32,
@@ -264,28 +245,10 @@ fn publication(
     }
 }
 
-/// Sends the publications: in a watched run ([`crate::workflow::MONITOR_WINDOW`]) as one
-/// `promo.publish_many` (one marker for the wave), otherwise one `promo.publish` per target,
-/// in parallel, as the run was recorded.
-async fn send(
-    ctx: &Ctx,
-    inputs: Vec<(PublishInput, String)>,
-    summary: &str,
-) -> Result<Vec<PublicationRef>, Stop> {
-    if ctx.state(|s| s.watches) {
-        let inputs: Vec<PublishInput> = inputs.into_iter().map(|(i, _)| i).collect();
-        let opts = opts(PUBLISH_TIMEOUT_SECS, summary.to_owned());
-        return wait::run(ctx, wait::call(ctx, A::publish_many, inputs, opts)).await;
-    }
-    let futs: Vec<_> = inputs
-        .into_iter()
-        .map(|(input, summary)| wait::call(ctx, A::publish, input, opts(PUBLISH_TIMEOUT_SECS, summary)))
-        .collect();
-    let mut out = Vec::with_capacity(futs.len());
-    for r in join_all(futs).await {
-        out.push(r?);
-    }
-    Ok(out)
+/// Sends the publications as one `promo.publish_many` (one marker for the wave).
+async fn send(ctx: &Ctx, inputs: Vec<PublishInput>, summary: &str) -> Result<Vec<PublicationRef>, Stop> {
+    let opts = opts(PUBLISH_TIMEOUT_SECS, summary.to_owned());
+    wait::run(ctx, wait::call(ctx, A::publish_many, inputs, opts)).await
 }
 
 /// Republishes `kind` to each target under its correction number (its own idempotency key), in
@@ -302,25 +265,17 @@ pub(crate) async fn republish(
     send(ctx, inputs, &format!("republish to {} channel targets", targets.len())).await
 }
 
-/// What republishing `kind` to each target under its correction number takes, with summaries.
+/// What republishing `kind` to each target under its correction number takes.
 fn republications(
     plan: &Plan,
     revision: u32,
     price_change_id: &str,
     kind: PublicationKind,
     targets: &[(Target, u32)],
-) -> Vec<(PublishInput, String)> {
+) -> Vec<PublishInput> {
     targets
         .iter()
-        .map(|(target, correction)| {
-            let input = publication(plan, revision, price_change_id, target, kind, *correction);
-            let summary = format!(
-                "republish to {} {} (correction {correction})",
-                channel_name(target.channel),
-                target.region_id
-            );
-            (input, summary)
-        })
+        .map(|(target, correction)| publication(plan, revision, price_change_id, target, kind, *correction))
         .collect()
 }
 

@@ -14,9 +14,10 @@ use crate::{
     policy::Policy,
     summary::channel_name,
     workflow::{
-        REVERT_READ_BACK_UNTIL_REGULAR,
-        state::{PromotionWorkflow, pb_ts, publish, region_of_target},
-        wait::{self, Ctx, business_now, check_opts, now},
+        options::check_opts,
+        state::{Ctx, PromotionWorkflow, pb_ts, publish, region_of_target},
+        time::{business_now, now},
+        wait,
     },
 };
 use promo_contracts::{promo::v1::*, retail::v1::PublicationKind};
@@ -26,7 +27,7 @@ use std::time::Duration;
 /// `live`: the targets should charge the promotional prices (else the regular ones, after the
 /// revert at close: then, as with compensation, it keeps reading back — 5 s, doubling to 5 min
 /// apart — until every target charges its regular prices again, for nothing of the promotion
-/// may stay live). Does nothing in runs without [`crate::workflow::PRICE_RECONCILIATION`].
+/// may stay live).
 pub async fn round(ctx: &Ctx, plan: &Plan, policy: &Policy, live: bool) -> Result<(), Stop> {
     round_from(ctx, plan, policy, live, None).await
 }
@@ -40,26 +41,17 @@ pub async fn round_from(
     live: bool,
     mut first: Option<Result<ReconcileOutput, String>>,
 ) -> Result<(), Stop> {
-    if !ctx.state(|s| s.reconciles) {
-        return Ok(());
-    }
     let mut pause = Duration::from_secs(5);
     let mut read = 0;
-    let mut waiting = false;
     loop {
         read += 1;
         if read > 2 {
             let open = |s: &PromotionWorkflow| {
                 s.price_corrections.iter().any(|c| c.after_revert && c.corrected_at.is_none())
             };
-            // Versioned change: runs before it left a revert still unconfirmed here.
-            if live
-                || !ctx.state(open)
-                || !(waiting || crate::workflow::patched(ctx, REVERT_READ_BACK_UNTIL_REGULAR))
-            {
+            if live || !ctx.state(open) {
                 return Ok(());
             }
-            waiting = true;
             let summary = "wait before reading the revert back again".to_owned();
             wait::sleep(ctx, pause, summary, |_| false).await?;
             pause = (pause * 2).min(Duration::from_secs(300));
@@ -106,8 +98,7 @@ pub async fn round_from(
     }
 }
 
-/// What a read-back of the targets now takes, or `None` when there is nothing to read (no
-/// target, or a run that does not reconcile).
+/// What a read-back of the targets now takes, or `None` when there is nothing to read.
 pub fn read_input(ctx: &Ctx, plan: &Plan, policy: &Policy, live: bool) -> Option<ReconcileInput> {
     let bnow = business_now(ctx, policy);
     ctx.state(|s| read_input_at(s, plan, bnow, live))
@@ -121,7 +112,7 @@ pub(crate) fn read_input_at(
     bnow: i64,
     live: bool,
 ) -> Option<ReconcileInput> {
-    let targets = if s.reconciles { targets(s, live) } else { Vec::new() };
+    let targets = targets(s, live);
     if targets.is_empty() {
         return None;
     }

@@ -9,8 +9,9 @@ use crate::{
     plan::Plan,
     policy::Policy,
     workflow::{
-        state::{pb_ts, publish},
-        wait::{self, Alarm, Ctx, Nothing, Woke, now, until},
+        state::{Ctx, pb_ts, publish},
+        time::{now, until},
+        wait::{self, Alarm, Nothing, Woke},
     },
 };
 use promo_contracts::promo::v1::*;
@@ -43,7 +44,7 @@ pub async fn run(
     let all_chosen =
         |s: &crate::PromotionWorkflow| failing.iter().all(|r| s.remediation_choices.contains_key(r));
     match wait::wait(ctx, Nothing, &mut expiry, all_chosen).await? {
-        Woke::Rang(_) => {
+        Woke::Rang => {
             return Err(Stop::Expired("no remediation chosen before the approval deadline".into()));
         }
         _ => expiry[0].stop(),

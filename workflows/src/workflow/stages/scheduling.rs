@@ -5,7 +5,7 @@ use super::{Stop, check_cancel, enter};
 use crate::{
     api::{OrdersInput, PromotionActivities as A, RegionInfo, StagePricesInput},
     plan::Plan,
-    workflow::wait::{self, Ctx, opts},
+    workflow::{options::opts, state::Ctx, wait},
 };
 use promo_contracts::promo::v1::Stage;
 use std::collections::BTreeMap;
