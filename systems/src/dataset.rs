@@ -15,9 +15,10 @@
 //! server starts (default: now), so inbound ETAs stay meaningful relative to the present.
 
 use crate::{
-    rng::{SplitMix64, hash_unit, mix},
+    rng::mix,
     world::{World, WorldSpec},
 };
+use rand::{RngExt, SeedableRng, rngs::ChaCha8Rng};
 use rusqlite::{Connection, params};
 
 /// Sizes and seed of a dataset.
@@ -228,6 +229,9 @@ const DAY: i64 = 86_400;
 /// The layout of `promotion_outcomes`, part of the history version (so a model fitted on outcomes
 /// without the store-level moments is not taken for one fitted with them).
 const OUTCOMES_FORMAT: &str = "outcomes/2: in-stock moments";
+/// The generator every value is drawn with, part of the history version: the same seed drawn
+/// by another generator is another history.
+const DRAWN_WITH: &str = "rand ChaCha8Rng";
 
 /// Channel eligibility bits, by `retail.v1.Channel` number.
 pub fn channel_bit(channel: i32) -> u32 {
@@ -294,7 +298,7 @@ CREATE INDEX orders_by_promotion ON transfer_orders(promotion_id);
 pub fn generate(conn: &mut Connection, spec: &DatasetSpec) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     tx.execute_batch(SCHEMA)?;
-    let mut rng = SplitMix64::new(spec.seed);
+    let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
     let meta = |k: &str, v: String| -> rusqlite::Result<()> {
         tx.execute("INSERT INTO meta(key, value) VALUES (?1, ?2)", params![k, v]).map(drop)
     };
@@ -312,6 +316,7 @@ pub fn generate(conn: &mut Connection, spec: &DatasetSpec) -> rusqlite::Result<(
             .into_iter()
             .chain(world_toml.bytes().map(u64::from))
             .chain(OUTCOMES_FORMAT.bytes().map(u64::from))
+            .chain(DRAWN_WITH.bytes().map(u64::from))
             .fold(0x6869_7374u64, |acc, x| mix(acc ^ x))
     );
     meta("history_version", version)?;
@@ -330,7 +335,7 @@ pub fn generate(conn: &mut Connection, spec: &DatasetSpec) -> rusqlite::Result<(
             params![r, DatasetSpec::region_id(r), name, tz, DatasetSpec::dc_id(spec.dc_of_region(r))],
         )?;
     }
-    let store_factor: Vec<f64> = (0..spec.stores).map(|_| rng.range(0.6, 1.6)).collect();
+    let store_factor: Vec<f64> = (0..spec.stores).map(|_| rng.random_range(0.6..1.6)).collect();
     for s in 0..spec.stores {
         tx.execute(
             "INSERT INTO stores(idx, store_id, region_idx, name) VALUES (?1, ?2, ?3, ?4)",
@@ -339,7 +344,7 @@ pub fn generate(conn: &mut Connection, spec: &DatasetSpec) -> rusqlite::Result<(
     }
 
     // Products: category, band and supplier interleave so every supplier spans categories.
-    let elasticity: Vec<f64> = (0..spec.categories).map(|_| rng.range(1.5, 3.5)).collect();
+    let elasticity: Vec<f64> = (0..spec.categories).map(|_| rng.random_range(1.5..3.5)).collect();
     let mut popularity = Vec::with_capacity(spec.skus);
     {
         let mut ins = tx.prepare(
@@ -350,14 +355,14 @@ pub fn generate(conn: &mut Connection, spec: &DatasetSpec) -> rusqlite::Result<(
             let category = i % spec.categories;
             let band = (i / spec.categories) % 5;
             let supplier = i % spec.suppliers;
-            let regular = (BAND_PRICES[band] * rng.range(0.85, 1.15)).round().max(1.0) - 0.01;
-            let cost = (regular * rng.range(0.42, 0.62) * 100.0).round() / 100.0;
+            let regular = (BAND_PRICES[band] * rng.random_range(0.85..1.15)).round().max(1.0) - 0.01;
+            let cost = (regular * rng.random_range(0.42..0.62) * 100.0).round() / 100.0;
             // Every SKU sells in stores and online; 5% are excluded from the loyalty programme.
             let mut channels = channel_bit(1) | channel_bit(2) | channel_bit(4);
-            if hash_unit(&[spec.seed, i as u64, 3]) < 0.95 {
+            if rng.random_bool(0.95) {
                 channels |= channel_bit(3);
             }
-            popularity.push(rng.range(0.3, 2.5));
+            popularity.push(rng.random_range(0.3..2.5));
             let cat_name = CATEGORY_NAMES[category % CATEGORY_NAMES.len()];
             ins.execute(params![
                 i,
@@ -391,29 +396,29 @@ pub fn generate(conn: &mut Connection, spec: &DatasetSpec) -> rusqlite::Result<(
             let short_region = spec.short_region == Some(region);
             for (k, pop) in popularity.iter().enumerate() {
                 let short = short_region && k < spec.short_skus;
-                let baseline = (pop * factor * rng.range(0.6, 1.4) / 2.0) as f32;
+                let baseline = (pop * factor * rng.random_range(0.6..1.4) / 2.0) as f32;
                 let b = f64::from(baseline);
                 baselines[s * spec.skus + k] = baseline;
                 dc_demand[spec.dc_of_region(region)][k] += b;
                 let (on_hand, in_transit, in_transit_eta, confirmed, confirmed_eta);
                 if short {
-                    on_hand = (b * rng.range(3.0, 9.0)).round() as i64;
-                    in_transit = (b * rng.range(20.0, 35.0)).ceil() as i64;
-                    in_transit_eta = rng.range(4.0, 6.0).mul_add(DAY as f64, 0.0) as i64;
+                    on_hand = (b * rng.random_range(3.0..9.0)).round() as i64;
+                    in_transit = (b * rng.random_range(20.0..35.0)).ceil() as i64;
+                    in_transit_eta = (rng.random_range(4.0..6.0) * DAY as f64) as i64;
                     confirmed = 0;
                     confirmed_eta = 0;
                 } else {
-                    on_hand = (b * rng.range(25.0, 45.0)).round() as i64;
-                    if rng.unit() < 0.4 {
-                        in_transit = (b * rng.range(3.0, 10.0)).ceil() as i64;
-                        in_transit_eta = (rng.range(0.5, 2.0) * DAY as f64) as i64;
+                    on_hand = (b * rng.random_range(25.0..45.0)).round() as i64;
+                    if rng.random_bool(0.4) {
+                        in_transit = (b * rng.random_range(3.0..10.0)).ceil() as i64;
+                        in_transit_eta = (rng.random_range(0.5..2.0) * DAY as f64) as i64;
                     } else {
                         in_transit = 0;
                         in_transit_eta = 0;
                     }
-                    if rng.unit() < 0.2 {
-                        confirmed = (b * rng.range(5.0, 15.0)).ceil() as i64;
-                        confirmed_eta = (rng.range(3.0, 9.0) * DAY as f64) as i64;
+                    if rng.random_bool(0.2) {
+                        confirmed = (b * rng.random_range(5.0..15.0)).ceil() as i64;
+                        confirmed_eta = (rng.random_range(3.0..9.0) * DAY as f64) as i64;
                     } else {
                         confirmed = 0;
                         confirmed_eta = 0;
@@ -437,9 +442,9 @@ pub fn generate(conn: &mut Connection, spec: &DatasetSpec) -> rusqlite::Result<(
         )?;
         for (d, demand) in dc_demand.iter().enumerate() {
             for (k, b) in demand.iter().enumerate() {
-                let on_hand = (b * rng.range(2.0, 4.0)).round() as i64;
-                let in_transit = (b * rng.range(5.0, 10.0)).round() as i64;
-                let eta = (rng.range(7.0, 12.0) * DAY as f64) as i64;
+                let on_hand = (b * rng.random_range(2.0..4.0)).round() as i64;
+                let in_transit = (b * rng.random_range(5.0..10.0)).round() as i64;
+                let eta = (rng.random_range(7.0..12.0) * DAY as f64) as i64;
                 ins.execute(params![d, k, on_hand, in_transit, eta, 0, 0])?;
             }
         }

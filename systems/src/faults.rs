@@ -1,7 +1,7 @@
 //! Runtime fault injection: rules added through the admin RPC and consulted by every handler.
 
-use crate::rng::SplitMix64;
 use promo_contracts::{money::parse_decimal, retail::v1 as wire};
+use rand::{RngExt, SeedableRng, rngs::ChaCha8Rng};
 use rust_decimal::prelude::ToPrimitive;
 use std::{sync::Mutex, time::Duration};
 use tonic::Status;
@@ -109,12 +109,14 @@ fn covers(f: &wire::Fault, service: &str, channel: i32, region_id: &str) -> bool
 /// The active rules.
 #[derive(Debug)]
 pub struct Faults {
-    state: Mutex<(Vec<Rule>, u64, SplitMix64)>,
+    /// The rules, the last id given, and the generator of error-rate failures (seeded, so that
+    /// a run's injected failures repeat).
+    state: Mutex<(Vec<Rule>, u64, ChaCha8Rng)>,
 }
 
 impl Default for Faults {
     fn default() -> Self {
-        Self { state: Mutex::new((Vec::new(), 0, SplitMix64::new(0xFA17))) }
+        Self { state: Mutex::new((Vec::new(), 0, ChaCha8Rng::seed_from_u64(0xFA17))) }
     }
 }
 
@@ -221,7 +223,7 @@ impl Faults {
             rule.hits += 1;
             let f = &rule.fault;
             out.latency += Duration::from_millis(u64::from(f.latency_ms));
-            if rule.error_rate > 0.0 && rng.unit() < rule.error_rate {
+            if rule.error_rate > 0.0 && rng.random_bool(rule.error_rate) {
                 out.fail = true;
             }
             out.lose_response |= f.lose_response;
