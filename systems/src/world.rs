@@ -2,9 +2,14 @@
 //! sales of the reference systems, from a seed and the parameters of `config/world.toml`.
 //!
 //! A store × SKU × period of a promotion demands NegativeBinomial(μ, `dispersion`) units with
-//! μ = baseline × days × exp(log lift + promotion-line noise + store noise), where
+//!
+//! ```text
+//! μ        = baseline × days × exp(log lift + promotion-line noise + store noise)
 //! log lift = slope[category] × depth + curvature × depth² + region[r] + region_depth[r] × depth
-//! + mechanic[m]. Sold units are capped by stock, so stockouts censor what history records.
+//!            + mechanic[m]
+//! ```
+//!
+//! Sold units are capped by stock, so stockouts censor what history records.
 //!
 //! Nothing here reads the clock or OS randomness: the same spec and seed give the same world.
 
