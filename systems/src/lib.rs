@@ -10,9 +10,11 @@
 //!   by key and durable in the file);
 //! - [`faults`] holds the fault rules the admin RPC injects;
 //! - [`sales`] simulates sales for a window from demand × uplift, capped by stock.
+//! - [`world`] is the generating process behind the promotion history and the sales; [`rng`]
+//!   the seeded generator every draw of the crate comes from.
 
-mod analytics;
-mod calendar;
+// Every public item says what it is: the worker, its tests and the benches build on this API.
+#![warn(missing_docs)]
 pub mod dataset;
 pub mod faults;
 pub mod rng;
@@ -243,8 +245,9 @@ impl Systems {
              idempotency_key TEXT UNIQUE NOT NULL, promotion_id TEXT NOT NULL, agreement_id TEXT NOT NULL,
              amount TEXT NOT NULL, units INTEGER NOT NULL, submitted_ms INTEGER NOT NULL);",
         )?;
-        conn.execute_batch(analytics::SCHEMA)?;
-        conn.execute_batch(calendar::SCHEMA)?;
+        for schema in services::SCHEMAS {
+            conn.execute_batch(schema)?;
+        }
         conn.execute_batch(sales::SCHEMA)?;
         let master = load_master(&conn)?;
         Ok(Self {

@@ -14,7 +14,7 @@ use crate::{Systems, rng::mix};
 use promo_contracts::{money::format_money, retail::v1 as wire};
 use rusqlite::Connection;
 use rust_decimal::Decimal;
-use std::collections::HashMap;
+use std::{collections::HashMap, convert::Infallible, ops::ControlFlow};
 
 const DAY: i64 = 86_400;
 
@@ -112,17 +112,19 @@ pub struct CellOutcome {
 }
 
 /// Walks every store × SKU cell of `lines` in `scopes` day by day, handing each cell's outcome
-/// to `visit(scope index, store index, line index, outcome)`; `transfers` move stock between stores
-/// (and from DCs) at their release and arrival days.
-pub fn walk(
+/// to `visit(scope index, store index, line index, outcome)`, a store's cells in a run;
+/// `transfers` move stock between stores (and from DCs) at their release and arrival days. The
+/// walk ends early with what `visit` breaks with (a stream whose client hung up stops
+/// simulating).
+pub fn walk<B>(
     systems: &Systems,
     conn: &Connection,
     promotion_id: &str,
     lines: &[Line],
     scopes: &[Scope],
     transfers: &[Transfer],
-    mut visit: impl FnMut(usize, usize, usize, &CellOutcome),
-) -> rusqlite::Result<()> {
+    mut visit: impl FnMut(usize, usize, usize, &CellOutcome) -> ControlFlow<B>,
+) -> rusqlite::Result<ControlFlow<B>> {
     let master = systems.master();
     let world = &master.world;
     let promotion = promotion_id.bytes().fold(0x7072_6f6du64, |acc, b| mix(acc ^ u64::from(b)));
@@ -204,11 +206,13 @@ pub fn walk(
                     cell.sold += sold;
                 }
                 cell.ending = stock;
-                visit(si, store_idx, li, &cell);
+                if let ControlFlow::Break(b) = visit(si, store_idx, li, &cell) {
+                    return Ok(ControlFlow::Break(b));
+                }
             }
         }
     }
-    Ok(())
+    Ok(ControlFlow::Continue(()))
 }
 
 /// Simulates sales of `lines` over `scopes` with the promotion's store transfers (none when
@@ -225,13 +229,15 @@ pub fn simulate(
     let moves = if without_transfers { Vec::new() } else { transfers(conn, promotion_id)? };
     // (scope, line) → totals.
     let mut acc: Vec<Vec<Option<CellOutcome>>> = vec![vec![None; lines.len()]; scopes.len()];
-    walk(systems, conn, promotion_id, lines, scopes, &moves, |si, _, li, cell| {
-        let a = acc[si][li].get_or_insert_with(CellOutcome::default);
-        a.sold += cell.sold;
-        a.stockout_days += cell.stockout_days;
-        a.ending += cell.ending;
-        a.available += cell.available;
-    })?;
+    let ControlFlow::Continue(()) =
+        walk(systems, conn, promotion_id, lines, scopes, &moves, |si, _, li, cell| {
+            let a = acc[si][li].get_or_insert_with(CellOutcome::default);
+            a.sold += cell.sold;
+            a.stockout_days += cell.stockout_days;
+            a.ending += cell.ending;
+            a.available += cell.available;
+            ControlFlow::<Infallible>::Continue(())
+        })?;
     let mut out = Vec::new();
     for (scope, row) in scopes.iter().zip(&acc) {
         let region_id = &master.regions[scope.region_idx].region_id;

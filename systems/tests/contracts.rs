@@ -1298,3 +1298,138 @@ async fn promotion_outcomes_are_drawn_from_the_world_and_agree_with_the_history(
     let fresh = Systems::open(&path, &other, true, None).unwrap();
     assert_ne!(fresh.master().history_version, version);
 }
+
+/// Every message of a server stream, in order.
+async fn messages<M>(r: Result<tonic::Response<tonic::Streaming<M>>, tonic::Status>) -> Vec<M> {
+    let mut stream = r.unwrap().into_inner();
+    let mut out = Vec::new();
+    while let Some(m) = stream.message().await.unwrap() {
+        out.push(m);
+    }
+    out
+}
+
+/// The batched streams cut their records into messages as the contracts say: `N` per message
+/// with the rest in the last, what is said once (the SKU dictionary) in the first message, the
+/// DCs in the last, and a malformed fault breaking the first record it can, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_streams_cut_their_messages_as_documented() {
+    let (s, _) = serve_small("batches").await;
+    let conn = connect(&s).await;
+    let inventory = InventoryServiceClient::new(conn.clone());
+    let positions = |region_ids: Vec<String>, include_dcs: bool, per_message: u32| {
+        let mut c = inventory.clone();
+        let req = StreamPositionsRequest {
+            region_ids,
+            include_dcs,
+            locations_per_message: per_message,
+            ..Default::default()
+        };
+        async move { messages(c.stream_positions(req).await).await }
+    };
+    let ids =
+        |m: &StreamPositionsResponse| m.locations.iter().map(|l| l.location_id.clone()).collect::<Vec<_>>();
+
+    // R1's four stores, four to a message: its DC gets a message of its own, the last.
+    let msgs = positions(vec!["R1".into()], true, 4).await;
+    assert_eq!(
+        msgs.iter().map(ids).collect::<Vec<_>>(),
+        [vec!["S0001", "S0002", "S0003", "S0004"], vec!["DC1"]]
+    );
+    assert_eq!((msgs[0].sku_dictionary.len(), msgs[1].sku_dictionary.len()), (40, 0));
+    // Three to a message: the DC rides with the last store.
+    let msgs = positions(vec!["R1".into()], true, 3).await;
+    assert_eq!(
+        msgs.iter().map(ids).collect::<Vec<_>>(),
+        [vec!["S0001", "S0002", "S0003"], vec!["S0004", "DC1"]]
+    );
+    // One to a message: every DC still goes in the last message, however many.
+    let msgs = positions(vec![], true, 1).await;
+    let sizes: Vec<usize> = msgs.iter().map(|m| m.locations.len()).collect();
+    assert_eq!(sizes, [vec![1; 12], vec![2]].concat());
+    assert_eq!(ids(&msgs[12]), ["DC1", "DC2"]);
+    assert!(msgs[1..].iter().all(|m| m.sku_dictionary.is_empty()));
+
+    // Baseline demand: five stores to a message, the rest in the last; the history's length
+    // in every message.
+    let mut demand = DemandServiceClient::new(conn.clone());
+    let req = StreamBaselineDemandRequest { stores_per_message: 5, ..Default::default() };
+    let msgs = messages(demand.stream_baseline_demand(req.clone()).await).await;
+    assert_eq!(msgs.iter().map(|m| m.stores.len()).collect::<Vec<_>>(), [5, 5, 2]);
+    assert_eq!(msgs.iter().map(|m| m.sku_dictionary.len()).collect::<Vec<_>>(), [40, 0, 0]);
+    assert!(msgs.iter().all(|m| m.history_days == 14));
+
+    // Outcomes: 1,000 to a message, each naming the history version; none after `since` still
+    // gets one message, to name it.
+    let req = StreamPromotionOutcomesRequest { outcomes_per_message: 1000, ..Default::default() };
+    let msgs = messages(demand.stream_promotion_outcomes(req).await).await;
+    let (last, full) = msgs.split_last().unwrap();
+    assert!(full.len() > 1 && full.iter().all(|m| m.outcomes.len() == 1000), "{}", msgs.len());
+    assert!(!last.outcomes.is_empty() && last.outcomes.len() <= 1000);
+    assert!(msgs.iter().all(|m| m.history_version == last.history_version));
+    let later = Some(Timestamp { seconds: s.systems.anchor() + 86_400, nanos: 0 });
+    let req = StreamPromotionOutcomesRequest { since: later, ..Default::default() };
+    let msgs = messages(demand.stream_promotion_outcomes(req).await).await;
+    assert_eq!(msgs.len(), 1);
+    assert!(msgs[0].outcomes.is_empty() && msgs[0].history_version == last.history_version);
+
+    // A malformed fault breaks the first record of the stream, once.
+    let mut admin = AdminServiceClient::new(conn.clone());
+    let inject = |service: &str, malformed: &str| InjectFaultRequest {
+        fault: Some(Fault {
+            service: service.into(),
+            malformed: malformed.into(),
+            max_hits: 1,
+            ..Default::default()
+        }),
+    };
+    admin.inject_fault(inject("inventory", "negative-stock")).await.unwrap();
+    let msgs = positions(vec![], false, 5).await;
+    let negative: Vec<(usize, usize, usize)> = msgs
+        .iter()
+        .enumerate()
+        .flat_map(|(m, msg)| msg.locations.iter().enumerate().map(move |(l, loc)| (m, l, loc)))
+        .flat_map(|(m, l, loc)| {
+            loc.on_hand.iter().enumerate().filter(|(_, u)| **u < 0).map(move |(i, _)| (m, l, i))
+        })
+        .collect();
+    assert_eq!(negative, [(0, 0, 0)]);
+    admin.inject_fault(inject("demand", "unknown-id")).await.unwrap();
+    let msgs = messages(demand.stream_baseline_demand(StreamBaselineDemandRequest::default()).await).await;
+    let stores: Vec<&str> = msgs.iter().flat_map(|m| &m.stores).map(|d| d.store_id.as_str()).collect();
+    assert_eq!(stores[..2], ["UNKNOWN-S0001", "S0002"]);
+    admin.inject_fault(inject("demand", "length-mismatch")).await.unwrap();
+    let msgs =
+        messages(demand.stream_promotion_outcomes(StreamPromotionOutcomesRequest::default()).await).await;
+    let unknown: Vec<usize> = msgs
+        .iter()
+        .flat_map(|m| &m.outcomes)
+        .enumerate()
+        .filter(|(_, o)| o.sku.starts_with("UNKNOWN-"))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(unknown, [0], "an outcome breaks the one way it can, whatever the mode");
+
+    // Sell-through: 64 stores to a message, the DCs' availability in the last with the last
+    // stores (R1 sixteen times over is 64 stores, one message).
+    let mut sales = SalesServiceClient::new(conn);
+    let start = s.systems.anchor() + 2 * 86_400;
+    let window = TimeRange {
+        start: Some(Timestamp { seconds: start, nanos: 0 }),
+        end: Some(Timestamp { seconds: start + 3 * 86_400, nanos: 0 }),
+    };
+    let sell_through = |scopes: usize| StreamStoreSellThroughRequest {
+        promotion_id: "BATCHES".into(),
+        lines: vec![SalesLine { sku: DatasetSpec::sku(0), promo_price: "1.00".into(), ..Default::default() }],
+        scopes: vec![SalesScope { region_id: "R1".into(), window: Some(window) }; scopes],
+        without_store_transfers: false,
+    };
+    let shape = |msgs: &[StreamStoreSellThroughResponse]| {
+        msgs.iter().map(|m| (m.sku_dictionary.len(), m.stores.len(), m.dcs.len())).collect::<Vec<_>>()
+    };
+    let msgs = messages(sales.stream_store_sell_through(sell_through(16)).await).await;
+    assert_eq!(shape(&msgs), [(1, 64, 1)]);
+    let msgs = messages(sales.stream_store_sell_through(sell_through(17)).await).await;
+    assert_eq!(shape(&msgs), [(1, 64, 0), (0, 4, 1)]);
+    s.stop().await;
+}

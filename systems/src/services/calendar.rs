@@ -3,8 +3,9 @@
 //! reservation and written under the store's single writer, so a check and its write cannot be
 //! interleaved with another promotion's.
 
-use crate::services::{Handler, blocking, db, require};
-use promo_contracts::{pbjson_types::Timestamp, retail::v1::*};
+use super::{Handler, blocking, db, millis, require, ts_ms};
+use crate::now_ms;
+use promo_contracts::retail::v1::*;
 use rusqlite::params;
 use std::collections::BTreeSet;
 use tonic::{Request, Response, Status};
@@ -15,22 +16,15 @@ pub(crate) const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS calendar_reservation
     ends_ms INTEGER NOT NULL, footprint TEXT NOT NULL, reserved_ms INTEGER NOT NULL);
     CREATE INDEX IF NOT EXISTS calendar_by_dates ON calendar_reservations(starts_ms, ends_ms);";
 
-fn ms(t: Option<&Timestamp>) -> i64 {
-    t.map_or(0, |t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
-}
-
-fn ts(ms: i64) -> Option<Timestamp> {
-    Some(Timestamp { seconds: ms.div_euclid(1000), nanos: (ms.rem_euclid(1000) * 1_000_000) as i32 })
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+/// A footprint's dates, Unix milliseconds (0 for a date it lacks).
+fn window(f: &CalendarFootprint) -> (i64, i64) {
+    (f.starts_at.as_ref().map_or(0, millis), f.ends_at.as_ref().map_or(0, millis))
 }
 
 /// Checks a footprint, naming the field that is wrong.
 fn check(f: Option<&CalendarFootprint>) -> Result<&CalendarFootprint, Status> {
     let f = f.ok_or_else(|| Status::invalid_argument("footprint: is required"))?;
-    let (start, end) = (ms(f.starts_at.as_ref()), ms(f.ends_at.as_ref()));
+    let (start, end) = window(f);
     if f.starts_at.is_none() || f.ends_at.is_none() {
         return Err(Status::invalid_argument("footprint.starts_at, footprint.ends_at: are required"));
     }
@@ -107,7 +101,7 @@ impl calendar_service_server::CalendarService for Handler {
         require(&req.promotion_id, "promotion_id")?;
         let f = check(req.footprint.as_ref())?.clone();
         self.locations(&f)?;
-        let (start, end) = (ms(f.starts_at.as_ref()), ms(f.ends_at.as_ref()));
+        let (start, end) = window(&f);
         let me = self.clone();
         let out = blocking(move || {
             me.0.write(|conn| {
@@ -135,8 +129,8 @@ impl calendar_service_server::CalendarService for Handler {
                                 revision,
                                 skus,
                                 locations,
-                                overlap_starts_at: ts(s.max(start)),
-                                overlap_ends_at: ts(e.min(end)),
+                                overlap_starts_at: ts_ms(Some(s.max(start))),
+                                overlap_ends_at: ts_ms(Some(e.min(end))),
                             });
                         }
                     }
@@ -209,7 +203,7 @@ impl calendar_service_server::CalendarService for Handler {
                     promotion_id,
                     revision,
                     footprint: serde_json::from_str(&json).ok(),
-                    reserved_at: ts(at),
+                    reserved_at: ts_ms(Some(at)),
                 });
             }
             Ok(out)

@@ -1,9 +1,10 @@
-//! The process-event record (`retail.v1.ProcessEventService`) over the reference SQLite file:
-//! events are inserted once per id (a repeated id is counted as a duplicate), and listed oldest
-//! first with the filters of the contract. Figures of a report are kept as JSON text.
+//! `retail.v1.ProcessEventService`, the process-event record (fault rules name it `analytics`),
+//! over the reference SQLite file: events are inserted once per id (a repeated id is counted as
+//! a duplicate), and listed oldest first with the filters of the contract. Figures of a report
+//! are kept as JSON text.
 
-use crate::services::{Handler, blocking, call, db, require};
-use promo_contracts::{pbjson_types::Timestamp, retail::v1::*};
+use super::{Handler, blocking, call, db, millis, require, ts_ms};
+use promo_contracts::retail::v1::*;
 use rusqlite::{Row, params};
 use std::collections::HashMap;
 use tonic::{Request, Response, Status};
@@ -19,13 +20,11 @@ pub(crate) const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS process_events(
     CREATE INDEX IF NOT EXISTS process_events_by_promotion ON process_events(promotion_id, at_ms);
     CREATE INDEX IF NOT EXISTS process_events_by_time ON process_events(at_ms);";
 
+/// The columns of `process_events` that [`event`] reads, in its order.
 const COLUMNS: &str = "event_id, promotion_id, run_id, revision, kind, at_ms, stage, role, actor, region_id, \
      channel, exception_id, exception_kind, revenue_at_risk, wait_seconds, detail, kpis";
 
-fn at_ms(t: Option<&Timestamp>) -> i64 {
-    t.map_or(0, |t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
-}
-
+/// A `process_events` row as the wire carries it.
 fn event(r: &Row<'_>) -> rusqlite::Result<ProcessEvent> {
     let ms: i64 = r.get(5)?;
     let kpis: String = r.get(16)?;
@@ -35,7 +34,7 @@ fn event(r: &Row<'_>) -> rusqlite::Result<ProcessEvent> {
         run_id: r.get(2)?,
         revision: r.get(3)?,
         kind: r.get(4)?,
-        at: Some(Timestamp { seconds: ms.div_euclid(1000), nanos: (ms.rem_euclid(1000) * 1_000_000) as i32 }),
+        at: ts_ms(Some(ms)),
         stage: r.get(6)?,
         role: r.get(7)?,
         actor: r.get(8)?,
@@ -95,7 +94,7 @@ impl process_event_service_server::ProcessEventService for Handler {
                                 e.run_id,
                                 e.revision,
                                 e.kind,
-                                at_ms(e.at.as_ref()),
+                                e.at.as_ref().map_or(0, millis),
                                 e.stage,
                                 e.role,
                                 e.actor,
@@ -134,7 +133,7 @@ impl process_event_service_server::ProcessEventService for Handler {
             sql.push_str(&format!(" AND kind IN ({})", kinds.join(",")));
         }
         sql.push_str(" ORDER BY at_ms DESC, seq DESC LIMIT ?3");
-        let since = at_ms(req.since.as_ref());
+        let since = req.since.as_ref().map_or(0, millis);
         let systems = self.0.clone();
         let mut events = blocking(move || {
             let conn = systems.reader().map_err(db)?;
