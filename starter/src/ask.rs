@@ -1,13 +1,11 @@
 //! `promo ask "…"`: questions in plain words, answered from visibility, the `status` query and
-//! the process-event record ([`insight::Snapshot`]). A deterministic parser over the forms in
+//! the process-event record ([`promo_insight::Snapshot`]). A deterministic parser over the forms in
 //! [`FORMS`]: no model, nothing downloaded. Every answer names the source it used; a question
 //! outside the forms gets the list of forms.
 
-use crate::{
-    dashboard::age,
-    insight::{self, SOURCE_EVENTS, SOURCE_STATUS, SOURCE_VISIBILITY, Sla, Snapshot},
-};
+use crate::dashboard::age;
 use promo_contracts::promo::v1::{Role, Stage};
+use promo_insight::{self as insight, SOURCE_EVENTS, SOURCE_STATUS, SOURCE_VISIBILITY, Sla, Snapshot};
 use promo_workflows::decisions::{role_name, stage_name};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -483,7 +481,7 @@ mod tests {
 
     #[test]
     fn answers_name_their_source() {
-        use crate::render::ListRow;
+        use promo_insight::ListRow;
         let mut s = Snapshot { now: 100, ..Default::default() };
         s.promotions.push(ListRow {
             promotion_id: "DASH-A".into(),

@@ -11,7 +11,7 @@ use crate::{
     },
     dashboard::Dashboard,
     error::CliError,
-    insight, messages, query, render, spec,
+    messages, query, render, spec,
 };
 use futures::StreamExt;
 use promo_activities::{Systems, SystemsTls, intake};
@@ -19,6 +19,7 @@ use promo_contracts::{
     promo::v1::{ActionResult, AuditTrail, Outcome, PromotionResult},
     retail::v1::ListLocationsRequest,
 };
+use promo_insight::{self as insight, execution_status, list_row};
 use promo_workflows::{
     PromotionWorkflow,
     api::{self, CalendarCheck, IntakeInput, RegionInfo, TASK_QUEUE, workflow_id},
@@ -336,7 +337,7 @@ async fn explain_missing(client: &Client, id: &str) -> CliError {
         Ok(d) if d.status() != WorkflowExecutionStatus::Running => CliError::NotFound(format!(
             "promotion {id} has ended (workflow {wid} is {}) and accepts no more messages; see \
              `promo report {id}` and `promo audit {id}`",
-            query::execution_status(d.status())
+            execution_status(d.status())
         )),
         Ok(_) => CliError::NotFound(format!("workflow {wid} is running but was not reachable; try again")),
         Err(_) => not_found(id),
@@ -428,7 +429,7 @@ pub fn start_error(
             workflow_id: workflow_id(promotion_id),
             state: match existing {
                 Some(WorkflowExecutionStatus::Running) | None => "is running".to_owned(),
-                Some(s) => format!("has ended: {}", query::execution_status(s)),
+                Some(s) => format!("has ended: {}", execution_status(s)),
             },
         },
         WorkflowStartError::Rpc(s) => rpc_error("start", &s),
@@ -747,7 +748,7 @@ async fn list(client: &Client, a: &ListArgs) -> Result<Output, CliError> {
                 };
             CliError::Temporal(format!("listing promotions with `{q}` failed: {text}{hint}"))
         })?;
-        rows.push(query::row(w.id(), w.status(), &w.search_attributes()));
+        rows.push(list_row(w.id(), w.status(), &w.search_attributes()));
     }
     // Soonest launch first; then by id.
     rows.sort_by(|x, y| {

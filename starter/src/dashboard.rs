@@ -1,9 +1,8 @@
 //! `promo dashboard`: the operations page on localhost. Each request takes a fresh
-//! [`insight::Snapshot`] (cached for two seconds) and renders it server-side: HTML tables and
+//! [`Snapshot`] (cached for two seconds) and renders it server-side: HTML tables and
 //! hand-written SVG charts, no JavaScript, nothing fetched from elsewhere; the page reloads
 //! itself every few seconds. `/api/views` serves the same views as JSON.
 
-use crate::insight::{self, PendingApproval, QueuedException, Sla, Snapshot, Spread};
 use axum::{
     Json, Router,
     extract::State,
@@ -11,6 +10,7 @@ use axum::{
     routing::get,
 };
 use promo_activities::Systems;
+use promo_insight::{self as insight, PendingApproval, QueuedException, Sla, Snapshot, Spread};
 use serde_json::json;
 use std::{collections::BTreeMap, fmt::Write, net::SocketAddr, sync::Arc, time::Duration};
 use temporalio_client::Client;

@@ -11,11 +11,12 @@
 //! - [`spec`]: spec files — size limit, JSON errors with line and column, local validation with
 //!   the workflow's own `plan::validate_spec`, the Web UI summary and details;
 //! - [`messages`]: arguments → `promo.v1` messages, checked before sending;
-//! - [`query`]: the visibility query of `promo list` and rows from search attributes;
+//! - [`query`]: the visibility query of `promo list`;
 //! - [`render`] and [`table`]: the human output;
 //! - [`commands`]: the calls to Temporal and the retail systems;
-//! - [`insight`]: the portfolio snapshot (visibility, `status` queries, the process-event
-//!   record) and its views; [`dashboard`] serves them as a page, [`ask`] answers questions;
+//! - [`dashboard`] serves the portfolio read model (`promo_insight`: the snapshot of visibility,
+//!   `status` queries and the process-event record, and its views) as a page, [`ask`] answers
+//!   questions from it;
 //! - [`codec_server`]: the dashboard's `/codec` routes, a Temporal codec server for the Web UI
 //!   and the `temporal` CLI;
 //! - [`error`]: every failure with the next step to take.
@@ -28,7 +29,6 @@ pub mod codec_server;
 pub mod commands;
 pub mod dashboard;
 pub mod error;
-pub mod insight;
 pub mod messages;
 pub mod query;
 pub mod render;

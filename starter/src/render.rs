@@ -10,9 +10,9 @@ use promo_contracts::{
         Role, Severity, Stage, TransferState,
     },
 };
+use promo_insight::ListRow;
 use promo_workflows::decisions::{role_name, stage_name};
 use rust_decimal::Decimal;
-use serde::Serialize;
 use std::str::FromStr;
 
 /// A timestamp as `2030-04-01 04:00 UTC`; `—` when unset.
@@ -560,30 +560,6 @@ pub fn report(r: &PromotionResult) -> String {
         out.push_str(&t.render());
     }
     out
-}
-
-/// One promotion in `promo list`, read from its search attributes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ListRow {
-    /// Promotion id.
-    pub promotion_id: String,
-    /// Workflow id.
-    pub workflow_id: String,
-    /// Temporal execution status, e.g. `running`, `completed`.
-    pub execution_status: String,
-    /// `PromotionStage`.
-    pub stage: Option<String>,
-    /// `PromotionRisk`.
-    pub risk: Option<String>,
-    /// `OpenExceptions`.
-    pub open_exceptions: Option<i64>,
-    /// `LaunchAt`, Unix seconds.
-    pub launch_at: Option<i64>,
-    /// `PendingApprovals`.
-    pub pending_approvals: Vec<String>,
-    /// `PromotionRegions`.
-    pub regions: Vec<String>,
 }
 
 /// The `list` screen.

@@ -17,7 +17,7 @@
 //! disappears is set to 0, so a cleared alert does not stay at its last value.
 
 use promo_activities::Systems;
-use promo_starter::insight::{self, Sla};
+use promo_insight::{self as insight, Sla};
 use rust_decimal::prelude::ToPrimitive;
 use std::{
     collections::{BTreeMap, BTreeSet},

@@ -161,7 +161,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     let systems = Systems::with_tls(&settings.systems, settings.systems_tls.as_ref())?;
     if let (Some(meter), Some(every)) = (meter, settings.business_metrics_every) {
-        let sla = promo_starter::insight::Sla::from_policy(&settings.policy, settings.exception_sla);
+        let sla = promo_insight::Sla::from_policy(&settings.policy, settings.exception_sla);
         tokio::spawn(business::collect(meter, client.clone(), systems.clone(), sla, every));
         tracing::info!(every_s = every.as_secs(), "business metrics: promo_* gauges on /metrics");
     }

@@ -1,36 +1,19 @@
-//! Process intelligence: one [`Snapshot`] of the portfolio — promotions from Temporal visibility,
-//! the `status` query of each running one, and the process-event record from the analytics
-//! service — and the views the dashboard draws and `promo ask` answers from, as pure functions
-//! of it (so they are tested without servers).
+//! The views: pure functions of a [`Snapshot`] (and the [`Sla`] thresholds), each what one
+//! panel of the dashboard draws, one form of `promo ask` answers from, or one family of the
+//! worker's gauges reports.
 
-use crate::{query, render::ListRow};
-use futures::StreamExt;
-use promo_activities::Systems;
+use crate::snapshot::Snapshot;
 use promo_contracts::{
-    promo::v1::{PromotionException, PromotionStatus, Stage},
-    retail::v1::{ListEventsRequest, ProcessEvent, ProcessEventKind},
+    promo::v1::{PromotionException, Stage},
+    retail::v1::{ProcessEvent, ProcessEventKind},
 };
 use promo_workflows::{
-    PromotionWorkflow,
-    api::{self, workflow_id},
     decisions::{role_name, stage_name},
     policy::Policy,
 };
 use rust_decimal::Decimal;
 use serde::Serialize;
-use std::{
-    collections::BTreeMap,
-    str::FromStr,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
-use temporalio_client::{Client, WorkflowListOptions, WorkflowQueryOptions};
-
-/// Where each part of a snapshot came from: shown under answers and on the page.
-pub const SOURCE_VISIBILITY: &str = "Temporal visibility: WorkflowType = 'PromotionWorkflow'";
-/// The query run against each running promotion.
-pub const SOURCE_STATUS: &str = "`status` query of each running promotion";
-/// The process-event record.
-pub const SOURCE_EVENTS: &str = "process-event record: retail.v1.ProcessEventService/ListEvents";
+use std::{collections::BTreeMap, str::FromStr, time::Duration};
 
 /// Thresholds past which a wait is flagged: the policy's approval reminder and escalation (at
 /// its time scale), and the age at which an open exception is overdue.
@@ -53,79 +36,6 @@ impl Sla {
             exception_age: exception_age.as_secs() as i64,
         }
     }
-}
-
-/// Everything the views are computed from.
-#[derive(Debug, Clone, Default)]
-pub struct Snapshot {
-    /// When it was taken, Unix seconds.
-    pub now: i64,
-    /// Every promotion visibility lists (most recent first, up to the limit).
-    pub promotions: Vec<ListRow>,
-    /// The status of each running promotion that answered, by promotion id.
-    pub statuses: BTreeMap<String, PromotionStatus>,
-    /// The process-event record, oldest first.
-    pub events: Vec<ProcessEvent>,
-    /// Sources that could not be read, with why.
-    pub problems: Vec<String>,
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
-}
-
-/// Takes a snapshot: visibility, then the running promotions' status (concurrently, each bounded
-/// by `timeout`), then the event record. A source that fails is named in `problems`; the others
-/// still fill the snapshot.
-pub async fn snapshot(
-    client: &Client,
-    systems: Option<&Systems>,
-    limit: usize,
-    timeout: Duration,
-) -> Snapshot {
-    let mut snap = Snapshot { now: unix_now(), ..Default::default() };
-    let q = format!("WorkflowType = '{}'", api::WORKFLOW_TYPE);
-    let mut stream = client.list_workflows(q, WorkflowListOptions::builder().limit(limit).build());
-    while let Some(w) = stream.next().await {
-        match w {
-            Ok(w) => snap.promotions.push(query::row(w.id(), w.status(), &w.search_attributes())),
-            Err(e) => {
-                snap.problems.push(format!("visibility: {e}"));
-                break;
-            }
-        }
-    }
-    let running: Vec<String> = snap
-        .promotions
-        .iter()
-        .filter(|p| p.execution_status == "running")
-        .map(|p| p.promotion_id.clone())
-        .collect();
-    let asks = running.iter().map(|id| async move {
-        let h = client.get_workflow_handle::<PromotionWorkflow>(workflow_id(id));
-        let q = h.query(PromotionWorkflow::status, (), WorkflowQueryOptions::default());
-        (id.clone(), tokio::time::timeout(timeout, q).await)
-    });
-    for (id, got) in futures::future::join_all(asks).await {
-        match got {
-            Ok(Ok(s)) => {
-                snap.statuses.insert(id, s);
-            }
-            Ok(Err(e)) => snap.problems.push(format!("status of {id}: {e}")),
-            Err(_) => snap
-                .problems
-                .push(format!("status of {id}: no answer in {}s (is a worker running?)", timeout.as_secs())),
-        }
-    }
-    if let Some(systems) = systems {
-        let req = ListEventsRequest { limit: 50_000, ..Default::default() };
-        match tokio::time::timeout(timeout, systems.events().list_events(req)).await {
-            Ok(Ok(r)) => snap.events = r.into_inner().events,
-            Ok(Err(e)) => snap.problems.push(format!("process events: {}", e.message())),
-            Err(_) => snap.problems.push("process events: no answer".into()),
-        }
-    }
-    snap
 }
 
 /// Number of running promotions per stage, in lifecycle order, and the finished ones.
@@ -310,14 +220,20 @@ pub struct Spread {
     pub p95: i64,
 }
 
-/// Nearest-rank percentiles of `v`.
-pub fn spread(mut v: Vec<i64>) -> Spread {
-    if v.is_empty() {
-        return Spread::default();
+impl Spread {
+    /// The spread of `samples`: the one percentile rule of the read model. Nearest rank (the
+    /// smallest observation with at least q of the sample at or below it), so every figure
+    /// shown is a wait that really happened, in whole seconds, rather than an interpolation
+    /// between two of them.
+    pub fn of(mut samples: Vec<i64>) -> Self {
+        if samples.is_empty() {
+            return Self::default();
+        }
+        samples.sort_unstable();
+        let n = samples.len();
+        let at = |q: f64| samples[((q * n as f64).ceil() as usize).clamp(1, n) - 1];
+        Self { n, p50: at(0.50), p95: at(0.95) }
     }
-    v.sort_unstable();
-    let at = |q: f64| v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
-    Spread { n: v.len(), p50: at(0.50), p95: at(0.95) }
 }
 
 /// Time spent in each stage across promotions (from one stage entry to the next in the same
@@ -337,7 +253,7 @@ pub fn cycle_times(events: &[ProcessEvent]) -> Vec<(String, Spread)> {
     }
     by_stage
         .into_iter()
-        .map(|(k, v)| (stage_name(Stage::try_from(k).unwrap_or(Stage::Intake)).to_owned(), spread(v)))
+        .map(|(k, v)| (stage_name(Stage::try_from(k).unwrap_or(Stage::Intake)).to_owned(), Spread::of(v)))
         .collect()
 }
 
@@ -355,7 +271,7 @@ pub fn approval_waits(events: &[ProcessEvent], pending: &[PendingApproval]) -> V
         .into_iter()
         .map(|(role, waits)| {
             let n = pending.iter().filter(|p| p.role == role).count();
-            (role, spread(waits), n)
+            (role, Spread::of(waits), n)
         })
         .collect()
 }
@@ -382,7 +298,7 @@ pub fn stuck(state: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use promo_contracts::pbjson_types::Timestamp;
+    use promo_contracts::{pbjson_types::Timestamp, promo::v1::PromotionStatus};
 
     fn at(s: i64) -> Option<Timestamp> {
         Some(Timestamp { seconds: s, nanos: 0 })
@@ -400,11 +316,11 @@ mod tests {
 
     #[test]
     fn percentiles_are_nearest_rank() {
-        assert_eq!(spread(vec![]), Spread::default());
-        assert_eq!(spread(vec![7]), Spread { n: 1, p50: 7, p95: 7 });
-        let s = spread((1..=100).rev().collect());
+        assert_eq!(Spread::of(vec![]), Spread::default());
+        assert_eq!(Spread::of(vec![7]), Spread { n: 1, p50: 7, p95: 7 });
+        let s = Spread::of((1..=100).rev().collect());
         assert_eq!((s.n, s.p50, s.p95), (100, 50, 95));
-        assert_eq!(spread(vec![10, 1, 5, 3]).p50, 3);
+        assert_eq!(Spread::of(vec![10, 1, 5, 3]).p50, 3);
     }
 
     #[test]
