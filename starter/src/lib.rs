@@ -12,7 +12,7 @@
 //!   the workflow's own `plan::validate_spec`, the Web UI summary and details;
 //! - [`messages`]: arguments → `promo.v1` messages, checked before sending;
 //! - [`query`]: the visibility query of `promo list`;
-//! - [`render`] and [`table`]: the human output;
+//! - [`render`] and [`table`]: the human output, the tables drawn by `comfy-table`;
 //! - [`commands`]: the calls to Temporal and the retail systems;
 //! - [`dashboard`] serves the portfolio read model (`promo_insight`: the snapshot of visibility,
 //!   `status` queries and the process-event record, and its views) as a page, [`ask`] answers

@@ -884,7 +884,7 @@ mod tests {
             text,
             "Audit trail of X (1 entry)\n\
              AT                    REV  ACTOR  ACTION           DETAIL\n\
-             --------------------  ---  -----  ---------------  -----------------------------------------------------------\n\
+             --------------------------------------------------------------------------------------------------------------\n\
              2030-03-17 17:46 UTC    1  E2001  approve-refused  the promotion is in stage ASSESSMENT, not awaiting approval\n"
         );
     }

@@ -1,23 +1,21 @@
-//! A small plain-text table formatter for the human output: a header row, a rule, and rows of
-//! cells padded to the widest cell of each column (two spaces between columns). Width counts
-//! `char`s, which is exact for the ASCII and Latin text the CLI prints.
+//! The CLI's tables, drawn by `comfy-table` in one house style: no borders, two spaces between
+//! columns, a dashed rule under the header, one line per row, and no trailing spaces (the output
+//! is read in terminals and pasted into tickets and chats alike). No terminal width is asked for,
+//! so the output is the same on a terminal, in a pipe and in a test.
 
-/// How a column's cells are aligned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Align {
-    /// Padded on the right (text).
-    Left,
-    /// Padded on the left (numbers).
-    Right,
-}
+use comfy_table::{CellAlignment, ColumnConstraint, LineStyle, Row, TableStyle, Width};
+
+/// Nothing but the rule under the header; columns are set apart by their padding.
+const STYLE: TableStyle = TableStyle::new().header_separator(LineStyle::none().fill('-'));
+
+/// Space after every column but the last.
+const GAP: u16 = 2;
 
 /// A table under construction.
 #[derive(Debug, Clone)]
 pub struct Table {
-    headers: Vec<String>,
-    align: Vec<Align>,
-    max_width: Vec<Option<usize>>,
-    rows: Vec<Vec<String>>,
+    inner: comfy_table::Table,
+    columns: usize,
 }
 
 impl Table {
@@ -28,22 +26,28 @@ impl Table {
         S: Into<String>,
     {
         let headers: Vec<String> = headers.into_iter().map(Into::into).collect();
-        let n = headers.len();
-        Self { headers, align: vec![Align::Left; n], max_width: vec![None; n], rows: Vec::new() }
+        let columns = headers.len();
+        let mut inner = comfy_table::Table::new();
+        inner.load_style(STYLE).set_header(headers);
+        for (i, c) in inner.column_iter_mut().enumerate() {
+            c.set_padding((0, if i + 1 < columns { GAP } else { 0 }));
+        }
+        Self { inner, columns }
     }
 
-    /// Right-aligns column `col` (0-based).
+    /// Right-aligns column `col` (0-based), for numbers.
     pub fn right(mut self, col: usize) -> Self {
-        if let Some(a) = self.align.get_mut(col) {
-            *a = Align::Right;
+        if let Some(c) = self.inner.column_mut(col) {
+            c.set_cell_alignment(CellAlignment::Right);
         }
         self
     }
 
-    /// Truncates the cells of column `col` to `width` characters (ending in `…`).
-    pub fn max_width(mut self, col: usize, width: usize) -> Self {
-        if let Some(w) = self.max_width.get_mut(col) {
-            *w = Some(width.max(1));
+    /// Cuts the cells of column `col` to `width` characters, ending them in `…`.
+    pub fn max_width(mut self, col: usize, width: u16) -> Self {
+        if let Some(c) = self.inner.column_mut(col) {
+            let gap = c.padding_width();
+            c.set_constraint(ColumnConstraint::UpperBoundary(Width::Fixed(width.max(1) + gap)));
         }
         self
     }
@@ -54,87 +58,44 @@ impl Table {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let mut row: Vec<String> = cells.into_iter().map(Into::into).take(self.headers.len()).collect();
-        row.resize(self.headers.len(), String::new());
-        self.rows.push(row);
+        // One line per row: a line break inside a cell reads as a space, and a bounded column
+        // is cut rather than wrapped.
+        let mut cells: Vec<String> =
+            cells.into_iter().take(self.columns).map(|c| c.into().replace(['\r', '\n'], " ")).collect();
+        cells.resize(self.columns, String::new());
+        let mut row = Row::from(cells);
+        row.max_height(1);
+        self.inner.add_row(row);
         self
     }
 
-    /// Whether no row was added.
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
-    /// Renders the table; every line ends with `\n` and carries no trailing spaces.
+    /// Renders the table; every line ends with `\n`.
     pub fn render(&self) -> String {
-        let cell = |col: usize, text: &str| -> String {
-            // Tables are one line per row: newlines inside a cell become spaces.
-            let flat: String = text.chars().map(|c| if c == '\n' || c == '\r' { ' ' } else { c }).collect();
-            match self.max_width[col] {
-                Some(w) if flat.chars().count() > w => {
-                    let mut s: String = flat.chars().take(w.saturating_sub(1)).collect();
-                    s.push('…');
-                    s
-                }
-                _ => flat,
-            }
-        };
-        let rows: Vec<Vec<String>> =
-            self.rows.iter().map(|r| r.iter().enumerate().map(|(i, c)| cell(i, c)).collect()).collect();
-        let mut widths: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
-        for r in &rows {
-            for (i, c) in r.iter().enumerate() {
-                widths[i] = widths[i].max(c.chars().count());
-            }
-        }
-        let line = |cells: &[String]| -> String {
-            let mut out = String::new();
-            for (i, c) in cells.iter().enumerate() {
-                if i > 0 {
-                    out.push_str("  ");
-                }
-                let pad = widths[i] - c.chars().count();
-                match self.align[i] {
-                    Align::Left => {
-                        out.push_str(c);
-                        out.extend(std::iter::repeat_n(' ', pad));
-                    }
-                    Align::Right => {
-                        out.extend(std::iter::repeat_n(' ', pad));
-                        out.push_str(c);
-                    }
-                }
-            }
-            let mut out = out.trim_end().to_owned();
-            out.push('\n');
-            out
-        };
-        let mut out = line(&self.headers);
-        let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
-        out.push_str(&line(&rule));
-        for r in &rows {
-            out.push_str(&line(r));
-        }
+        let mut out = self.inner.trim_fmt();
+        out.push('\n');
         out
     }
 }
 
 /// Renders `key  value` pairs with the keys padded to the same width (a two-column list
-/// without header), one pair per line.
+/// without header), one pair per line, indented by two spaces; a value of several lines
+/// continues under its first line.
 pub fn fields(pairs: &[(&str, String)]) -> String {
-    let width = pairs.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
-    let indent = " ".repeat(width + 4);
-    let mut out = String::new();
+    let mut t = comfy_table::Table::new();
+    t.load_style(STYLE);
     for (k, v) in pairs {
-        // Multi-line values continue under the first line's value column.
-        let mut lines = v.lines();
-        let first = lines.next().unwrap_or("");
-        out.push_str(format!("  {k:<width$}  {first}").trim_end());
+        t.add_row([*k, v.as_str()]);
+    }
+    if let Some(c) = t.column_mut(0) {
+        c.set_padding((0, GAP));
+    }
+    if let Some(c) = t.column_mut(1) {
+        c.set_padding((0, 0));
+    }
+    let mut out = String::new();
+    for line in t.lines() {
+        out.push_str(format!("  {line}").trim_end());
         out.push('\n');
-        for l in lines {
-            out.push_str(format!("{indent}{l}").trim_end());
-            out.push('\n');
-        }
     }
     out
 }
@@ -151,7 +112,7 @@ mod tests {
         assert_eq!(
             t.render(),
             "ID         UNITS  NOTE\n\
-             ---------  -----  ----\n\
+             ----------------------\n\
              SPRING-26     12  ok\n\
              X           1200\n"
         );
