@@ -1,7 +1,9 @@
 //! `promo dashboard`: the operations page on localhost. Each request takes a fresh
-//! [`Snapshot`] (cached for two seconds) and renders it server-side: HTML tables and
-//! hand-written SVG charts, no JavaScript, nothing fetched from elsewhere; the page reloads
-//! itself every few seconds. `/api/views` serves the same views as JSON.
+//! [`Snapshot`] (cached for two seconds) and renders it server-side with `maud`, whose
+//! templates escape every value they are given, so no text from a promotion (a name, an
+//! exception's detail, an approver's reason) can become markup: HTML tables and SVG charts, no
+//! JavaScript, nothing fetched from elsewhere; the page reloads itself every few seconds.
+//! `/api/views` serves the same views as JSON.
 
 use axum::{
     Json, Router,
@@ -9,10 +11,11 @@ use axum::{
     response::{Html, IntoResponse},
     routing::get,
 };
+use maud::{DOCTYPE, Markup, PreEscaped, html};
 use promo_activities::Systems;
 use promo_insight::{self as insight, PendingApproval, QueuedException, Sla, Snapshot, Spread};
 use serde_json::json;
-use std::{collections::BTreeMap, fmt::Write, net::SocketAddr, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
 use temporalio_client::Client;
 use tokio::sync::Mutex;
 
@@ -105,31 +108,16 @@ pub struct Links<'a> {
 }
 
 impl Links<'_> {
-    fn promotion(&self, id: &str) -> String {
-        format!(
-            "<a class=\"promo\" href=\"{}/namespaces/{}/workflows/{}\">{}</a>",
-            esc(self.web_ui.trim_end_matches('/')),
-            esc(self.namespace),
-            esc(&promo_workflows::api::workflow_id(id)),
-            esc(id)
-        )
+    /// A promotion's id, linked to its workflow in the Web UI.
+    fn promotion(&self, id: &str) -> Markup {
+        let href = format!(
+            "{}/namespaces/{}/workflows/{}",
+            self.web_ui.trim_end_matches('/'),
+            self.namespace,
+            promo_workflows::api::workflow_id(id)
+        );
+        html! { a.promo href=(href) { (id) } }
     }
-}
-
-/// HTML-escapes text.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// A duration for people: `45s`, `12m`, `3h 20m`, `2d 4h`.
@@ -160,164 +148,154 @@ a.promo{color:#1f5fbf;text-decoration:none;font-weight:600}";
 pub fn render(s: &Snapshot, sla: &Sla, links: &Links<'_>, refresh: u64) -> String {
     let pending = insight::pending_approvals(s, sla);
     let queue = insight::exception_queue(s, sla);
-    let mut h = String::new();
-    let _ = write!(
-        h,
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"{refresh}\">\
-         <title>Promotions — operations</title><style>{STYLE}</style></head><body>\
-         <header><h1>Promotion operations</h1><span id=\"taken\">{} promotions · {} running · refreshed {} UTC</span></header>",
-        s.promotions.len(),
-        s.statuses.len(),
-        chrono::DateTime::from_timestamp(s.now, 0)
-            .map_or_else(String::new, |t| t.format("%H:%M:%S").to_string()),
-    );
-    if !s.problems.is_empty() {
-        let _ = write!(
-            h,
-            "<p class=\"problems\" id=\"problems\">Not everything could be read: {}</p>",
-            esc(&s.problems.join("; "))
-        );
-    }
-    h.push_str("<main>");
-    section(
-        &mut h,
-        "stages",
-        "Promotions by stage",
-        &bar_chart(
-            "chart-stages",
-            &insight::by_stage(s).into_iter().map(|(k, n)| (k, vec![n as f64])).collect::<Vec<_>>(),
-            &["promotions"],
-            |v| format!("{v}"),
-        ),
-    );
-    section(&mut h, "approvals-section", "Approvals pending", &approvals_table(&pending, links));
-    section(
-        &mut h,
-        "exceptions-section",
-        "Exception queue (by revenue at risk)",
-        &exceptions_table(&queue, links),
-    );
-    section(&mut h, "readiness-section", "Regional readiness", &readiness(s, links));
-    let ct = insight::cycle_times(&s.events);
-    section(
-        &mut h,
-        "cycle-times",
-        "Cycle time per stage (p50 / p95)",
-        &spread_chart("chart-cycle-times", &ct),
-    );
-    let waits = insight::approval_waits(&s.events, &pending);
-    let rows: Vec<(String, Spread)> =
-        waits.iter().map(|(r, sp, n)| (format!("{r} · {n} pending"), *sp)).collect();
-    section(
-        &mut h,
-        "bottlenecks",
-        "Approval time by role (p50 / p95)",
-        &spread_chart("chart-approvals", &rows),
-    );
-    section(&mut h, "kpis", "Post-event KPIs", &kpis(&insight::kpis(&s.events), links));
-    h.push_str("</main></body></html>");
-    h
+    let taken = chrono::DateTime::from_timestamp(s.now, 0)
+        .map_or_else(String::new, |t| t.format("%H:%M:%S").to_string());
+    let stages: Vec<(String, Vec<f64>)> =
+        insight::by_stage(s).into_iter().map(|(k, n)| (k, vec![n as f64])).collect();
+    let waits: Vec<(String, Spread)> = insight::approval_waits(&s.events, &pending)
+        .into_iter()
+        .map(|(r, sp, n)| (format!("{r} · {n} pending"), sp))
+        .collect();
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta http-equiv="refresh" content=(refresh);
+                title { "Promotions — operations" }
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                header {
+                    h1 { "Promotion operations" }
+                    span #taken {
+                        (s.promotions.len()) " promotions · " (s.statuses.len()) " running · refreshed "
+                        (taken) " UTC"
+                    }
+                }
+                @if !s.problems.is_empty() {
+                    p.problems #problems { "Not everything could be read: " (s.problems.join("; ")) }
+                }
+                main {
+                    (section("stages", "Promotions by stage",
+                        bar_chart("chart-stages", &stages, &["promotions"], |v| format!("{v}"))))
+                    (section("approvals-section", "Approvals pending", approvals_table(&pending, links)))
+                    (section("exceptions-section", "Exception queue (by revenue at risk)",
+                        exceptions_table(&queue, links)))
+                    (section("readiness-section", "Regional readiness", readiness(s, links)))
+                    (section("cycle-times", "Cycle time per stage (p50 / p95)",
+                        spread_chart("chart-cycle-times", &insight::cycle_times(&s.events))))
+                    (section("bottlenecks", "Approval time by role (p50 / p95)",
+                        spread_chart("chart-approvals", &waits)))
+                    (section("kpis", "Post-event KPIs", kpis(&insight::kpis(&s.events), links)))
+                }
+            }
+        }
+    };
+    page.into_string()
 }
 
-fn section(h: &mut String, id: &str, title: &str, body: &str) {
+fn section(id: &str, title: &str, body: Markup) -> Markup {
     // The tables with free text take the whole width.
-    let class = if matches!(id, "exceptions-section" | "kpis") { " class=\"wide\"" } else { "" };
-    let _ = write!(h, "<section id=\"{id}\"{class}><h2>{}</h2>{body}</section>", esc(title));
+    let wide = matches!(id, "exceptions-section" | "kpis").then_some("wide");
+    html! { section id=(id) class=[wide] { h2 { (title) } (body) } }
 }
 
-fn approvals_table(pending: &[PendingApproval], links: &Links<'_>) -> String {
+/// The placeholder of an empty panel.
+fn empty(text: &str) -> Markup {
+    html! { p.empty { (text) } }
+}
+
+fn approvals_table(pending: &[PendingApproval], links: &Links<'_>) -> Markup {
     if pending.is_empty() {
-        return "<p class=\"empty\">No approval is pending.</p>".into();
+        return empty("No approval is pending.");
     }
-    let mut t = String::from(
-        "<table id=\"approvals\"><tr><th>Promotion</th><th>Role</th><th>Waiting</th><th>SLA</th><th>Why</th></tr>",
-    );
-    for p in pending {
-        let class = match p.sla {
-            "escalated" => "bad",
-            "reminder due" => "warn",
-            _ => "ok",
-        };
-        let _ = write!(
-            t,
-            "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td><td><span class=\"badge {class}\">{}</span></td><td>{}</td></tr>",
-            links.promotion(&p.promotion_id),
-            esc(&p.role),
-            age(p.age),
-            p.sla,
-            esc(&p.reason)
-        );
+    html! {
+        table #approvals {
+            tr { th { "Promotion" } th { "Role" } th { "Waiting" } th { "SLA" } th { "Why" } }
+            @for p in pending {
+                @let class = match p.sla {
+                    "escalated" => "badge bad",
+                    "reminder due" => "badge warn",
+                    _ => "badge ok",
+                };
+                tr {
+                    td { (links.promotion(&p.promotion_id)) }
+                    td { (p.role) }
+                    td.num { (age(p.age)) }
+                    td { span class=(class) { (p.sla) } }
+                    td { (p.reason) }
+                }
+            }
+        }
     }
-    t.push_str("</table>");
-    t
 }
 
-fn exceptions_table(queue: &[QueuedException], links: &Links<'_>) -> String {
+fn exceptions_table(queue: &[QueuedException], links: &Links<'_>) -> Markup {
     if queue.is_empty() {
-        return "<p class=\"empty\">No open exception.</p>".into();
+        return empty("No open exception.");
     }
-    let mut t = String::from(
-        "<table id=\"exceptions\"><tr><th class=\"num\">#</th><th>Promotion</th><th>Kind</th><th>Region</th><th>Owner</th>\
-         <th class=\"num\">Revenue at risk</th><th class=\"num\">Age</th><th>Detail</th></tr>",
-    );
-    for (i, q) in queue.iter().enumerate() {
-        let overdue = if q.overdue { " <span class=\"badge bad\">overdue</span>" } else { "" };
-        let _ = write!(
-            t,
-            "<tr><td class=\"num\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{:.2}</td><td class=\"num\">{}{overdue}</td><td>{}</td></tr>",
-            i + 1,
-            links.promotion(&q.promotion_id),
-            esc(&q.kind),
-            esc(if q.region_id.is_empty() { "national" } else { &q.region_id }),
-            esc(&q.owner),
-            q.revenue_at_risk,
-            age(q.age),
-            esc(&q.detail)
-        );
+    html! {
+        table #exceptions {
+            tr {
+                th.num { "#" } th { "Promotion" } th { "Kind" } th { "Region" } th { "Owner" }
+                th.num { "Revenue at risk" } th.num { "Age" } th { "Detail" }
+            }
+            @for (i, q) in queue.iter().enumerate() {
+                tr {
+                    td.num { (i + 1) }
+                    td { (links.promotion(&q.promotion_id)) }
+                    td { (q.kind) }
+                    td { (if q.region_id.is_empty() { "national" } else { &q.region_id }) }
+                    td { (q.owner) }
+                    td.num { (format!("{:.2}", q.revenue_at_risk)) }
+                    td.num {
+                        (age(q.age))
+                        @if q.overdue { " " span.badge.bad { "overdue" } }
+                    }
+                    td { (q.detail) }
+                }
+            }
+        }
     }
-    t.push_str("</table>");
-    t
 }
 
-fn readiness(s: &Snapshot, links: &Links<'_>) -> String {
+fn readiness(s: &Snapshot, links: &Links<'_>) -> Markup {
     let rows = insight::readiness(s);
     if rows.is_empty() {
-        return "<p class=\"empty\">No promotion is running.</p>".into();
+        return empty("No promotion is running.");
     }
-    let mut t =
-        String::from("<table id=\"readiness\"><tr><th>Promotion</th><th>Stage</th><th>Regions</th></tr>");
-    for (id, stage, cells) in rows {
-        let chips: String = cells
-            .iter()
-            .map(|c| {
-                let class = match c.state.as_str() {
-                    "ACTIVE" | "READY" if c.awaiting == 0 => "ok",
-                    "AT_RISK" | "DROPPED" => "bad",
-                    _ => "warn",
-                };
-                let awaiting = match c.awaiting {
-                    0 => String::new(),
-                    1 => " · 1 ack pending".to_owned(),
-                    n => format!(" · {n} acks pending"),
-                };
-                format!(
-                    "<span class=\"chip {class}\" title=\"{}\">{} {}{awaiting}</span>",
-                    esc(&c.note),
-                    esc(&c.region_id),
-                    esc(&c.state)
-                )
-            })
-            .collect();
-        let _ =
-            write!(t, "<tr><td>{}</td><td>{}</td><td>{chips}</td></tr>", links.promotion(&id), esc(&stage));
+    html! {
+        table #readiness {
+            tr { th { "Promotion" } th { "Stage" } th { "Regions" } }
+            @for (id, stage, cells) in &rows {
+                tr {
+                    td { (links.promotion(id)) }
+                    td { (stage) }
+                    td {
+                        @for c in cells {
+                            @let class = match c.state.as_str() {
+                                "ACTIVE" | "READY" if c.awaiting == 0 => "chip ok",
+                                "AT_RISK" | "DROPPED" => "chip bad",
+                                _ => "chip warn",
+                            };
+                            @let awaiting = match c.awaiting {
+                                0 => String::new(),
+                                1 => " · 1 ack pending".to_owned(),
+                                n => format!(" · {n} acks pending"),
+                            };
+                            span class=(class) title=(c.note) { (c.region_id) " " (c.state) (awaiting) }
+                        }
+                    }
+                }
+            }
+        }
     }
-    t.push_str("</table>");
-    t
 }
 
-fn kpis(rows: &[(String, BTreeMap<String, String>)], links: &Links<'_>) -> String {
+fn kpis(rows: &[(String, BTreeMap<String, String>)], links: &Links<'_>) -> Markup {
     if rows.is_empty() {
-        return "<p class=\"empty\">No promotion has reported yet.</p>".into();
+        return empty("No promotion has reported yet.");
     }
     // Ratios are shown as percentages; the rest as recorded.
     const COLS: [(&str, &str); 7] = [
@@ -329,24 +307,11 @@ fn kpis(rows: &[(String, BTreeMap<String, String>)], links: &Links<'_>) -> Strin
         ("price_accuracy", "Price accuracy"),
         ("stockout_store_days", "Stockout store-days"),
     ];
-    let mut t = String::from("<table id=\"kpi-table\"><tr><th>Promotion</th>");
-    for (_, name) in COLS {
-        let _ = write!(t, "<th class=\"num\">{name}</th>");
-    }
-    t.push_str("</tr>");
-    for (id, k) in rows {
-        let _ = write!(t, "<tr><td>{}</td>", links.promotion(id));
-        for (key, _) in COLS {
-            let shown = match (k.get(key), key) {
-                (None, _) => "–".to_owned(),
-                (Some(v), "markdown_exposure" | "stockout_store_days") => v.clone(),
-                (Some(v), _) => percent(v),
-            };
-            let _ = write!(t, "<td class=\"num\">{}</td>", esc(&shown));
-        }
-        t.push_str("</tr>");
-    }
-    t.push_str("</table>");
+    let shown = |k: &BTreeMap<String, String>, key: &str| match (k.get(key), key) {
+        (None, _) => "–".to_owned(),
+        (Some(v), "markdown_exposure" | "stockout_store_days") => v.clone(),
+        (Some(v), _) => percent(v),
+    };
     let rates: Vec<(String, Vec<f64>)> = rows
         .iter()
         .rev()
@@ -357,13 +322,26 @@ fn kpis(rows: &[(String, BTreeMap<String, String>)], links: &Links<'_>) -> Strin
             (id.clone(), vec![v("sell_through"), v("on_time_launch_rate"), v("price_accuracy")])
         })
         .collect();
-    t.push_str(&bar_chart(
-        "chart-kpis",
-        &rates,
-        &["sell-through %", "on-time launch %", "price accuracy %"],
-        |v| format!("{v:.0}%"),
-    ));
-    t
+    html! {
+        table #kpi-table {
+            tr {
+                th { "Promotion" }
+                @for (_, name) in COLS { th.num { (name) } }
+            }
+            @for (id, k) in rows {
+                tr {
+                    td { (links.promotion(id)) }
+                    @for (key, _) in COLS { td.num { (shown(k, key)) } }
+                }
+            }
+        }
+        (bar_chart(
+            "chart-kpis",
+            &rates,
+            &["sell-through %", "on-time launch %", "price accuracy %"],
+            |v| format!("{v:.0}%"),
+        ))
+    }
 }
 
 /// A ratio ("0.0829") as a percentage ("8.3%"); anything else as it is.
@@ -379,9 +357,9 @@ fn bar_chart(
     rows: &[(String, Vec<f64>)],
     series: &[&str],
     label: impl Fn(f64) -> String,
-) -> String {
+) -> Markup {
     if rows.is_empty() {
-        return "<p class=\"empty\">Nothing to chart yet.</p>".into();
+        return empty("Nothing to chart yet.");
     }
     let max = rows.iter().flat_map(|(_, v)| v.iter().copied()).fold(0.0_f64, f64::max).max(1e-9);
     // Room for the longest row label (about 6.5 px a character at 11 px).
@@ -390,53 +368,35 @@ fn bar_chart(
     let (width, bar, gap) = (330.0, 12.0, 8.0);
     let group = bar * series.len() as f64 + gap;
     let height = 24.0 + group * rows.len() as f64;
-    let mut svg = format!(
-        "<svg id=\"{id}\" class=\"chart\" role=\"img\" width=\"100%\" viewBox=\"0 0 {} {height}\" xmlns=\"http://www.w3.org/2000/svg\">",
-        left + width + 60.0
-    );
-    for (i, name) in series.iter().enumerate() {
-        let x = left + i as f64 * 120.0;
-        let _ = write!(
-            svg,
-            "<rect class=\"legend\" x=\"{x}\" y=\"4\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{}\" y=\"13\">{}</text>",
-            COLORS[i % 3],
-            x + 14.0,
-            esc(name)
-        );
-    }
-    for (r, (name, values)) in rows.iter().enumerate() {
-        let y0 = 24.0 + r as f64 * group;
-        let _ = write!(
-            svg,
-            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>",
-            left - 6.0,
-            y0 + group / 2.0,
-            esc(name)
-        );
-        for (i, v) in values.iter().enumerate() {
-            let w = (v / max * width).max(1.0);
-            let y = y0 + i as f64 * bar;
-            let _ = write!(
-                svg,
-                "<rect class=\"bar\" data-label=\"{}\" x=\"{left}\" y=\"{y}\" width=\"{w:.1}\" height=\"{}\" fill=\"{}\"><title>{}: {}</title></rect>\
-                 <text x=\"{:.1}\" y=\"{}\">{}</text>",
-                esc(name),
-                bar - 2.0,
-                COLORS[i % 3],
-                esc(name),
-                label(*v),
-                left + w + 4.0,
-                y + bar - 3.0,
-                label(*v)
-            );
+    // SVG elements get explicit end tags: in HTML, only the SVG parser's self-closing syntax ends
+    // an element without one, and maud writes void elements the HTML way.
+    html! {
+        svg id=(id) class="chart" role="img" width="100%"
+            viewBox=(format!("0 0 {} {height}", left + width + 60.0)) xmlns="http://www.w3.org/2000/svg" {
+            @for (i, name) in series.iter().enumerate() {
+                @let x = left + i as f64 * 120.0;
+                rect.legend x=(x) y="4" width="10" height="10" fill=(COLORS[i % 3]) {}
+                text x=(x + 14.0) y="13" { (name) }
+            }
+            @for (r, (name, values)) in rows.iter().enumerate() {
+                @let y0 = 24.0 + r as f64 * group;
+                text x=(left - 6.0) y=(y0 + group / 2.0) text-anchor="end" { (name) }
+                @for (i, v) in values.iter().enumerate() {
+                    @let w = (v / max * width).max(1.0);
+                    @let y = y0 + i as f64 * bar;
+                    rect.bar data-label=(name) x=(left) y=(y) width=(format!("{w:.1}")) height=(bar - 2.0)
+                        fill=(COLORS[i % 3]) {
+                        title { (name) ": " (label(*v)) }
+                    }
+                    text x=(format!("{:.1}", left + w + 4.0)) y=(y + bar - 3.0) { (label(*v)) }
+                }
+            }
         }
     }
-    svg.push_str("</svg>");
-    svg
 }
 
 /// p50 / p95 bars of durations.
-fn spread_chart(id: &str, rows: &[(String, Spread)]) -> String {
+fn spread_chart(id: &str, rows: &[(String, Spread)]) -> Markup {
     let data: Vec<(String, Vec<f64>)> = rows
         .iter()
         .filter(|(_, s)| s.n > 0)
@@ -455,8 +415,7 @@ mod tests {
     };
 
     #[test]
-    fn text_is_escaped_and_ages_read_like_people_write_them() {
-        assert_eq!(esc("<a href='x'>&\"</a>"), "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;");
+    fn ages_read_like_people_write_them() {
         assert_eq!(
             [age(5), age(125), age(3 * 3600 + 1200), age(2 * 86_400 + 4 * 3600)],
             ["5s", "2m", "3h 20m", "2d 4h"]
@@ -473,6 +432,7 @@ mod tests {
                     exception_id: "x".into(),
                     revenue_at_risk: "1234.5".into(),
                     raised_at: Some(Timestamp { seconds: 9_000, nanos: 0 }),
+                    detail: "<script>alert('a \"detail\" & more')</script>".into(),
                     ..Default::default()
                 }],
                 ..Default::default()
@@ -496,6 +456,11 @@ mod tests {
         assert!(html.contains("overdue"), "16 minutes old, past 10");
         assert!(
             html.contains("id=\"chart-cycle-times\"") && html.matches("class=\"bar\"").count() >= 4,
+            "{html}"
+        );
+        // Text from a promotion is text: escaped by the template, never markup.
+        assert!(
+            html.contains("&lt;script&gt;alert('a &quot;detail&quot; &amp; more')&lt;/script&gt;"),
             "{html}"
         );
         assert!(!html.contains("<script"), "no JavaScript");
