@@ -3,7 +3,7 @@
 //! [`FORMS`]: no model, nothing downloaded. Every answer names the source it used; a question
 //! outside the forms gets the list of forms.
 
-use crate::dashboard::age;
+use crate::render::age;
 use promo_contracts::promo::v1::{Role, Stage};
 use promo_insight::{self as insight, SOURCE_EVENTS, SOURCE_STATUS, SOURCE_VISIBILITY, Sla, Snapshot};
 use promo_workflows::decisions::{role_name, stage_name};

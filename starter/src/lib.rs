@@ -1,4 +1,4 @@
-//! The `promo` CLI: how planners, approvers and operators drive promotions (DESIGN.md §2).
+//! The `promo` CLI: how planners, approvers and operators drive promotions (docs/design.md, §2).
 //!
 //! A promotion is one `PromotionWorkflow` execution on Temporal (workflow id `promotion-<id>`,
 //! task queue `promotions`, see `promo_workflows::api`). The CLI starts it from a spec file,
@@ -12,8 +12,9 @@
 //!   the workflow's own `plan::validate_spec`, the Web UI summary and details;
 //! - [`messages`]: arguments → `promo.v1` messages, checked before sending;
 //! - [`query`]: the visibility query of `promo list`;
-//! - [`render`] and [`table`]: the human output, the tables drawn by `comfy-table`;
-//! - [`commands`]: the calls to Temporal and the retail systems;
+//! - [`render`]: the human output, text and tables, one module per family of screens;
+//! - [`commands`]: the calls to Temporal and the retail systems, one module per family of
+//!   commands;
 //! - [`dashboard`] serves the portfolio read model (`promo_insight`: the snapshot of visibility,
 //!   `status` queries and the process-event record, and its views) as a page, [`ask`] answers
 //!   questions from it;
@@ -33,7 +34,6 @@ pub mod messages;
 pub mod query;
 pub mod render;
 pub mod spec;
-pub mod table;
 
 pub use cli::Cli;
 pub use commands::{Output, run};

@@ -1,108 +1,33 @@
-//! Human output: the workflow's answers rendered as text and tables. Pure functions of the
-//! `promo.v1` messages, so every screen is unit-tested without a server.
+//! One promotion as it runs: the `status` screen with the commands to run next, the `audit`
+//! trail, and what an update or a signal answered.
 
-use crate::table::{Table, fields};
-use chrono::DateTime;
-use promo_contracts::{
-    pbjson_types::Timestamp,
-    promo::v1::{
-        ActionResult, AuditTrail, ExceptionKind, Outcome, PromotionResult, PromotionStatus, RegionState,
-        Role, Severity, Stage, TransferState,
-    },
+use super::{
+    or_dash, outcome_name, percent, region_state_name, role_arg,
+    table::{Table, fields},
+    thousands, time,
 };
-use promo_insight::ListRow;
+use promo_contracts::promo::v1::{
+    ActionResult, AuditTrail, ExceptionKind, Outcome, PromotionStatus, RegionState, Severity, Stage,
+    TransferState,
+};
 use promo_workflows::decisions::{role_name, stage_name};
-use rust_decimal::Decimal;
-use std::str::FromStr;
 
-/// A timestamp as `2030-04-01 04:00 UTC`; `—` when unset.
-pub fn time(t: Option<&Timestamp>) -> String {
-    t.and_then(|t| DateTime::from_timestamp(t.seconds, 0))
-        .map_or_else(|| "—".into(), |d| unix_time(d.timestamp()))
-}
-
-/// Unix seconds as `2030-04-01 04:00 UTC`.
-pub fn unix_time(seconds: i64) -> String {
-    DateTime::from_timestamp(seconds, 0)
-        .map_or_else(|| seconds.to_string(), |d| d.format("%Y-%m-%d %H:%M UTC").to_string())
-}
-
-/// A ratio (decimal string in [0, 1] or beyond) as a percentage with one decimal, e.g. `81.2%`;
-/// signed with `signed`. Unparseable values are shown as they are; empty as `—`.
-pub fn percent(ratio: &str, signed: bool) -> String {
-    if ratio.trim().is_empty() {
-        return "—".into();
-    }
-    match Decimal::from_str(ratio.trim()) {
-        Ok(d) => {
-            let p = (d * Decimal::ONE_HUNDRED).round_dp(1);
-            if signed && p > Decimal::ZERO { format!("+{p:.1}%") } else { format!("{p:.1}%") }
-        }
-        Err(_) => ratio.to_owned(),
-    }
-}
-
-/// Seconds as `3d 4h 5m` (`12s` under a minute, `0s` for nothing).
-pub fn duration(seconds: u64) -> String {
-    if seconds < 60 {
-        return format!("{seconds}s");
-    }
-    let (d, h, m) = (seconds / 86_400, seconds % 86_400 / 3600, seconds % 3600 / 60);
-    let mut parts = Vec::new();
-    if d > 0 {
-        parts.push(format!("{d}d"));
-    }
-    if h > 0 {
-        parts.push(format!("{h}h"));
-    }
-    if m > 0 {
-        parts.push(format!("{m}m"));
-    }
-    parts.join(" ")
-}
-
-/// An integer with thousands separators: `1,234,567`.
-pub fn thousands(n: i64) -> String {
-    let digits = n.unsigned_abs().to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if n < 0 { format!("-{out}") } else { out }
-}
-
-fn or_dash(s: &str) -> String {
-    if s.trim().is_empty() { "—".into() } else { s.to_owned() }
-}
-
-fn outcome_name(o: Outcome) -> &'static str {
-    o.as_str_name().trim_start_matches("OUTCOME_")
-}
-
+/// `STOCK_RISK` for `EXCEPTION_KIND_STOCK_RISK`.
 fn kind_name(k: ExceptionKind) -> &'static str {
     k.as_str_name().trim_start_matches("EXCEPTION_KIND_")
 }
 
+/// `HIGH` for `SEVERITY_HIGH`.
 fn severity_name(s: Severity) -> &'static str {
     s.as_str_name().trim_start_matches("SEVERITY_")
 }
 
+/// `awaiting approval` for `TRANSFER_STATE_AWAITING_APPROVAL`.
 fn transfer_state_name(s: TransferState) -> String {
     s.as_str_name().trim_start_matches("TRANSFER_STATE_").to_lowercase().replace('_', " ")
 }
 
-fn region_state_name(s: RegionState) -> &'static str {
-    s.as_str_name().trim_start_matches("REGION_STATE_")
-}
-
-/// The `--role` value for a role (`supply-chain`).
-pub fn role_arg(r: Role) -> String {
-    role_name(r).to_ascii_lowercase().replace('_', "-")
-}
-
+/// Channel names, comma-separated; `—` for none.
 fn channels(cs: &[i32]) -> String {
     if cs.is_empty() {
         return "—".into();
@@ -389,216 +314,10 @@ pub fn signal_sent(action: &str, id: &str) -> String {
     )
 }
 
-/// The `report` screen: the post-event report of a completed promotion, or the outcome and
-/// reason of any other ending.
-pub fn report(r: &PromotionResult) -> String {
-    let id = &r.promotion_id;
-    let revision = if r.revision > 0 { format!(" (revision {})", r.revision) } else { String::new() };
-    let mut out = format!("Promotion {id}: {}{revision}\n", outcome_name(r.outcome()));
-    let Some(p) = r.report.as_ref().filter(|_| r.outcome() == Outcome::Completed) else {
-        out.push_str(&fields(&[("reason", or_dash(&r.reason))]));
-        out.push_str(&format!("\n`promo audit {id}` shows how it got there.\n"));
-        return out;
-    };
-    out.push_str("\nSales\n");
-    out.push_str(&fields(&[
-        ("units sold", thousands(p.units_sold)),
-        ("forecast units", thousands(p.forecast_units)),
-        ("forecast variance", percent(&p.forecast_variance, true)),
-        ("forecast model", or_dash(&p.forecast_model)),
-        ("units available", thousands(p.available_units)),
-        ("sell-through", percent(&p.sell_through, false)),
-        ("stockout store-days", thousands(p.stockout_store_days as i64)),
-        ("markdown exposure", or_dash(&p.markdown_exposure)),
-    ]));
-    if p.transfers_released > 0 {
-        out.push_str("\nReplenishment in the window\n");
-        out.push_str(&fields(&[
-            ("transfer orders released", p.transfers_released.to_string()),
-            ("units moved", thousands(p.units_transferred)),
-            (
-                "stockout store-days",
-                format!(
-                    "{} (without the transfers: {})",
-                    thousands(p.stockout_store_days as i64),
-                    thousands(p.stockout_store_days_without_transfers as i64)
-                ),
-            ),
-            (
-                "units sold",
-                format!(
-                    "{} (without the transfers: {})",
-                    thousands(p.units_sold),
-                    thousands(p.units_sold_without_transfers)
-                ),
-            ),
-        ]));
-    }
-    out.push_str("\nMoney\n");
-    let margin_gap = match (Decimal::from_str(&p.realised_margin), Decimal::from_str(&p.planned_margin)) {
-        (Ok(a), Ok(b)) => {
-            let d = a - b;
-            format!("{}{d}", if d > Decimal::ZERO { "+" } else { "" })
-        }
-        _ => "—".into(),
-    };
-    out.push_str(&fields(&[
-        ("revenue", or_dash(&p.revenue)),
-        ("realised margin", or_dash(&p.realised_margin)),
-        ("planned margin", or_dash(&p.planned_margin)),
-        ("realised - planned", margin_gap),
-        ("supplier funding claim", or_dash(&p.funding_claim)),
-    ]));
-    out.push_str("\nExecution\n");
-    out.push_str(&fields(&[
-        ("on-time acknowledgments", percent(&p.on_time_ack_rate, false)),
-        ("on-time launches", percent(&p.on_time_launch_rate, false)),
-        ("exceptions raised", p.exceptions_raised.to_string()),
-        (
-            "price accuracy",
-            if p.price_accuracy.is_empty() {
-                "—".into()
-            } else {
-                format!(
-                    "{} of {} read back",
-                    percent(&p.price_accuracy, false),
-                    thousands(p.prices_checked as i64)
-                )
-            },
-        ),
-    ]));
-    if !p.funding_claims.is_empty() {
-        out.push_str("\nSupplier funding claims\n");
-        let mut t = Table::new([
-            "AGREEMENT",
-            "FORECAST",
-            "EARNED",
-            "OUT OF WINDOW",
-            "OVER CAP",
-            "CLAIMED",
-            "CLAIM",
-            "NOTE",
-        ])
-        .right(1)
-        .right(2)
-        .right(3)
-        .right(4)
-        .right(5);
-        for c in &p.funding_claims {
-            t.row([
-                c.agreement_id.clone(),
-                or_dash(&c.forecast),
-                or_dash(&c.earned),
-                or_dash(&c.out_of_window),
-                or_dash(&c.over_cap),
-                or_dash(&c.claimed),
-                or_dash(&c.claim_id),
-                or_dash(&c.note),
-            ]);
-        }
-        out.push_str(&t.render());
-    }
-    if !p.price_corrections.is_empty() {
-        out.push_str("\nPrice mismatches found on the channels\n");
-        let mut t = Table::new(["CHANNEL", "REGION", "WHEN", "SKUS", "REPUBLISHED", "CORRECTED IN"])
-            .right(4)
-            .right(5);
-        for c in &p.price_corrections {
-            let channel = promo_contracts::retail::v1::Channel::try_from(c.channel).map_or_else(
-                |_| c.channel.to_string(),
-                |x| x.as_str_name().trim_start_matches("CHANNEL_").to_owned(),
-            );
-            t.row([
-                channel,
-                if c.region_id.is_empty() { "national".into() } else { c.region_id.clone() },
-                if c.after_revert { "after revert".into() } else { "live".into() },
-                c.skus.join(" "),
-                c.republished.to_string(),
-                if c.corrected_at.is_some() {
-                    duration(c.seconds_to_correct)
-                } else {
-                    "not corrected".into()
-                },
-            ]);
-        }
-        out.push_str(&t.render());
-    }
-    if !p.cycle_times.is_empty() {
-        out.push_str("\nCycle time per stage\n");
-        let mut t = Table::new(["STAGE", "TIME", "SECONDS"]).right(1).right(2);
-        for c in &p.cycle_times {
-            t.row([stage_name(c.stage()).to_owned(), duration(c.seconds), c.seconds.to_string()]);
-        }
-        out.push_str(&t.render());
-    }
-    if !p.regions.is_empty() {
-        out.push_str("\nRegions\n");
-        let mut t = Table::new([
-            "REGION",
-            "STATE",
-            "UNITS SOLD",
-            "REVENUE",
-            "SELL-THROUGH",
-            "STOCKOUT DAYS",
-            "ON TIME",
-        ])
-        .right(2)
-        .right(3)
-        .right(4)
-        .right(5);
-        for x in &p.regions {
-            t.row([
-                x.region_id.clone(),
-                region_state_name(x.state()).to_owned(),
-                thousands(x.units_sold),
-                or_dash(&x.revenue),
-                percent(&x.sell_through, false),
-                thousands(x.stockout_store_days as i64),
-                if x.launched_on_time { "yes".into() } else { "no".into() },
-            ]);
-        }
-        out.push_str(&t.render());
-    }
-    out
-}
-
-/// The `list` screen.
-pub fn list(query: &str, rows: &[ListRow], limit: usize) -> String {
-    let mut out = format!("query: {query}\n");
-    if rows.is_empty() {
-        out.push_str("no promotions match\n");
-        return out;
-    }
-    let mut t =
-        Table::new(["ID", "STATUS", "STAGE", "RISK", "OPEN EXC", "LAUNCH", "PENDING APPROVALS", "REGIONS"])
-            .right(4)
-            .max_width(7, 40);
-    for r in rows {
-        t.row([
-            r.promotion_id.clone(),
-            r.execution_status.clone(),
-            r.stage.clone().unwrap_or_else(|| "—".into()),
-            r.risk.clone().unwrap_or_else(|| "—".into()),
-            r.open_exceptions.map_or_else(|| "—".into(), |n| n.to_string()),
-            r.launch_at.map_or_else(|| "—".into(), unix_time),
-            if r.pending_approvals.is_empty() { "—".into() } else { r.pending_approvals.join(", ") },
-            if r.regions.is_empty() { "—".into() } else { r.regions.join(", ") },
-        ]);
-    }
-    out.push_str(&t.render());
-    out.push_str(&format!(
-        "{} promotion{}{}\n",
-        rows.len(),
-        if rows.len() == 1 { "" } else { "s" },
-        if rows.len() >= limit { format!(" (limit {limit}: use --limit for more)") } else { String::new() }
-    ));
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use promo_contracts::promo::v1::*;
+    use promo_contracts::{pbjson_types::Timestamp, promo::v1::*};
 
     fn ts(seconds: i64) -> Option<Timestamp> {
         Some(Timestamp { seconds, nanos: 0 })
@@ -761,113 +480,6 @@ mod tests {
     }
 
     #[test]
-    fn report_of_a_completed_promotion() {
-        let r = PromotionResult {
-            promotion_id: "SPRING-26".into(),
-            outcome: Outcome::Completed as i32,
-            reason: String::new(),
-            revision: 1,
-            report: Some(PostEventReport {
-                units_sold: 12_345,
-                forecast_units: 11_000,
-                available_units: 15_000,
-                sell_through: "0.823".into(),
-                forecast_variance: "0.1223".into(),
-                stockout_store_days: 4,
-                markdown_exposure: "321.00".into(),
-                revenue: "98765.43".into(),
-                realised_margin: "20000.00".into(),
-                planned_margin: "21000.50".into(),
-                funding_claim: "1500.00".into(),
-                on_time_ack_rate: "1".into(),
-                on_time_launch_rate: "0.5".into(),
-                cycle_times: vec![StageCycleTime { stage: Stage::Approval as i32, seconds: 93_780 }],
-                regions: vec![RegionResult {
-                    region_id: "R1".into(),
-                    units_sold: 6_000,
-                    revenue: "48000.00".into(),
-                    stockout_store_days: 0,
-                    sell_through: "0.9".into(),
-                    launched_on_time: true,
-                    state: RegionState::Closed as i32,
-                }],
-                exceptions_raised: 2,
-                price_accuracy: "0.9875".into(),
-                prices_checked: 800,
-                price_corrections: vec![PriceCorrection {
-                    channel: 1,
-                    region_id: "R1".into(),
-                    skus: vec!["SKU-00001".into(), "SKU-00002".into()],
-                    seconds_to_correct: 7200,
-                    corrected_at: ts(T0),
-                    republished: 1,
-                    ..Default::default()
-                }],
-                funding_claims: vec![FundingClaimResult {
-                    agreement_id: "FA-001".into(),
-                    forecast: "120.00".into(),
-                    units_sold: 100,
-                    earned: "100.00".into(),
-                    out_of_window: "0".into(),
-                    over_cap: "40.00".into(),
-                    claimed: "60.00".into(),
-                    claim_id: "CL-000001".into(),
-                    note: "the cap of 60.00 has 60.00 left".into(),
-                }],
-                forecast_model: "uplift-glm/1@c82a1f8dcaca".into(),
-                transfers_released: 3,
-                units_transferred: 181,
-                stockout_store_days_without_transfers: 38,
-                units_sold_without_transfers: 12_001,
-            }),
-        };
-        let text = report(&r);
-        assert!(text.contains("  transfer orders released  3\n"), "{text}");
-        assert!(text.contains("  stockout store-days       4 (without the transfers: 38)\n"), "{text}");
-        assert!(
-            text.contains("  units sold                12,345 (without the transfers: 12,001)\n"),
-            "{text}"
-        );
-        assert!(text.contains("  forecast model       uplift-glm/1@c82a1f8dcaca\n"), "{text}");
-        assert!(
-            text.contains("FA-001       120.00  100.00              0     40.00    60.00  CL-000001"),
-            "{text}"
-        );
-        assert!(text.contains("  price accuracy           98.8% of 800 read back\n"), "{text}");
-        assert!(
-            text.contains("POS      R1      live  SKU-00001 SKU-00002            1            2h\n"),
-            "{text}"
-        );
-        assert!(text.starts_with("Promotion SPRING-26: COMPLETED (revision 1)\n"), "{text}");
-        assert!(text.contains("  units sold           12,345\n"), "{text}");
-        assert!(text.contains("  forecast variance    +12.2%\n"), "{text}");
-        assert!(text.contains("  sell-through         82.3%\n"), "{text}");
-        assert!(text.contains("  realised - planned      -1000.50\n"), "{text}");
-        assert!(text.contains("  on-time launches         50.0%\n"), "{text}");
-        assert!(text.contains("APPROVAL  1d 2h 3m    93780\n"), "{text}");
-        assert!(
-            text.contains("R1      CLOSED       6,000  48000.00         90.0%              0  yes\n"),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn report_of_a_rejected_promotion_gives_the_reason() {
-        let r = PromotionResult {
-            promotion_id: "X".into(),
-            outcome: Outcome::Rejected as i32,
-            reason: "rejected by E2001 (FINANCE): margin too thin".into(),
-            revision: 2,
-            report: None,
-        };
-        assert_eq!(
-            report(&r),
-            "Promotion X: REJECTED (revision 2)\n  reason  rejected by E2001 (FINANCE): margin too thin\n\n\
-             `promo audit X` shows how it got there.\n"
-        );
-    }
-
-    #[test]
     fn audit_is_a_table_in_time_order() {
         let trail = AuditTrail {
             entries: vec![AuditEntry {
@@ -887,40 +499,5 @@ mod tests {
              --------------------------------------------------------------------------------------------------------------\n\
              2030-03-17 17:46 UTC    1  E2001  approve-refused  the promotion is in stage ASSESSMENT, not awaiting approval\n"
         );
-    }
-
-    #[test]
-    fn formatting_helpers() {
-        assert_eq!(percent("0.8", false), "80.0%");
-        assert_eq!(percent("-0.05", true), "-5.0%");
-        assert_eq!(percent("", false), "—");
-        assert_eq!(percent("n/a", false), "n/a");
-        assert_eq!(duration(0), "0s");
-        assert_eq!(duration(3600), "1h");
-        assert_eq!(thousands(-1_234_567), "-1,234,567");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(role_arg(Role::SupplyChain), "supply-chain");
-    }
-
-    #[test]
-    fn list_prints_the_query_and_a_row_per_promotion() {
-        let rows = vec![ListRow {
-            promotion_id: "SPRING-26".into(),
-            workflow_id: "promotion-SPRING-26".into(),
-            execution_status: "running".into(),
-            stage: Some("APPROVAL".into()),
-            risk: Some("medium".into()),
-            open_exceptions: Some(2),
-            launch_at: Some(T0),
-            pending_approvals: vec!["FINANCE".into()],
-            regions: vec!["R1".into(), "R3".into()],
-        }];
-        let text = list("WorkflowType = 'PromotionWorkflow'", &rows, 100);
-        assert!(text.starts_with("query: WorkflowType = 'PromotionWorkflow'\nID "), "{text}");
-        assert!(
-            text.contains("SPRING-26  running  APPROVAL  medium         2  2030-03-17 17:46 UTC  FINANCE            R1, R3\n"),
-            "{text}"
-        );
-        assert!(text.ends_with("1 promotion\n"), "{text}");
     }
 }
