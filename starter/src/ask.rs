@@ -6,7 +6,7 @@
 use crate::render::age;
 use promo_contracts::promo::v1::{Role, Stage};
 use promo_insight::{self as insight, SOURCE_EVENTS, SOURCE_STATUS, SOURCE_VISIBILITY, Sla, Snapshot};
-use promo_workflows::decisions::{role_name, stage_name};
+use promo_workflows::decisions::{plural, role_name, stage_name};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use std::fmt::Write;
@@ -204,8 +204,7 @@ pub fn answer(question: &str, s: &Snapshot, sla: &Sla) -> Result<Answer, String>
                 .collect();
             let mut text = match rows.len() {
                 0 => format!("No promotion is waiting on {name}."),
-                1 => format!("1 promotion is waiting on {name}:"),
-                n => format!("{n} promotions are waiting on {name}:"),
+                n => format!("{} {} waiting on {name}:", plural(n, "promotion"), are(n)),
             };
             let pending = insight::pending_approvals(s, sla);
             for p in rows {
@@ -241,10 +240,9 @@ pub fn answer(question: &str, s: &Snapshot, sla: &Sla) -> Result<Answer, String>
                         why.push(r.note.clone());
                     }
                     if !r.awaiting_ack.is_empty() {
-                        why.push(plural(
-                            r.awaiting_ack.len(),
-                            "channel acknowledgment pending",
-                            "channel acknowledgments pending",
+                        why.push(format!(
+                            "{} pending",
+                            plural(r.awaiting_ack.len(), "channel acknowledgment")
                         ));
                     }
                     for e in st.open_exceptions.iter().filter(|e| e.region_id == region) {
@@ -262,8 +260,9 @@ pub fn answer(question: &str, s: &Snapshot, sla: &Sla) -> Result<Answer, String>
                 )
             } else {
                 format!(
-                    "{} in {region}:\n{}",
-                    plural(lines.len(), "promotion is not live", "promotions are not live"),
+                    "{} {} not live in {region}:\n{}",
+                    plural(lines.len(), "promotion"),
+                    are(lines.len()),
                     lines.join("\n")
                 )
             };
@@ -352,7 +351,7 @@ pub fn answer(question: &str, s: &Snapshot, sla: &Sla) -> Result<Answer, String>
                         "{r} approvals take {} at the median, {} at p95 ({}); {n} pending now.",
                         age(sp.p50),
                         age(sp.p95),
-                        plural(sp.n, "decision", "decisions")
+                        plural(sp.n, "decision")
                     );
                 } else if *n > 0 {
                     let _ = writeln!(text, "{r}: no decision recorded yet; {n} pending now.");
@@ -373,7 +372,7 @@ pub fn answer(question: &str, s: &Snapshot, sla: &Sla) -> Result<Answer, String>
                 .collect();
             let text = match ids.len() {
                 0 => format!("No promotion is in {name}."),
-                n => format!("{} in {name}: {}", plural(n, "promotion is", "promotions are"), ids.join(", ")),
+                n => format!("{} {} in {name}: {}", plural(n, "promotion"), are(n), ids.join(", ")),
             };
             Answer {
                 text,
@@ -386,7 +385,7 @@ pub fn answer(question: &str, s: &Snapshot, sla: &Sla) -> Result<Answer, String>
             let queue = insight::exception_queue(s, sla);
             let mut text = match queue.len() {
                 0 => "No exception is open.".to_owned(),
-                n => format!("{} open, by revenue at risk:", plural(n, "exception is", "exceptions are")),
+                n => format!("{} {} open, by revenue at risk:", plural(n, "exception"), are(n)),
             };
             for q in queue.iter().take(5) {
                 let overdue = if q.overdue { ", overdue" } else { "" };
@@ -411,17 +410,18 @@ pub fn answer(question: &str, s: &Snapshot, sla: &Sla) -> Result<Answer, String>
                 text.push_str("No stage has been completed yet.");
             }
             for (stage, sp) in ct {
-                // A stage can be passed more than once in a run (a new revision is assessed again).
-                let passes = plural(sp.n, "pass", "passes");
-                let _ = writeln!(text, "{stage}: p50 {}, p95 {} ({passes})", age(sp.p50), age(sp.p95));
+                // A stage can be visited more than once in a run (a new revision is assessed again).
+                let visits = plural(sp.n, "visit");
+                let _ = writeln!(text, "{stage}: p50 {}, p95 {} ({visits})", age(sp.p50), age(sp.p95));
             }
             Answer { text: text.trim_end().to_owned(), source: format!("{SOURCE_EVENTS} (STAGE_ENTERED)") }
         }
     })
 }
 
-fn plural(n: usize, one: &str, many: &str) -> String {
-    if n == 1 { format!("1 {one}") } else { format!("{n} {many}") }
+/// The verb after a count: "1 promotion is", "2 promotions are".
+fn are(n: usize) -> &'static str {
+    if n == 1 { "is" } else { "are" }
 }
 
 #[cfg(test)]

@@ -1,6 +1,9 @@
 //! What can go wrong in a command, each with the next step for the person at the terminal.
 
-use promo_workflows::plan::{Problem, describe};
+use promo_workflows::{
+    decisions::plural,
+    plan::{Problem, describe},
+};
 use serde_json::{Value, json};
 
 /// A failed command. Every message says what happened and what to do next; the process exits
@@ -11,7 +14,7 @@ pub enum CliError {
     #[error("{0}")]
     SpecFile(String),
     /// The spec (or amended spec) has problems; all of them are listed.
-    #[error("{what} has {} problem{}:\n{}\n{hint}", problems.len(), plural(problems.len()), describe(problems))]
+    #[error("{what} has {}:\n{}\n{hint}", plural(problems.len(), "problem"), describe(problems))]
     Invalid {
         /// What was checked, e.g. `spring.json`.
         what: String,
@@ -52,10 +55,6 @@ pub enum CliError {
     /// The arguments cannot be turned into a message.
     #[error("{0}")]
     Usage(String),
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
 }
 
 impl CliError {

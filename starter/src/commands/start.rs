@@ -10,6 +10,7 @@ use promo_insight::execution_status;
 use promo_workflows::{
     PromotionWorkflow,
     api::{CalendarCheck, IntakeInput, RegionInfo, TASK_QUEUE, workflow_id},
+    decisions::plural,
     plan::Problem,
 };
 use serde_json::json;
@@ -96,13 +97,12 @@ pub(super) async fn start(a: &StartArgs) -> Result<Output, CliError> {
     let hint = format!("fix {file} and run `promo start {file}` again");
     let plan = spec::check_locally(&file, &spec, now, &hint)?;
     let id = spec.promotion_id.clone();
-    let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
-    let mut scope = vec![count(plan.lines.len(), "line")];
+    let mut scope = vec![plural(plan.lines.len(), "line")];
     if !plan.regions.is_empty() {
-        scope.push(count(plan.regions.len(), "region"));
+        scope.push(plural(plan.regions.len(), "region"));
     }
     if !plan.stores.is_empty() {
-        scope.push(count(plan.stores.len(), "individual store"));
+        scope.push(plural(plan.stores.len(), "individual store"));
     }
     let mut human = format!("{file}: promotion {id}, {}: checked locally, OK\n", scope.join(", "));
 

@@ -3,6 +3,7 @@
 
 use super::{age, table::Table, unix_time};
 use promo_insight::{ListRow, QueuedException};
+use promo_workflows::decisions::plural;
 use rust_decimal::Decimal;
 
 /// The `list` screen.
@@ -30,9 +31,8 @@ pub fn list(query: &str, rows: &[ListRow], limit: usize) -> String {
     }
     out.push_str(&t.render());
     out.push_str(&format!(
-        "{} promotion{}{}\n",
-        rows.len(),
-        if rows.len() == 1 { "" } else { "s" },
+        "{}{}\n",
+        plural(rows.len(), "promotion"),
         if rows.len() >= limit { format!(" (limit {limit}: use --limit for more)") } else { String::new() }
     ));
     out
