@@ -1,10 +1,13 @@
-//! `promo-demo`: the national launch of DESIGN.md §1, driven end to end and narrated.
+//! `promo-demo`: the national launch of docs/design.md, §1 (the canonical scenario), driven end to
+//! end and narrated.
 //!
 //! Expects a Temporal dev server (env config, as the `temporal` CLI), the reference systems with
 //! the canonical dataset, and a worker running with a compressed-clock policy; `make demo`
 //! starts all three. The driver builds the promotion from the product master (1,200 SKUs, 6
 //! regions, stores and digital channels), starts it, plays the planner and the approvers (one
-//! unauthorised attempt included), and prints what the workflow reports as it happens.
+//! unauthorised attempt included), and prints what the workflow reports as it happens. The
+//! post-event report at the end is `promo report`'s own screen (run as a command, so the demo
+//! shows what planners read, the supplier funding reconciliation per agreement included).
 
 use anyhow::{Context, bail};
 use chrono::Timelike;
@@ -55,6 +58,46 @@ struct Args {
     /// The policy file to add the approvers' public keys to (with --prepare-keys).
     #[arg(long, value_name = "FILE")]
     policy_in: Option<std::path::PathBuf>,
+    /// The `promo` CLI, which prints the post-event report (default: `promo` beside this
+    /// binary, as `cargo build` leaves them).
+    #[arg(long, value_name = "FILE", env = "PROMO_BIN")]
+    promo: Option<std::path::PathBuf>,
+}
+
+/// The `promo` binary: `--promo`, or the one beside this binary. Looked for before the run, so a
+/// missing one is said at once rather than after the launch.
+fn promo_bin(args: &Args) -> anyhow::Result<std::path::PathBuf> {
+    let path = match &args.promo {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?.with_file_name(format!("promo{}", std::env::consts::EXE_SUFFIX)),
+    };
+    if !path.is_file() {
+        bail!(
+            "the post-event report is printed by `promo report`, and there is no promo at {} \
+             (build it with `cargo build -p promo-starter`, in the same profile, or pass --promo)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// The post-event report as `promo report` prints it for planners (sales, money, the supplier
+/// funding reconciliation per agreement, execution, price mismatches, cycle times, regions),
+/// indented under the demo's heading.
+async fn print_report(promo: &std::path::Path, id: &str) -> anyhow::Result<()> {
+    let out = tokio::process::Command::new(promo)
+        .args(["report", id, "--no-wait"])
+        .output()
+        .await
+        .with_context(|| format!("running {} report {id}", promo.display()))?;
+    if !out.status.success() {
+        bail!("`promo report {id}` failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    println!("\n== Post-event report ==");
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        println!("{}", format!("  {line}").trim_end());
+    }
+    Ok(())
 }
 
 /// `--prepare-keys`: a key pair per approver, and the policy that knows their public keys.
@@ -102,6 +145,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(out) = &args.prepare_keys {
         return prepare_keys(&args, out);
     }
+    let promo = promo_bin(&args)?;
     let n = Narrator { start: Instant::now() };
     let client = api::connect("promo-demo").await.map_err(anyhow::Error::msg)?;
 
@@ -114,7 +158,7 @@ async fn main() -> anyhow::Result<()> {
         "dataset {:?}: {} stores in {} regions, {} DCs, {} SKUs, {} store positions",
         info.name, info.stores, info.regions, info.dcs, info.skus, info.store_positions
     );
-    println!("built into it, as in the broken world of DESIGN.md §1:");
+    println!("built into it, as in the broken world of docs/design.md, §1:");
     for f in &info.built_in_failures {
         println!("  - {f}");
     }
@@ -306,10 +350,10 @@ async fn main() -> anyhow::Result<()> {
 
     let result = handle.get_result(WorkflowGetResultOptions::default()).await?;
     n.say(format!("outcome {}", result.outcome().as_str_name().trim_start_matches("OUTCOME_")));
-    match &result.report {
-        Some(report) => print_report(report),
-        None => bail!("the promotion ended without a report: {}", result.reason),
+    if result.report.is_none() {
+        bail!("the promotion ended without a report: {}", result.reason);
     }
+    print_report(&promo, &spec.promotion_id).await?;
     history_figures(&client, &spec.promotion_id).await?;
     let wid = api::workflow_id(&spec.promotion_id);
     println!("\nWeb UI:   {}/namespaces/default/workflows/{wid}", args.ui.trim_end_matches('/'));
@@ -507,75 +551,7 @@ fn print_options(options: &[RemediationOption]) {
     println!();
 }
 
-fn print_report(r: &PostEventReport) {
-    println!("\n== Post-event report ==");
-    let rows = [
-        ("units sold / forecast", format!("{} / {}", r.units_sold, r.forecast_units)),
-        ("sell-through", r.sell_through.clone()),
-        ("forecast variance", r.forecast_variance.clone()),
-        ("stockout store-days", r.stockout_store_days.to_string()),
-        (
-            "replenishment in the window",
-            format!(
-                "{} transfer orders, {} units; without them {} stockout store-days, {} units sold",
-                r.transfers_released,
-                r.units_transferred,
-                r.stockout_store_days_without_transfers,
-                r.units_sold_without_transfers
-            ),
-        ),
-        ("markdown exposure", r.markdown_exposure.clone()),
-        ("revenue", r.revenue.clone()),
-        ("realised vs planned margin", format!("{} vs {}", r.realised_margin, r.planned_margin)),
-        ("supplier funding claim", r.funding_claim.clone()),
-        ("on-time acknowledgments", r.on_time_ack_rate.clone()),
-        ("on-time launches", r.on_time_launch_rate.clone()),
-        ("exceptions raised", r.exceptions_raised.to_string()),
-        (
-            "price accuracy",
-            format!("{} of {} prices read back from the channels", r.price_accuracy, r.prices_checked),
-        ),
-    ];
-    for (k, v) in rows {
-        println!("  {k:<28} {v}");
-    }
-    println!(
-        "\n  {:<6} {:>10} {:>14} {:>10} {:>13} {:>8}",
-        "region", "units", "revenue", "stockouts", "sell-through", "on time"
-    );
-    for g in &r.regions {
-        println!(
-            "  {:<6} {:>10} {:>14} {:>10} {:>13} {:>8}",
-            g.region_id,
-            g.units_sold,
-            g.revenue,
-            g.stockout_store_days,
-            g.sell_through,
-            if g.launched_on_time { "yes" } else { "no" }
-        );
-    }
-    for c in &r.price_corrections {
-        let place = if c.region_id.is_empty() { "national" } else { &c.region_id };
-        let channel = wire::Channel::try_from(c.channel)
-            .map_or("?", |c| c.as_str_name().trim_start_matches("CHANNEL_"));
-        let fixed = if c.corrected_at.is_some() {
-            format!("corrected in {} s after {} republication(s)", c.seconds_to_correct, c.republished)
-        } else {
-            "not corrected".to_owned()
-        };
-        println!(
-            "  price mismatch {channel} {place}{}: {} — {fixed}",
-            if c.after_revert { " after the revert" } else { "" },
-            c.skus.join(", ")
-        );
-    }
-    println!("\n  cycle time per stage (wall clock):");
-    for c in &r.cycle_times {
-        println!("  {:<14} {:>6} s", stage(c.stage()), c.seconds);
-    }
-}
-
-/// The scale rules of DESIGN.md §5, measured on this run's history.
+/// The scale rules of docs/design.md, §5, measured on this run's history.
 async fn history_figures(client: &Client, id: &str) -> anyhow::Result<()> {
     let h = client.get_workflow_handle::<PromotionWorkflow>(api::workflow_id(id));
     let events = h.fetch_history(WorkflowFetchHistoryOptions::default()).into_events().await?;
