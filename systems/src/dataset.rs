@@ -1,7 +1,7 @@
 //! Deterministic dataset generation: the same seed and sizes give the same file content.
 //!
-//! The canonical "national launch" dataset is DESIGN.md §1's scenario: 600 stores in 6 regions,
-//! 3 DCs, 1,200 SKUs in 24 categories, two weeks of baseline demand, promotion history and supplier
+//! The "national launch" dataset is the canonical scenario of docs/design.md: 600 stores in 6
+//! regions, 3 DCs, 1,200 SKUs in 24 categories, two weeks of baseline demand, promotion history and supplier
 //! funding agreements, with the three failures built in:
 //! - **incomplete allocation**: the short region's stores hold only days of cover of its first
 //!   `short_skus` SKUs (all of them in the canonical dataset); inbound stock

@@ -24,8 +24,10 @@ pub struct Call<'a> {
 pub struct Effects {
     /// Latency to add before serving.
     pub latency: Duration,
-    /// Fail the call with UNAVAILABLE before doing anything.
+    /// Fail the call before doing anything: with UNAVAILABLE, or the rule's `error_code`.
     pub fail: bool,
+    /// The status a failed call returns (UNAVAILABLE when no rule names one).
+    pub fail_code: Option<tonic::Code>,
     /// Commit, then fail with UNAVAILABLE.
     pub lose_response: bool,
     /// Override of the acknowledgment delay.
@@ -86,8 +88,22 @@ struct Rule {
     id: u64,
     fault: wire::Fault,
     error_rate: f64,
+    error_code: tonic::Code,
     hits: u32,
 }
+
+/// The status codes a rule may fail calls with (`Fault.error_code`), by name.
+const ERROR_CODES: [(&str, tonic::Code); 9] = [
+    ("UNAVAILABLE", tonic::Code::Unavailable),
+    ("DEADLINE_EXCEEDED", tonic::Code::DeadlineExceeded),
+    ("RESOURCE_EXHAUSTED", tonic::Code::ResourceExhausted),
+    ("ABORTED", tonic::Code::Aborted),
+    ("INTERNAL", tonic::Code::Internal),
+    ("NOT_FOUND", tonic::Code::NotFound),
+    ("FAILED_PRECONDITION", tonic::Code::FailedPrecondition),
+    ("INVALID_ARGUMENT", tonic::Code::InvalidArgument),
+    ("PERMISSION_DENIED", tonic::Code::PermissionDenied),
+];
 
 impl Rule {
     fn matches(&self, call: &Call<'_>) -> bool {
@@ -137,7 +153,23 @@ impl Faults {
             }
             r
         };
-        const SERVICES: [&str; 11] = [
+        let error_code = if fault.error_code.is_empty() {
+            tonic::Code::Unavailable
+        } else {
+            ERROR_CODES
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(&fault.error_code))
+                .map(|(_, c)| *c)
+                .ok_or_else(|| {
+                    let names: Vec<&str> = ERROR_CODES.iter().map(|(n, _)| *n).collect();
+                    Status::invalid_argument(format!(
+                        "fault.error_code: unknown code {:?}; expected one of {}",
+                        fault.error_code,
+                        names.join(", ")
+                    ))
+                })?
+        };
+        const SERVICES: [&str; 13] = [
             "",
             "location",
             "product",
@@ -149,6 +181,8 @@ impl Faults {
             "publication",
             "sales",
             "analytics",
+            "calendar",
+            "directory",
         ];
         if !SERVICES.iter().any(|s| s.eq_ignore_ascii_case(&fault.service)) {
             return Err(Status::invalid_argument(format!(
@@ -187,7 +221,7 @@ impl Faults {
         let mut st = self.state.lock().expect("faults lock");
         st.1 += 1;
         let id = st.1;
-        st.0.push(Rule { id, fault, error_rate, hits: 0 });
+        st.0.push(Rule { id, fault, error_rate, error_code, hits: 0 });
         Ok(id)
     }
 
@@ -225,6 +259,10 @@ impl Faults {
             out.latency += Duration::from_millis(u64::from(f.latency_ms));
             if rule.error_rate > 0.0 && rng.random_bool(rule.error_rate) {
                 out.fail = true;
+                // A business refusal wins over a transient failure: it is what the test asked for.
+                if out.fail_code.is_none_or(|c| c == tonic::Code::Unavailable) {
+                    out.fail_code = Some(rule.error_code);
+                }
             }
             out.lose_response |= f.lose_response;
             if f.ack_delay_ms > 0 {
@@ -244,10 +282,13 @@ impl Faults {
             tokio::time::sleep(fx.latency).await;
         }
         if fx.fail {
-            return Err(Status::unavailable(format!(
-                "injected fault: {}.{} unavailable",
-                call.service, call.method
-            )));
+            let code = fx.fail_code.unwrap_or(tonic::Code::Unavailable);
+            let what =
+                if code == tonic::Code::Unavailable { "unavailable".to_owned() } else { format!("{code:?}") };
+            return Err(Status::new(
+                code,
+                format!("injected fault: {}.{} {what}", call.service, call.method),
+            ));
         }
         Ok(fx)
     }
@@ -335,5 +376,28 @@ mod tests {
         let f = Faults::default();
         f.inject(wire::Fault { error_rate: "1".into(), ..Default::default() }).unwrap();
         assert!((0..10).all(|_| f.effects(call("sales", "GetSalesActuals")).fail));
+    }
+
+    #[tokio::test]
+    async fn a_rule_fails_calls_with_the_code_it_names() {
+        let f = Faults::default();
+        let e = f.inject(wire::Fault { error_code: "TEAPOT".into(), ..Default::default() }).unwrap_err();
+        assert!(e.message().contains("fault.error_code: unknown code \"TEAPOT\""), "{e}");
+        f.inject(wire::Fault {
+            service: "publication".into(),
+            method: "Withdraw".into(),
+            region_id: "R1".into(),
+            error_rate: "1".into(),
+            error_code: "not_found".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        let withdraw =
+            |region| Call { service: "publication", method: "Withdraw", channel: 1, region_id: region };
+        assert_eq!(f.before(withdraw("R1")).await.unwrap_err().code(), tonic::Code::NotFound);
+        assert!(f.before(withdraw("R2")).await.is_ok(), "another region's publication is withdrawn");
+        f.inject(wire::Fault { error_rate: "1".into(), ..Default::default() }).unwrap();
+        assert_eq!(f.before(withdraw("R2")).await.unwrap_err().code(), tonic::Code::Unavailable);
+        assert_eq!(f.before(withdraw("R1")).await.unwrap_err().code(), tonic::Code::NotFound);
     }
 }

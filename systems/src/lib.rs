@@ -248,6 +248,7 @@ impl Systems {
         for schema in services::SCHEMAS {
             conn.execute_batch(schema)?;
         }
+        services::add_columns(&conn)?;
         conn.execute_batch(sales::SCHEMA)?;
         let master = load_master(&conn)?;
         Ok(Self {

@@ -206,21 +206,7 @@ async fn built_in_failures_are_observable_through_the_contracts() {
     };
     let normal = publish("R1").await;
     let late = publish(&info.late_ack_region_id).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let p = publ
-            .get_publication(GetPublicationRequest { publication_id: normal.publication_id.clone() })
-            .await
-            .unwrap()
-            .into_inner()
-            .publication
-            .unwrap();
-        if p.state() == PublicationState::Acknowledged {
-            break;
-        }
-        assert!(Instant::now() < deadline, "R1 POS never acknowledged");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    acknowledged(&mut publ, &normal.publication_id).await;
     let p = publ
         .get_publication(GetPublicationRequest { publication_id: late.publication_id.clone() })
         .await
@@ -1045,7 +1031,7 @@ async fn the_process_event_record_is_idempotent_filtered_and_survives_a_restart(
         promotion_id: promotion_id.into(),
         kinds,
         since: since.map(|seconds| Timestamp { seconds, nanos: 0 }),
-        limit: 0,
+        ..Default::default()
     };
     let p1 = ev.list_events(list("P1", vec![], None)).await.unwrap().into_inner().events;
     assert_eq!(
@@ -1073,6 +1059,43 @@ async fn the_process_event_record_is_idempotent_filtered_and_survives_a_restart(
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("events[1].kind"), "{}", err.message());
     assert!(ev.list_events(list("P3", vec![], None)).await.unwrap().into_inner().events.is_empty());
+    // An audit trail pages backwards by its entries' numbers, with what was signed kept as sent.
+    let audit = |n: u64| ProcessEvent {
+        action: if n == 2 { "approve".into() } else { "monitor".into() },
+        signature: if n == 2 { "c2lnbmF0dXJl".into() } else { String::new() },
+        signed_payload: if n == 2 { "promo-message/v1\n…".into() } else { String::new() },
+        seq: n,
+        ..process_event(&format!("P4/chain/{n}"), "P4", ProcessEventKind::Audit, 3_000 + n as i64)
+    };
+    ev.record_events(RecordEventsRequest { events: (1..=5).map(audit).collect() }).await.unwrap();
+    let page = |before_seq: u64, limit: u32| ListEventsRequest {
+        promotion_id: "P4".into(),
+        kinds: vec![ProcessEventKind::Audit as i32],
+        limit,
+        before_seq,
+        ..Default::default()
+    };
+    let seqs = |events: &[ProcessEvent]| events.iter().map(|e| e.seq).collect::<Vec<_>>();
+    let last = ev.list_events(page(0, 2)).await.unwrap().into_inner().events;
+    assert_eq!(seqs(&last), [4, 5], "the latest page, oldest first");
+    let older = ev.list_events(page(4, 2)).await.unwrap().into_inner().events;
+    assert_eq!(seqs(&older), [2, 3]);
+    assert_eq!((older[0].action.as_str(), older[0].signature.as_str()), ("approve", "c2lnbmF0dXJl"));
+    assert_eq!(seqs(&ev.list_events(page(2, 2)).await.unwrap().into_inner().events), [1]);
+    // Another chain of the same promotion (started again after it failed) numbers its trail
+    // from 1 too: a chain's trail is read by its first run id.
+    let again = |n: u64| ProcessEvent {
+        seq: n,
+        ..process_event(&format!("P4/chain2/{n}"), "P4", ProcessEventKind::Audit, 9_000 + n as i64)
+    };
+    ev.record_events(RecordEventsRequest { events: (1..=2).map(again).collect() }).await.unwrap();
+    let chain = |first_run_id: &str| ListEventsRequest { first_run_id: first_run_id.into(), ..page(0, 0) };
+    assert_eq!(seqs(&ev.list_events(chain("chain")).await.unwrap().into_inner().events), [1, 2, 3, 4, 5]);
+    assert_eq!(seqs(&ev.list_events(chain("chain2")).await.unwrap().into_inner().events), [1, 2]);
+    assert!(ev.list_events(chain("chai")).await.unwrap().into_inner().events.is_empty(), "a whole id");
+    let orphan = ListEventsRequest { promotion_id: String::new(), ..chain("chain") };
+    let err = ev.list_events(orphan).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{}", err.message());
     // The record is in the SQLite file: a restarted server over it lists the same events.
     drop(ev);
     drop(s);
@@ -1080,7 +1103,8 @@ async fn the_process_event_record_is_idempotent_filtered_and_survives_a_restart(
     let s = RunningSystems::start(reopened).await.unwrap();
     let mut ev = ProcessEventServiceClient::new(connect(&s).await);
     let all = ev.list_events(list("", vec![], None)).await.unwrap().into_inner().events;
-    assert_eq!(all.len(), 4);
+    assert_eq!(all.len(), 4 + 5 + 2, "P1's three, P2's one and P4's seven audit entries");
+    assert_eq!(all.iter().filter(|e| e.signature == "c2lnbmF0dXJl").count(), 1);
 }
 
 fn footprint(
@@ -1431,5 +1455,53 @@ async fn batched_streams_cut_their_messages_as_documented() {
     assert_eq!(shape(&msgs), [(1, 64, 1)]);
     let msgs = messages(sales.stream_store_sell_through(sell_through(17)).await).await;
     assert_eq!(shape(&msgs), [(1, 64, 0), (0, 4, 1)]);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_key_stays_revoked_and_other_keys_do_not() {
+    use promo_contracts::retail::v1::directory_service_client::DirectoryServiceClient;
+    let (s, _path) = serve_small("directory").await;
+    let mut dir = DirectoryServiceClient::new(connect(&s).await);
+    let status = |employee: &str, key: &str| GetKeyStatusRequest {
+        employee_id: employee.into(),
+        public_key: key.into(),
+    };
+    let fresh = dir.get_key_status(status("E2001", "KEY-A")).await.unwrap().into_inner();
+    assert!(!fresh.revoked && fresh.revoked_at.is_none());
+    let first = dir
+        .revoke_key(RevokeKeyRequest {
+            employee_id: "E2001".into(),
+            public_key: "KEY-A".into(),
+            reason: "left".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let again = dir
+        .revoke_key(RevokeKeyRequest {
+            employee_id: "E2001".into(),
+            public_key: "KEY-A".into(),
+            reason: "again".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.revoked_at, again.revoked_at, "the first revocation is kept");
+    let revoked = dir.get_key_status(status("E2001", " KEY-A ")).await.unwrap().into_inner();
+    assert!(revoked.revoked && revoked.reason == "left", "{revoked:?}");
+    assert!(!dir.get_key_status(status("E2001", "KEY-B")).await.unwrap().into_inner().revoked);
+    assert!(!dir.get_key_status(status("E1001", "KEY-A")).await.unwrap().into_inner().revoked);
+    // Every key of an employee.
+    dir.revoke_key(RevokeKeyRequest {
+        employee_id: "E1001".into(),
+        public_key: String::new(),
+        reason: "gone".into(),
+    })
+    .await
+    .unwrap();
+    assert!(dir.get_key_status(status("E1001", "ANY")).await.unwrap().into_inner().revoked);
+    let err = dir.revoke_key(RevokeKeyRequest::default()).await.unwrap_err();
+    assert_eq!((err.code(), err.message()), (Code::InvalidArgument, "employee_id: is required"));
     s.stop().await;
 }

@@ -1,7 +1,8 @@
 //! `retail.v1.ProcessEventService`, the process-event record (fault rules name it `analytics`),
 //! over the reference SQLite file: events are inserted once per id (a repeated id is counted as
 //! a duplicate), and listed oldest first with the filters of the contract. Figures of a report
-//! are kept as JSON text.
+//! are kept as JSON text. A promotion's audit trail lives here too (kind AUDIT), numbered by
+//! `seq` so that it can be paged backwards (`before_seq`).
 
 use super::{Handler, blocking, call, db, millis, require, ts_ms};
 use promo_contracts::retail::v1::*;
@@ -16,13 +17,25 @@ pub(crate) const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS process_events(
     stage TEXT NOT NULL, role TEXT NOT NULL, actor TEXT NOT NULL, region_id TEXT NOT NULL,
     channel TEXT NOT NULL, exception_id TEXT NOT NULL, exception_kind TEXT NOT NULL,
     revenue_at_risk TEXT NOT NULL, wait_seconds INTEGER NOT NULL, detail TEXT NOT NULL,
-    kpis TEXT NOT NULL);
+    kpis TEXT NOT NULL, action TEXT NOT NULL DEFAULT '', signature TEXT NOT NULL DEFAULT '',
+    signed_payload TEXT NOT NULL DEFAULT '', trail_seq INTEGER NOT NULL DEFAULT 0,
+    repeated INTEGER NOT NULL DEFAULT 0);
     CREATE INDEX IF NOT EXISTS process_events_by_promotion ON process_events(promotion_id, at_ms);
     CREATE INDEX IF NOT EXISTS process_events_by_time ON process_events(at_ms);";
 
+/// Columns added after the table first shipped: a file written before them gets them on open.
+pub(crate) const ADDED_COLUMNS: [(&str, &str); 5] = [
+    ("action", "TEXT NOT NULL DEFAULT ''"),
+    ("signature", "TEXT NOT NULL DEFAULT ''"),
+    ("signed_payload", "TEXT NOT NULL DEFAULT ''"),
+    ("trail_seq", "INTEGER NOT NULL DEFAULT 0"),
+    ("repeated", "INTEGER NOT NULL DEFAULT 0"),
+];
+
 /// The columns of `process_events` that [`event`] reads, in its order.
 const COLUMNS: &str = "event_id, promotion_id, run_id, revision, kind, at_ms, stage, role, actor, region_id, \
-     channel, exception_id, exception_kind, revenue_at_risk, wait_seconds, detail, kpis";
+     channel, exception_id, exception_kind, revenue_at_risk, wait_seconds, detail, kpis, action, signature, \
+     signed_payload, trail_seq, repeated";
 
 /// A `process_events` row as the wire carries it.
 fn event(r: &Row<'_>) -> rusqlite::Result<ProcessEvent> {
@@ -46,6 +59,11 @@ fn event(r: &Row<'_>) -> rusqlite::Result<ProcessEvent> {
         wait_seconds: r.get(14)?,
         detail: r.get(15)?,
         kpis: serde_json::from_str::<HashMap<String, String>>(&kpis).unwrap_or_default(),
+        action: r.get(17)?,
+        signature: r.get(18)?,
+        signed_payload: r.get(19)?,
+        seq: r.get::<_, i64>(20)?.max(0) as u64,
+        repeated: r.get(21)?,
     })
 }
 
@@ -82,7 +100,7 @@ impl process_event_service_server::ProcessEventService for Handler {
                     let mut insert = tx
                         .prepare(&format!(
                             "INSERT OR IGNORE INTO process_events({COLUMNS})
-                             VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17)"
+                             VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22)"
                         ))
                         .map_err(db)?;
                     for e in &events {
@@ -106,6 +124,11 @@ impl process_event_service_server::ProcessEventService for Handler {
                                 e.wait_seconds,
                                 e.detail,
                                 serde_json::to_string(&kpis).unwrap_or_else(|_| "{}".into()),
+                                e.action,
+                                e.signature,
+                                e.signed_payload,
+                                i64::try_from(e.seq).unwrap_or(i64::MAX),
+                                e.repeated,
                             ])
                             .map_err(db)?;
                         recorded += n as u32;
@@ -132,13 +155,32 @@ impl process_event_service_server::ProcessEventService for Handler {
         if !kinds.is_empty() {
             sql.push_str(&format!(" AND kind IN ({})", kinds.join(",")));
         }
-        sql.push_str(" ORDER BY at_ms DESC, seq DESC LIMIT ?3");
+        if req.before_seq > 0 {
+            sql.push_str(" AND trail_seq < ?4");
+        } else {
+            sql.push_str(" AND ?4 = 0");
+        }
+        if !req.first_run_id.is_empty() && req.promotion_id.is_empty() {
+            return Err(Status::invalid_argument(
+                "first_run_id needs promotion_id: a run chain is a promotion's",
+            ));
+        }
+        // A prefix compared as text (not LIKE: ids may hold `%` or `_`).
+        let chain = if req.first_run_id.is_empty() {
+            String::new()
+        } else {
+            format!("{}/{}/", req.promotion_id, req.first_run_id)
+        };
+        sql.push_str(" AND (?5 = '' OR substr(event_id, 1, length(?5)) = ?5)");
+        sql.push_str(" ORDER BY at_ms DESC, trail_seq DESC, seq DESC LIMIT ?3");
         let since = req.since.as_ref().map_or(0, millis);
+        let before = i64::try_from(req.before_seq).unwrap_or(i64::MAX);
         let systems = self.0.clone();
         let mut events = blocking(move || {
             let conn = systems.reader().map_err(db)?;
             let mut st = conn.prepare(&sql).map_err(db)?;
-            let rows = st.query_map(params![since, req.promotion_id, limit], event).map_err(db)?;
+            let rows =
+                st.query_map(params![since, req.promotion_id, limit, before, chain], event).map_err(db)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(db)
         })
         .await?;

@@ -3,7 +3,8 @@
 //!
 //! One file per service, named as fault rules name the service (`Fault.service`): `location`,
 //! `product`, `inventory`, `demand`, `funding`, `price`, `replenishment`, `publication`, `sales`,
-//! `analytics` (the process-event record), plus `calendar` and `admin`, which take no faults.
+//! `analytics` (the process-event record), `directory` (signing-key revocations), plus
+//! `calendar` and `admin`, which take no faults.
 //! This file holds what several of them share: the router, status and timestamp conversions,
 //! the selection of stores and SKUs that the inventory and demand streams read, and
 //! `batched_stream`, which feeds every server stream that batches rows into messages.
@@ -12,6 +13,7 @@ mod admin;
 mod analytics;
 mod calendar;
 mod demand;
+mod directory;
 mod funding;
 mod inventory;
 mod location;
@@ -38,7 +40,21 @@ use tonic::{Response, Status, transport::server::Router};
 
 /// Tables the services keep beside the dataset, created when a file is opened (files written
 /// before a service existed get its table then).
-pub(crate) const SCHEMAS: [&str; 2] = [analytics::SCHEMA, calendar::SCHEMA];
+pub(crate) const SCHEMAS: [&str; 3] = [analytics::SCHEMA, calendar::SCHEMA, directory::SCHEMA];
+
+/// Adds the columns a table gained after it first shipped, to a file written before them.
+pub(crate) fn add_columns(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    let have: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('process_events')")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for (column, definition) in analytics::ADDED_COLUMNS {
+        if !have.iter().any(|c| c == column) {
+            conn.execute_batch(&format!("ALTER TABLE process_events ADD COLUMN {column} {definition}"))?;
+        }
+    }
+    Ok(())
+}
 
 /// Serves every contract from one [`Systems`].
 #[derive(Debug, Clone)]
@@ -75,6 +91,7 @@ pub fn router(
         .add_service(sales_service_server::SalesServiceServer::new(h.clone()))
         .add_service(process_event_service_server::ProcessEventServiceServer::new(h.clone()))
         .add_service(calendar_service_server::CalendarServiceServer::new(h.clone()))
+        .add_service(directory_service_server::DirectoryServiceServer::new(h.clone()))
         .add_service(admin_service_server::AdminServiceServer::new(h)))
 }
 

@@ -362,9 +362,22 @@ impl publication_service_server::PublicationService for Handler {
     }
 
     async fn withdraw(&self, req: Request<WithdrawRequest>) -> Result<Response<WithdrawResponse>, Status> {
-        let c = call("publication", "Withdraw");
-        let fx = self.0.faults.before(c).await?;
         let req = req.into_inner();
+        // Fault rules may name the publication's channel and region: read them first.
+        let (channel, region_id) = {
+            let systems = self.0.clone();
+            let id = req.publication_id.clone();
+            blocking(move || {
+                let conn = systems.reader().map_err(db)?;
+                Ok(get_publication(&conn, &systems.faults, "publication_id", &id)
+                    .map_err(db)?
+                    .map(|p| (p.channel, p.region_id))
+                    .unwrap_or_default())
+            })
+            .await?
+        };
+        let c = Call { service: "publication", method: "Withdraw", channel, region_id: &region_id };
+        let fx = self.0.faults.before(c).await?;
         let systems = self.0.clone();
         let p = blocking(move || {
             systems.write(|conn| {
