@@ -99,46 +99,64 @@ fn dec(s: &str) -> Decimal {
     parse_decimal("", s, 12).unwrap_or_default()
 }
 
+/// An open exception: what it is, how bad, who owns it, what it puts at risk, and why.
+pub fn exception(
+    id: impl Into<String>,
+    kind: ExceptionKind,
+    severity: Severity,
+    owner: Role,
+    revenue_at_risk: impl Into<String>,
+    detail: impl Into<String>,
+) -> PromotionException {
+    PromotionException {
+        exception_id: id.into(),
+        kind: kind as i32,
+        severity: severity as i32,
+        owner_role: owner as i32,
+        revenue_at_risk: revenue_at_risk.into(),
+        status: ExceptionStatus::Open as i32,
+        detail: detail.into(),
+        ..Default::default()
+    }
+}
+
 /// Exceptions an assessment raises: stock risk per failing region, margin erosion, missing funding.
 /// `id_suffix` keeps ids unique across revisions.
 pub fn exceptions_from_assessment(a: &AssessmentSummary, id_suffix: &str) -> Vec<PromotionException> {
     let mut out = Vec::new();
     for r in a.regions.iter().filter(|r| !r.passes) {
         out.push(PromotionException {
-            exception_id: format!("stock-{}-{id_suffix}", r.region_id),
-            kind: ExceptionKind::StockRisk as i32,
-            severity: Severity::High as i32,
-            owner_role: Role::SupplyChain as i32,
-            revenue_at_risk: r.revenue_at_risk.clone(),
-            status: ExceptionStatus::Open as i32,
             region_id: r.region_id.clone(),
-            detail: region_risk_note(r),
-            ..Default::default()
+            ..exception(
+                format!("stock-{}-{id_suffix}", r.region_id),
+                ExceptionKind::StockRisk,
+                Severity::High,
+                Role::SupplyChain,
+                r.revenue_at_risk.clone(),
+                region_risk_note(r),
+            )
         });
     }
     if let Some(m) = a.margin.as_ref().filter(|m| m.exception_count > 0) {
-        out.push(PromotionException {
-            exception_id: format!("margin-{id_suffix}"),
-            kind: ExceptionKind::MarginErosion as i32,
-            severity: Severity::Medium as i32,
-            owner_role: Role::Finance as i32,
-            revenue_at_risk: or_zero(&m.exception_revenue),
-            status: ExceptionStatus::Open as i32,
-            detail: format!("{} below the margin floor", plural(m.exception_count as usize, "line")),
-            ..Default::default()
-        });
+        out.push(exception(
+            format!("margin-{id_suffix}"),
+            ExceptionKind::MarginErosion,
+            Severity::Medium,
+            Role::Finance,
+            or_zero(&m.exception_revenue),
+            format!("{} below the margin floor", plural(m.exception_count as usize, "line")),
+        ));
     }
     if let Some(m) = a.margin.as_ref().filter(|m| m.anomaly_count > 0) {
         let shown: Vec<&str> = m.anomalies.iter().take(3).map(|x| x.explanation.as_str()).collect();
         let more = (m.anomaly_count as usize).saturating_sub(shown.len());
-        out.push(PromotionException {
-            exception_id: format!("margin-anomaly-{id_suffix}"),
-            kind: ExceptionKind::MarginErosion as i32,
-            severity: Severity::Medium as i32,
-            owner_role: Role::Finance as i32,
-            revenue_at_risk: or_zero(&m.anomaly_revenue),
-            status: ExceptionStatus::Open as i32,
-            detail: format!(
+        out.push(exception(
+            format!("margin-anomaly-{id_suffix}"),
+            ExceptionKind::MarginErosion,
+            Severity::Medium,
+            Role::Finance,
+            or_zero(&m.anomaly_revenue),
+            format!(
                 "{}: {}{}",
                 if m.anomaly_count == 1 {
                     "1 line with a margin far below its peers".to_owned()
@@ -148,39 +166,35 @@ pub fn exceptions_from_assessment(a: &AssessmentSummary, id_suffix: &str) -> Vec
                 shown.join("; "),
                 if more > 0 { format!("; and {more} more") } else { String::new() }
             ),
-            ..Default::default()
-        });
+        ));
     }
     if let Some(m) = a.margin.as_ref()
         && let Some(d) = m.forecast_model.as_ref().and_then(|f| f.drift.as_ref()).filter(|d| d.drifting)
     {
         // What rides on a forecast that far off: the forecast revenue times the window's bias.
         let at_risk = (dec(&m.forecast_revenue) * dec(&d.bias).abs()).round_dp(2);
-        out.push(PromotionException {
-            exception_id: format!("model-drift-{id_suffix}"),
-            kind: ExceptionKind::ModelDrift as i32,
-            severity: Severity::Medium as i32,
-            owner_role: Role::Merchandising as i32,
-            revenue_at_risk: at_risk.normalize().to_string(),
-            status: ExceptionStatus::Open as i32,
-            detail: format!(
+        out.push(exception(
+            format!("model-drift-{id_suffix}"),
+            ExceptionKind::ModelDrift,
+            Severity::Medium,
+            Role::Merchandising,
+            at_risk.normalize().to_string(),
+            format!(
                 "uplift model {} is drifting: {}",
                 m.forecast_model.as_ref().map_or("", |f| f.version.as_str()),
                 d.explanation
             ),
-            ..Default::default()
-        });
+        ));
     }
     if let Some(f) = a.funding.as_ref().filter(|f| f.issue_count > 0 || !f.over_cap_agreements.is_empty()) {
         let agreements: Vec<&str> = f.invalid_agreements.iter().map(String::as_str).collect();
-        out.push(PromotionException {
-            exception_id: format!("funding-{id_suffix}"),
-            kind: ExceptionKind::FundingMissing as i32,
-            severity: Severity::High as i32,
-            owner_role: Role::Finance as i32,
-            revenue_at_risk: or_zero(&f.unfunded_revenue),
-            status: ExceptionStatus::Open as i32,
-            detail: format!(
+        out.push(exception(
+            format!("funding-{id_suffix}"),
+            ExceptionKind::FundingMissing,
+            Severity::High,
+            Role::Finance,
+            or_zero(&f.unfunded_revenue),
+            format!(
                 "{} funded lines without valid funding (agreements {}){}",
                 f.issue_count,
                 agreements.join(", "),
@@ -190,14 +204,13 @@ pub fn exceptions_from_assessment(a: &AssessmentSummary, id_suffix: &str) -> Vec
                     format!("; over cap: {}", f.over_cap_agreements.join(", "))
                 }
             ),
-            ..Default::default()
-        });
+        ));
     }
     out
 }
 
 /// Why the launch gate holds a region back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Hold {
     /// Its stock fell below the policy's floor after approval.
     Stock,
@@ -245,19 +258,19 @@ pub fn gate_holds(
             hold: Hold::Stock,
             regions: vec![r.region_id.clone()],
             exception: PromotionException {
-                exception_id: format!("gate-stock-{}-{id_suffix}", r.region_id),
-                kind: ExceptionKind::StockRisk as i32,
-                severity: Severity::High as i32,
-                owner_role: Role::SupplyChain as i32,
-                revenue_at_risk: r.revenue_at_risk.clone(),
-                status: ExceptionStatus::Open as i32,
                 region_id: r.region_id.clone(),
-                detail: format!(
-                    "held at the launch gate: {} at the final re-check; choose a delay, or an operator \
+                ..exception(
+                    format!("gate-stock-{}-{id_suffix}", r.region_id),
+                    ExceptionKind::StockRisk,
+                    Severity::High,
+                    Role::SupplyChain,
+                    r.revenue_at_risk.clone(),
+                    format!(
+                        "held at the launch gate: {} at the final re-check; choose a delay, or an operator \
                      overrides",
-                    region_risk_note(r)
-                ),
-                ..Default::default()
+                        region_risk_note(r)
+                    ),
+                )
             },
         });
     }
@@ -272,22 +285,20 @@ pub fn gate_holds(
         out.push(GateHold {
             hold: Hold::Funding,
             regions: recheck.regions.iter().map(|r| r.region_id.clone()).collect(),
-            exception: PromotionException {
-                exception_id: format!("gate-funding-{id_suffix}"),
-                kind: ExceptionKind::FundingMissing as i32,
-                severity: Severity::High as i32,
-                owner_role: Role::Finance as i32,
-                revenue_at_risk: if revenue.is_empty() { "0".into() } else { revenue },
-                status: ExceptionStatus::Open as i32,
-                detail: format!(
+            exception: exception(
+                format!("gate-funding-{id_suffix}"),
+                ExceptionKind::FundingMissing,
+                Severity::High,
+                Role::Finance,
+                if revenue.is_empty() { "0".into() } else { revenue },
+                format!(
                     "held at the launch gate: {} no longer valid; forecast funding claim {} → {}; \
                      finance approves launching without it, or the promotion is cancelled",
                     plural_list("agreement", &revoked),
                     claim(approved).round_dp(2),
                     claim(recheck).round_dp(2),
                 ),
-                ..Default::default()
-            },
+            ),
         });
     }
     out
@@ -503,23 +514,23 @@ pub fn channel_sync_exception(
 ) -> PromotionException {
     let region = p.target.region_id.clone();
     PromotionException {
-        exception_id: format!(
-            "channel-{}-{}-r{revision}",
-            channel_name(p.target.channel),
-            if region.is_empty() { "national" } else { &region }
-        ),
-        kind: ExceptionKind::ChannelSync as i32,
-        severity: Severity::High as i32,
-        owner_role: Role::Operations as i32,
-        revenue_at_risk,
-        status: ExceptionStatus::Open as i32,
-        region_id: region,
-        detail: format!(
-            "{} publication {} not acknowledged by the deadline",
-            channel_name(p.target.channel),
-            p.publication_id
-        ),
-        ..Default::default()
+        region_id: region.clone(),
+        ..exception(
+            format!(
+                "channel-{}-{}-r{revision}",
+                channel_name(p.target.channel),
+                if region.is_empty() { "national" } else { &region }
+            ),
+            ExceptionKind::ChannelSync,
+            Severity::High,
+            Role::Operations,
+            revenue_at_risk,
+            format!(
+                "{} publication {} not acknowledged by the deadline",
+                channel_name(p.target.channel),
+                p.publication_id
+            ),
+        )
     }
 }
 
@@ -596,21 +607,21 @@ pub fn ack_withdrawn_exception(
     let region = p.target.region_id.clone();
     let place = if region.is_empty() { "national" } else { &region };
     PromotionException {
-        exception_id: ack_withdrawn_exception_id(&p.target, revision),
-        kind: ExceptionKind::ChannelSync as i32,
-        severity: Severity::High as i32,
-        owner_role: Role::Operations as i32,
-        revenue_at_risk,
-        status: ExceptionStatus::Open as i32,
         region_id: region.clone(),
-        detail: format!(
-            "held at the launch gate: {} {place} took back its acknowledgment of publication {}; \
+        ..exception(
+            ack_withdrawn_exception_id(&p.target, revision),
+            ExceptionKind::ChannelSync,
+            Severity::High,
+            Role::Operations,
+            revenue_at_risk,
+            format!(
+                "held at the launch gate: {} {place} took back its acknowledgment of publication {}; \
              republished, {} held until the channel acknowledges it, or an operator overrides",
-            channel_name(p.target.channel),
-            p.publication_id,
-            plural_list("region", held),
-        ),
-        ..Default::default()
+                channel_name(p.target.channel),
+                p.publication_id,
+                plural_list("region", held),
+            ),
+        )
     }
 }
 
@@ -621,20 +632,20 @@ pub fn price_mismatch_exception(m: &PriceMismatch, after_close: bool) -> Promoti
     let place = if region.is_empty() { "national".to_owned() } else { region.clone() };
     let channel = channel_name(m.target.channel);
     PromotionException {
-        exception_id: price_exception_id(&m.target, after_close),
-        kind: ExceptionKind::ChannelSync as i32,
-        severity: Severity::High as i32,
-        owner_role: Role::Operations as i32,
-        revenue_at_risk: m.revenue_at_risk.clone(),
-        status: ExceptionStatus::Open as i32,
-        region_id: region,
-        detail: format!(
-            "{channel} {place} charges other prices than {} for {}: {}; republishing",
-            if after_close { "the regular ones after the revert" } else { "approved" },
-            plural(m.count as usize, "SKU"),
-            m.detail
-        ),
-        ..Default::default()
+        region_id: region.clone(),
+        ..exception(
+            price_exception_id(&m.target, after_close),
+            ExceptionKind::ChannelSync,
+            Severity::High,
+            Role::Operations,
+            m.revenue_at_risk.clone(),
+            format!(
+                "{channel} {place} charges other prices than {} for {}: {}; republishing",
+                if after_close { "the regular ones after the revert" } else { "approved" },
+                plural(m.count as usize, "SKU"),
+                m.detail
+            ),
+        )
     }
 }
 
@@ -659,16 +670,51 @@ pub fn compensation_pending_exception(
     error: &str,
     revenue_at_risk: String,
 ) -> PromotionException {
-    PromotionException {
-        exception_id: "compensation-pending".into(),
-        kind: ExceptionKind::CompensationPending as i32,
-        severity: Severity::High as i32,
-        owner_role: Role::Operations as i32,
+    exception(
+        "compensation-pending",
+        ExceptionKind::CompensationPending,
+        Severity::High,
+        Role::Operations,
         revenue_at_risk,
-        status: ExceptionStatus::Open as i32,
-        detail: format!("{what} has not succeeded yet and is retried until it does: {error}"),
-        ..Default::default()
-    }
+        format!("{what} has not succeeded yet and is retried until it does: {error}"),
+    )
+}
+
+/// The exception shown while a live or finished promotion's call to the systems keeps failing:
+/// the promotion waits and calls again, it does not fail.
+pub fn systems_unavailable_exception(what: &str, error: &str, revenue_at_risk: String) -> PromotionException {
+    exception(
+        "systems-unavailable",
+        ExceptionKind::SystemsUnavailable,
+        Severity::High,
+        Role::Operations,
+        revenue_at_risk,
+        format!(
+            "the retail systems do not answer ({what}): {error}; the promotion keeps waiting and calling \
+             again, and carries on when they answer"
+        ),
+    )
+}
+
+/// The exception of a compensation that a system refused for good: what is still live, owned by
+/// operations, until an operator's signed decision (retry, or accept what was undone by hand).
+pub fn compensation_blocked_exception(still_live: &[String], revenue_at_risk: String) -> PromotionException {
+    let shown: Vec<&str> = still_live.iter().take(5).map(String::as_str).collect();
+    let more = still_live.len().saturating_sub(shown.len());
+    exception(
+        "compensation-blocked",
+        ExceptionKind::CompensationBlocked,
+        Severity::High,
+        Role::Operations,
+        revenue_at_risk,
+        format!(
+            "the systems refused to undo {}: {}{}; still live. An operator decides with a signed \
+             resolve_compensation: retry (once the system is fixed) or accept (once it was undone by hand)",
+            plural(still_live.len(), "item"),
+            shown.join("; "),
+            if more > 0 { format!("; and {more} more") } else { String::new() }
+        ),
+    )
 }
 
 /// What the audit trail keeps of the forecast behind an assessment: which model (or why none),

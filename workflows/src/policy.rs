@@ -129,6 +129,10 @@ pub struct Durations {
     pub monitor_every: Span,
     /// How old (wall clock) a signed decision may be when it arrives.
     pub signature_max_age: Span,
+    /// The longest pause between two calls while the systems fail (a compensation, a live or
+    /// finished promotion's call, the record of its last events): pauses start at 5 s and
+    /// double up to this.
+    pub outage_retry_max: Span,
 }
 
 impl Default for Durations {
@@ -142,6 +146,7 @@ impl Default for Durations {
             final_recheck_before_launch: h(1),
             monitor_every: h(24),
             signature_max_age: Span(Duration::from_secs(15 * 60)),
+            outage_retry_max: Span(Duration::from_secs(5 * 60)),
         }
     }
 }
@@ -171,6 +176,23 @@ impl Default for Replenishment {
             store_unit_cost: "0.90".into(),
             auto_apply_max_cost: "250.00".into(),
         }
+    }
+}
+
+/// Bounded history: a promotion's run continues as new — the same workflow id, its state
+/// carried — before its history grows past this, so that no promotion, however long it runs or
+/// however many messages it is sent, reaches the server's history limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct History {
+    /// Events a run's history may reach before it continues as new (the server may ask sooner,
+    /// past its own size limit in bytes: `limit.historySize.suggestContinueAsNew`).
+    pub max_events: u32,
+}
+
+impl Default for History {
+    fn default() -> Self {
+        Self { max_events: 10_000 }
     }
 }
 
@@ -208,18 +230,28 @@ pub struct Policy {
     /// before the promotion shows a COMPENSATION_PENDING exception; it then keeps trying, with
     /// pauses growing from 5 s to 5 min, until the call succeeds.
     pub compensation_attempts: u32,
+    /// Attempts of a call that a live or finished promotion makes (a monitoring round, the revert
+    /// and read-back at close, the analysis) before it shows a SYSTEMS_UNAVAILABLE exception; it
+    /// then keeps trying, with the same pauses as compensation, until the systems answer.
+    pub systems_attempts: u32,
+    /// Bounded history.
+    pub history: History,
     /// Durations.
     pub durations: Durations,
     /// In-flight replenishment.
     pub replenishment: Replenishment,
     /// The approver directory: employee id → roles held.
     pub approvers: BTreeMap<String, Vec<RoleName>>,
-    /// Whether approve, reject and request_changes must be signed by the approver's key.
+    /// Whether every privileged message (approvals, change requests, remediation choices,
+    /// cancel, pause, resume, overrides, compensation decisions) must be signed by its sender's
+    /// key.
     /// A policy file that leaves it out requires signatures; a policy recorded in a history from
     /// before signatures existed does not (so those runs replay as they ran).
     #[serde(default)]
     pub require_signatures: bool,
-    /// The approvers' Ed25519 public keys (base64), by employee id (`promo keygen` makes them).
+    /// The approvers' and operators' Ed25519 public keys (base64), by employee id (`promo keygen`
+    /// makes them). A key is revoked in the key directory (`retail.v1.DirectoryService`), which
+    /// every running promotion asks before it applies a signed message.
     #[serde(default)]
     pub approver_keys: BTreeMap<String, String>,
 }
@@ -257,6 +289,8 @@ impl Default for Policy {
         approvers.insert("E2001".to_owned(), vec![RoleName::Finance]);
         approvers.insert("E3001".to_owned(), vec![RoleName::SupplyChain]);
         approvers.insert("E4001".to_owned(), vec![RoleName::Operations]);
+        // A planner: in the directory (chooses remediation options, signs), approves nothing.
+        approvers.insert("E0042".to_owned(), vec![]);
         Self {
             min_fill_rate: "0.90".into(),
             min_margin_rate: "0.10".into(),
@@ -268,6 +302,8 @@ impl Default for Policy {
             late_ack_action: LateAckAction::DelayRegion,
             time_scale: 1,
             compensation_attempts: 5,
+            systems_attempts: 20,
+            history: History::default(),
             durations: Durations::default(),
             replenishment: Replenishment::default(),
             approvers,
@@ -327,6 +363,19 @@ impl Policy {
         if self.time_scale == 0 {
             return Err(PolicyError::field("time_scale", "must be at least 1"));
         }
+        if self.history.max_events < MIN_HISTORY_EVENTS {
+            let why =
+                format!("must be at least {MIN_HISTORY_EVENTS} (a run needs room for its stage's steps)");
+            return Err(PolicyError::field("history.max_events", why));
+        }
+        if self.history.max_events > MAX_HISTORY_EVENTS {
+            let why =
+                format!("must be at most {MAX_HISTORY_EVENTS}, well below the server's 50,000-event limit");
+            return Err(PolicyError::field("history.max_events", why));
+        }
+        if self.compensation_attempts == 0 || self.systems_attempts == 0 {
+            return Err(PolicyError::field("compensation_attempts, systems_attempts", "must be at least 1"));
+        }
         if !self.approvers.values().flatten().any(|r| *r == RoleName::Merchandising) {
             return Err(PolicyError::field("approvers", "must include someone with the merchandising role"));
         }
@@ -368,7 +417,36 @@ impl Policy {
     pub fn scaled(&self, business: Duration) -> Duration {
         business / self.time_scale.max(1)
     }
+
+    /// The pauses between calls while the systems fail: 5 s doubling to
+    /// [`Durations::outage_retry_max`] (scaled like every business duration, and never under a
+    /// second).
+    pub fn outage_pauses(&self) -> impl Iterator<Item = Duration> + use<> {
+        let max = self.scaled(self.durations.outage_retry_max.0).max(Duration::from_secs(1));
+        std::iter::successors(Some(Duration::from_secs(5).min(max)), move |p| Some((*p * 2).min(max)))
+    }
+
+    /// [`Self::outage_pauses`] as they stand after `waited` of them: the pause reached by then
+    /// first (an outage that outlived a continue-as-new keeps its cadence).
+    pub fn outage_pauses_after(&self, waited: Duration) -> impl Iterator<Item = Duration> + use<> {
+        let mut pauses = self.outage_pauses();
+        let mut first = pauses.next().unwrap_or(Duration::from_secs(5));
+        let mut left = waited;
+        while left > first {
+            left -= first;
+            match pauses.next() {
+                Some(next) if next != first => first = next,
+                _ => break,
+            }
+        }
+        std::iter::once(first).chain(pauses)
+    }
 }
+
+/// The smallest history budget a policy may set.
+pub const MIN_HISTORY_EVENTS: u32 = 100;
+/// The largest history budget a policy may set.
+pub const MAX_HISTORY_EVENTS: u32 = 40_000;
 
 /// A decimal policy value, its key named when it is not one.
 fn decimal(key: &str, value: &str, dp: u32) -> Result<Decimal, PolicyError> {
@@ -420,5 +498,20 @@ mod tests {
         assert_eq!(p.scaled(Duration::from_secs(7200)), Duration::from_secs(2));
         assert_eq!(p.roles_of("E2001"), Some(vec![Role::Finance]));
         assert_eq!(p.roles_of("nobody"), None);
+    }
+
+    #[test]
+    fn outage_pauses_keep_their_cadence_after_a_long_wait() {
+        let mut p = Policy::default();
+        p.durations.outage_retry_max = "1h".parse().unwrap();
+        p.time_scale = 1;
+        let secs =
+            |it: &mut dyn Iterator<Item = Duration>| it.take(3).map(|d| d.as_secs()).collect::<Vec<_>>();
+        assert_eq!(secs(&mut p.outage_pauses()), [5, 10, 20]);
+        assert_eq!(secs(&mut p.outage_pauses_after(Duration::ZERO)), [5, 10, 20]);
+        // 5 + 10 + 20 waited: the next pause is 40 s.
+        assert_eq!(secs(&mut p.outage_pauses_after(Duration::from_secs(36))), [40, 80, 160]);
+        // A day waited: the cadence is at its longest.
+        assert_eq!(secs(&mut p.outage_pauses_after(Duration::from_secs(86_400))), [3600, 3600, 3600]);
     }
 }

@@ -133,6 +133,14 @@ pub enum Refusal {
     /// A second cancel.
     #[error("the promotion is already being cancelled")]
     AlreadyCancelling,
+    /// An operator action once the window is over (closing, analysis): nothing is live to act on.
+    #[error("the promotion is in stage {}: its window is over, there is nothing left to {action}", stage_name(*stage))]
+    WindowOver {
+        /// Where it is.
+        stage: Stage,
+        /// The message name.
+        action: &'static str,
+    },
     /// A pause of a paused promotion.
     #[error("the promotion is already paused")]
     AlreadyPaused,
@@ -151,6 +159,30 @@ pub enum Refusal {
     /// A region the promotion does not cover.
     #[error("region {0:?} is not in this promotion")]
     UnknownRegion(String),
+    /// The sender's signing key was revoked in the key directory.
+    #[error("{who:?}'s signing key was revoked{}: {reason}", since.as_ref().map(|t| format!(" at {}", t.seconds)).unwrap_or_default())]
+    KeyRevoked {
+        /// The sender.
+        who: String,
+        /// When it was revoked (Unix seconds).
+        since: Option<pbjson_types::Timestamp>,
+        /// Why.
+        reason: String,
+    },
+    /// The key directory did not answer: a signed message is not applied unverified.
+    #[error(
+        "the key directory could not confirm the signing key is not revoked ({0}); send the message again"
+    )]
+    DirectoryUnavailable(String),
+    /// The systems did not answer a check the message needs.
+    #[error("the retail systems could not check the message ({0}); send it again")]
+    SystemsUnavailable(String),
+    /// A compensation decision when no compensation is blocked.
+    #[error("no compensation is blocked: there is nothing to retry or accept")]
+    NothingBlocked,
+    /// A second decision on the same blocked compensation.
+    #[error("a decision on the blocked compensation was already given and is being acted on")]
+    AlreadyDecided,
 }
 
 #[cfg(test)]

@@ -9,6 +9,26 @@ use std::collections::{BTreeMap, BTreeSet};
 use temporalio_macros::activity_definitions;
 use temporalio_sdk::activities::ActivityError;
 
+/// Input of `promo.key_status`: one signing key to look up in the key directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyStatusInput {
+    /// The employee who signed.
+    pub employee_id: String,
+    /// The public key (base64) the signature verified against.
+    pub public_key: String,
+}
+
+/// Output of `promo.key_status`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct KeyStatus {
+    /// Whether the key is revoked.
+    pub revoked: bool,
+    /// Since when.
+    pub revoked_at: Option<pbjson_types::Timestamp>,
+    /// Why.
+    pub reason: String,
+}
+
 /// Changes applied to the plan by remediation, per region.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Adjustments {
@@ -130,6 +150,9 @@ pub struct Assessment {
 pub struct StagePricesInput {
     /// Revision.
     pub revision: u32,
+    /// The promotion's run chain (its first run id): part of every idempotency key, so that a
+    /// promotion started again under the same id never takes the earlier chain's records.
+    pub chain: String,
     /// The plan.
     pub plan: Plan,
     /// Regions to stage in.
@@ -146,6 +169,9 @@ pub struct OrdersInput {
     pub promotion_id: String,
     /// Revision.
     pub revision: u32,
+    /// The promotion's run chain (its first run id): part of every idempotency key, so that a
+    /// promotion started again under the same id never takes the earlier chain's records.
+    pub chain: String,
     /// Region → (DC, [(SKU, units)]).
     pub orders: BTreeMap<String, (String, Vec<(String, i64)>)>,
 }
@@ -166,6 +192,9 @@ pub struct PublishInput {
     pub promotion_id: String,
     /// Revision.
     pub revision: u32,
+    /// The promotion's run chain (its first run id): part of every idempotency key, so that a
+    /// promotion started again under the same id never takes the earlier chain's records.
+    pub chain: String,
     /// Target.
     pub target: Target,
     /// Activate or revert (`retail.v1.PublicationKind` number).
@@ -341,6 +370,10 @@ pub struct WatchedRound {
 pub struct WatchOutput {
     /// The rounds run.
     pub rounds: Vec<WatchedRound>,
+    /// Why the next round could not run (the systems did not answer): the workflow takes over
+    /// with its own calls, which wait for the systems and show that they do not answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missed: Option<String>,
 }
 
 /// A publication made.
@@ -383,7 +416,8 @@ pub struct AwaitAcksInput {
 /// and undoes what is still live, whatever the workflow knew of (so a write whose answer was
 /// lost, or an activity cancelled mid-call, is undone too): staged price changes are reverted,
 /// activation publications not superseded by an acknowledged revert are withdrawn, released
-/// orders are cancelled (see `keep_orders_arriving_by`).
+/// orders are cancelled (see `keep_orders_arriving_by`). Item by item: a refusal of one item does
+/// not stop the others.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CompensateInput {
     /// The promotion.
@@ -394,25 +428,43 @@ pub struct CompensateInput {
     /// kept; 0 cancels every released order.
     #[serde(default)]
     pub keep_orders_arriving_by: i64,
-    /// Then free the promotion's footprint in the promotion calendar — after the undo, so that
-    /// nothing of it is live when another promotion may take the footprint.
+    /// Then, when nothing is left live, free the promotion's footprint in the promotion calendar
+    /// (after the undo, so that nothing of it is live when another promotion may take it).
     #[serde(default)]
     pub release_calendar: bool,
+    /// Only list what is still live (`CompensateOutput::still_live`), undoing nothing.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
-/// What compensation undid.
+/// An item of the promotion a system refused to undo for good.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RefusedUndo {
+    /// What is still live, for people (`publication P-12 (POS R1)`).
+    pub item: String,
+    /// The system's refusal.
+    pub reason: String,
+}
+
+/// What compensation undid, and what it could not.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CompensateOutput {
     /// Publications withdrawn.
     pub withdrawn: u32,
-    /// Whether the price change was reverted.
+    /// Whether a price change was reverted.
     pub reverted: bool,
     /// Orders cancelled.
     pub cancelled: u32,
     /// With [`CompensateInput::release_calendar`]: whether the calendar held a reservation the
-    /// activity then released.
+    /// activity then released (`None`: not released, something is still live).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calendar_released: Option<bool>,
+    /// Items refused for good: still live.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<RefusedUndo>,
+    /// With [`CompensateInput::dry_run`]: what is still live.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub still_live: Vec<String>,
 }
 
 impl CompensateOutput {
@@ -443,6 +495,9 @@ pub struct SalesInput {
 pub struct ReplenishInput {
     /// The revision that runs (part of each proposed order's idempotency key).
     pub revision: u32,
+    /// The promotion's run chain (its first run id): part of every idempotency key, so that a
+    /// promotion started again under the same id never takes the earlier chain's records.
+    pub chain: String,
     /// The monitoring round (part of the key and of each transfer's id).
     pub round: u32,
     /// Cost of moving a unit from a DC to a store, decimal string.
@@ -471,6 +526,9 @@ pub struct SettleTransfersInput {
 pub struct ClaimsInput {
     /// The revision that ran (part of each claim's idempotency key).
     pub revision: u32,
+    /// The promotion's run chain (its first run id): part of every idempotency key, so that a
+    /// promotion started again under the same id never takes the earlier chain's records.
+    pub chain: String,
     /// What the sales are read over.
     pub sales: SalesInput,
 }
@@ -521,8 +579,9 @@ pub mod activity_names {
     pub const PUBLISH_AND_AWAIT: &str = "promo.publish_and_await";
     /// `promo.record_events` (a local activity).
     pub const RECORD_EVENTS: &str = "promo.record_events";
-    /// `promo.release_calendar`.
-    pub const RELEASE_CALENDAR: &str = "promo.release_calendar";
+    /// `promo.key_status`: whether a signing key was revoked (a local activity, run by the
+    /// message handlers before they apply a signed message).
+    pub const KEY_STATUS: &str = "promo.key_status";
     /// `promo.compensate`.
     pub const COMPENSATE: &str = "promo.compensate";
     /// `promo.revert_prices`.
@@ -616,10 +675,9 @@ impl PromotionActivities {
         unimplemented!()
     }
 
-    /// Releases the promotion's reservation in the promotion calendar (idempotent); returns
-    /// whether one was held.
-    #[activity(name = activity_names::RELEASE_CALENDAR)]
-    pub fn release_calendar(_: String) -> Result<bool, ActivityError> {
+    /// Whether a signing key was revoked in the key directory.
+    #[activity(name = activity_names::KEY_STATUS)]
+    pub fn key_status(_: KeyStatusInput) -> Result<KeyStatus, ActivityError> {
         unimplemented!()
     }
 

@@ -17,6 +17,12 @@ pub const TASK_QUEUE: &str = "promotions";
 /// Workflow type name.
 pub const WORKFLOW_TYPE: &str = "PromotionWorkflow";
 
+/// The visibility query of promotions: their current runs only. A promotion's run continues as
+/// new when its history is long; the runs it handed over stay in visibility, closed with status
+/// ContinuedAsNew and the search attributes they had then, and would show it twice (and stale).
+pub const PROMOTIONS_QUERY: &str =
+    "WorkflowType = 'PromotionWorkflow' AND ExecutionStatus != 'ContinuedAsNew'";
+
 /// Workflow id of a promotion: the business key makes starts idempotent.
 pub fn workflow_id(promotion_id: &str) -> String {
     format!("promotion-{promotion_id}")
@@ -52,6 +58,9 @@ pub mod names {
     pub const RESUME: &str = "resume";
     /// Override a stuck gate (`GateOverride`).
     pub const OVERRIDE: &str = "override";
+    /// Decide a blocked compensation: retry, or accept what was undone by hand
+    /// (`CompensationDecision`).
+    pub const RESOLVE_COMPENSATION: &str = "resolve_compensation";
     /// Query: `PromotionStatus`.
     pub const STATUS: &str = "status";
     /// Query: `AssessmentSummary`.
@@ -60,8 +69,8 @@ pub mod names {
     pub const AUDIT: &str = "audit";
 }
 
-/// The eight messages a promotion accepts, each as a signal and as an update of the same name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The nine messages a promotion accepts, each as a signal and as an update of the same name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MessageKind {
     /// `approve` (`ApprovalDecision`).
     Approve,
@@ -79,11 +88,13 @@ pub enum MessageKind {
     Resume,
     /// `override` (`GateOverride`).
     Override,
+    /// `resolve_compensation` (`CompensationDecision`).
+    ResolveCompensation,
 }
 
 impl MessageKind {
     /// Every message.
-    pub const ALL: [MessageKind; 8] = [
+    pub const ALL: [MessageKind; 9] = [
         MessageKind::Approve,
         MessageKind::Reject,
         MessageKind::RequestChanges,
@@ -92,7 +103,28 @@ impl MessageKind {
         MessageKind::Pause,
         MessageKind::Resume,
         MessageKind::Override,
+        MessageKind::ResolveCompensation,
     ];
+
+    /// The audit trail's action names of the messages applied (`approve` also for supply
+    /// chain's transfers and finance's funding release; `remediation-chosen` for a choice).
+    pub const APPLIED_ACTIONS: [&'static str; 9] = [
+        "approve",
+        "reject",
+        "request-changes",
+        "remediation-chosen",
+        "cancel",
+        "pause",
+        "resume",
+        "override",
+        "resolve-compensation",
+    ];
+
+    /// Whether an audit entry's action is a message applied (what `promo audit --verify`
+    /// expects to be signed).
+    pub fn applied_action(action: &str) -> bool {
+        Self::APPLIED_ACTIONS.contains(&action)
+    }
 
     /// The signal and update name.
     pub fn name(self) -> &'static str {
@@ -105,6 +137,7 @@ impl MessageKind {
             MessageKind::Pause => names::PAUSE,
             MessageKind::Resume => names::RESUME,
             MessageKind::Override => names::OVERRIDE,
+            MessageKind::ResolveCompensation => names::RESOLVE_COMPENSATION,
         }
     }
 }
@@ -130,57 +163,6 @@ pub const LAUNCH_AT: SearchAttributeKey<temporalio_common::search_attributes::Ti
 /// `PromotionRevision` (Int): the revision in progress, set with the workflow's search attributes
 /// at every stage; absent (meaning 1) only before its first workflow task has run.
 pub const PROMOTION_REVISION: SearchAttributeKey<i64> = SearchAttributeKey::int("PromotionRevision");
-
-/// The start input of a promotion: a `PromotionSpec`, or — when what was sent is not one — the
-/// reason, naming the field. Deserializes from any JSON so that a start input of the wrong
-/// shape ends the run with a clear `InvalidSpec` failure instead of failing every workflow task;
-/// serializes as the spec.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StartInput(pub Result<pb::PromotionSpec, String>);
-
-impl From<pb::PromotionSpec> for StartInput {
-    fn from(spec: pb::PromotionSpec) -> Self {
-        Self(Ok(spec))
-    }
-}
-
-impl Serialize for StartInput {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match &self.0 {
-            Ok(spec) => spec.serialize(s),
-            Err(why) => s.serialize_str(why),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for StartInput {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = serde_json::Value::deserialize(d)?;
-        Ok(Self::parse(&raw))
-    }
-}
-
-impl StartInput {
-    /// Reads a spec from any JSON value; the error names the field that does not fit.
-    pub fn parse(raw: &serde_json::Value) -> Self {
-        if !raw.is_object() {
-            let kind = match raw {
-                serde_json::Value::Null => "null",
-                serde_json::Value::Bool(_) => "a boolean",
-                serde_json::Value::Number(_) => "a number",
-                serde_json::Value::String(_) => "a string",
-                serde_json::Value::Array(_) => "an array",
-                serde_json::Value::Object(_) => "an object",
-            };
-            return Self(Err(format!(
-                "the start input must be a promo.v1.PromotionSpec JSON object, not {kind}"
-            )));
-        }
-        Self(serde_path_to_error::deserialize(raw).map_err(|e| {
-            format!("the start input is not a promo.v1.PromotionSpec: {}: {}", e.path(), e.inner())
-        }))
-    }
-}
 
 /// Every custom search attribute with its type name, for server registration.
 pub const SEARCH_ATTRIBUTES: &[(&str, &str)] = &[

@@ -20,7 +20,7 @@ use crate::{
     },
 };
 use promo_contracts::{
-    promo::v1::{PostEventReport, PromotionException, Stage},
+    promo::v1::{AuditEntry, PostEventReport, PromotionException, Stage},
     retail::v1::{ProcessEvent, ProcessEventKind},
 };
 use std::time::Duration;
@@ -35,11 +35,17 @@ const RETRY_AFTER_SECS: i64 = 60;
 const CARRY_LIMIT: usize = 64;
 
 impl PromotionWorkflow {
-    /// Appends an event to the outbox; `fill` sets what is particular to it.
+    /// Appends an event to the outbox; `fill` sets what is particular to it. Its id names the
+    /// run chain (not the run), so a chain continued as new numbers its events on.
     pub(crate) fn event(&mut self, t: i64, kind: ProcessEventKind, fill: impl FnOnce(&mut ProcessEvent)) {
+        // A start input that is not a spec names no promotion: there is nothing to record it
+        // under (its failure is the run's result).
+        if self.spec.promotion_id.is_empty() {
+            return;
+        }
         self.event_seq += 1;
         let mut e = ProcessEvent {
-            event_id: format!("{}/{}/{}", self.spec.promotion_id, self.run_id, self.event_seq),
+            event_id: format!("{}/{}/{}", self.spec.promotion_id, self.first_run_id, self.event_seq),
             promotion_id: self.spec.promotion_id.clone(),
             run_id: self.run_id.clone(),
             revision: self.revision,
@@ -50,6 +56,19 @@ impl PromotionWorkflow {
         };
         fill(&mut e);
         self.outbox.push(e);
+    }
+
+    /// An audit-trail entry, as an event (the record keeps the whole trail).
+    pub(crate) fn audit_event(&mut self, t: i64, a: &AuditEntry) {
+        self.event(t, ProcessEventKind::Audit, |x| {
+            x.actor = a.actor.clone();
+            x.action = a.action.clone();
+            x.detail = a.detail.clone();
+            x.signature = a.signature.clone();
+            x.signed_payload = a.signed_payload.clone();
+            x.seq = a.seq;
+            x.repeated = a.repeated;
+        });
     }
 
     /// An exception raised or resolved, as an event.
@@ -125,11 +144,28 @@ pub(crate) fn carried(s: &PromotionWorkflow) -> bool {
     s.carried >= s.outbox.len() && s.outbox.len() <= CARRY_LIMIT
 }
 
-/// Hands the outbox to `promo.record_events` (a local activity), unless there is nothing to
+/// The outbox size at which a message handler flushes it itself (a flood of messages while the
+/// run waits, which wakes nothing that would).
+pub(crate) const HANDLER_FLUSH_AT: usize = 250;
+
+/// The most events one flush sends (a long outage's backlog goes in several).
+const FLUSH_MAX: usize = 500;
+
+/// The outbox size past which refused messages are counted instead of itemized one by one
+/// (the record down during a flood of messages: the state must stay bounded).
+pub(crate) const OUTBOX_FULL: usize = 1_000;
+
+/// Hands the outbox's oldest events (up to [`FLUSH_MAX`]) to `promo.record_events` (a local activity), unless there is nothing to
 /// send or a failed flush is still cooling down.
 pub(crate) async fn flush(ctx: &Ctx) {
     let t = now(ctx);
-    let batch = ctx.state(|s| (!s.outbox.is_empty() && t >= s.events_retry_at).then(|| s.outbox.clone()));
+    // One flush at a time (a message handler flushes a flood's backlog while the run waits):
+    // each sends the outbox's oldest events and drains as many.
+    let batch = ctx.state_mut(|s| {
+        let due = !s.flushing && !s.outbox.is_empty() && t >= s.events_retry_at;
+        s.flushing |= due;
+        due.then(|| s.outbox[..s.outbox.len().min(FLUSH_MAX)].to_vec())
+    });
     let Some(batch) = batch else { return };
     let n = batch.len();
     let mut opts = LocalActivityOptions::default();
@@ -139,11 +175,38 @@ pub(crate) async fn flush(ctx: &Ctx) {
     opts.summary = Some(format!("record {n} process events"));
     let sent = ctx.execute_local_activity(A::record_events, batch, opts).await;
     let t = now(ctx);
+    ctx.state_mut(|s| s.flushing = false);
     ctx.state_mut(|s| match sent {
         Ok(_) => {
             s.outbox.drain(..n);
             s.carried = s.carried.saturating_sub(n);
             s.events_retry_at = 0;
+            if s.refusals_uncounted > 0 && s.outbox.len() < OUTBOX_FULL {
+                let n = std::mem::take(&mut s.refusals_uncounted);
+                s.record(
+                    t,
+                    "system",
+                    "refusals-not-itemized",
+                    format!(
+                        "{n} messages refused while {OUTBOX_FULL} process events waited for the record: \
+                         counted here, not itemized (the history of the run that received them has each)"
+                    ),
+                );
+            }
+        }
+        // Refused for good (the record found them invalid): sending them again would be refused
+        // again, so they are dropped, saying so.
+        Err(e) if e.failure().is_some_and(super::persist::non_retryable) => {
+            s.outbox.drain(..n);
+            s.carried = s.carried.saturating_sub(n);
+            s.events_retry_at = 0;
+            let why = e.failure().map_or_else(|| e.to_string(), super::persist::innermost_message);
+            s.record(
+                t,
+                "system",
+                "process-events-refused",
+                format!("{n} events refused by the record: {why}"),
+            );
         }
         Err(e) => {
             if s.events_retry_at == 0 {
@@ -152,4 +215,28 @@ pub(crate) async fn flush(ctx: &Ctx) {
             s.events_retry_at = t + RETRY_AFTER_SECS;
         }
     });
+}
+
+/// Flushes until the record has every event (the end of a run: its report and end must not be
+/// lost to a record that is down), waiting 5 s, doubling to 5 min, between tries.
+pub(crate) async fn flush_until_recorded(ctx: &Ctx) -> Result<(), super::wait::Stop> {
+    let mut pauses = super::persist::pauses(ctx, None);
+    loop {
+        super::carry::checkpoint(ctx).await?;
+        ctx.state_mut(|s| s.events_retry_at = 0);
+        flush(ctx).await;
+        let (left, failed) = ctx.state(|s| (s.outbox.len(), s.events_retry_at != 0));
+        if left == 0 {
+            return Ok(());
+        }
+        if !failed {
+            continue;
+        }
+        let pause = pauses.next().unwrap_or(Duration::from_secs(5));
+        let opts = temporalio_sdk::TimerOptions::builder(pause)
+            .summary("record the last process events again".to_owned())
+            .cancellation_token(temporalio_sdk::WorkflowCancellationToken::new())
+            .build();
+        let _ = ctx.timer(opts).await;
+    }
 }

@@ -1,17 +1,18 @@
-//! The surface Temporal sees — init, run, the eight messages as signals and updates, and the
+//! The surface Temporal sees — init, run, the nine messages as signals and updates, and the
 //! queries — each a line or two over [`super::state`], [`super::messages`] and
 //! [`super::lifecycle`].
 
+use super::input::StartInput;
 use super::{
     lifecycle,
     messages::{self, Kind},
     stages::ending,
     state::{self, PromotionWorkflow},
 };
-use crate::{api::StartInput, version::Version};
+use crate::version::Version;
 use promo_contracts::promo::v1::*;
 use temporalio_macros::workflow_methods;
-use temporalio_sdk::{SyncWorkflowContext, WorkflowContext, WorkflowContextView, WorkflowResult};
+use temporalio_sdk::{WorkflowContext, WorkflowContextView, WorkflowResult};
 
 type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -44,6 +45,10 @@ impl PromotionWorkflow {
         let run_id = ctx.run_id().to_owned();
         ctx.state_mut(|s| {
             s.version = version;
+            // The first run of a chain names it; a continued run keeps the chain's.
+            if s.first_run_id.is_empty() {
+                s.first_run_id = run_id.clone();
+            }
             s.run_id = run_id;
         });
         let result = if let Some(why) = ctx.state(|s| s.input_error.clone()) {
@@ -58,47 +63,8 @@ impl PromotionWorkflow {
     }
 
     #[signal(name = "approve")]
-    pub fn approve_signal(&mut self, ctx: &mut SyncWorkflowContext<Self>, input: serde_json::Value) {
-        self.on_signal(ctx, Kind::Approve, input);
-    }
-
-    #[signal(name = "reject")]
-    pub fn reject_signal(&mut self, ctx: &mut SyncWorkflowContext<Self>, input: serde_json::Value) {
-        self.on_signal(ctx, Kind::Reject, input);
-    }
-
-    #[signal(name = "request_changes")]
-    pub fn request_changes_signal(&mut self, ctx: &mut SyncWorkflowContext<Self>, input: serde_json::Value) {
-        self.on_signal(ctx, Kind::RequestChanges, input);
-    }
-
-    #[signal(name = "choose_remediation")]
-    pub fn choose_remediation_signal(
-        &mut self,
-        ctx: &mut SyncWorkflowContext<Self>,
-        input: serde_json::Value,
-    ) {
-        self.on_signal(ctx, Kind::ChooseRemediation, input);
-    }
-
-    #[signal(name = "cancel")]
-    pub fn cancel_signal(&mut self, ctx: &mut SyncWorkflowContext<Self>, input: serde_json::Value) {
-        self.on_signal(ctx, Kind::Cancel, input);
-    }
-
-    #[signal(name = "pause")]
-    pub fn pause_signal(&mut self, ctx: &mut SyncWorkflowContext<Self>, input: serde_json::Value) {
-        self.on_signal(ctx, Kind::Pause, input);
-    }
-
-    #[signal(name = "resume")]
-    pub fn resume_signal(&mut self, ctx: &mut SyncWorkflowContext<Self>, input: serde_json::Value) {
-        self.on_signal(ctx, Kind::Resume, input);
-    }
-
-    #[signal(name = "override")]
-    pub fn override_signal(&mut self, ctx: &mut SyncWorkflowContext<Self>, input: serde_json::Value) {
-        self.on_signal(ctx, Kind::Override, input);
+    pub async fn approve_signal(ctx: &mut WorkflowContext<Self>, input: serde_json::Value) {
+        messages::on_signal(ctx, Kind::Approve, input).await;
     }
 
     #[update_validator(approve)]
@@ -107,18 +73,21 @@ impl PromotionWorkflow {
         _ctx: &WorkflowContextView,
         input: &serde_json::Value,
     ) -> Result<(), HandlerError> {
-        messages::validate(Kind::Approve, input)?;
-        self.validate_signature(Kind::Approve, input)
+        self.validate(Kind::Approve, input)
     }
 
     /// Approve; answers at once with accepted or refused (and why). Every answer is audited.
     #[update(name = "approve")]
-    pub fn approve(
-        &mut self,
-        ctx: &mut SyncWorkflowContext<Self>,
+    pub async fn approve(
+        ctx: &mut WorkflowContext<Self>,
         input: serde_json::Value,
     ) -> Result<ActionResult, HandlerError> {
-        self.on_update(ctx, Kind::Approve, input)
+        messages::on_update(ctx, Kind::Approve, input).await
+    }
+
+    #[signal(name = "reject")]
+    pub async fn reject_signal(ctx: &mut WorkflowContext<Self>, input: serde_json::Value) {
+        messages::on_signal(ctx, Kind::Reject, input).await;
     }
 
     #[update_validator(reject)]
@@ -127,18 +96,21 @@ impl PromotionWorkflow {
         _ctx: &WorkflowContextView,
         input: &serde_json::Value,
     ) -> Result<(), HandlerError> {
-        messages::validate(Kind::Reject, input)?;
-        self.validate_signature(Kind::Reject, input)
+        self.validate(Kind::Reject, input)
     }
 
     /// Reject; ends the promotion as REJECTED.
     #[update(name = "reject")]
-    pub fn reject(
-        &mut self,
-        ctx: &mut SyncWorkflowContext<Self>,
+    pub async fn reject(
+        ctx: &mut WorkflowContext<Self>,
         input: serde_json::Value,
     ) -> Result<ActionResult, HandlerError> {
-        self.on_update(ctx, Kind::Reject, input)
+        messages::on_update(ctx, Kind::Reject, input).await
+    }
+
+    #[signal(name = "request_changes")]
+    pub async fn request_changes_signal(ctx: &mut WorkflowContext<Self>, input: serde_json::Value) {
+        messages::on_signal(ctx, Kind::RequestChanges, input).await;
     }
 
     #[update_validator(request_changes)]
@@ -147,18 +119,21 @@ impl PromotionWorkflow {
         _ctx: &WorkflowContextView,
         input: &serde_json::Value,
     ) -> Result<(), HandlerError> {
-        messages::validate(Kind::RequestChanges, input)?;
-        self.validate_signature(Kind::RequestChanges, input)
+        self.validate(Kind::RequestChanges, input)
     }
 
-    /// Request changes with an amended spec: a new revision is assessed and approved afresh.
+    /// Request changes with an amended spec: checked as intake would check it, then a new revision is assessed and approved afresh.
     #[update(name = "request_changes")]
-    pub fn request_changes(
-        &mut self,
-        ctx: &mut SyncWorkflowContext<Self>,
+    pub async fn request_changes(
+        ctx: &mut WorkflowContext<Self>,
         input: serde_json::Value,
     ) -> Result<ActionResult, HandlerError> {
-        self.on_update(ctx, Kind::RequestChanges, input)
+        messages::on_update(ctx, Kind::RequestChanges, input).await
+    }
+
+    #[signal(name = "choose_remediation")]
+    pub async fn choose_remediation_signal(ctx: &mut WorkflowContext<Self>, input: serde_json::Value) {
+        messages::on_signal(ctx, Kind::ChooseRemediation, input).await;
     }
 
     #[update_validator(choose_remediation)]
@@ -167,17 +142,21 @@ impl PromotionWorkflow {
         _ctx: &WorkflowContextView,
         input: &serde_json::Value,
     ) -> Result<(), HandlerError> {
-        messages::validate(Kind::ChooseRemediation, input)
+        self.validate(Kind::ChooseRemediation, input)
     }
 
-    /// Choose a remediation option for a failing region.
+    /// Choose a remediation option for a failing region (or a delay for a region held at the launch gate).
     #[update(name = "choose_remediation")]
-    pub fn choose_remediation(
-        &mut self,
-        ctx: &mut SyncWorkflowContext<Self>,
+    pub async fn choose_remediation(
+        ctx: &mut WorkflowContext<Self>,
         input: serde_json::Value,
     ) -> Result<ActionResult, HandlerError> {
-        self.on_update(ctx, Kind::ChooseRemediation, input)
+        messages::on_update(ctx, Kind::ChooseRemediation, input).await
+    }
+
+    #[signal(name = "cancel")]
+    pub async fn cancel_signal(ctx: &mut WorkflowContext<Self>, input: serde_json::Value) {
+        messages::on_signal(ctx, Kind::Cancel, input).await;
     }
 
     #[update_validator(cancel)]
@@ -186,17 +165,21 @@ impl PromotionWorkflow {
         _ctx: &WorkflowContextView,
         input: &serde_json::Value,
     ) -> Result<(), HandlerError> {
-        messages::validate(Kind::Cancel, input)
+        self.validate(Kind::Cancel, input)
     }
 
     /// Cancel: everything done so far is compensated in reverse order.
     #[update(name = "cancel")]
-    pub fn cancel(
-        &mut self,
-        ctx: &mut SyncWorkflowContext<Self>,
+    pub async fn cancel(
+        ctx: &mut WorkflowContext<Self>,
         input: serde_json::Value,
     ) -> Result<ActionResult, HandlerError> {
-        self.on_update(ctx, Kind::Cancel, input)
+        messages::on_update(ctx, Kind::Cancel, input).await
+    }
+
+    #[signal(name = "pause")]
+    pub async fn pause_signal(ctx: &mut WorkflowContext<Self>, input: serde_json::Value) {
+        messages::on_signal(ctx, Kind::Pause, input).await;
     }
 
     #[update_validator(pause)]
@@ -205,17 +188,21 @@ impl PromotionWorkflow {
         _ctx: &WorkflowContextView,
         input: &serde_json::Value,
     ) -> Result<(), HandlerError> {
-        messages::validate(Kind::Pause, input)
+        self.validate(Kind::Pause, input)
     }
 
     /// Pause: no region activates and monitoring stops until resumed.
     #[update(name = "pause")]
-    pub fn pause(
-        &mut self,
-        ctx: &mut SyncWorkflowContext<Self>,
+    pub async fn pause(
+        ctx: &mut WorkflowContext<Self>,
         input: serde_json::Value,
     ) -> Result<ActionResult, HandlerError> {
-        self.on_update(ctx, Kind::Pause, input)
+        messages::on_update(ctx, Kind::Pause, input).await
+    }
+
+    #[signal(name = "resume")]
+    pub async fn resume_signal(ctx: &mut WorkflowContext<Self>, input: serde_json::Value) {
+        messages::on_signal(ctx, Kind::Resume, input).await;
     }
 
     #[update_validator(resume)]
@@ -224,17 +211,21 @@ impl PromotionWorkflow {
         _ctx: &WorkflowContextView,
         input: &serde_json::Value,
     ) -> Result<(), HandlerError> {
-        messages::validate(Kind::Resume, input)
+        self.validate(Kind::Resume, input)
     }
 
     /// Resume after a pause.
     #[update(name = "resume")]
-    pub fn resume(
-        &mut self,
-        ctx: &mut SyncWorkflowContext<Self>,
+    pub async fn resume(
+        ctx: &mut WorkflowContext<Self>,
         input: serde_json::Value,
     ) -> Result<ActionResult, HandlerError> {
-        self.on_update(ctx, Kind::Resume, input)
+        messages::on_update(ctx, Kind::Resume, input).await
+    }
+
+    #[signal(name = "override")]
+    pub async fn override_signal(ctx: &mut WorkflowContext<Self>, input: serde_json::Value) {
+        messages::on_signal(ctx, Kind::Override, input).await;
     }
 
     #[update_validator(override_gate)]
@@ -243,17 +234,39 @@ impl PromotionWorkflow {
         _ctx: &WorkflowContextView,
         input: &serde_json::Value,
     ) -> Result<(), HandlerError> {
-        messages::validate(Kind::Override, input)
+        self.validate(Kind::Override, input)
     }
 
     /// Open a stuck gate (missing acknowledgments) for a region or the whole promotion.
     #[update(name = "override")]
-    pub fn override_gate(
-        &mut self,
-        ctx: &mut SyncWorkflowContext<Self>,
+    pub async fn override_gate(
+        ctx: &mut WorkflowContext<Self>,
         input: serde_json::Value,
     ) -> Result<ActionResult, HandlerError> {
-        self.on_update(ctx, Kind::Override, input)
+        messages::on_update(ctx, Kind::Override, input).await
+    }
+
+    #[signal(name = "resolve_compensation")]
+    pub async fn resolve_compensation_signal(ctx: &mut WorkflowContext<Self>, input: serde_json::Value) {
+        messages::on_signal(ctx, Kind::ResolveCompensation, input).await;
+    }
+
+    #[update_validator(resolve_compensation)]
+    fn validate_resolve_compensation(
+        &self,
+        _ctx: &WorkflowContextView,
+        input: &serde_json::Value,
+    ) -> Result<(), HandlerError> {
+        self.validate(Kind::ResolveCompensation, input)
+    }
+
+    /// Decide a compensation a system refused for good: retry it, or accept what was undone by hand.
+    #[update(name = "resolve_compensation")]
+    pub async fn resolve_compensation(
+        ctx: &mut WorkflowContext<Self>,
+        input: serde_json::Value,
+    ) -> Result<ActionResult, HandlerError> {
+        messages::on_update(ctx, Kind::ResolveCompensation, input).await
     }
 
     /// Stage, revision, timeline, approvals, exceptions, per-region readiness.
@@ -268,10 +281,16 @@ impl PromotionWorkflow {
         self.assessment.clone().unwrap_or_default()
     }
 
-    /// The audit trail.
+    /// The audit trail's latest entries; the whole trail is in the process-event record
+    /// (`promo audit` pages through it from `first_seq`).
     #[query]
     pub fn audit(&self, _ctx: &WorkflowContextView) -> AuditTrail {
-        AuditTrail { entries: self.audit.clone() }
+        AuditTrail {
+            entries: self.audit.clone(),
+            total_entries: self.audit_seq,
+            first_seq: self.audit.first().map_or(self.audit_seq + 1, |e| e.seq),
+            first_run_id: self.first_run_id.clone(),
+        }
     }
 
     /// What a monitoring round at business instant `at` (Unix seconds) takes: asked by

@@ -17,16 +17,19 @@
 //! - [`events`]: the outbox of process events and its flush to the record;
 //! - [`wait`]: the one wait primitive every stage uses (timers, activities, conditions), which
 //!   always wakes on cancel and on the nudges a stage asks for (pause, resume, override);
-//! - [`messages`]: the eight messages, each accepted as a signal and as an update through one
+//! - [`messages`]: the nine messages, each accepted as a signal and as an update through one
 //!   parse → check → apply path that never panics and audits every refusal;
 //! - [`handlers`]: the surface Temporal sees (init, run, signals, updates, queries).
 //!
 //! The command sequence is versioned by one ordered value, [`crate::version::Version`].
 
+pub mod carry;
 pub mod events;
 pub mod handlers;
+pub mod input;
 pub mod messages;
 pub mod options;
+pub mod persist;
 pub mod stages;
 pub mod state;
 pub mod time;
@@ -39,18 +42,17 @@ use wait::{Ctx, Stop};
 pub use state::PromotionWorkflow;
 
 /// The lifecycle proper: one call per stage. `Err` is how a stage ends it early; the report is
-/// the workflow's result.
+/// the workflow's result. A run continued as new ([`carry`]) goes through it again from the top:
+/// each stage it is past returns at once, and the stage it was in resumes where it was.
 pub async fn lifecycle(ctx: &Ctx) -> Result<PostEventReport, Stop> {
     let policy = intake::start(ctx).await?;
     let plan = loop {
         let plan = intake::run(ctx, &policy).await?;
         let found = assessment::run(ctx, &plan, &policy).await?;
-        let remediated = !assessment::passes(&found);
-        if remediated {
+        if !assessment::passes(&found) {
             remediation::run(ctx, &plan, &policy, &found).await?;
-            assessment::run(ctx, &plan, &policy).await?;
         }
-        match approval::run(ctx, &policy, &plan, remediated).await? {
+        match approval::run(ctx, &policy, &plan).await? {
             approval::Verdict::Approved => break plan,
             approval::Verdict::ChangesRequested => continue,
         }
@@ -60,5 +62,5 @@ pub async fn lifecycle(ctx: &Ctx) -> Result<PostEventReport, Stop> {
     launch_gate::run(ctx, &plan, &policy).await?;
     let windows = active::run(ctx, &plan, &policy).await?;
     close::run(ctx, &plan, &policy).await?;
-    analysis::run(ctx, &plan, windows).await
+    analysis::run(ctx, &plan, &policy, windows).await
 }

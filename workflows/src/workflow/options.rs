@@ -48,12 +48,27 @@ pub(crate) fn opts(timeout_secs: u64, summary: String) -> ActivityOptions {
         .build()
 }
 
+/// Options of a call a live or finished promotion makes: `attempts` tries of `timeout_secs`,
+/// then the caller shows SYSTEMS_UNAVAILABLE and calls again later ([`super::persist`]).
+pub(crate) fn systems_opts(attempts: u32, timeout_secs: u64, summary: String) -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(timeout_secs))
+        .heartbeat_timeout(Duration::from_secs(HEARTBEAT_TIMEOUT_SECS))
+        .retry_policy(retry(attempts.max(1)))
+        .summary(summary)
+        .build()
+}
+
 /// Options of an activity that runs for up to `timeout` by design (a wait, a long read). Its
 /// cancellation is waited for, so the history shows the activity saw it.
 pub(crate) fn long_opts(timeout: Duration, summary: String) -> ActivityOptions {
+    long_attempts_opts(timeout, 20, summary)
+}
+
+/// [`long_opts`] with `attempts` tries.
+pub(crate) fn long_attempts_opts(timeout: Duration, attempts: u32, summary: String) -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(timeout + Duration::from_secs(60))
         .heartbeat_timeout(Duration::from_secs(HEARTBEAT_TIMEOUT_SECS))
-        .retry_policy(retry(20))
+        .retry_policy(retry(attempts.max(1)))
         .cancellation_type(ActivityCancellationType::WaitCancellationCompleted)
         .summary(summary)
         .build()

@@ -4,7 +4,7 @@
 //! handlers) after every change.
 
 use crate::{
-    api::{self, Adjustments, PublicationRef, RegionInfo, StartInput, Target},
+    api::{self, Adjustments, PublicationRef, RegionInfo, Target},
     decisions::{self, role_name, stage_name},
     plan::Plan,
     policy::Policy,
@@ -12,27 +12,28 @@ use crate::{
 };
 use pbjson_types::Timestamp as PbTimestamp;
 use promo_contracts::{promo::v1::*, retail::v1::PublicationKind};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use temporalio_common::search_attributes::{SearchAttributeUpdate, SearchAttributes};
 use temporalio_macros::workflow;
-use temporalio_sdk::{SyncWorkflowContext, WorkflowContext};
+use temporalio_sdk::WorkflowContext;
 
 /// The context every stage takes.
 pub type Ctx = WorkflowContext<PromotionWorkflow>;
 
 /// The state of one promotion. Everything here is a summary: the store × SKU matrix stays in the
-/// systems of record and is streamed into activities.
+/// systems of record and is streamed into activities. It is also what a run hands to the next
+/// when it continues as new ([`super::carry`]): the fields marked `skip` are the run's own.
 #[workflow]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PromotionWorkflow {
     /// The lifecycle version this run takes ([`crate::version::Version`]), read first thing.
+    #[serde(skip, default = "current_version")]
     pub(crate) version: crate::version::Version,
     /// Search attributes changed since the run last upserted them (it upserts them when it next
     /// waits on the server, [`publish_pending`]).
+    #[serde(skip)]
     pub(crate) attributes_pending: bool,
-    /// While the run waits on the server ([`super::wait::wait`]): a message handler leaves
-    /// its search attributes to the wait, which upserts them in the same workflow task — with
-    /// what the run changes when the message wakes it — instead of upserting them itself.
-    pub(crate) handlers_defer: bool,
     /// Why the start input is not a spec, when it is not.
     pub(crate) input_error: Option<String>,
     pub(crate) spec: PromotionSpec,
@@ -47,10 +48,16 @@ pub struct PromotionWorkflow {
     pub(crate) assessment: Option<AssessmentSummary>,
     pub(crate) requirements: Vec<ApprovalRequirement>,
     pub(crate) exceptions: Vec<PromotionException>,
+    /// Exceptions raised and resolved that no longer fit in `exceptions` (kept for the count).
+    pub(crate) exceptions_forgotten: u32,
     pub(crate) readiness: BTreeMap<String, RegionReadiness>,
     /// Regions that went live at their planned instant (typed, for the report's KPIs).
     pub(crate) on_time: BTreeMap<String, bool>,
+    /// The latest entries of the audit trail ([`AUDIT_TAIL`] at most): the whole trail goes to
+    /// the process-event record, entry by entry.
     pub(crate) audit: Vec<AuditEntry>,
+    /// How many entries the audit trail holds in all (the last entry's `seq`).
+    pub(crate) audit_seq: u64,
     pub(crate) adjustments: Adjustments,
     pub(crate) remediation_options: Vec<RemediationOption>,
     pub(crate) remediation_choices: BTreeMap<String, (String, String)>,
@@ -62,14 +69,23 @@ pub struct PromotionWorkflow {
     /// Regions the launch gate's final re-check holds back, and why ([`decisions::gate_holds`]);
     /// released by a remediation choice or an operator override (stock) and by finance (funding).
     pub(crate) gate_holds: BTreeMap<String, BTreeSet<decisions::Hold>>,
-    /// Signatures of decisions already applied: a signature is good for one decision.
-    pub(crate) used_signatures: BTreeSet<String>,
+    /// Fingerprints of the signatures already applied ([`crate::signing::fingerprint`]), with
+    /// when they were signed: a signature is good for one message. One older than the policy's
+    /// signature age is forgotten (it would be refused as stale anyway), so the set stays as
+    /// small as the messages of the last few minutes.
+    pub(crate) used_signatures: BTreeMap<String, i64>,
     /// Prices read back from the channels: (matching the approved price, all).
     pub(crate) price_checks: (u64, u64),
     /// Mismatches found, open or corrected, in the order found.
     pub(crate) price_corrections: Vec<PriceCorrection>,
-    /// This run's id, part of every process event's id.
+    /// This run's id.
+    #[serde(skip)]
     pub(crate) run_id: String,
+    /// The first run of the promotion's chain of runs (it continues as new): part of every
+    /// process event's id, every idempotency key and every signed message, so that nothing of
+    /// another chain under the same workflow id (a failed promotion started again) is taken for
+    /// this one's.
+    pub(crate) first_run_id: String,
     /// Whether the compensation's own activity found (and freed) a calendar reservation, when
     /// it ran.
     pub(crate) calendar_released: Option<bool>,
@@ -78,14 +94,26 @@ pub struct PromotionWorkflow {
     pub(crate) event_seq: u32,
     /// How many of the outbox's first events an ordinary activity has carried already: they stay
     /// in the outbox until a flush records them for certain.
+    #[serde(skip)]
     pub(crate) carried: usize,
+    /// Whether a flush is under way ([`super::events::flush`]).
+    #[serde(skip)]
+    pub(crate) flushing: bool,
     /// After a failed flush: no new try before this instant (0 when the last flush succeeded).
     pub(crate) events_retry_at: i64,
-    /// Activations republished by the launch gate, per target ([`Self::corrections_sent`]).
-    pub(crate) gate_republished: BTreeMap<(i32, String), u32>,
+    /// Refusals of messages not written to the audit trail one by one because the outbox was
+    /// full (the record down during a flood of messages): counted, and written as one entry.
+    pub(crate) refusals_uncounted: u64,
+    /// Activations republished by the launch gate, per target ([`target_key`];
+    /// [`Self::corrections_sent`]).
+    pub(crate) gate_republished: BTreeMap<String, u32>,
     /// Signals that arrived before the policy was loaded (signal-with-start, or sent while the
     /// first task was pending): applied, or refused with a reason, right after it loads.
     pub(crate) early: Vec<(crate::api::MessageKind, serde_json::Value)>,
+    /// Messages taken in (a ticket each, in arrival order) and applied: a message whose checks
+    /// read the systems (a key's revocation, a change request's master data) waits for the
+    /// messages before it to be applied first.
+    pub(crate) tickets: Tickets,
     /// Whether the run has written to the systems (staged prices, ordered, published): from then
     /// on, an ending compensates.
     pub(crate) wrote: bool,
@@ -103,10 +131,90 @@ pub struct PromotionWorkflow {
     pub(crate) transfers: Vec<Transfer>,
     /// Transfers whose order was released or cancelled as their state says.
     pub(crate) transfers_settled: BTreeSet<String>,
+    /// How far the run has got within its stage, so that a run continued as new resumes there.
+    pub(crate) progress: Progress,
+    /// An operator's decision on a blocked compensation, waiting for the ending to act on it.
+    pub(crate) compensation_decision: Option<CompensationDecision>,
+    /// How the run ends, once it is ending: a run continued as new while it compensates or
+    /// records its end resumes there.
+    pub(crate) ending: Option<Ending>,
+    /// Runs of this promotion's chain so far (1 for the first).
+    pub(crate) runs: u32,
+}
+
+fn current_version() -> crate::version::Version {
+    crate::version::Version::CURRENT
+}
+
+/// The messages taken in (a ticket each, in arrival order), applied, and done with (their
+/// handler finished).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Tickets {
+    pub(crate) taken: u64,
+    pub(crate) applied: u64,
+    pub(crate) done: u64,
+}
+
+impl Tickets {
+    /// Messages whose handler has not finished.
+    pub(crate) fn in_flight(&self) -> u64 {
+        self.taken.saturating_sub(self.done)
+    }
+}
+
+/// Entries of the audit trail kept in the state (the `audit` query's tail).
+pub(crate) const AUDIT_TAIL: usize = 200;
+
+/// Resolved exceptions kept in the state (the open ones are always kept).
+pub(crate) const RESOLVED_KEPT: usize = 100;
+
+/// How far a run has got within its stage: what a run continued as new needs to resume where
+/// the last one was, instead of starting the stage again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Progress {
+    /// The current revision went through remediation.
+    pub(crate) remediated: bool,
+    /// The current revision's approval reminder has been sent, and its escalation raised.
+    pub(crate) reminded: bool,
+    pub(crate) escalated: bool,
+    /// Acknowledgment rounds done in publishing.
+    pub(crate) ack_rounds: u32,
+    /// The launch gate's final re-check has run.
+    pub(crate) rechecked: bool,
+    /// The active window: the business instant of the next monitoring round (once live), and
+    /// the instant before which no watched stretch starts again.
+    pub(crate) next_monitor: Option<i64>,
+    pub(crate) no_watch_before: i64,
+    /// Close: the ERP price change reverted; the revert published to the channels.
+    pub(crate) erp_reverted: bool,
+    pub(crate) channels_reverted: bool,
+    /// The ending's compensation has run (or an operator accepted what it could not undo).
+    pub(crate) compensated: bool,
+}
+
+/// How a run ends, kept while it compensates and records its end (and carried across a
+/// continue-as-new meanwhile).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Ending {
+    /// The lifecycle completed with this report.
+    Completed(Box<PostEventReport>),
+    /// Rejected, for this reason.
+    Rejected(String),
+    /// Expired, for this reason.
+    Expired(String),
+    /// Cancelled by an operator (or through Temporal).
+    Cancelled,
+    /// Failed: the reason, and the failure's type name (`InvalidSpec`, …) when it has one.
+    Failed(String, Option<String>),
 }
 
 pub(crate) fn pb_ts(seconds: i64) -> Option<PbTimestamp> {
     Some(PbTimestamp { seconds, nanos: 0 })
+}
+
+/// A target as a map key (`<channel>/<region>`), for maps that are carried as JSON.
+pub(crate) fn target_key(t: &Target) -> String {
+    format!("{}/{}", t.channel, t.region_id)
 }
 
 pub(crate) fn region_of_target(t: &Target) -> Option<&str> {
@@ -114,15 +222,21 @@ pub(crate) fn region_of_target(t: &Target) -> Option<&str> {
 }
 
 impl PromotionWorkflow {
-    /// The initial state from the start input.
-    pub(crate) fn from_input(input: StartInput) -> Self {
-        let (spec, input_error) = match input.0 {
-            Ok(spec) => (spec, None),
-            Err(why) => (PromotionSpec::default(), Some(why)),
+    /// The initial state from the start input: the spec's, or the state the run before handed
+    /// on (its run-local fields reset).
+    pub(crate) fn from_input(input: super::input::StartInput) -> Self {
+        let (spec, input_error) = match input {
+            super::input::StartInput::Continued(mut state) => {
+                state.runs += 1;
+                // The new run upserts what the outside sees at its first wait.
+                state.attributes_pending = true;
+                return *state;
+            }
+            super::input::StartInput::Spec(Ok(spec)) => (spec, None),
+            super::input::StartInput::Spec(Err(why)) => (PromotionSpec::default(), Some(why)),
         };
         Self {
             version: crate::version::Version::CURRENT,
-            handlers_defer: false,
             attributes_pending: false,
             input_error,
             spec,
@@ -137,9 +251,11 @@ impl PromotionWorkflow {
             assessment: None,
             requirements: Vec::new(),
             exceptions: Vec::new(),
+            exceptions_forgotten: 0,
             readiness: BTreeMap::new(),
             on_time: BTreeMap::new(),
             audit: Vec::new(),
+            audit_seq: 0,
             adjustments: Adjustments::default(),
             remediation_options: Vec::new(),
             remediation_choices: BTreeMap::new(),
@@ -149,17 +265,21 @@ impl PromotionWorkflow {
             paused: false,
             overrides: BTreeSet::new(),
             gate_holds: BTreeMap::new(),
-            used_signatures: BTreeSet::new(),
+            used_signatures: BTreeMap::new(),
             price_checks: (0, 0),
             price_corrections: Vec::new(),
             gate_republished: BTreeMap::new(),
             run_id: String::new(),
+            first_run_id: String::new(),
             calendar_released: None,
             outbox: Vec::new(),
             event_seq: 0,
             carried: 0,
+            flushing: false,
             events_retry_at: 0,
+            refusals_uncounted: 0,
             early: Vec::new(),
+            tickets: Tickets::default(),
             wrote: false,
             price_change_id: None,
             orders: Vec::new(),
@@ -170,37 +290,101 @@ impl PromotionWorkflow {
             replenish_round: 0,
             transfers: Vec::new(),
             transfers_settled: BTreeSet::new(),
+            progress: Progress::default(),
+            compensation_decision: None,
+            ending: None,
+            runs: 1,
         }
     }
 
     /// Appends to the audit trail.
     pub(crate) fn record(&mut self, now: i64, actor: &str, action: &str, detail: String) {
-        self.audit.push(AuditEntry {
-            at: pb_ts(now),
-            actor: actor.to_owned(),
-            action: action.to_owned(),
-            detail,
-            revision: self.revision,
-            ..Default::default()
-        });
+        self.record_signed(now, actor, action, detail, None);
     }
 
-    /// Appends a decision to the audit trail with its signature, if it was signed (the
-    /// signature is then spent).
+    /// Audits a refused message, or only counts it while the outbox is full (written as one
+    /// entry once the record takes the backlog: [`super::events::flush`]).
+    pub(crate) fn record_refusal(&mut self, now: i64, actor: &str, action: &str, detail: String) {
+        // The same refusal as the last entry, not yet sent to the record (neither carried by an
+        // activity nor in a flush under way): counted on it (a client retrying in a loop gets
+        // one entry, not thousands).
+        let seq = self.audit_seq;
+        if !self.flushing
+            && let Some(last) = self.audit.last_mut().filter(|e| {
+                e.seq == seq
+                    && e.actor == actor
+                    && e.action == action
+                    && e.detail == detail
+                    && e.signature.is_empty()
+            })
+            && let Some(queued) =
+                self.outbox.iter_mut().skip(self.carried).rev().find(|x| {
+                    x.kind() == promo_contracts::retail::v1::ProcessEventKind::Audit && x.seq == seq
+                })
+        {
+            last.repeated = last.repeated.max(1) + 1;
+            queued.repeated = last.repeated;
+            return;
+        }
+        if self.outbox.len() >= super::events::OUTBOX_FULL {
+            self.refusals_uncounted += 1;
+        } else {
+            self.record(now, actor, action, detail);
+        }
+    }
+
+    /// Appends a message to the audit trail with its signature, if it was signed (the signature
+    /// is then spent). The entry goes to the process-event record (through the outbox); the state
+    /// keeps the latest [`AUDIT_TAIL`].
     pub(crate) fn record_signed(
         &mut self,
         now: i64,
         actor: &str,
         action: &str,
         detail: String,
-        signed: Option<(String, String)>,
+        signed: Option<crate::signing::Verified>,
     ) {
-        self.record(now, actor, action, detail);
-        if let (Some((payload, signature)), Some(e)) = (signed, self.audit.last_mut()) {
-            self.used_signatures.insert(signature.clone());
-            e.signature = signature;
-            e.signed_payload = payload;
+        self.audit_seq += 1;
+        let mut e = AuditEntry {
+            at: pb_ts(now),
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            detail,
+            revision: self.revision,
+            seq: self.audit_seq,
+            ..Default::default()
+        };
+        if let Some(v) = signed {
+            let max_age =
+                self.policy.as_ref().map_or(900, |p| p.durations.signature_max_age.0.as_secs() as i64);
+            // Kept while a signature could still pass the age check (with a margin).
+            let horizon = now.saturating_sub(max_age.saturating_add(crate::signing::MAX_FUTURE_SKEW));
+            self.used_signatures.retain(|_, signed_at| *signed_at >= horizon);
+            self.used_signatures.insert(v.fingerprint, v.signed_at);
+            e.signature = v.signature;
+            e.signed_payload = v.payload;
         }
+        self.audit_event(now, &e);
+        self.audit.push(e);
+        if self.audit.len() > AUDIT_TAIL {
+            self.audit.drain(..self.audit.len() - AUDIT_TAIL);
+        }
+    }
+
+    /// The forecast promotional revenue (decimal string, "0" before the assessment): what an
+    /// outage or a compensation that cannot finish puts at risk.
+    pub(crate) fn forecast_revenue(&self) -> String {
+        self.assessment
+            .as_ref()
+            .and_then(|a| a.margin.as_ref())
+            .map_or_else(|| "0".to_owned(), |m| m.forecast_revenue.clone())
+    }
+
+    /// Whether an item of the compensation is refused for good and waits for an operator.
+    pub(crate) fn compensation_blocked(&self) -> bool {
+        self.exceptions
+            .iter()
+            .any(|e| e.kind() == ExceptionKind::CompensationBlocked && e.status() == ExceptionStatus::Open)
     }
 
     /// Exceptions still open.
@@ -235,6 +419,26 @@ impl PromotionWorkflow {
         for e in &resolved {
             self.exception_event(now, e, true);
         }
+        self.forget_resolved();
+    }
+
+    /// Keeps every open exception and the latest [`RESOLVED_KEPT`] resolved ones (their events
+    /// are in the record; the rest are counted), so the state stays bounded however long the
+    /// promotion runs.
+    fn forget_resolved(&mut self) {
+        let resolved = self.exceptions.iter().filter(|e| e.status() != ExceptionStatus::Open).count();
+        let mut drop = resolved.saturating_sub(RESOLVED_KEPT);
+        if drop == 0 {
+            return;
+        }
+        self.exceptions_forgotten += drop as u32;
+        self.exceptions.retain(|e| {
+            if drop > 0 && e.status() != ExceptionStatus::Open {
+                drop -= 1;
+                return false;
+            }
+            true
+        });
     }
 
     /// Records the acknowledgments `acked` reports (an acknowledgment is never taken back here;
@@ -294,9 +498,14 @@ impl PromotionWorkflow {
                 Vec::new()
             },
             outcome_reason: self.outcome_reason.clone(),
-            exceptions_raised: self.exceptions.len() as u32,
+            exceptions_raised: self.exceptions.len() as u32 + self.exceptions_forgotten,
             forecast: self.assessment.as_ref().and_then(decisions::forecast_model_audit).unwrap_or_default(),
             transfers: self.transfers.clone(),
+            first_run_id: self.first_run_id.clone(),
+            decision_subjects: [Role::Merchandising, Role::Finance, Role::SupplyChain]
+                .into_iter()
+                .map(|r| (r.as_str_name().to_owned(), self.decision_subject(r, true)))
+                .collect(),
         }
     }
 
@@ -304,7 +513,9 @@ impl PromotionWorkflow {
     pub(crate) fn outside(&self) -> (Vec<SearchAttributeUpdate>, String) {
         let open = self.open_exceptions();
         let funding_held = self.gate_holds.values().any(|h| h.contains(&decisions::Hold::Funding));
-        let pending = if self.stage == Stage::Approval {
+        let pending = if self.stage == Stage::Done {
+            vec![]
+        } else if self.stage == Stage::Approval {
             self.pending_roles()
         } else if funding_held {
             // The launch gate waits for finance to approve launching without withdrawn funding.
@@ -396,21 +607,6 @@ impl PromotionWorkflow {
             }
         }
         (sas, md)
-    }
-
-    /// [`publish`] from a signal or update handler.
-    pub(crate) fn publish_sync(&mut self, ctx: &SyncWorkflowContext<Self>) {
-        let (mut sas, md) = self.outside();
-        if self.handlers_defer {
-            self.attributes_pending = true;
-            ctx.set_current_details(md);
-            return;
-        }
-        changed_only(&mut sas, &ctx.search_attributes());
-        if !sas.is_empty() {
-            ctx.upsert_search_attributes(sas);
-        }
-        ctx.set_current_details(md);
     }
 
     /// Whether the launch gate holds `region` back.
@@ -515,7 +711,7 @@ impl PromotionWorkflow {
             .filter(|c| c.channel == t.channel && c.region_id == t.region_id)
             .map(|c| c.republished)
             .sum();
-        reconciled + self.gate_republished.get(&(t.channel, t.region_id.clone())).copied().unwrap_or(0)
+        reconciled + self.gate_republished.get(&target_key(t)).copied().unwrap_or(0)
     }
 
     /// Resolves the launch gate's withdrawn-acknowledgment exceptions whose target acknowledged

@@ -31,8 +31,9 @@ pub enum Stop {
     Expired(String),
     /// An operator cancelled it (who and why are in the state).
     Cancelled,
-    /// Something unrecoverable: the reason, and the failure the run ends with.
-    Failed(String, WorkflowTermination),
+    /// Something unrecoverable: the reason, and the failure's type name when it has one
+    /// (`InvalidSpec`); the run ends FAILED with them, after its compensation.
+    Failed(String, Option<String>),
     /// The run must stop as it is: evicted from the cache, or cancelled through Temporal itself.
     Exit(WorkflowTermination),
 }
@@ -40,9 +41,16 @@ pub enum Stop {
 impl From<WorkflowTermination> for Stop {
     fn from(t: WorkflowTermination) -> Self {
         match t {
-            WorkflowTermination::Failed(e) => Stop::Failed(e.to_string(), WorkflowTermination::Failed(e)),
+            WorkflowTermination::Failed(e) => Stop::Failed(e.to_string(), None),
             other => Stop::Exit(other),
         }
+    }
+}
+
+impl From<temporalio_sdk::WorkflowCancellationError> for Stop {
+    fn from(_: temporalio_sdk::WorkflowCancellationError) -> Self {
+        // Only Temporal's own cancellation cancels the run's waits.
+        Stop::Exit(WorkflowTermination::cancelled())
     }
 }
 
@@ -218,10 +226,10 @@ pub(crate) async fn wait<W: Work>(
     if on_server {
         super::state::publish_pending(ctx);
     }
-    // Handlers leave their search attributes to this wait meanwhile: it upserts them when they
-    // do not wake it, and the run does with its own when they do.
+    // Handlers leave their search attributes to the run ([`super::state::publish`]): while it
+    // waits on the server, this wait upserts them when they do not wake it, and the run does
+    // with its own when they do.
     let defers = on_server;
-    ctx.state_mut(|s| s.handlers_defer = defers);
     let mut work = std::pin::pin!(work);
     let mut condition =
         std::pin::pin!(ctx.wait_condition(|s: &PromotionWorkflow| s.cancel.is_some() || nudge(s)).fuse());
@@ -254,7 +262,6 @@ pub(crate) async fn wait<W: Work>(
             None => super::state::publish_pending(ctx),
         }
     };
-    ctx.state_mut(|s| s.handlers_defer = false);
     let cancelled = match &woke {
         Err(_) => true,
         Ok(Woke::Nudged) => ctx.state(|s| s.cancel.is_some()),

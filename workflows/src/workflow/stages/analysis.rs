@@ -4,27 +4,41 @@
 use super::{
     Stop,
     active::{Windows, sales_input},
-    enter,
+    enter_once,
 };
 use crate::{
     api::{ClaimsInput, PromotionActivities as A},
     decisions,
     plan::Plan,
-    workflow::{options::opts, state::Ctx, time::now, wait},
+    policy::Policy,
+    workflow::{
+        options::systems_opts,
+        persist::{Shows, until_answered},
+        state::Ctx,
+        time::now,
+        wait,
+    },
 };
 use promo_contracts::promo::v1::*;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 
 /// The post-event report.
-pub async fn run(ctx: &Ctx, plan: &Plan, windows: Windows) -> Result<PostEventReport, Stop> {
-    enter(ctx, Stage::Analysis);
+pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy, windows: Windows) -> Result<PostEventReport, Stop> {
+    enter_once(ctx, Stage::Analysis);
     let input = sales_input(ctx, plan, windows);
     let revision = ctx.state(|s| s.revision);
-    // The report and the funding claims in one activity, over one read of the sales.
+    // The report and the funding claims in one activity, over one read of the sales; the
+    // promotion is over, so an outage only delays them.
     let summary = "post-event analysis, then reconcile and claim supplier funding".to_owned();
-    let both = ClaimsInput { revision, sales: input };
-    let out = wait::run(ctx, wait::call(ctx, A::analyse_and_claim, both, opts(300, summary))).await?;
+    let chain = ctx.state(|s| s.first_run_id.clone());
+    let both = ClaimsInput { revision, chain, sales: input };
+    let attempts = policy.systems_attempts;
+    let out = until_answered(ctx, "the post-event analysis", Shows::Systems, || {
+        wait::call(ctx, A::analyse_and_claim, both.clone(), systems_opts(attempts, 300, summary.clone()))
+    })
+    .await?
+    .map_err(|why| Stop::Failed(format!("the post-event analysis was refused: {why}"), None))?;
     let (mut report, claims) = (out.report, out.claims);
     let t = now(ctx);
     ctx.state_mut(|s| {
@@ -59,7 +73,7 @@ pub async fn run(ctx: &Ctx, plan: &Plan, windows: Windows) -> Result<PostEventRe
         report.on_time_ack_rate = ratio(i64::from(on_time), i64::from(total));
         let on_time_launches = s.on_time.values().filter(|t| **t).count();
         report.on_time_launch_rate = ratio(on_time_launches as i64, s.readiness.len() as i64);
-        report.exceptions_raised = s.exceptions.len() as u32;
+        report.exceptions_raised = s.exceptions.len() as u32 + s.exceptions_forgotten;
         report.price_accuracy = decisions::price_accuracy(s.price_checks.0, s.price_checks.1);
         report.prices_checked = s.price_checks.1;
         report.price_corrections = s.price_corrections.clone();

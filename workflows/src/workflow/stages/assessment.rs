@@ -2,7 +2,7 @@
 //! `promo.assess`, whose reads run concurrently), and the exceptions they raise. When a region
 //! fails, the lifecycle remediates once and assesses again.
 
-use super::{Stop, enter};
+use super::{Stop, enter, past};
 use crate::{
     api::{
         AssessInput, Assessment, InventoryAssessment, PromotionActivities as A, PublicationRef,
@@ -21,8 +21,19 @@ use crate::{
 use promo_contracts::promo::v1::*;
 use std::time::Duration;
 
-/// Assesses the current revision and records what it found (exceptions, readiness).
+/// Assesses the current revision and records what it found (exceptions, readiness); a run past
+/// the assessment (continued as new later) has it already.
 pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<AssessmentSummary, Stop> {
+    if past(ctx, Stage::Assessment)
+        && let Some(a) = ctx.state(|s| s.assessment.clone())
+    {
+        return Ok(a);
+    }
+    rerun(ctx, plan, policy).await
+}
+
+/// Assesses the current revision again (after remediation).
+pub async fn rerun(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<AssessmentSummary, Stop> {
     let revision = ctx.state(|s| s.revision);
     enter(ctx, Stage::Assessment);
     let assessment = assess(ctx, plan, revision, policy).await?;

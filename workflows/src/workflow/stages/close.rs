@@ -3,7 +3,7 @@
 //! target that went live and acknowledged again, and every region closed.
 
 use super::{
-    Stop, ending, enter,
+    Stop, enter_once, past,
     publishing::{self, Publish},
 };
 use crate::{
@@ -13,6 +13,7 @@ use crate::{
     summary::channel_name,
     workflow::{
         options::compensation_opts,
+        persist::{Shows, until_answered},
         state::{Ctx, region_of_target},
         time::now,
         wait,
@@ -22,17 +23,32 @@ use promo_contracts::{promo::v1::*, retail::v1::PublicationKind};
 
 /// Reverts prices in the ERP and the channels, and closes the regions.
 pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
-    enter(ctx, Stage::Closing);
-    if let Some(pc) = ctx.state(|s| s.price_change_id.clone()) {
+    if past(ctx, Stage::Closing) {
+        return Ok(());
+    }
+    enter_once(ctx, Stage::Closing);
+    if let Some(pc) =
+        ctx.state(|s| s.price_change_id.clone()).filter(|_| !ctx.state(|s| s.progress.erp_reverted))
+    {
         let summary = "revert promo prices in the ERP".to_owned();
         let attempts = policy.compensation_attempts;
-        ending::until_done(ctx, "the revert of the ERP price change", || {
+        let what = "the revert of the ERP price change";
+        let reverted = until_answered(ctx, what, Shows::Compensation, || {
             wait::call(ctx, A::revert_prices, pc.clone(), compensation_opts(attempts, summary.clone()))
         })
-        .await;
+        .await?;
+        if let Err(why) = reverted {
+            // Refused for good: the ending's sweep finds the staged change and blocks on it.
+            let t = now(ctx);
+            ctx.state_mut(|s| s.record(t, "system", "revert-refused", why));
+        }
+        ctx.state_mut(|s| s.progress.erp_reverted = true);
     }
     // The channels get the revert too, and it must be acknowledged again.
-    revert_channels(ctx, plan, policy).await?;
+    if !ctx.state(|s| s.progress.channels_reverted) {
+        revert_channels(ctx, plan, policy).await?;
+        ctx.state_mut(|s| s.progress.channels_reverted = true);
+    }
     super::reconcile::round(ctx, plan, policy, false).await?;
     let t = now(ctx);
     ctx.state_mut(|s| {
@@ -67,6 +83,7 @@ async fn revert_channels(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), 
     let acked = publishing::publish_and_await(
         ctx,
         plan,
+        policy,
         PublicationKind::Revert,
         targets,
         deadline,
@@ -74,6 +91,14 @@ async fn revert_channels(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), 
     )
     .await?;
     let t = now(ctx);
+    let acked = match acked {
+        Ok(acked) => acked,
+        // Refused for good: the read-back and the ending's sweep undo what stays live.
+        Err(why) => {
+            ctx.state_mut(|s| s.record(t, "system", "revert-refused", why));
+            return Ok(());
+        }
+    };
     ctx.state_mut(|s| {
         let confirmed = acked.iter().filter(|p| p.acknowledged_at_ms.is_some()).count();
         let missing: Vec<String> = acked

@@ -4,7 +4,7 @@
 //! invalid revision ends the promotion FAILED with an `InvalidSpec` failure listing every
 //! problem with its line and field.
 
-use super::{Stop, check_cancel, enter};
+use super::{Stop, check_cancel, enter, past};
 use crate::{
     api::{self, IntakeInput, PromotionActivities as A},
     plan::{self, Plan},
@@ -17,10 +17,13 @@ use crate::{
     },
 };
 use promo_contracts::promo::v1::{RegionReadiness, Stage};
-use temporalio_sdk::ApplicationFailure;
 
-/// The start of every run: visibility, the policy, and the messages that came before it.
+/// The start of every run: the policy, and the messages that came before it. A run continued as
+/// new has them already.
 pub async fn start(ctx: &Ctx) -> Result<Policy, Stop> {
+    if let Some(policy) = ctx.state(|s| s.policy.clone()) {
+        return Ok(policy);
+    }
     let t0 = now(ctx);
     ctx.state_mut(|s| s.started_at = t0);
     enter(ctx, Stage::Intake);
@@ -29,25 +32,23 @@ pub async fn start(ctx: &Ctx) -> Result<Policy, Stop> {
             .await?;
     ctx.state_mut(|s| s.policy = Some(policy.clone()));
     if let Err(why) = policy.thresholds() {
-        return Err(Stop::from(temporalio_sdk::WorkflowTermination::from(
-            ApplicationFailure::non_retryable(why),
-        )));
+        return Err(Stop::Failed(why.to_string(), None));
     }
-    let t = now(ctx);
-    if ctx.state_mut(|s| s.apply_early(t)) > 0 {
-        publish(ctx);
-    }
+    crate::workflow::messages::apply_early(ctx).await;
     check_cancel(ctx)?;
     Ok(policy)
 }
 
-/// Validates the current revision; returns its plan.
+/// Validates the current revision (the stage was entered by [`start`], or by the approval that
+/// asked for a new revision); returns its plan.
 pub async fn run(ctx: &Ctx, policy: &Policy) -> Result<Plan, Stop> {
+    if past(ctx, Stage::Intake)
+        && let Some(plan) = ctx.state(|s| s.plan.clone())
+    {
+        return Ok(plan);
+    }
     let (spec, revision, promotion_id) =
         ctx.state(|s| (s.spec.clone(), s.revision, s.spec.promotion_id.clone()));
-    if revision > 1 {
-        enter(ctx, Stage::Intake);
-    }
     let now = business_now(ctx, policy);
     let input = IntakeInput {
         spec: spec.clone(),
@@ -108,9 +109,5 @@ pub async fn run(ctx: &Ctx, policy: &Policy) -> Result<Plan, Stop> {
 
 /// The failure of an invalid spec: non-retryable, type `InvalidSpec`, the text as its message.
 pub(crate) fn invalid_spec(text: String) -> Stop {
-    let failure = ApplicationFailure::builder(text.clone())
-        .type_name("InvalidSpec".to_owned())
-        .non_retryable(true)
-        .build();
-    Stop::Failed(text, failure.into())
+    Stop::Failed(text, Some("InvalidSpec".to_owned()))
 }

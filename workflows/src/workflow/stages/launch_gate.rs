@@ -6,7 +6,7 @@
 //! holds the regions depending on it until it acknowledges again (or an operator overrides).
 //! Activation happens in [`super::active`], region by region, when each region's gate opens.
 
-use super::{Stop, enter, publishing};
+use super::{Stop, enter_once, past, publishing};
 use crate::{
     api::{PromotionActivities as A, PublicationRef},
     decisions::{self, Hold},
@@ -14,6 +14,7 @@ use crate::{
     policy::Policy,
     summary::channel_name,
     workflow::{
+        carry,
         options::long_opts,
         state::{Ctx, PromotionWorkflow, publish, region_of_target},
         time::{business_now, now, until},
@@ -28,14 +29,23 @@ use std::time::Duration;
 
 /// Waits for the re-check instant and re-checks readiness.
 pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
-    enter(ctx, Stage::LaunchGate);
+    // A run continued as new after the re-check resumes in the active window.
+    if past(ctx, Stage::LaunchGate) || ctx.state(|s| s.progress.rechecked) {
+        return Ok(());
+    }
+    enter_once(ctx, Stage::LaunchGate);
     let recheck_at = plan.starts_at - policy.durations.final_recheck_before_launch.0.as_secs() as i64;
     // A pause or an override wakes the gate, which then waits out the rest of the time on the
     // same timer (see `wait::Kept`).
     let mut kept = wait::Kept::default();
     loop {
+        if business_now(ctx, policy) < recheck_at {
+            carry::checkpoint(ctx).await?;
+        }
         let (paused, overrides) = ctx.state(|s| (s.paused, s.overrides.len()));
-        let nudged = move |s: &PromotionWorkflow| s.paused != paused || s.overrides.len() != overrides;
+        let nudged = carry::or_due(ctx, move |s: &PromotionWorkflow| {
+            s.paused != paused || s.overrides.len() != overrides
+        });
         let summary = "wait for the final readiness re-check".to_owned();
         let d = until(ctx, policy, recheck_at);
         let elapsed = kept.sleep(ctx, recheck_at, d, summary, nudged).await?;
@@ -49,6 +59,7 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
     let acked = acknowledged(ctx);
     let (recheck, read) = super::assessment::recheck_gate(ctx, plan, revision, policy, acked.clone()).await?;
     let t = now(ctx);
+    ctx.state_mut(|s| s.progress.rechecked = true);
     hold(ctx, &recheck, revision);
     ctx.state_mut(|s| {
         let failing: Vec<String> =
@@ -181,7 +192,7 @@ fn withdraw(s: &mut PromotionWorkflow, t: i64, withdrawn: &[PublicationRef]) -> 
             }
         }
         let n = s.corrections_sent(&p.target) + 1;
-        *s.gate_republished.entry((p.target.channel, p.target.region_id.clone())).or_default() += 1;
+        *s.gate_republished.entry(crate::workflow::state::target_key(&p.target)).or_default() += 1;
         out.push((p.clone(), n));
     }
     s.refresh_ack_readiness();

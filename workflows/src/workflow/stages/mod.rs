@@ -28,6 +28,19 @@ use promo_contracts::{
     retail::v1::ProcessEventKind,
 };
 
+/// Whether the run is past `stage`: a run continued as new resumes at the stage it was in, and
+/// the lifecycle passes the stages before it without doing them again.
+pub(crate) fn past(ctx: &Ctx, stage: Stage) -> bool {
+    ctx.state(|s| s.stage > stage)
+}
+
+/// Enters `stage` unless the run is in it already (resumed there after a continue-as-new).
+pub(crate) fn enter_once(ctx: &Ctx, stage: Stage) {
+    if ctx.state(|s| s.stage != stage) {
+        enter(ctx, stage);
+    }
+}
+
 /// Enters `stage`: the timeline, and what the outside sees.
 pub(crate) fn enter(ctx: &Ctx, stage: Stage) {
     let t = now(ctx);

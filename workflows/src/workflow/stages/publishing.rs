@@ -4,15 +4,16 @@
 //! delayed or the whole launch held (`late_ack_action`). An override ends the wait for the
 //! regions it opens; a cancel ends it at once, cancelling the running wait.
 
-use super::{Stop, check_cancel, enter};
+use super::{Stop, check_cancel, enter_once, past};
 use crate::{
     api::{AwaitAcksInput, PromotionActivities as A, PublicationRef, PublishInput, Target},
     decisions,
     plan::Plan,
     policy::Policy,
     workflow::{
-        events,
-        options::{PUBLISH_TIMEOUT_SECS, long_opts, opts},
+        carry, events,
+        options::{PUBLISH_TIMEOUT_SECS, long_attempts_opts, long_opts, opts},
+        persist::{Shows, until_answered},
         state::{Ctx, PromotionWorkflow, publish, region_of_target},
         time::now,
         wait,
@@ -24,38 +25,41 @@ use promo_contracts::{
 };
 use std::time::Duration;
 
-/// Publishes the activation everywhere and waits for the acknowledgments.
+/// Publishes the activation everywhere and waits for the acknowledgments. A run continued as new
+/// meanwhile resumes the rounds where they were.
 pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
-    enter(ctx, Stage::Publishing);
-    let (revision, region_ids, price_change_id) = ctx.state(|s| {
-        (
-            s.revision,
-            s.regions.iter().map(|r| r.region_id.clone()).collect::<Vec<_>>(),
-            s.price_change_id.clone().unwrap_or_default(),
-        )
-    });
+    if past(ctx, Stage::Publishing) {
+        return Ok(());
+    }
+    enter_once(ctx, Stage::Publishing);
+    let region_ids = ctx.state(|s| s.regions.iter().map(|r| r.region_id.clone()).collect::<Vec<_>>());
+    let issue = Issue::of(ctx);
     let targets = channel_targets(plan, &region_ids);
     // The run publishes in its first acknowledgment wait — unless an operator opened a region
     // already, whose acknowledgments that wait would otherwise await too.
+    let published = ctx.state(|s| !s.publications.is_empty());
     let mut unpublished = ctx
-        .state(|s| s.overrides.is_empty())
-        .then(|| publications(plan, revision, &targets, PublicationKind::Activate, &price_change_id));
-    if unpublished.is_none() {
-        let published =
-            publish_all(ctx, plan, revision, &targets, PublicationKind::Activate, &price_change_id).await?;
+        .state(|s| !published && s.overrides.is_empty())
+        .then(|| publications(plan, &issue, &targets, PublicationKind::Activate));
+    if !published && unpublished.is_none() {
+        let published = publish_all(ctx, plan, &issue, &targets, PublicationKind::Activate).await?;
         ctx.state_mut(|s| s.publications = published);
         check_cancel(ctx)?;
     }
 
     let ack_deadline = policy.scaled(policy.durations.ack_deadline.0);
-    let mut round = 0;
     loop {
         let pending = waiting_for(ctx);
         if pending.is_empty() && unpublished.is_none() {
             break;
         }
+        let round = ctx.state(|s| s.progress.ack_rounds);
+        if round > policy.ack_retries {
+            break;
+        }
+        carry::checkpoint(ctx).await?;
         let overrides = ctx.state(|s| s.overrides.len());
-        let nudged = move |s: &PromotionWorkflow| s.overrides.len() != overrides;
+        let nudged = carry::or_due(ctx, move |s: &PromotionWorkflow| s.overrides.len() != overrides);
         let acked = if let Some(inputs) = unpublished.take() {
             let summary = format!(
                 "publish to {} channel targets and wait for their acknowledgments (round 1)",
@@ -68,10 +72,7 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
             // An override woke the wait: publish on their own (idempotent), then look again.
             let published = match &acked {
                 Some(acked) => acked.clone(),
-                None => {
-                    publish_all(ctx, plan, revision, &targets, PublicationKind::Activate, &price_change_id)
-                        .await?
-                }
+                None => publish_all(ctx, plan, &issue, &targets, PublicationKind::Activate).await?,
             };
             let t = now(ctx);
             ctx.state_mut(|s| {
@@ -91,7 +92,8 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
             wait::activity(ctx, work, nudged).await?
         };
         let Some(acked) = acked else {
-            // An override opened a gate: look again at what is still awaited.
+            // An override opened a gate (or the history is due to continue as new): look again
+            // at what is still awaited.
             continue;
         };
         let t = now(ctx);
@@ -107,12 +109,9 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<(), Stop> {
                 s.raise(t, decisions::channel_sync_exception(p, s.revision, revenue_at_risk));
             }
             s.refresh_ack_readiness();
+            s.progress.ack_rounds += 1;
         });
         publish(ctx);
-        round += 1;
-        if round > policy.ack_retries {
-            break;
-        }
     }
     // After the retries, the policy decides: delay the late regions or hold the launch.
     let t = now(ctx);
@@ -154,25 +153,37 @@ fn revenue_at_risk(s: &PromotionWorkflow, region: &str) -> String {
 pub(crate) async fn publish_all(
     ctx: &Ctx,
     plan: &Plan,
-    revision: u32,
+    issue: &Issue,
     targets: &[Target],
     kind: PublicationKind,
-    price_change_id: &str,
 ) -> Result<Vec<PublicationRef>, Stop> {
     let verb = if kind == PublicationKind::Revert { "revert on" } else { "publish to" };
-    let inputs = publications(plan, revision, targets, kind, price_change_id);
+    let inputs = publications(plan, issue, targets, kind);
     send(ctx, inputs, &format!("{verb} {} channel targets", targets.len())).await
 }
 
-/// What publishing `kind` to every target takes.
-fn publications(
-    plan: &Plan,
+/// What every publication of the current revision carries: the revision, the run chain (in
+/// its idempotency key) and the ERP price change.
+pub(crate) struct Issue {
     revision: u32,
-    targets: &[Target],
-    kind: PublicationKind,
-    price_change_id: &str,
-) -> Vec<PublishInput> {
-    targets.iter().map(|t| publication(plan, revision, price_change_id, t, kind, 0)).collect()
+    chain: String,
+    price_change_id: String,
+}
+
+impl Issue {
+    /// The current revision's.
+    pub(crate) fn of(ctx: &Ctx) -> Self {
+        ctx.state(|s| Issue {
+            revision: s.revision,
+            chain: s.first_run_id.clone(),
+            price_change_id: s.price_change_id.clone().unwrap_or_default(),
+        })
+    }
+}
+
+/// What publishing `kind` to every target takes.
+fn publications(plan: &Plan, issue: &Issue, targets: &[Target], kind: PublicationKind) -> Vec<PublishInput> {
+    targets.iter().map(|t| publication(plan, issue, t, kind, 0)).collect()
 }
 
 /// The input of an acknowledgment wait on `publications`, carrying the process events recorded
@@ -194,25 +205,31 @@ pub(crate) fn acks_input(
 
 /// Publishes `kind` to `targets` (`republish`: each under its correction number) and waits up
 /// to `timeout` for the acknowledgments, in one `promo.publish_and_await`; returns the
-/// publications as acknowledged then.
+/// publications as acknowledged then. A live or finished promotion's call: while the channel
+/// system does not answer it shows SYSTEMS_UNAVAILABLE and calls again ([`until_answered`]);
+/// `Ok(Err(_))` is a refusal for good, for the caller to record.
 pub(crate) async fn publish_and_await(
     ctx: &Ctx,
     plan: &Plan,
+    policy: &Policy,
     kind: PublicationKind,
     targets: Publish<'_>,
     timeout: Duration,
     what: &str,
-) -> Result<Vec<PublicationRef>, Stop> {
-    let (revision, price_change_id) =
-        ctx.state(|s| (s.revision, s.price_change_id.clone().unwrap_or_default()));
+) -> Result<Result<Vec<PublicationRef>, String>, Stop> {
+    let issue = Issue::of(ctx);
     let inputs = match targets {
-        Publish::First(t) => publications(plan, revision, t, kind, &price_change_id),
-        Publish::Again(t) => republications(plan, revision, &price_change_id, kind, t),
+        Publish::First(t) => publications(plan, &issue, t, kind),
+        Publish::Again(t) => republications(plan, &issue, kind, t),
     };
     let summary = format!("publish to {n} {what} and wait for them to acknowledge", n = inputs.len());
-    let mut input = acks_input(ctx, Vec::new(), timeout, false);
-    input.publish = inputs;
-    wait::run(ctx, wait::remote(ctx, A::publish_and_await, input, long_opts(timeout, summary))).await
+    let attempts = policy.systems_attempts;
+    until_answered(ctx, &format!("publishing to {what}"), Shows::Systems, || {
+        let mut input = acks_input(ctx, Vec::new(), timeout, false);
+        input.publish = inputs.clone();
+        wait::remote(ctx, A::publish_and_await, input, long_attempts_opts(timeout, attempts, summary.clone()))
+    })
+    .await
 }
 
 /// The targets [`publish_and_await`] publishes to.
@@ -227,18 +244,18 @@ pub(crate) enum Publish<'a> {
 /// its n-th correction).
 fn publication(
     plan: &Plan,
-    revision: u32,
-    price_change_id: &str,
+    issue: &Issue,
     target: &Target,
     kind: PublicationKind,
     correction: u32,
 ) -> PublishInput {
     PublishInput {
         promotion_id: plan.promotion_id.clone(),
-        revision,
+        revision: issue.revision,
+        chain: issue.chain.clone(),
         target: target.clone(),
         kind: kind as i32,
-        price_change_id: price_change_id.to_owned(),
+        price_change_id: issue.price_change_id.clone(),
         effective: (plan.starts_at, plan.ends_at),
         line_count: plan.lines.len() as u32,
         correction,
@@ -259,24 +276,18 @@ pub(crate) async fn republish(
     kind: PublicationKind,
     targets: &[(Target, u32)],
 ) -> Result<Vec<PublicationRef>, Stop> {
-    let (revision, price_change_id) =
-        ctx.state(|s| (s.revision, s.price_change_id.clone().unwrap_or_default()));
-    let inputs = republications(plan, revision, &price_change_id, kind, targets);
+    let inputs = republications(plan, &Issue::of(ctx), kind, targets);
     send(ctx, inputs, &format!("republish to {} channel targets", targets.len())).await
 }
 
 /// What republishing `kind` to each target under its correction number takes.
 fn republications(
     plan: &Plan,
-    revision: u32,
-    price_change_id: &str,
+    issue: &Issue,
     kind: PublicationKind,
     targets: &[(Target, u32)],
 ) -> Vec<PublishInput> {
-    targets
-        .iter()
-        .map(|(target, correction)| publication(plan, revision, price_change_id, target, kind, *correction))
-        .collect()
+    targets.iter().map(|(target, correction)| publication(plan, issue, target, kind, *correction)).collect()
 }
 
 /// Every channel target of the plan: regional channels per region, national ones once.

@@ -14,6 +14,7 @@ use crate::{
     policy::Policy,
     summary::channel_name,
     workflow::{
+        carry,
         options::check_opts,
         state::{Ctx, PromotionWorkflow, pb_ts, publish, region_of_target},
         time::{business_now, now},
@@ -25,8 +26,8 @@ use std::time::Duration;
 
 /// One reconciliation round: read back, republish what differs, read back once more.
 /// `live`: the targets should charge the promotional prices (else the regular ones, after the
-/// revert at close: then, as with compensation, it keeps reading back — 5 s, doubling to 5 min
-/// apart — until every target charges its regular prices again, for nothing of the promotion
+/// revert at close: then, as with compensation, it keeps reading back — 5 s, doubling to the
+/// policy's `outage_retry_max` apart — until every target charges its regular prices again, for nothing of the promotion
 /// may stay live).
 pub async fn round(ctx: &Ctx, plan: &Plan, policy: &Policy, live: bool) -> Result<(), Stop> {
     round_from(ctx, plan, policy, live, None).await
@@ -41,10 +42,14 @@ pub async fn round_from(
     live: bool,
     mut first: Option<Result<ReconcileOutput, String>>,
 ) -> Result<(), Stop> {
-    let mut pause = Duration::from_secs(5);
+    let mut pauses = policy.outage_pauses();
     let mut read = 0;
     loop {
         read += 1;
+        if !live {
+            // Reading the revert back lasts as long as a channel keeps the promotional prices.
+            carry::checkpoint(ctx).await?;
+        }
         if read > 2 {
             let open = |s: &PromotionWorkflow| {
                 s.price_corrections.iter().any(|c| c.after_revert && c.corrected_at.is_none())
@@ -53,8 +58,8 @@ pub async fn round_from(
                 return Ok(());
             }
             let summary = "wait before reading the revert back again".to_owned();
+            let pause = pauses.next().unwrap_or(Duration::from_secs(5));
             wait::sleep(ctx, pause, summary, |_| false).await?;
-            pause = (pause * 2).min(Duration::from_secs(300));
         }
         // A read-back that cannot run (the ERP or a channel down) is a check missed, not a
         // reason to stop the promotion: it is recorded, and the next round tries again.
@@ -82,7 +87,10 @@ pub async fn round_from(
             }
         };
         let t = now(ctx);
-        let republish = ctx.state_mut(|s| record(s, t, &found, live, read == 1, read == 1));
+        // A live target is republished once per round; a revert a channel keeps losing is
+        // republished at every read after the pause, until the channel charges regular prices.
+        let republish_now = read == 1 || (!live && read > 2);
+        let republish = ctx.state_mut(|s| record(s, t, &found, live, read == 1, republish_now));
         publish(ctx);
         if found.mismatches.is_empty() || (live && read >= 2) {
             return Ok(());
@@ -93,8 +101,20 @@ pub async fn round_from(
         let kind = if live { PublicationKind::Activate } else { PublicationKind::Revert };
         let deadline = policy.scaled(policy.durations.ack_deadline.0);
         let targets = publishing::Publish::Again(&republish);
-        publishing::publish_and_await(ctx, plan, kind, targets, deadline, "corrected channel targets")
-            .await?;
+        let sent = publishing::publish_and_await(
+            ctx,
+            plan,
+            policy,
+            kind,
+            targets,
+            deadline,
+            "corrected channel targets",
+        )
+        .await?;
+        if let Err(why) = sent {
+            let t = now(ctx);
+            ctx.state_mut(|s| s.record(t, "system", "republish-refused", why));
+        }
     }
 }
 

@@ -1,14 +1,16 @@
 //! Remediation: for each failing region, the options the assessment computed (drop the short
 //! SKUs, delay the region, substitute comparable SKUs); policy applies small fixes by itself,
-//! the planner chooses the rest before the approval deadline, or the promotion EXPIRES.
+//! the planner chooses the rest before the approval deadline, or the promotion EXPIRES. Then the
+//! revision is assessed again with the choices applied.
 
-use super::{Stop, enter};
+use super::{Stop, enter, past};
 use crate::{
     api::Adjustments,
     decisions,
     plan::Plan,
     policy::Policy,
     workflow::{
+        carry,
         state::{Ctx, pb_ts, publish},
         time::{now, until},
         wait::{self, Alarm, Nothing, Woke},
@@ -16,38 +18,49 @@ use crate::{
 };
 use promo_contracts::promo::v1::*;
 
-/// Waits for a choice per failing region and applies them.
+/// Waits for a choice per failing region, applies them, and assesses the revision again. A run
+/// continued as new while it waited resumes the wait.
 pub async fn run(
     ctx: &Ctx,
     plan: &Plan,
     policy: &Policy,
     assessment: &AssessmentSummary,
-) -> Result<(), Stop> {
-    enter(ctx, Stage::Remediation);
-    let options = assessment.remediation_options.clone();
+) -> Result<AssessmentSummary, Stop> {
+    if past(ctx, Stage::Remediation) {
+        return super::assessment::run(ctx, plan, policy).await;
+    }
     let failing: Vec<String> =
         assessment.regions.iter().filter(|r| !r.passes).map(|r| r.region_id.clone()).collect();
-    let forecast_revenue = assessment.margin.as_ref().map(|m| m.forecast_revenue.clone()).unwrap_or_default();
-    let thresholds = policy.thresholds().unwrap_or_else(|_| unreachable!("checked when the policy loaded"));
-    let auto = decisions::auto_remediation(&options, &forecast_revenue, &thresholds);
-    let t = now(ctx);
-    ctx.state_mut(|s| {
-        s.remediation_options = options.clone();
-        for (region, option) in &auto {
-            s.record(t, "policy", "remediation-auto-applied", format!("{option} for {region}"));
-            s.remediation_choices.insert(region.clone(), (option.clone(), "policy".into()));
-        }
-    });
-    publish(ctx);
-    let deadline = until(ctx, policy, approval_deadline(plan, policy));
-    let mut expiry = [Alarm::start(ctx, deadline, "remediation deadline".into())];
+    if ctx.state(|s| s.stage != Stage::Remediation) {
+        enter(ctx, Stage::Remediation);
+        let options = assessment.remediation_options.clone();
+        let forecast_revenue =
+            assessment.margin.as_ref().map(|m| m.forecast_revenue.clone()).unwrap_or_default();
+        let thresholds =
+            policy.thresholds().unwrap_or_else(|_| unreachable!("checked when the policy loaded"));
+        let auto = decisions::auto_remediation(&options, &forecast_revenue, &thresholds);
+        let t = now(ctx);
+        ctx.state_mut(|s| {
+            s.remediation_options = options.clone();
+            for (region, option) in &auto {
+                s.record(t, "policy", "remediation-auto-applied", format!("{option} for {region}"));
+                s.remediation_choices.insert(region.clone(), (option.clone(), "policy".into()));
+            }
+        });
+        publish(ctx);
+    }
     let all_chosen =
         |s: &crate::PromotionWorkflow| failing.iter().all(|r| s.remediation_choices.contains_key(r));
-    match wait::wait(ctx, Nothing, &mut expiry, all_chosen).await? {
-        Woke::Rang => {
-            return Err(Stop::Expired("no remediation chosen before the approval deadline".into()));
+    while !ctx.state(all_chosen) {
+        carry::checkpoint(ctx).await?;
+        let deadline = until(ctx, policy, approval_deadline(plan, policy));
+        let mut expiry = [Alarm::start(ctx, deadline, "remediation deadline".into())];
+        match wait::wait(ctx, Nothing, &mut expiry, carry::or_due(ctx, all_chosen)).await? {
+            Woke::Rang => {
+                return Err(Stop::Expired("no remediation chosen before the approval deadline".into()));
+            }
+            _ => expiry[0].stop(),
         }
-        _ => expiry[0].stop(),
     }
     let t = now(ctx);
     ctx.state_mut(|s| {
@@ -70,8 +83,9 @@ pub async fn run(
                 &format!("remediated: {option_id} (by {who})"),
             );
         }
+        s.progress.remediated = true;
     });
-    Ok(())
+    super::assessment::rerun(ctx, plan, policy).await
 }
 
 /// The business instant approvals (and remediation choices) are due: the policy's lead time

@@ -1,7 +1,7 @@
 //! Scheduling: the price change staged in the ERP (idempotent by promotion + revision), and
 //! transfer orders for regions whose short SKUs are still in the plan.
 
-use super::{Stop, check_cancel, enter};
+use super::{Stop, check_cancel, enter, past};
 use crate::{
     api::{OrdersInput, PromotionActivities as A, RegionInfo, StagePricesInput},
     plan::Plan,
@@ -12,13 +12,17 @@ use std::collections::BTreeMap;
 
 /// Stages prices and orders stock.
 pub async fn run(ctx: &Ctx, plan: &Plan) -> Result<(), Stop> {
+    if past(ctx, Stage::Scheduling) {
+        return Ok(());
+    }
     enter(ctx, Stage::Scheduling);
-    let (revision, adjustments, regions) = ctx.state_mut(|s| {
+    let (revision, chain, adjustments, regions) = ctx.state_mut(|s| {
         s.wrote = true;
-        (s.revision, s.adjustments.clone(), s.regions.clone())
+        (s.revision, s.first_run_id.clone(), s.adjustments.clone(), s.regions.clone())
     });
     let input = StagePricesInput {
         revision,
+        chain: chain.clone(),
         plan: plan.clone(),
         regions: regions.iter().map(|r| r.region_id.clone()).collect(),
         adjustments,
@@ -29,7 +33,7 @@ pub async fn run(ctx: &Ctx, plan: &Plan) -> Result<(), Stop> {
     let orders = transfer_orders(ctx, &regions);
     if !orders.is_empty() {
         let n = orders.len();
-        let input = OrdersInput { promotion_id: plan.promotion_id.clone(), revision, orders };
+        let input = OrdersInput { promotion_id: plan.promotion_id.clone(), revision, chain, orders };
         let summary = format!("order stock for {n} regions");
         let ids =
             wait::run(ctx, wait::call(ctx, A::create_transfer_orders, input, opts(60, summary))).await?;
