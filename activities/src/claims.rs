@@ -92,7 +92,8 @@ pub async fn submit(
     let forecast = sales.assessment.funding.as_ref().map(|f| f.forecast_claims.clone()).unwrap_or_default();
     let mut out = Vec::new();
     for (id, e) in earned {
-        let key = idempotency_key(&sales.plan.promotion_id, input.revision, &format!("claim:{id}"));
+        let key =
+            idempotency_key(&sales.plan.promotion_id, &input.chain, input.revision, &format!("claim:{id}"));
         let mut r = pb::FundingClaimResult {
             agreement_id: id.clone(),
             forecast: forecast.get(&id).cloned().unwrap_or_else(|| "0".into()),

@@ -182,6 +182,10 @@ impl Systems {
     pub fn events(&self) -> process_event_service_client::ProcessEventServiceClient<Conn> {
         process_event_service_client::ProcessEventServiceClient::new(self.conn.clone())
     }
+    /// The key directory (signing-key revocations).
+    pub fn directory(&self) -> directory_service_client::DirectoryServiceClient<Conn> {
+        directory_service_client::DirectoryServiceClient::new(self.conn.clone())
+    }
     /// The promotion calendar (footprint reservations).
     pub fn calendar(&self) -> calendar_service_client::CalendarServiceClient<Conn> {
         calendar_service_client::CalendarServiceClient::new(self.conn.clone())

@@ -1,33 +1,127 @@
 //! Compensation: everything of a promotion still live in the systems is undone — read from
 //! the systems themselves, so that a write whose answer was lost, or an activity cancelled
-//! mid-call, is undone too — and then its footprint in the promotion calendar is freed.
+//! mid-call, is undone too — item by item, so that one item a system refuses does not stop the
+//! others; then, once nothing is live, its footprint in the promotion calendar is freed.
 
-use crate::{Systems, status_error};
+use crate::{Systems, is_transient, status_error};
 use promo_contracts::retail::v1::*;
-use promo_workflows::api::{CompensateInput, CompensateOutput};
+use promo_workflows::api::{CompensateInput, CompensateOutput, RefusedUndo};
+use std::collections::HashSet;
 use temporalio_sdk::activities::ActivityError;
+use tonic::Status;
 
-/// The sweep, then (when asked) the calendar release.
+/// What of a promotion is live in the systems now.
+struct Live {
+    /// Activation publications not superseded by an acknowledged revert: (id, what).
+    publications: Vec<(String, String)>,
+    /// Staged price changes: (id, what).
+    price_changes: Vec<(String, String)>,
+    /// Orders to cancel: (id, what).
+    orders: Vec<(String, String)>,
+}
+
+impl Live {
+    fn describe(&self) -> Vec<String> {
+        self.publications
+            .iter()
+            .chain(&self.price_changes)
+            .chain(&self.orders)
+            .map(|(_, what)| what.clone())
+            .collect()
+    }
+}
+
+/// The sweep (or, `dry_run`, the listing of what is live), then — when asked and nothing is left
+/// live — the calendar release. A transient failure of any item fails the attempt after every
+/// other item was tried (the activity is retried; every undo is idempotent); a refusal for good
+/// is reported in `refused`.
 pub(crate) async fn compensate(
     systems: &Systems,
     input: &CompensateInput,
 ) -> Result<CompensateOutput, ActivityError> {
-    let mut out = sweep(systems, input).await?;
-    if input.release_calendar {
+    let live = list(systems, input).await?;
+    let mut out = CompensateOutput::default();
+    if input.dry_run {
+        out.still_live = live.describe();
+        return Ok(out);
+    }
+    // A service that failed transiently is not called again in this sweep: during an outage
+    // one probe per service and attempt, not one per item (each with its own quick retries).
+    let mut transient: Vec<String> = Vec::new();
+    let mut outcome = |down: &mut bool, what: &str, r: Option<Result<(), Status>>| -> bool {
+        match r {
+            Some(Ok(())) => true,
+            None => {
+                transient.push(format!("{what}: not tried, its service was unavailable"));
+                false
+            }
+            Some(Err(s)) if is_transient(&s) => {
+                *down = true;
+                transient.push(format!("{what}: {} ({:?})", s.message(), s.code()));
+                false
+            }
+            Some(Err(s)) => {
+                out.refused.push(RefusedUndo {
+                    item: what.to_owned(),
+                    reason: format!("{} ({:?})", s.message(), s.code()),
+                });
+                false
+            }
+        }
+    };
+    let (mut withdrawn, mut down) = (0, false);
+    for (id, what) in &live.publications {
+        let req = WithdrawRequest { publication_id: id.clone(), reason: input.reason.clone() };
+        let r = if down {
+            None
+        } else {
+            Some(rpc!(systems.publication(), withdraw, req.clone()).await.map(drop))
+        };
+        withdrawn += u32::from(outcome(&mut down, what, r));
+    }
+    let (mut reverted, mut down) = (false, false);
+    for (id, what) in &live.price_changes {
+        let req = RevertPriceChangeRequest { price_change_id: id.clone(), reason: input.reason.clone() };
+        let r = if down {
+            None
+        } else {
+            Some(rpc!(systems.prices(), revert_price_change, req.clone()).await.map(drop))
+        };
+        reverted |= outcome(&mut down, what, r);
+    }
+    let (mut cancelled, mut down) = (0, false);
+    for (id, what) in &live.orders {
+        let req = CancelOrderRequest { order_id: id.clone(), reason: input.reason.clone() };
+        let r = if down {
+            None
+        } else {
+            Some(rpc!(systems.replenishment(), cancel_order, req.clone()).await.map(drop))
+        };
+        cancelled += u32::from(outcome(&mut down, what, r));
+    }
+    out.withdrawn = withdrawn;
+    out.reverted = reverted;
+    out.cancelled = cancelled;
+    if !transient.is_empty() {
+        // Tried every item; the attempt is retried (what was undone stays undone).
+        return Err(anyhow::anyhow!(
+            "compensation: {} items could not be undone now: {}",
+            transient.len(),
+            transient.join("; ")
+        )
+        .into());
+    }
+    if input.release_calendar && out.refused.is_empty() {
         out.calendar_released = Some(release_calendar(systems, &input.promotion_id).await?);
     }
     Ok(out)
 }
 
-/// Undoes everything of a promotion still live in the systems, reading what they hold (so a
-/// write whose response was lost, or an activity cancelled mid-call, is undone too): staged
-/// price changes are reverted; activation publications are withdrawn unless their target has an
-/// acknowledged revert (the channel already restored its regular prices); released orders are
-/// cancelled unless they arrive by `keep_orders_arriving_by`. Idempotent: a second sweep finds
-/// nothing to do.
-async fn sweep(systems: &Systems, input: &CompensateInput) -> Result<CompensateOutput, ActivityError> {
+/// What of the promotion is live: activation publications not superseded by an acknowledged
+/// revert (the channel already restored its regular prices), staged price changes, and orders
+/// that are proposed, or released and arriving after `keep_orders_arriving_by`.
+async fn list(systems: &Systems, input: &CompensateInput) -> Result<Live, ActivityError> {
     let promotion_id = input.promotion_id.clone();
-    let mut out = CompensateOutput::default();
     let pubs = rpc!(
         systems.publication(),
         list_publications,
@@ -37,25 +131,25 @@ async fn sweep(systems: &Systems, input: &CompensateInput) -> Result<CompensateO
     .map_err(|s| status_error("publication", s))?
     .into_inner()
     .publications;
-    let reverted: std::collections::HashSet<(i32, String)> = pubs
+    let reverted: HashSet<(i32, String)> = pubs
         .iter()
         .filter(|p| p.kind() == PublicationKind::Revert && p.state() == PublicationState::Acknowledged)
         .map(|p| (p.channel, p.region_id.clone()))
         .collect();
-    for p in pubs.iter().rev().filter(|p| {
-        p.kind() == PublicationKind::Activate
-            && p.state() != PublicationState::Withdrawn
-            && !reverted.contains(&(p.channel, p.region_id.clone()))
-    }) {
-        rpc!(
-            systems.publication(),
-            withdraw,
-            WithdrawRequest { publication_id: p.publication_id.clone(), reason: input.reason.clone() }
-        )
-        .await
-        .map_err(|s| status_error("publication", s))?;
-        out.withdrawn += 1;
-    }
+    let publications = pubs
+        .iter()
+        .rev()
+        .filter(|p| {
+            p.kind() == PublicationKind::Activate
+                && p.state() != PublicationState::Withdrawn
+                && !reverted.contains(&(p.channel, p.region_id.clone()))
+        })
+        .map(|p| {
+            let place = if p.region_id.is_empty() { "national" } else { &p.region_id };
+            let channel = Channel::try_from(p.channel).map_or("channel", |c| c.as_str_name());
+            (p.publication_id.clone(), format!("publication {} ({channel} {place})", p.publication_id))
+        })
+        .collect();
     let changes = rpc!(
         systems.prices(),
         list_price_changes,
@@ -65,19 +159,13 @@ async fn sweep(systems: &Systems, input: &CompensateInput) -> Result<CompensateO
     .map_err(|s| status_error("ERP", s))?
     .into_inner()
     .price_changes;
-    for c in changes.iter().filter(|c| c.state() == PriceChangeState::Staged) {
-        rpc!(
-            systems.prices(),
-            revert_price_change,
-            RevertPriceChangeRequest {
-                price_change_id: c.price_change_id.clone(),
-                reason: input.reason.clone()
-            }
-        )
-        .await
-        .map_err(|s| status_error("ERP", s))?;
-        out.reverted = true;
-    }
+    let price_changes = changes
+        .iter()
+        .filter(|c| c.state() == PriceChangeState::Staged)
+        .map(|c| {
+            (c.price_change_id.clone(), format!("price change {} (staged in the ERP)", c.price_change_id))
+        })
+        .collect();
     let orders =
         rpc!(systems.replenishment(), list_orders, ListOrdersRequest { promotion_id: promotion_id.clone() })
             .await
@@ -94,17 +182,13 @@ async fn sweep(systems: &Systems, input: &CompensateInput) -> Result<CompensateO
         OrderState::Proposed => true,
         _ => false,
     };
-    for o in orders.iter().rev().filter(|o| live(o)) {
-        rpc!(
-            systems.replenishment(),
-            cancel_order,
-            CancelOrderRequest { order_id: o.order_id.clone(), reason: input.reason.clone() }
-        )
-        .await
-        .map_err(|s| status_error("replenishment", s))?;
-        out.cancelled += 1;
-    }
-    Ok(out)
+    let orders = orders
+        .iter()
+        .rev()
+        .filter(|o| live(o))
+        .map(|o| (o.order_id.clone(), format!("transfer order {} ({})", o.order_id, o.state().as_str_name())))
+        .collect();
+    Ok(Live { publications, price_changes, orders })
 }
 
 /// Frees a promotion's footprint in the promotion calendar: whether it held one.

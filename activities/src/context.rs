@@ -451,21 +451,7 @@ impl Context {
             return Ok(out);
         }
         let skus = self.skus();
-        let mut stream = rpc!(
-            systems.demand(),
-            stream_baseline_demand,
-            StreamBaselineDemandRequest {
-                skus: skus.clone(),
-                region_ids: self.region_ids_req.clone(),
-                store_ids: self.store_ids_req.clone(),
-                stores_per_message: 0,
-            }
-        )
-        .await
-        .map_err(|s| status_error("demand", s))?
-        .into_inner();
-        let mut check =
-            ColumnarStream::new("demand", "StreamBaselineDemand", &skus, &self.store_region, &self.regions);
+        let (mut stream, mut check) = self.demand_stream(systems, &skus).await?;
         while let Some(msg) = stream.message().await.map_err(|s| status_error("demand stream", s))? {
             check.next_batch(&msg.sku_dictionary).map_err(BadResponse::into_activity_error)?;
             for st in &msg.stores {
@@ -477,6 +463,28 @@ impl Context {
             }
         }
         Ok(out)
+    }
+
+    /// Opens the baseline-demand stream of `skus` over the stores in scope, with the checker of
+    /// its batches.
+    async fn demand_stream<'a>(
+        &'a self,
+        systems: &Systems,
+        skus: &'a [String],
+    ) -> Result<(tonic::Streaming<StreamBaselineDemandResponse>, ColumnarStream<'a>), ActivityError> {
+        let req = StreamBaselineDemandRequest {
+            skus: skus.to_vec(),
+            region_ids: self.region_ids_req.clone(),
+            store_ids: self.store_ids_req.clone(),
+            stores_per_message: 0,
+        };
+        let stream = rpc!(systems.demand(), stream_baseline_demand, req.clone())
+            .await
+            .map_err(|s| status_error("demand", s))?
+            .into_inner();
+        let check =
+            ColumnarStream::new("demand", "StreamBaselineDemand", skus, &self.store_region, &self.regions);
+        Ok((stream, check))
     }
 
     /// Whether no store is in scope or no SKU is asked for, so there is nothing to stream (an
@@ -495,26 +503,7 @@ impl Context {
         let skus = self.skus();
         let bad = BadResponse::into_activity_error;
         let demand = async {
-            let mut stream = rpc!(
-                systems.demand(),
-                stream_baseline_demand,
-                StreamBaselineDemandRequest {
-                    skus: skus.clone(),
-                    region_ids: self.region_ids_req.clone(),
-                    store_ids: self.store_ids_req.clone(),
-                    stores_per_message: 0,
-                }
-            )
-            .await
-            .map_err(|s| status_error("demand", s))?
-            .into_inner();
-            let mut check = ColumnarStream::new(
-                "demand",
-                "StreamBaselineDemand",
-                &skus,
-                &self.store_region,
-                &self.regions,
-            );
+            let (mut stream, mut check) = self.demand_stream(systems, &skus).await?;
             let mut by_store: HashMap<String, Vec<f32>> = HashMap::with_capacity(self.store_region.len());
             while let Some(msg) = stream.message().await.map_err(|s| status_error("demand", s))? {
                 check.next_batch(&msg.sku_dictionary).map_err(bad)?;

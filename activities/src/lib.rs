@@ -7,7 +7,8 @@
 //! - [`client`]: the connection to the systems ([`Systems`]) and how a call fails or is retried;
 //! - [`pulse`]: heartbeats with progress;
 //! - [`intake`], [`assess`], [`schedule`], [`publish`], [`monitor`], [`analysis`]: one module
-//!   per stage of the lifecycle, and [`compensate`], the sweep that undoes a promotion;
+//!   per stage of the lifecycle, [`compensate`], the sweep that undoes a promotion, and
+//!   [`directory`], the key directory that signed messages are checked against;
 //! - [`context`] loads what an assessment or a report needs (master data, streamed positions and
 //!   demand); [`summaries`] computes what they say; [`engines`] holds the pure engines
 //!   (alignment, forecast, stockout risk, funding, replenishment);
@@ -41,6 +42,7 @@ pub mod claims;
 pub mod client;
 pub mod compensate;
 pub mod context;
+pub mod directory;
 pub mod engines;
 pub mod events;
 pub mod intake;
@@ -63,9 +65,10 @@ use promo_contracts::{pbjson_types::Timestamp, retail::v1::ProcessEvent};
 use promo_workflows::{
     api::{
         AnalysisAndClaims, AssessInput, Assessment, AwaitAcksInput, ClaimsInput, CompensateInput,
-        CompensateOutput, IntakeInput, IntakeOutput, MonitorRoundInput, MonitorRoundOutput, OrdersInput,
-        PublicationRef, PublishInput, RecheckGateInput, RecheckGateOutput, ReconcileInput, ReconcileOutput,
-        SettleTransfersInput, StagePricesInput, WatchInput, WatchOutput, activity_names,
+        CompensateOutput, IntakeInput, IntakeOutput, KeyStatus, KeyStatusInput, MonitorRoundInput,
+        MonitorRoundOutput, OrdersInput, PublicationRef, PublishInput, RecheckGateInput, RecheckGateOutput,
+        ReconcileInput, ReconcileOutput, SettleTransfersInput, StagePricesInput, WatchInput, WatchOutput,
+        activity_names,
     },
     policy::Policy,
 };
@@ -96,9 +99,11 @@ pub(crate) fn dec(x: f64) -> Decimal {
     Decimal::from_f64(x).unwrap_or_default()
 }
 
-/// Idempotency key of a write: promotion id + revision + target.
-pub fn idempotency_key(promotion_id: &str, revision: u32, target: &str) -> String {
-    format!("{promotion_id}:r{revision}:{target}")
+/// Idempotency key of a write: promotion id + run chain (the promotion's first run id) +
+/// revision + target. The chain keeps a promotion started again under the same id (after a
+/// failure) from finding the earlier chain's records as its own.
+pub fn idempotency_key(promotion_id: &str, chain: &str, revision: u32, target: &str) -> String {
+    format!("{promotion_id}:{chain}:r{revision}:{target}")
 }
 
 #[activities]
@@ -217,14 +222,15 @@ impl PromotionActivities {
         events::record(&self.systems, &input).await
     }
 
-    /// Releases the promotion's calendar reservation (idempotent).
-    #[activity(name = activity_names::RELEASE_CALENDAR)]
-    pub async fn release_calendar(
+    /// Whether a signing key was revoked in the key directory (a local activity of the message
+    /// handlers: no heartbeat; one call).
+    #[activity(name = activity_names::KEY_STATUS)]
+    pub async fn key_status(
         self: Arc<Self>,
         _ctx: ActivityContext,
-        promotion_id: String,
-    ) -> Result<bool, ActivityError> {
-        compensate::release_calendar(&self.systems, &promotion_id).await
+        input: KeyStatusInput,
+    ) -> Result<KeyStatus, ActivityError> {
+        directory::key_status(&self.systems, &input).await
     }
 
     /// Undoes whatever of the promotion is still live, then frees its calendar footprint.

@@ -125,6 +125,9 @@ pub(crate) async fn monitor_round(
     Ok(out)
 }
 
+/// The most rounds one watch returns at once.
+pub const MAX_ROUNDS_PER_STRETCH: usize = 7;
+
 /// Monitoring rounds at the policy's cadence, kept by this activity's retry policy: the first
 /// attempt starts the cadence, each
 /// later attempt is a round at the business instant the server scheduled it for. A round
@@ -158,6 +161,15 @@ pub(crate) async fn watch_window(
     }
     let mut rounds: Vec<WatchedRound> =
         ctx.heartbeat_details().deserialize().ok().flatten().unwrap_or_default();
+    // A round is never earlier than the cadence allows: one `every` after the last round, or
+    // after the first attempt. (Temporal's time-skipping test server reports an attempt's
+    // scheduled time one attempt late; read as it is, a stretch's rounds would each carry the
+    // instant of the round before.)
+    let due = match rounds.last() {
+        Some(last) => Some(last.at + input.every),
+        None => info.scheduled_time.map(|t| input.clock.business_at_time(t) + input.every),
+    };
+    let at = due.map_or(at, |due| at.max(due));
     let handle = ctx
         .workflow_handle::<promo_workflows::PromotionWorkflow>()
         .ok_or_else(|| business("promo.watch_window runs only for a promotion workflow"))?;
@@ -179,7 +191,19 @@ pub(crate) async fn watch_window(
             () = ctx.cancelled() => Err(ActivityError::cancelled()),
         }
     })
-    .await?;
+    .await;
+    let out = match out {
+        Ok(out) => out,
+        Err(e)
+            if ctx.is_cancelled() || matches!(&e, ActivityError::Application(f) if f.is_non_retryable()) =>
+        {
+            return Err(e);
+        }
+        // A round the systems do not answer goes back to the workflow (with the rounds so far),
+        // which shows the outage and calls again until they answer: never a round skipped
+        // silently by the next retry.
+        Err(e) => return Ok(WatchOutput { rounds, missed: Some(crate::client::error_text(&e)) }),
+    };
     // Transfers all within the policy's limit are released here, as the workflow would.
     let mut released = Vec::new();
     let auto = input.auto_apply_max_cost.as_deref().is_some_and(|limit| {
@@ -203,8 +227,10 @@ pub(crate) async fn watch_window(
         }
     );
     rounds.push(WatchedRound { at, round: out, released });
-    if news {
-        return Ok(WatchOutput { rounds });
+    // News goes to the workflow at once; so does a week of quiet rounds, so that the state (and
+    // the heartbeat carrying the rounds) stays small however long the window.
+    if news || rounds.len() >= MAX_ROUNDS_PER_STRETCH {
+        return Ok(WatchOutput { rounds, missed: None });
     }
     if at + input.every >= input.until {
         // The stretch's last round: return at its end, so that the workflow goes on to what
@@ -215,7 +241,7 @@ pub(crate) async fn watch_window(
             + WALL_MARGIN;
         let sleep = end.duration_since(SystemTime::now()).unwrap_or_default();
         if sleep > MAX_END_WAIT {
-            return Ok(WatchOutput { rounds });
+            return Ok(WatchOutput { rounds, missed: None });
         }
         beating(ctx, || rounds.clone(), async {
             tokio::select! {
@@ -224,7 +250,7 @@ pub(crate) async fn watch_window(
             }
         })
         .await?;
-        return Ok(WatchOutput { rounds });
+        return Ok(WatchOutput { rounds, missed: None });
     }
     let _ = ctx.record_heartbeat(rounds).await;
     Err(nothing_to_decide(format!(

@@ -35,7 +35,7 @@ pub(crate) async fn publish_one(
         target.push_str(&format!(":correction-{}", input.correction));
     }
     let req = PublishRequest {
-        idempotency_key: idempotency_key(&input.promotion_id, input.revision, &target),
+        idempotency_key: idempotency_key(&input.promotion_id, &input.chain, input.revision, &target),
         promotion_id: input.promotion_id.clone(),
         revision: input.revision,
         channel: input.target.channel,

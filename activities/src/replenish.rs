@@ -185,6 +185,7 @@ pub async fn propose(
             let order = CreateTransferOrderRequest {
                 idempotency_key: idempotency_key(
                     &input.plan.promotion_id,
+                    &r.chain,
                     r.revision,
                     &format!("replenish:{transfer_id}"),
                 ),

@@ -14,7 +14,12 @@ pub(crate) async fn stage_prices(
 ) -> Result<String, ActivityError> {
     let c = load_context(systems, &input.plan, &input.adjustments, &[]).await?;
     let req = StagePriceChangeRequest {
-        idempotency_key: idempotency_key(&input.plan.promotion_id, input.revision, "erp-prices"),
+        idempotency_key: idempotency_key(
+            &input.plan.promotion_id,
+            &input.chain,
+            input.revision,
+            "erp-prices",
+        ),
         promotion_id: input.plan.promotion_id.clone(),
         revision: input.revision,
         region_ids: input.regions.clone(),
@@ -45,6 +50,7 @@ pub(crate) async fn create_transfer_orders(
         let req = CreateTransferOrderRequest {
             idempotency_key: idempotency_key(
                 &input.promotion_id,
+                &input.chain,
                 input.revision,
                 &format!("transfer:{region}"),
             ),

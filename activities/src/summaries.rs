@@ -36,6 +36,30 @@ pub(crate) fn short_lines(a: &Alignment, r: usize, floor: f64) -> Vec<(usize, f3
 }
 
 impl Context {
+    /// The option of dropping `lines` in region `r` (a `drop-short` kind), with its effect.
+    fn drop_option(
+        &self,
+        a: &Alignment,
+        r: usize,
+        option_id: String,
+        lines: &[usize],
+        description: String,
+    ) -> pb::RemediationOption {
+        let (lost_revenue, lost_margin, resulting) = self.drop_effect(a, r, lines);
+        pb::RemediationOption {
+            option_id,
+            region_id: self.regions[r].clone(),
+            kind: "drop-short".into(),
+            description,
+            revenue_effect: format_money(dec(-lost_revenue)),
+            margin_effect: format_money(dec(-lost_margin)),
+            resulting_fill_rate: format_ratio(dec(resulting)),
+            delay_until: None,
+            skus: lines.iter().map(|&k| self.lines[k].sku.clone()).collect(),
+            substitutes: vec![],
+        }
+    }
+
     /// What dropping `lines` in region `r` costs: the revenue and margin of their covered
     /// demand, and the region's fill rate without them.
     pub(crate) fn drop_effect(&self, a: &Alignment, r: usize, lines: &[usize]) -> (f64, f64, f64) {
@@ -126,44 +150,28 @@ impl Context {
                 // Short of no stock on average but too likely to run out: drop the lines whose
                 // cells are the likeliest to, until the region is under the ceiling.
                 let (lines, resulting) = x.lines_to_drop(max_stockout_share);
-                let (lost_revenue, lost_margin, resulting_fill) = self.drop_effect(a, r, &lines);
-                options.push(pb::RemediationOption {
-                    option_id: format!("{region_id}:drop-risky"),
-                    region_id: region_id.clone(),
-                    kind: "drop-short".into(),
-                    description: format!(
-                        "drop the {} likeliest to run out in {region_id} (expected stockouts {:.1}% → {:.1}% of cells)",
-                        promo_workflows::decisions::plural(lines.len(), "SKU"),
-                        100.0 * x.share(),
-                        100.0 * resulting
-                    ),
-                    revenue_effect: format_money(dec(-lost_revenue)),
-                    margin_effect: format_money(dec(-lost_margin)),
-                    resulting_fill_rate: format_ratio(dec(resulting_fill)),
-                    delay_until: None,
-                    skus: lines.iter().map(|&k| self.lines[k].sku.clone()).collect(),
-                    substitutes: vec![],
-                });
+                let description = format!(
+                    "drop the {} likeliest to run out in {region_id} (expected stockouts {:.1}% → {:.1}% of cells)",
+                    promo_workflows::decisions::plural(lines.len(), "SKU"),
+                    100.0 * x.share(),
+                    100.0 * resulting
+                );
+                options.push(self.drop_option(a, r, format!("{region_id}:drop-risky"), &lines, description));
                 continue;
             }
             // Option 1: drop the short SKUs in this region.
             let short_lines: Vec<usize> = short.iter().map(|(k, _)| *k).collect();
-            let (lost_revenue, lost_margin, resulting) = self.drop_effect(a, r, &short_lines);
-            options.push(pb::RemediationOption {
-                option_id: format!("{region_id}:drop-short"),
-                region_id: region_id.clone(),
-                kind: "drop-short".into(),
-                description: format!(
-                    "drop {} in {region_id} (narrower assortment)",
-                    promo_workflows::decisions::plural(short.len(), "short SKU")
-                ),
-                revenue_effect: format_money(dec(-lost_revenue)),
-                margin_effect: format_money(dec(-lost_margin)),
-                resulting_fill_rate: format_ratio(dec(resulting)),
-                delay_until: None,
-                skus: short.iter().map(|(k, _)| self.lines[*k].sku.clone()).collect(),
-                substitutes: vec![],
-            });
+            let description = format!(
+                "drop {} in {region_id} (narrower assortment)",
+                promo_workflows::decisions::plural(short.len(), "short SKU")
+            );
+            options.push(self.drop_option(
+                a,
+                r,
+                format!("{region_id}:drop-short"),
+                &short_lines,
+                description,
+            ));
             // Option 2: delay the region until inbound stock makes it pass.
             if let Some((at, f)) = passes_from {
                 let launch = scenario.launch[r];

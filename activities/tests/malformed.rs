@@ -67,7 +67,7 @@ async fn run(env: &ActivityEnvironment, a: Activity) -> Result<(), (String, bool
             })
         }
         Activity::AnalyseAndClaim => {
-            let input = ClaimsInput { revision: 1, sales: sales_input() };
+            let input = ClaimsInput { revision: 1, chain: "chain-1".into(), sales: sales_input() };
             env.run(PromotionActivities::analyse_and_claim, input).await.map(drop)
         }
         Activity::ValidateSpec => env

@@ -20,7 +20,8 @@ use std::{
 use temporalio_client::{Client, WorkflowListOptions, WorkflowQueryOptions};
 
 /// Where each part of a snapshot came from: shown under answers and on the page.
-pub const SOURCE_VISIBILITY: &str = "Temporal visibility: WorkflowType = 'PromotionWorkflow'";
+pub const SOURCE_VISIBILITY: &str =
+    "Temporal visibility: WorkflowType = 'PromotionWorkflow' AND ExecutionStatus != 'ContinuedAsNew'";
 /// The query run against each running promotion.
 pub const SOURCE_STATUS: &str = "`status` query of each running promotion";
 /// The process-event record.
@@ -56,7 +57,7 @@ pub async fn snapshot(
     timeout: Duration,
 ) -> Snapshot {
     let mut snap = Snapshot { now: unix_now(), ..Default::default() };
-    let q = format!("WorkflowType = '{}'", api::WORKFLOW_TYPE);
+    let q = api::PROMOTIONS_QUERY;
     let mut stream = client.list_workflows(q, WorkflowListOptions::builder().limit(limit).build());
     while let Some(w) = stream.next().await {
         match w {
@@ -98,4 +99,14 @@ pub async fn snapshot(
         }
     }
     snap
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_visibility_source_names_the_query_it_runs() {
+        assert_eq!(SOURCE_VISIBILITY, format!("Temporal visibility: {}", api::PROMOTIONS_QUERY));
+    }
 }

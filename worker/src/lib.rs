@@ -60,9 +60,13 @@ pub async fn verify_recent(client: &temporalio_client::Client, limit: usize) -> 
             .data_converter(promo_workflows::codec::data_converter())
             .build(),
     )?;
-    let query = format!("WorkflowType = '{}'", api::WORKFLOW_TYPE);
-    let listed: Vec<_> =
-        client.list_workflows(query, WorkflowListOptions::default()).take(limit).collect().await;
+    // Each promotion's current run (the runs it continued from are replayed by the tests'
+    // recorded histories, not here).
+    let listed: Vec<_> = client
+        .list_workflows(api::PROMOTIONS_QUERY, WorkflowListOptions::default())
+        .take(limit)
+        .collect()
+        .await;
     let mut n = 0;
     for w in listed {
         let w = w.context("listing promotions to verify")?;
@@ -77,7 +81,7 @@ pub async fn verify_recent(client: &temporalio_client::Client, limit: usize) -> 
         replayer
             .replay_workflow(history)
             .await
-            .with_context(|| format!("{} does not replay with this build: a change needs a patch", w.id()))?;
+            .with_context(|| format!("{} does not replay with this build: a change to the command sequence needs a new version (workflows/src/version.rs)", w.id()))?;
         n += 1;
     }
     Ok(n)
