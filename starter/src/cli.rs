@@ -49,6 +49,9 @@ pub enum Command {
     Resume(OperatorArgs),
     /// Open a stuck launch gate (missing acknowledgments) for a region or the whole promotion.
     Override(OverrideArgs),
+    /// Decide a compensation a system refused for good (COMPENSATION_BLOCKED): retry it once the
+    /// system is fixed, or accept once the items were undone by hand (the promotion checks).
+    ResolveCompensation(CompensationArgs),
     /// List promotions from Temporal visibility (search attributes).
     List(ListArgs),
     /// The post-event report (waits for the promotion to end unless --no-wait).
@@ -58,6 +61,9 @@ pub enum Command {
     /// Make an approver's Ed25519 key pair: the secret key to a file (mode 0600), the public key
     /// printed as the line to add to the policy's [approver_keys].
     Keygen(KeygenArgs),
+    /// Revoke a signing key in the key directory: every running promotion refuses a message
+    /// signed with it from then on (it asks the directory at each message).
+    RevokeKey(RevokeKeyArgs),
     /// Open exceptions of every running promotion, ranked by revenue at risk, with owner, age
     /// and whether they are past the exception SLA.
     Exceptions(ExceptionsArgs),
@@ -133,9 +139,17 @@ pub struct AskArgs {
 pub struct AuditArgs {
     /// Promotion id.
     pub id: String,
-    /// Re-verify every signed decision against the public keys of the policy file.
+    /// The whole trail: the entries older than the workflow's latest few hundred are paged from
+    /// the process-event record.
+    #[arg(long)]
+    pub all: bool,
+    /// Re-verify every signed message of the whole trail against the public keys of the policy
+    /// file (implies --all).
     #[arg(long)]
     pub verify: bool,
+    /// The analytics service holding the process-event record.
+    #[arg(long, value_name = "URL", env = "PROMO_SYSTEMS_ADDR", default_value = DEFAULT_SYSTEMS_ADDR)]
+    pub systems: String,
     /// The policy file whose [approver_keys] to verify with.
     #[arg(long, value_name = "FILE", env = "PROMO_POLICY", default_value = "config/policy.toml")]
     pub policy: PathBuf,
@@ -150,6 +164,23 @@ pub struct KeygenArgs {
     /// Where to write the secret key (refused if it exists).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
+}
+
+/// `promo revoke-key`.
+#[derive(Debug, Args)]
+pub struct RevokeKeyArgs {
+    /// The key's owner (employee id).
+    #[arg(long = "for", value_name = "EMPLOYEE_ID")]
+    pub employee: String,
+    /// The public key (base64) to revoke; every key of the employee when left out.
+    #[arg(long, value_name = "BASE64")]
+    pub public_key: Option<String>,
+    /// Why, for the record (a departure, a lost laptop).
+    #[arg(long)]
+    pub reason: String,
+    /// The key directory service (the retail systems by default).
+    #[arg(long, value_name = "URL", env = "PROMO_SYSTEMS_ADDR", default_value = DEFAULT_SYSTEMS_ADDR)]
+    pub systems: String,
 }
 
 /// `promo start`.
@@ -196,12 +227,16 @@ impl From<RoleArg> for Role {
 }
 
 /// How a message is delivered.
-#[derive(Debug, Clone, Copy, Default, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct Delivery {
     /// Send a signal instead of an update: fire-and-forget, no answer; refusals only show in
     /// `promo audit`.
     #[arg(long)]
     pub signal: bool,
+    /// The sender's secret key file (`promo keygen`): the message is signed with it, for the
+    /// promotion's current revision and what the message is about (read from its status).
+    #[arg(long, value_name = "FILE", env = "PROMO_APPROVER_KEY")]
+    pub key: Option<PathBuf>,
 }
 
 /// `promo approve` / `promo reject`.
@@ -222,9 +257,6 @@ pub struct DecisionArgs {
     /// revision you have not seen.
     #[arg(long, value_name = "N")]
     pub revision: Option<u32>,
-    /// The approver's secret key file (`promo keygen`): the decision is signed with it.
-    #[arg(long, value_name = "FILE", env = "PROMO_APPROVER_KEY")]
-    pub key: Option<PathBuf>,
     /// Update (answered) or signal (fire-and-forget).
     #[command(flatten)]
     pub delivery: Delivery,
@@ -250,9 +282,6 @@ pub struct ChangeArgs {
     /// Revision the request is about (default: the current one).
     #[arg(long, value_name = "N")]
     pub revision: Option<u32>,
-    /// The approver's secret key file (`promo keygen`): the request is signed with it.
-    #[arg(long, value_name = "FILE", env = "PROMO_APPROVER_KEY")]
-    pub key: Option<PathBuf>,
     /// Update (answered) or signal (fire-and-forget).
     #[command(flatten)]
     pub delivery: Delivery,
@@ -308,6 +337,29 @@ pub struct OverrideArgs {
     #[arg(long, value_name = "REGION")]
     pub region: Option<String>,
     /// Why the gate may be passed, for the audit trail.
+    #[arg(long)]
+    pub reason: String,
+    /// Update (answered) or signal (fire-and-forget).
+    #[command(flatten)]
+    pub delivery: Delivery,
+}
+
+/// `promo resolve-compensation`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("resolution").required(true).args(["retry", "accept"])))]
+pub struct CompensationArgs {
+    /// Promotion id.
+    pub id: String,
+    /// Operator's employee id (must hold the operations role).
+    #[arg(long = "as", value_name = "OPERATOR_ID")]
+    pub operator: String,
+    /// Try the compensation again (the system was fixed).
+    #[arg(long)]
+    pub retry: bool,
+    /// The items were undone by hand; the promotion checks the systems no longer hold them live.
+    #[arg(long)]
+    pub accept: bool,
+    /// Why, for the audit trail.
     #[arg(long)]
     pub reason: String,
     /// Update (answered) or signal (fire-and-forget).

@@ -2,15 +2,17 @@
 //! that obvious mistakes are refused locally with the flag to fix.
 
 use crate::{
-    cli::{ChangeArgs, DecisionArgs, OperatorArgs, OverrideArgs, RemediationArgs},
+    cli::{ChangeArgs, CompensationArgs, DecisionArgs, OperatorArgs, OverrideArgs, RemediationArgs},
     error::CliError,
 };
 use promo_contracts::promo::v1::{
-    ApprovalDecision, ChangeRequest, GateOverride, OperatorAction, PromotionSpec, RemediationChoice, Role,
+    ApprovalDecision, ChangeRequest, CompensationDecision, CompensationResolution, GateOverride,
+    OperatorAction, PromotionSpec, RemediationChoice, Role,
 };
 use promo_workflows::signing;
 
-fn required(flag: &str, value: &str) -> Result<String, CliError> {
+/// The value of a flag that must not be blank, trimmed.
+pub fn required(flag: &str, value: &str) -> Result<String, CliError> {
     let v = value.trim();
     if v.is_empty() {
         return Err(CliError::Usage(format!("{flag} must not be empty")));
@@ -29,29 +31,13 @@ pub fn decision(a: &DecisionArgs) -> Result<ApprovalDecision, CliError> {
     })
 }
 
-/// Signs a decision with the secret key in `key_file`: (signature, signed at).
-pub fn sign(
-    key_file: &std::path::Path,
-    promotion_id: &str,
-    revision: u32,
-    role: Role,
-    decision: &str,
-    comment: &str,
-    now: i64,
-) -> Result<(String, i64), CliError> {
+/// Signs a message with the secret key in `key_file` ([`signing::Signed`] names the promotion's
+/// run chain, the message, its subject and revision): the signature, base64.
+pub fn sign(key_file: &std::path::Path, signed: &signing::Signed<'_>) -> Result<String, CliError> {
     let secret = std::fs::read_to_string(key_file)
         .map_err(|e| CliError::Usage(format!("--key {}: {e}", key_file.display())))?;
-    let d = signing::Decision {
-        promotion_id,
-        revision,
-        role: role.as_str_name(),
-        decision,
-        comment,
-        signed_at: now,
-    };
-    let signature = signing::sign(secret.trim(), &d.payload())
-        .map_err(|e| CliError::Usage(format!("--key {}: {e}", key_file.display())))?;
-    Ok((signature, now))
+    signing::sign(secret.trim(), &signed.payload())
+        .map_err(|e| CliError::Usage(format!("--key {}: {e}", key_file.display())))
 }
 
 fn revision(r: Option<u32>) -> Result<u32, CliError> {
@@ -91,6 +77,7 @@ pub fn remediation_choice(a: &RemediationArgs) -> Result<RemediationChoice, CliE
         option_id: required("--option", &a.option)?,
         chosen_by: required("--as", &a.chosen_by)?,
         comment: a.comment.trim().to_owned(),
+        ..Default::default()
     })
 }
 
@@ -99,6 +86,7 @@ pub fn operator_action(a: &OperatorArgs) -> Result<OperatorAction, CliError> {
     Ok(OperatorAction {
         operator_id: required("--as", &a.operator)?,
         reason: required("--reason", &a.reason)?,
+        ..Default::default()
     })
 }
 
@@ -111,6 +99,18 @@ pub fn gate_override(a: &OverrideArgs) -> Result<GateOverride, CliError> {
             None => String::new(),
         },
         reason: required("--reason", &a.reason)?,
+        ..Default::default()
+    })
+}
+
+/// `resolve-compensation` → `CompensationDecision`.
+pub fn compensation_decision(a: &CompensationArgs) -> Result<CompensationDecision, CliError> {
+    let resolution = if a.accept { CompensationResolution::Accept } else { CompensationResolution::Retry };
+    Ok(CompensationDecision {
+        operator_id: required("--as", &a.operator)?,
+        resolution: resolution as i32,
+        reason: required("--reason", &a.reason)?,
+        ..Default::default()
     })
 }
 
@@ -193,7 +193,11 @@ mod tests {
         };
         assert_eq!(
             operator_action(&a).unwrap(),
-            OperatorAction { operator_id: "E4001".into(), reason: "stock count".into() }
+            OperatorAction {
+                operator_id: "E4001".into(),
+                reason: "stock count".into(),
+                ..Default::default()
+            }
         );
         let Command::Cancel(a) = parse(&["cancel", "X", "--as", "E4001", "--reason", ""]) else { panic!() };
         assert_eq!(operator_action(&a).unwrap_err().to_string(), "--reason must not be empty");
@@ -229,9 +233,32 @@ mod tests {
                 region_id: "R2".into(),
                 option_id: "R2:delay".into(),
                 chosen_by: "E0042".into(),
-                comment: String::new()
+                comment: String::new(),
+                ..Default::default()
             }
         );
+    }
+
+    #[test]
+    fn a_compensation_decision_is_retry_or_accept() {
+        let Command::ResolveCompensation(a) = parse(&[
+            "resolve-compensation",
+            "X",
+            "--as",
+            "E4001",
+            "--accept",
+            "--reason",
+            "withdrawn by hand",
+        ]) else {
+            panic!()
+        };
+        assert_eq!(compensation_decision(&a).unwrap().resolution(), CompensationResolution::Accept);
+        let mut v = vec!["promo", "resolve-compensation", "X", "--as", "E4001", "--reason", "r"];
+        assert!(crate::cli::Cli::try_parse_from(&v).is_err(), "retry or accept is required");
+        v.push("--retry");
+        assert!(crate::cli::Cli::try_parse_from(&v).is_ok());
+        v.push("--accept");
+        assert!(crate::cli::Cli::try_parse_from(&v).is_err(), "not both");
     }
 
     #[test]

@@ -19,10 +19,10 @@ fn literal(flag: &str, v: &str) -> Result<String, CliError> {
     Ok(format!("'{v}'"))
 }
 
-/// The visibility query for the filters: `WorkflowType = 'PromotionWorkflow'` and one clause per
-/// filter given.
+/// The visibility query for the filters: the promotions' current runs ([`api::PROMOTIONS_QUERY`])
+/// and one clause per filter given.
 pub fn list_query(a: &ListArgs) -> Result<String, CliError> {
-    let mut clauses = vec![format!("WorkflowType = '{}'", api::WORKFLOW_TYPE)];
+    let mut clauses = vec![api::PROMOTIONS_QUERY.to_owned()];
     if let Some(stage) = a.stage {
         clauses.push(format!("{} = '{}'", PROMOTION_STAGE.name(), stage_name(stage)));
     }
@@ -71,7 +71,10 @@ mod tests {
 
     #[test]
     fn no_filter_lists_every_promotion() {
-        assert_eq!(list_query(&args(&[])).unwrap(), "WorkflowType = 'PromotionWorkflow'");
+        assert_eq!(
+            list_query(&args(&[])).unwrap(),
+            "WorkflowType = 'PromotionWorkflow' AND ExecutionStatus != 'ContinuedAsNew'"
+        );
     }
 
     #[test]
@@ -89,7 +92,8 @@ mod tests {
         .unwrap();
         assert_eq!(
             q,
-            "WorkflowType = 'PromotionWorkflow' AND PromotionStage = 'APPROVAL' AND PromotionRegions = 'R3' \
+            "WorkflowType = 'PromotionWorkflow' AND ExecutionStatus != 'ContinuedAsNew' AND PromotionStage = \
+             'APPROVAL' AND PromotionRegions = 'R3' \
              AND OpenExceptions > 0 AND PendingApprovals = 'SUPPLY_CHAIN' AND ExecutionStatus = 'Running'"
         );
     }

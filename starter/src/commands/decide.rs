@@ -1,18 +1,31 @@
-//! The messages: approvals, rejections and change requests (signed with the approver's key when
-//! one is given), remediation choices and operator actions, each sent as an update (answered at
-//! once: accepted, or the workflow's reason for refusing) or, with `--signal`, as a signal; and
-//! `promo keygen`, which makes an approver's key pair.
+//! The messages: approvals, rejections, change requests, remediation choices, operator actions
+//! and compensation decisions — each signed with the sender's key when one is given (the signed
+//! text names the promotion's run chain, the message, its subject and revision, read from the
+//! promotion's `status`) — sent as an update (answered at once: accepted, or the workflow's
+//! reason for refusing) or, with `--signal`, as a signal; and `promo keygen`, which makes a key
+//! pair.
 
 use super::{
     Output, Run, bounded, connect, explain_missing, handle, query_error, rpc_error, to_json, unix_now,
 };
 use crate::{
-    cli::{ChangeArgs, DecisionArgs, KeygenArgs},
+    cli::{
+        ChangeArgs, CompensationArgs, DecisionArgs, KeygenArgs, OperatorArgs, OverrideArgs, RemediationArgs,
+        RevokeKeyArgs,
+    },
     error::CliError,
     messages, render, spec,
 };
-use promo_contracts::promo::v1::ActionResult;
-use promo_workflows::{PromotionWorkflow, api::workflow_id, signing};
+use promo_activities::{Systems, SystemsTls};
+use promo_contracts::{
+    promo::v1::{ActionResult, PromotionStatus, Role},
+    retail::v1::RevokeKeyRequest,
+};
+use promo_workflows::{
+    PromotionWorkflow,
+    api::{MessageKind, workflow_id},
+    signing::{self, Subject},
+};
 use serde_json::json;
 use std::time::Duration;
 use temporalio_client::{
@@ -102,11 +115,17 @@ where
 pub(super) async fn decide(a: &DecisionArgs, approve: bool, timeout: Duration) -> Result<Output, CliError> {
     let mut d = messages::decision(a)?;
     let c = connect().await?;
-    if let Some(key) = &a.key {
-        d.revision = revision_to_sign(&c, &a.id, a.revision, timeout).await?;
-        let what = if approve { "approve" } else { "reject" };
+    if let Some(key) = &a.delivery.key {
+        let kind = if approve { MessageKind::Approve } else { MessageKind::Reject };
+        let s = status(&c, &a.id, timeout).await?;
+        d.revision = a.revision.unwrap_or(s.revision);
+        // What the promotion would apply the decision to now (the approval, transfers awaiting
+        // supply chain, a funding hold), as it says in its status.
+        let subject =
+            s.decision_subjects.get(d.role().as_str_name()).cloned().unwrap_or_else(|| "approval".into());
+        let role = d.role();
         (d.signature, d.signed_at) =
-            messages::sign(key, &a.id, d.revision, d.role(), what, &d.comment, unix_now())?;
+            sign(key, &s, kind, &subject, d.revision, &d.approver_id, Some(role), &d.comment)?;
     }
     match (approve, a.delivery.signal) {
         (true, false) => update(&c, &a.id, "approve", PromotionWorkflow::approve, d, timeout).await,
@@ -124,10 +143,21 @@ pub(super) async fn request_changes(a: &ChangeArgs, timeout: Duration) -> Result
         spec::check_locally(&file, s, unix_now(), &format!("fix {file} and send the change request again"))?;
     }
     let c = connect().await?;
-    if let Some(key) = &a.key {
-        m.revision = revision_to_sign(&c, &a.id, a.revision, timeout).await?;
-        (m.signature, m.signed_at) =
-            messages::sign(key, &a.id, m.revision, m.role(), "request_changes", &m.comment, unix_now())?;
+    if let Some(key) = &a.delivery.key {
+        let s = status(&c, &a.id, timeout).await?;
+        m.revision = a.revision.unwrap_or(s.revision);
+        let subject = signing::subject(&Subject::Approval);
+        let role = m.role();
+        (m.signature, m.signed_at) = sign(
+            key,
+            &s,
+            MessageKind::RequestChanges,
+            &subject,
+            m.revision,
+            &m.approver_id,
+            Some(role),
+            &m.comment,
+        )?;
     }
     if a.delivery.signal {
         signal(&c, &a.id, "request-changes", PromotionWorkflow::request_changes_signal, m).await
@@ -136,24 +166,140 @@ pub(super) async fn request_changes(a: &ChangeArgs, timeout: Duration) -> Result
     }
 }
 
-/// The revision a signed decision names: the one given, or the promotion's current one.
-async fn revision_to_sign(
-    c: &Client,
-    id: &str,
-    given: Option<u32>,
-    timeout: Duration,
-) -> Result<u32, CliError> {
-    if let Some(r) = given {
-        return Ok(r);
-    }
+/// The promotion's status: what a signed message names (its run chain, revision, subjects).
+async fn status(c: &Client, id: &str, timeout: Duration) -> Result<PromotionStatus, CliError> {
     let h = handle(c, id);
-    let s = bounded(id, "status query", timeout, async {
+    bounded(id, "status query", timeout, async {
         h.query(PromotionWorkflow::status, (), WorkflowQueryOptions::default())
             .await
             .map_err(|e| query_error(id, "status query", timeout, e))
     })
-    .await?;
-    Ok(s.revision)
+    .await
+}
+
+/// Signs `kind` on `subject` of `revision` for the promotion `s`: (signature, signed at).
+#[allow(clippy::too_many_arguments)]
+fn sign(
+    key: &std::path::Path,
+    s: &PromotionStatus,
+    kind: MessageKind,
+    subject: &str,
+    revision: u32,
+    actor: &str,
+    role: Option<Role>,
+    comment: &str,
+) -> Result<(String, i64), CliError> {
+    let workflow_id = workflow_id(&s.promotion_id);
+    let signed_at = unix_now();
+    let signed = signing::Signed {
+        workflow_id: &workflow_id,
+        first_run_id: &s.first_run_id,
+        message: kind.name(),
+        subject,
+        revision,
+        actor,
+        role: role.map_or("-", |r| r.as_str_name()),
+        comment,
+        signed_at,
+    };
+    Ok((messages::sign(key, &signed)?, signed_at))
+}
+
+/// `promo choose-remediation`.
+pub(super) async fn choose(a: &RemediationArgs, timeout: Duration) -> Result<Output, CliError> {
+    let mut m = messages::remediation_choice(a)?;
+    let c = connect().await?;
+    if let Some(key) = &a.delivery.key {
+        let s = status(&c, &a.id, timeout).await?;
+        let subject = signing::subject(&Subject::Remediation { region: &m.region_id, option: &m.option_id });
+        (m.signature, m.signed_at) = sign(
+            key,
+            &s,
+            MessageKind::ChooseRemediation,
+            &subject,
+            s.revision,
+            &m.chosen_by,
+            None,
+            &m.comment,
+        )?;
+    }
+    if a.delivery.signal {
+        signal(&c, &a.id, "choose-remediation", PromotionWorkflow::choose_remediation_signal, m).await
+    } else {
+        update(&c, &a.id, "choose-remediation", PromotionWorkflow::choose_remediation, m, timeout).await
+    }
+}
+
+/// `promo cancel`, `pause`, `resume`.
+pub(super) async fn operate(
+    a: &OperatorArgs,
+    kind: MessageKind,
+    timeout: Duration,
+) -> Result<Output, CliError> {
+    let mut m = messages::operator_action(a)?;
+    let c = connect().await?;
+    if let Some(key) = &a.delivery.key {
+        let s = status(&c, &a.id, timeout).await?;
+        let subject = signing::subject(&Subject::Promotion);
+        (m.signature, m.signed_at) =
+            sign(key, &s, kind, &subject, s.revision, &m.operator_id, None, &m.reason)?;
+    }
+    let action = kind.name();
+    match (kind, a.delivery.signal) {
+        (MessageKind::Cancel, true) => signal(&c, &a.id, action, PromotionWorkflow::cancel_signal, m).await,
+        (MessageKind::Cancel, false) => {
+            update(&c, &a.id, action, PromotionWorkflow::cancel, m, timeout).await
+        }
+        (MessageKind::Pause, true) => signal(&c, &a.id, action, PromotionWorkflow::pause_signal, m).await,
+        (MessageKind::Pause, false) => update(&c, &a.id, action, PromotionWorkflow::pause, m, timeout).await,
+        (_, true) => signal(&c, &a.id, action, PromotionWorkflow::resume_signal, m).await,
+        (_, false) => update(&c, &a.id, action, PromotionWorkflow::resume, m, timeout).await,
+    }
+}
+
+/// `promo override`.
+pub(super) async fn override_gate(a: &OverrideArgs, timeout: Duration) -> Result<Output, CliError> {
+    let mut m = messages::gate_override(a)?;
+    let c = connect().await?;
+    if let Some(key) = &a.delivery.key {
+        let s = status(&c, &a.id, timeout).await?;
+        let subject = signing::subject(&Subject::Override(&m.region_id));
+        (m.signature, m.signed_at) =
+            sign(key, &s, MessageKind::Override, &subject, s.revision, &m.operator_id, None, &m.reason)?;
+    }
+    if a.delivery.signal {
+        signal(&c, &a.id, "override", PromotionWorkflow::override_signal, m).await
+    } else {
+        update(&c, &a.id, "override", PromotionWorkflow::override_gate, m, timeout).await
+    }
+}
+
+/// `promo resolve-compensation`.
+pub(super) async fn resolve_compensation(
+    a: &CompensationArgs,
+    timeout: Duration,
+) -> Result<Output, CliError> {
+    let mut m = messages::compensation_decision(a)?;
+    let c = connect().await?;
+    if let Some(key) = &a.delivery.key {
+        let s = status(&c, &a.id, timeout).await?;
+        let subject = signing::subject(&Subject::Compensation(if a.accept { "accept" } else { "retry" }));
+        (m.signature, m.signed_at) = sign(
+            key,
+            &s,
+            MessageKind::ResolveCompensation,
+            &subject,
+            s.revision,
+            &m.operator_id,
+            None,
+            &m.reason,
+        )?;
+    }
+    if a.delivery.signal {
+        signal(&c, &a.id, "resolve-compensation", PromotionWorkflow::resolve_compensation_signal, m).await
+    } else {
+        update(&c, &a.id, "resolve-compensation", PromotionWorkflow::resolve_compensation, m, timeout).await
+    }
 }
 
 /// `promo keygen`.
@@ -175,6 +321,51 @@ pub(super) fn keygen(a: &KeygenArgs) -> Result<Output, CliError> {
             a.out.display()
         ),
         json: json!({ "approver": a.approver, "public_key": public, "secret_key_file": a.out }),
+    })
+}
+
+/// `promo revoke-key`: the directory's answer is the revocation's time (the first one, for a key
+/// already revoked).
+pub(super) async fn revoke_key(a: &RevokeKeyArgs, timeout: Duration) -> Result<Output, CliError> {
+    let employee = messages::required("--for", &a.employee)?;
+    let reason = messages::required("--reason", &a.reason)?;
+    let public_key = match &a.public_key {
+        Some(k) => {
+            signing::public_key(k).map_err(|e| CliError::Usage(format!("--public-key: {e}")))?;
+            k.trim().to_owned()
+        }
+        None => String::new(),
+    };
+    let tls = SystemsTls::from_env().map_err(|e| CliError::Usage(e.to_string()))?;
+    let systems = Systems::with_tls(&a.systems, tls.as_ref())
+        .map_err(|e| CliError::Usage(format!("--systems: {e}")))?;
+    let req = RevokeKeyRequest { employee_id: employee.clone(), public_key: public_key.clone(), reason };
+    let r = match tokio::time::timeout(timeout, systems.directory().revoke_key(req)).await {
+        Ok(Ok(r)) => r.into_inner(),
+        Ok(Err(e)) => {
+            return Err(CliError::Temporal(format!(
+                "revoking at the key directory {}: {}",
+                a.systems,
+                e.message()
+            )));
+        }
+        Err(_) => {
+            return Err(CliError::Temporal(format!(
+                "revoking at the key directory {}: no answer in {}s",
+                a.systems,
+                timeout.as_secs()
+            )));
+        }
+    };
+    let since = r.revoked_at.map_or(0, |t| t.seconds);
+    let which = if public_key.is_empty() { "every key".to_owned() } else { format!("key {public_key}") };
+    Ok(Output {
+        human: format!(
+            "{which} of {employee} revoked from {}: running promotions refuse messages signed with it\n\
+             remove its line from the policy's [approver_keys] too, so that new promotions do not trust it\n",
+            render::unix_time(since)
+        ),
+        json: json!({ "employee": employee, "publicKey": public_key, "revokedAt": since }),
     })
 }
 

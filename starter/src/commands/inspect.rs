@@ -9,7 +9,11 @@ use crate::{
     query, render,
 };
 use futures::StreamExt;
-use promo_contracts::promo::v1::{AuditTrail, Outcome, PromotionResult};
+use promo_activities::{Systems, SystemsTls};
+use promo_contracts::{
+    promo::v1::{AuditEntry, AuditTrail, Outcome, PromotionResult},
+    retail::v1::{ListEventsRequest, ProcessEvent, ProcessEventKind},
+};
 use promo_insight::list_row;
 use promo_workflows::{
     PromotionWorkflow,
@@ -39,57 +43,160 @@ pub(super) async fn status(client: &Client, id: &str, timeout: Duration) -> Resu
 pub(super) async fn audit(client: &Client, a: &AuditArgs, timeout: Duration) -> Result<Output, CliError> {
     let id = a.id.as_str();
     let h = handle(client, id);
-    let t = bounded(id, "audit query", timeout, async {
+    let tail = bounded(id, "audit query", timeout, async {
         match h.query(PromotionWorkflow::audit, (), WorkflowQueryOptions::default()).await {
             Ok(t) => Ok(t),
             Err(e) => Err(query_error(id, "audit query", timeout, e)),
         }
     })
     .await?;
+    let t = if a.all || a.verify { whole_trail(a, tail, timeout).await? } else { tail };
     if a.verify {
         return verify_audit(id, &t, &a.policy);
     }
-    Ok(Output { human: render::audit(id, &t), json: to_json(&t) })
+    let mut json = to_json(&t);
+    json["missing"] = json!(missing(&t));
+    Ok(Output { human: render::audit(id, &t), json })
 }
 
-/// `promo audit --verify`: every signed decision re-verified against the policy's public keys;
-/// an error naming each one that does not verify.
+/// Entries of the trail the record holds per page.
+const PAGE: u32 = 1_000;
+
+/// The whole trail: the workflow's tail, and the older entries paged backwards from the
+/// process-event record (the chain's AUDIT events, by `seq`).
+async fn whole_trail(a: &AuditArgs, mut tail: AuditTrail, timeout: Duration) -> Result<AuditTrail, CliError> {
+    if tail.first_seq <= 1 {
+        return Ok(tail);
+    }
+    let tls = SystemsTls::from_env().map_err(|e| CliError::Usage(e.to_string()))?;
+    let systems = Systems::with_tls(&a.systems, tls.as_ref())
+        .map_err(|e| CliError::Usage(format!("--systems: {e}")))?;
+    let mut older: Vec<AuditEntry> = Vec::new();
+    let mut before = tail.first_seq;
+    while before > 1 {
+        let req = ListEventsRequest {
+            promotion_id: a.id.clone(),
+            kinds: vec![ProcessEventKind::Audit as i32],
+            limit: PAGE,
+            before_seq: before,
+            first_run_id: tail.first_run_id.clone(),
+            ..Default::default()
+        };
+        let page = match tokio::time::timeout(timeout, systems.events().list_events(req)).await {
+            Ok(Ok(r)) => r.into_inner().events,
+            Ok(Err(e)) => {
+                return Err(CliError::Temporal(format!(
+                    "reading {}'s audit trail from the record at {}: {}",
+                    a.id,
+                    a.systems,
+                    e.message()
+                )));
+            }
+            Err(_) => {
+                return Err(CliError::Temporal(format!(
+                    "reading {}'s audit trail from the record at {}: no answer in {}s",
+                    a.id,
+                    a.systems,
+                    timeout.as_secs()
+                )));
+            }
+        };
+        let Some(first) = page.first() else { break };
+        before = first.seq;
+        older.splice(0..0, page.into_iter().map(entry));
+    }
+    older.append(&mut tail.entries);
+    tail.entries = older;
+    tail.first_seq = tail.entries.first().map_or(tail.total_entries + 1, |e| e.seq);
+    Ok(tail)
+}
+
+/// A process event of kind AUDIT as the entry it records.
+fn entry(e: ProcessEvent) -> AuditEntry {
+    AuditEntry {
+        at: e.at,
+        actor: e.actor,
+        action: e.action,
+        detail: e.detail,
+        revision: e.revision,
+        signature: e.signature,
+        signed_payload: e.signed_payload,
+        seq: e.seq,
+        repeated: e.repeated,
+    }
+}
+
+/// Ranges of entry numbers the listing lacks (not yet recorded: the record was down).
+fn missing(t: &AuditTrail) -> Vec<(u64, u64)> {
+    let mut gaps = Vec::new();
+    let mut next = 1;
+    for e in &t.entries {
+        if e.seq > next {
+            gaps.push((next, e.seq - 1));
+        }
+        next = next.max(e.seq + 1);
+    }
+    if t.entries.is_empty() && t.total_entries > 0 {
+        gaps.push((1, t.total_entries));
+    }
+    gaps
+}
+
+/// `promo audit --verify`: every signed message of the whole trail re-verified against the
+/// policy's public keys; an error naming each one that does not verify, or when entries of the
+/// trail could not be read.
 fn verify_audit(id: &str, t: &AuditTrail, policy_file: &std::path::Path) -> Result<Output, CliError> {
     let text = std::fs::read_to_string(policy_file)
         .map_err(|e| CliError::Usage(format!("--policy {}: {e}", policy_file.display())))?;
     let policy =
         promo_workflows::policy::Policy::from_toml(&text).map_err(|e| CliError::Usage(e.to_string()))?;
     let (mut good, mut bad) = (Vec::new(), Vec::new());
-    for (i, e) in t.entries.iter().enumerate().filter(|(_, e)| !e.signature.is_empty()) {
+    for e in t.entries.iter().filter(|e| !e.signature.is_empty()) {
         let verdict = match policy.approver_keys.get(&e.actor) {
             None => Err(format!("no key for {} in {}", e.actor, policy_file.display())),
-            Some(key) => signing::verify(key, &e.signed_payload, &e.signature).map_err(|e| e.to_string()),
+            Some(key) => match signing::verifies(key, &e.signed_payload, &e.signature) {
+                Ok(true) => Ok(()),
+                Ok(false) => Err("the signature does not verify against the key in the policy".to_owned()),
+                Err(e) => Err(e.to_string()),
+            },
         };
         match verdict {
-            Ok(()) => good.push(format!("entry {i}: {} {} by {}", e.action, e.revision, e.actor)),
-            Err(why) => bad.push(format!("entry {i}: {} by {}: {why}", e.action, e.actor)),
+            Ok(()) => good.push(format!("entry {}: {} r{} by {}", e.seq, e.action, e.revision, e.actor)),
+            Err(why) => bad.push(format!("entry {}: {} by {}: {why}", e.seq, e.action, e.actor)),
         }
+    }
+    let gaps = missing(t);
+    if !gaps.is_empty() {
+        let list: Vec<String> =
+            gaps.iter().map(|(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") }).collect();
+        bad.push(format!(
+            "entries {} of {} are not in the record yet (it was unavailable): they cannot be verified",
+            list.join(", "),
+            t.total_entries
+        ));
     }
     if !bad.is_empty() {
         return Err(CliError::Usage(format!(
-            "{id}: {} signed decisions do not verify:\n{}",
+            "{id}: {} signed messages do not verify:\n{}",
             bad.len(),
             bad.join("\n")
         )));
     }
-    let unsigned = t.entries.iter().filter(|e| {
-        e.signature.is_empty() && matches!(e.action.as_str(), "approve" | "reject" | "request-changes")
-    });
-    let unsigned = unsigned.count();
+    let unsigned = t
+        .entries
+        .iter()
+        .filter(|e| e.signature.is_empty() && api::MessageKind::applied_action(&e.action))
+        .count();
     Ok(Output {
         human: format!(
-            "{id}: {} signed decisions verify against {}{}\n{}\n",
+            "{id}: {} signed messages of {} audit entries verify against {}{}\n{}\n",
             good.len(),
+            t.entries.len(),
             policy_file.display(),
-            if unsigned > 0 { format!("; {unsigned} decisions were unsigned") } else { String::new() },
+            if unsigned > 0 { format!("; {unsigned} messages were applied unsigned") } else { String::new() },
             good.join("\n")
         ),
-        json: json!({ "verified": good, "unsigned": unsigned }),
+        json: json!({ "verified": good, "unsigned": unsigned, "entries": t.entries.len() }),
     })
 }
 

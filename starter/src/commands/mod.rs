@@ -1,7 +1,7 @@
 //! The commands against Temporal (and, for `start`, the retail systems), one module per family:
 //! - [`start`]: `start` (local checks, master data and collisions, the workflow start);
 //! - [`decide`]: the messages — approvals, change requests, remediation choices and operator
-//!   actions as updates or signals, signed decisions, `keygen`;
+//!   actions as updates or signals, signed decisions, `keygen`, `revoke-key`;
 //! - [`inspect`]: one promotion or the list — `status`, `audit`, `list`, `report`;
 //! - [`portfolio`]: the read model's commands — `dashboard`, `exceptions`, `ask`.
 //!
@@ -22,13 +22,11 @@ pub use start::{SystemsCheck, start_error, systems_check};
 use crate::{
     cli::{Cli, Command},
     error::CliError,
-    messages,
 };
-use decide::{signal, update};
 use promo_insight::execution_status;
 use promo_workflows::{
     PromotionWorkflow,
-    api::{self, TASK_QUEUE, workflow_id},
+    api::{self, MessageKind, TASK_QUEUE, workflow_id},
 };
 use serde_json::Value;
 use std::{
@@ -56,19 +54,6 @@ pub struct Output {
     pub json: Value,
 }
 
-/// Sends `$msg` as an update (default) or, with `--signal`, as a signal.
-macro_rules! send {
-    ($a:ident, $msg:expr, $action:literal, $update:expr, $signal:expr, $timeout:expr) => {{
-        let m = $msg;
-        let c = connect().await?;
-        if $a.delivery.signal {
-            signal(&c, &$a.id, $action, $signal, m).await
-        } else {
-            update(&c, &$a.id, $action, $update, m, $timeout).await
-        }
-    }};
-}
-
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> Result<Output, CliError> {
     let timeout = Duration::from_secs(cli.timeout.max(1));
@@ -78,50 +63,17 @@ pub async fn run(cli: Cli) -> Result<Output, CliError> {
         Command::Approve(a) => decide::decide(&a, true, timeout).await,
         Command::Reject(a) => decide::decide(&a, false, timeout).await,
         Command::RequestChanges(a) => decide::request_changes(&a, timeout).await,
-        Command::ChooseRemediation(a) => send!(
-            a,
-            messages::remediation_choice(&a)?,
-            "choose-remediation",
-            PromotionWorkflow::choose_remediation,
-            PromotionWorkflow::choose_remediation_signal,
-            timeout
-        ),
-        Command::Cancel(a) => send!(
-            a,
-            messages::operator_action(&a)?,
-            "cancel",
-            PromotionWorkflow::cancel,
-            PromotionWorkflow::cancel_signal,
-            timeout
-        ),
-        Command::Pause(a) => send!(
-            a,
-            messages::operator_action(&a)?,
-            "pause",
-            PromotionWorkflow::pause,
-            PromotionWorkflow::pause_signal,
-            timeout
-        ),
-        Command::Resume(a) => send!(
-            a,
-            messages::operator_action(&a)?,
-            "resume",
-            PromotionWorkflow::resume,
-            PromotionWorkflow::resume_signal,
-            timeout
-        ),
-        Command::Override(a) => send!(
-            a,
-            messages::gate_override(&a)?,
-            "override",
-            PromotionWorkflow::override_gate,
-            PromotionWorkflow::override_signal,
-            timeout
-        ),
+        Command::ChooseRemediation(a) => decide::choose(&a, timeout).await,
+        Command::Cancel(a) => decide::operate(&a, MessageKind::Cancel, timeout).await,
+        Command::Pause(a) => decide::operate(&a, MessageKind::Pause, timeout).await,
+        Command::Resume(a) => decide::operate(&a, MessageKind::Resume, timeout).await,
+        Command::Override(a) => decide::override_gate(&a, timeout).await,
+        Command::ResolveCompensation(a) => decide::resolve_compensation(&a, timeout).await,
         Command::List(a) => inspect::list(&connect().await?, &a).await,
         Command::Report(a) => inspect::report(&connect().await?, &a).await,
         Command::Audit(a) => inspect::audit(&connect().await?, &a, timeout).await,
         Command::Keygen(a) => decide::keygen(&a),
+        Command::RevokeKey(a) => decide::revoke_key(&a, timeout).await,
         Command::Dashboard(a) => portfolio::dashboard(&a).await,
         Command::Ask(a) => portfolio::ask(&a, timeout).await,
         Command::Exceptions(a) => portfolio::exceptions(&a, timeout).await,

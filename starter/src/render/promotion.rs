@@ -218,8 +218,14 @@ pub fn status(s: &PromotionStatus) -> String {
     let next = next_steps(s);
     if !next.is_empty() {
         out.push_str("\nNext\n");
+        let messages = next.iter().any(|n| !n.starts_with("promo report"));
         for n in next {
             out.push_str(&format!("  {n}\n"));
+        }
+        if messages {
+            out.push_str(
+                "  (each signed with --key KEY_FILE, or PROMO_APPROVER_KEY, where the policy requires it)\n",
+            );
         }
     }
     out
@@ -281,6 +287,13 @@ pub fn audit(id: &str, trail: &AuditTrail) -> String {
     }
     let n = trail.entries.len();
     let mut out = format!("Audit trail of {id} ({n} entr{})\n", if n == 1 { "y" } else { "ies" });
+    let older = trail.first_seq.saturating_sub(1);
+    if older > 0 {
+        out.push_str(&format!(
+            "the latest {n} of {}: `promo audit {id} --all` pages the {older} older ones from the record\n",
+            trail.total_entries
+        ));
+    }
     let mut t = Table::new(["AT", "REV", "ACTOR", "ACTION", "DETAIL"]).right(1);
     for e in &trail.entries {
         t.row([
@@ -288,7 +301,7 @@ pub fn audit(id: &str, trail: &AuditTrail) -> String {
             e.revision.to_string(),
             e.actor.clone(),
             e.action.clone(),
-            e.detail.clone(),
+            if e.repeated > 1 { format!("{} (×{})", e.detail, e.repeated) } else { e.detail.clone() },
         ]);
     }
     out.push_str(&t.render());
@@ -392,6 +405,7 @@ mod tests {
                 order_id: "TO-000007".into(),
                 ..Default::default()
             }],
+            ..Default::default()
         }
     }
 
@@ -482,6 +496,8 @@ mod tests {
     #[test]
     fn audit_is_a_table_in_time_order() {
         let trail = AuditTrail {
+            total_entries: 1,
+            first_seq: 1,
             entries: vec![AuditEntry {
                 at: ts(T0),
                 actor: "E2001".into(),
@@ -490,6 +506,7 @@ mod tests {
                 revision: 1,
                 ..Default::default()
             }],
+            ..Default::default()
         };
         let text = audit("X", &trail);
         assert_eq!(
