@@ -100,7 +100,11 @@ async fn print_report(promo: &std::path::Path, id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `--prepare-keys`: a key pair per approver, and the policy that knows their public keys.
+/// The demo's planner, who chooses remediation options (signed, like every privileged message).
+const PLANNER: &str = "E0042";
+
+/// `--prepare-keys`: a key pair per person in the directory (the approvers and the planner), and
+/// the policy that knows their public keys.
 fn prepare_keys(args: &Args, out: &std::path::Path) -> anyhow::Result<()> {
     let input = args.policy_in.as_ref().context("--policy-in is required")?;
     let text = std::fs::read_to_string(input).with_context(|| input.display().to_string())?;
@@ -117,7 +121,11 @@ fn prepare_keys(args: &Args, out: &std::path::Path) -> anyhow::Result<()> {
         keys.push_str(&format!("{who} = \"{public}\"\n"));
     }
     std::fs::write(out, format!("{text}{keys}"))?;
-    println!("demo: signing keys for {} approvers in {}", policy.approvers.len(), args.keys.display());
+    println!(
+        "demo: signing keys for the {} people of the directory in {}",
+        policy.approvers.len(),
+        args.keys.display()
+    );
     Ok(())
 }
 
@@ -243,20 +251,26 @@ async fn main() -> anyhow::Result<()> {
                     .find(|o| o.kind == "delay")
                     .or_else(|| status.remediation_options.iter().find(|o| o.region_id == region))
                     .expect("an option per failing region");
+                let comment = "keep the full assortment; launch when the inbound stock lands";
+                let subject = format!("remediation {region} {}", choice.option_id);
+                let (signature, signed_at) =
+                    sign(&args.keys, &status, PLANNER, ("choose_remediation", &subject), "-", comment);
                 let r = handle
                     .execute_update(
                         PromotionWorkflow::choose_remediation,
                         serde_json::to_value(RemediationChoice {
                             region_id: region.to_owned(),
                             option_id: choice.option_id.clone(),
-                            chosen_by: "E0042".into(),
-                            comment: "keep the full assortment; launch when the inbound stock lands".into(),
+                            chosen_by: PLANNER.into(),
+                            comment: comment.into(),
+                            signature,
+                            signed_at,
                         })
                         .unwrap(),
                         WorkflowExecuteUpdateOptions::default(),
                     )
                     .await;
-                n.say(format!("  planner E0042 chooses {}: {}", choice.option_id, answer(r)));
+                n.say(format!("  planner {PLANNER} chooses {}, signed: {}", choice.option_id, answer(r)));
             }
         }
         if status.stage() == Stage::Approval && !approved {
@@ -265,9 +279,8 @@ async fn main() -> anyhow::Result<()> {
                 n.say(format!("  approval required: {} — {}", role(a.role()), a.reason));
             }
             // An unauthorised attempt: finance tries to sign off merchandising.
-            let at = (spec.promotion_id.as_str(), status.revision);
-            let r =
-                approve(&handle, &args.keys, at, "E2001", Role::Merchandising, "I'll sign this too").await;
+            let r = approve(&handle, &args.keys, &status, "E2001", Role::Merchandising, "I'll sign this too")
+                .await;
             n.say(format!("  E2001 tries to approve as MERCHANDISING: {}", answer(r)));
             let directory =
                 [(Role::Merchandising, "E1001"), (Role::Finance, "E2001"), (Role::SupplyChain, "E3001")];
@@ -278,7 +291,7 @@ async fn main() -> anyhow::Result<()> {
                     Role::SupplyChain => "delay accepted; transfer orders released",
                     _ => "assortment and prices approved",
                 };
-                let r = approve(&handle, &args.keys, at, who, a.role(), comment).await;
+                let r = approve(&handle, &args.keys, &status, who, a.role(), comment).await;
                 n.say(format!(
                     "  {who} approves as {}, signed with {who}'s key: {}",
                     role(a.role()),
@@ -337,9 +350,8 @@ async fn main() -> anyhow::Result<()> {
             transfers_seen.extend(ts.iter().map(|t| t.transfer_id.clone()));
         }
         if new.iter().any(|t| t.state() == TransferState::AwaitingApproval) {
-            let at = (spec.promotion_id.as_str(), status.revision);
             let comment = "transfers approved: the stores would run out";
-            let r = approve(&handle, &args.keys, at, "E3001", Role::SupplyChain, comment).await;
+            let r = approve(&handle, &args.keys, &status, "E3001", Role::SupplyChain, comment).await;
             n.say(format!("      E3001 approves as SUPPLY_CHAIN, signed: {}", answer(r)));
         }
         if status.stage() == Stage::Done {
@@ -362,27 +374,49 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sends `approve`, signed with the approver's key from `keys` (as `promo approve --key` does).
-async fn approve(
-    handle: &temporalio_client::WorkflowHandle<Client, PromotionWorkflow>,
+/// A signature of `message` about `subject` to the promotion whose `status` is given, with
+/// `who`'s key from `keys` (as the CLI's `--key` signs), and when it was made.
+fn sign(
     keys: &std::path::Path,
-    (promotion_id, revision): (&str, u32),
+    status: &PromotionStatus,
     who: &str,
-    role: Role,
+    (message, subject): (&str, &str),
+    role: &str,
     comment: &str,
-) -> Result<ActionResult, WorkflowUpdateError> {
+) -> (String, i64) {
     let signed_at = chrono::Utc::now().timestamp();
-    let payload = promo_workflows::signing::Decision {
-        promotion_id,
-        revision,
-        role: role.as_str_name(),
-        decision: "approve",
+    let workflow_id = api::workflow_id(&status.promotion_id);
+    let payload = promo_workflows::signing::Signed {
+        workflow_id: &workflow_id,
+        first_run_id: &status.first_run_id,
+        message,
+        subject,
+        revision: status.revision,
+        actor: who,
+        role,
         comment,
         signed_at,
     }
     .payload();
     let secret = std::fs::read_to_string(keys.join(format!("{who}.key"))).unwrap_or_default();
-    let signature = promo_workflows::signing::sign(secret.trim(), &payload).unwrap_or_default();
+    (promo_workflows::signing::sign(secret.trim(), &payload).unwrap_or_default(), signed_at)
+}
+
+/// Sends `approve`, signed with the approver's key from `keys` as `promo approve --key` does:
+/// for the promotion's run chain and current revision, about what its status says the role
+/// decides now (the approval, or the transfers awaiting supply chain).
+async fn approve(
+    handle: &temporalio_client::WorkflowHandle<Client, PromotionWorkflow>,
+    keys: &std::path::Path,
+    status: &PromotionStatus,
+    who: &str,
+    role: Role,
+    comment: &str,
+) -> Result<ActionResult, WorkflowUpdateError> {
+    let subject =
+        status.decision_subjects.get(role.as_str_name()).cloned().unwrap_or_else(|| "approval".into());
+    let (signature, signed_at) = sign(keys, status, who, ("approve", &subject), role.as_str_name(), comment);
+    let revision = status.revision;
     handle
         .execute_update(
             PromotionWorkflow::approve,
