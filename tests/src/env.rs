@@ -13,7 +13,7 @@ use promo_contracts::{
         PromotionLine, PromotionResult, PromotionSpec, PromotionStatus, PromotionWindow,
         promotion_line::Offer,
     },
-    retail::v1::Channel,
+    retail::v1::{self as retail, Channel},
 };
 use promo_systems::{RunningSystems, Systems as Store, dataset::DatasetSpec};
 use promo_workflows::{PromotionWorkflow, api, policy::Policy};
@@ -25,6 +25,7 @@ use temporalio_client::{
     Client, WorkflowGetResultOptions, WorkflowHandle, WorkflowQueryOptions, WorkflowStartOptions,
 };
 use temporalio_sdk::WorkerOptions;
+use tonic::transport::Channel as Transport;
 
 /// Business seconds per wall-clock second in tests: one business day passes in two seconds.
 pub const TEST_TIME_SCALE: u32 = 43_200;
@@ -124,6 +125,19 @@ pub struct PromoEnv {
     pub policy: Policy,
     /// Task queue of this environment.
     pub task_queue: String,
+}
+
+/// One method per reference-systems service: `name => module::Client;` makes
+/// `async fn name(&self) -> anyhow::Result<Client>` over a new connection.
+macro_rules! clients {
+    ($($(#[$doc:meta])* $name:ident => $module:ident::$client:ident;)*) => {
+        $(
+            $(#[$doc])*
+            pub async fn $name(&self) -> anyhow::Result<retail::$module::$client<Transport>> {
+                self.connect(retail::$module::$client::new).await
+            }
+        )*
+    };
 }
 
 impl PromoEnv {
@@ -261,28 +275,53 @@ pub fn test_keys(n: u8) -> (String, String) {
     promo_workflows::signing::keypair_from_seed([n; 32])
 }
 
-/// `decision` for `revision` of `promotion_id`, signed now with `secret` (base64) as the CLI
-/// signs it.
-pub fn signed_decision(
-    promotion_id: &str,
+/// A signature (and its time, Unix seconds) for a message to the promotion whose `status` is
+/// given, as the CLI makes it: `message` is the message name (`approve`), `subject` what it is
+/// about ([`promo_workflows::signing::subject`]), `role` the role decided in or "-".
+#[allow(clippy::too_many_arguments)]
+pub fn sign_message(
+    status: &promo_contracts::promo::v1::PromotionStatus,
+    message: &str,
+    subject: &str,
     revision: u32,
+    actor: &str,
+    role: &str,
+    comment: &str,
+    secret: &str,
+) -> (String, i64) {
+    let signed_at = now();
+    let workflow_id = promo_workflows::api::workflow_id(&status.promotion_id);
+    let signed = promo_workflows::signing::Signed {
+        workflow_id: &workflow_id,
+        first_run_id: &status.first_run_id,
+        message,
+        subject,
+        revision,
+        actor,
+        role,
+        comment,
+        signed_at,
+    };
+    (promo_workflows::signing::sign(secret, &signed.payload()).expect("a valid test key"), signed_at)
+}
+
+/// `approve` at the promotion's current revision, signed now with `secret` (base64) as the CLI
+/// signs it, about what the promotion's status says the role decides now.
+pub fn signed_decision(
+    status: &promo_contracts::promo::v1::PromotionStatus,
     approver: &str,
     role: promo_contracts::promo::v1::Role,
     comment: &str,
     secret: &str,
 ) -> promo_contracts::promo::v1::ApprovalDecision {
-    let signed_at = now();
-    let d = promo_workflows::signing::Decision {
-        promotion_id,
-        revision,
-        role: role.as_str_name(),
-        decision: "approve",
-        comment,
-        signed_at,
-    };
+    let subject =
+        status.decision_subjects.get(role.as_str_name()).cloned().unwrap_or_else(|| "approval".into());
+    let revision = status.revision;
+    let (signature, signed_at) =
+        sign_message(status, "approve", &subject, revision, approver, role.as_str_name(), comment, secret);
     promo_contracts::promo::v1::ApprovalDecision {
         revision,
-        signature: promo_workflows::signing::sign(secret, &d.payload()).expect("a valid test key"),
+        signature,
         signed_at,
         ..decision(approver, role, comment)
     }
@@ -307,19 +346,92 @@ impl PromoEnv {
         )
     }
 
+    /// Sends an operator's `cancel`, `pause` or `resume` (as E4001, unsigned) as an update.
+    pub async fn operate(&self, id: &str, name: &str, reason: &str) -> Result<String, String> {
+        let action = promo_contracts::promo::v1::OperatorAction {
+            operator_id: "E4001".into(),
+            reason: reason.into(),
+            ..Default::default()
+        };
+        match name {
+            "cancel" => self.update(id, PromotionWorkflow::cancel, action).await,
+            "pause" => self.update(id, PromotionWorkflow::pause, action).await,
+            "resume" => self.update(id, PromotionWorkflow::resume, action).await,
+            other => Err(format!("not an operator action: {other}")),
+        }
+    }
+
+    /// Sends a `choose_remediation` update; the workflow's answer or refusal.
+    pub async fn choose_remediation(
+        &self,
+        id: &str,
+        choice: promo_contracts::promo::v1::RemediationChoice,
+    ) -> Result<String, String> {
+        self.update(id, PromotionWorkflow::choose_remediation, choice).await
+    }
+
+    /// Sends a `request_changes` update; the workflow's answer or refusal.
+    pub async fn request_changes(
+        &self,
+        id: &str,
+        change: promo_contracts::promo::v1::ChangeRequest,
+    ) -> Result<String, String> {
+        self.update(id, PromotionWorkflow::request_changes, change).await
+    }
+
+    /// Sends one of the workflow's updates; its answer or refusal.
+    pub async fn update<U>(&self, id: &str, update: U, input: impl serde::Serialize) -> Result<String, String>
+    where
+        U: temporalio_common::UpdateDefinition<
+                Workflow = <PromotionWorkflow as temporalio_common::HasWorkflowDefinition>::Run,
+                Input = serde_json::Value,
+                Output = promo_contracts::promo::v1::ActionResult,
+            >,
+    {
+        let input = serde_json::to_value(input).unwrap();
+        let o = temporalio_client::WorkflowExecuteUpdateOptions::default();
+        update_message(self.handle(id).execute_update(update, input, o).await)
+    }
+
+    /// Adds a fault rule to the reference systems; returns its id.
+    pub async fn inject(&self, fault: promo_contracts::retail::v1::Fault) -> anyhow::Result<u64> {
+        use promo_contracts::retail::v1::InjectFaultRequest;
+        Ok(self
+            .admin()
+            .await?
+            .inject_fault(InjectFaultRequest { fault: Some(fault) })
+            .await?
+            .into_inner()
+            .fault_id)
+    }
+
+    /// Removes every fault rule.
+    pub async fn clear_faults(&self) -> anyhow::Result<()> {
+        self.admin().await?.clear_faults(promo_contracts::retail::v1::ClearFaultsRequest {}).await?;
+        Ok(())
+    }
+
     /// The audit trail.
     pub async fn audit(&self, id: &str) -> anyhow::Result<promo_contracts::promo::v1::AuditTrail> {
         Ok(self.handle(id).query(PromotionWorkflow::audit, (), WorkflowQueryOptions::default()).await?)
     }
 
-    /// A client of the reference systems' admin service.
-    pub async fn admin(
-        &self,
-    ) -> anyhow::Result<
-        promo_contracts::retail::v1::admin_service_client::AdminServiceClient<tonic::transport::Channel>,
-    > {
-        Ok(promo_contracts::retail::v1::admin_service_client::AdminServiceClient::connect(self.systems.url())
-            .await?)
+    clients! {
+        /// A client of the reference systems' admin service.
+        admin => admin_service_client::AdminServiceClient;
+        /// A client of the reference systems' process-event record (analytics service).
+        events => process_event_service_client::ProcessEventServiceClient;
+        /// A client of the reference systems' publication service.
+        publications => publication_service_client::PublicationServiceClient;
+        /// A client of the reference systems' funding (trade-terms) service.
+        funding => funding_service_client::FundingServiceClient;
+        /// A client of the reference systems' price service.
+        prices => price_service_client::PriceServiceClient;
+    }
+
+    /// A client of one of the reference systems' services, over a new connection.
+    async fn connect<C>(&self, new: fn(Transport) -> C) -> anyhow::Result<C> {
+        Ok(new(Transport::from_shared(self.systems.url())?.connect().await?))
     }
 
     /// Makes `channel` in `region` never acknowledge a publication from now on.
@@ -339,15 +451,12 @@ impl PromoEnv {
     /// Starts counting the calls of `service`.`method` in the reference systems: a fault rule
     /// with no effect, whose hits are the count. Returns the rule's id for [`Self::calls`].
     pub async fn count_calls(&self, service: &str, method: &str) -> anyhow::Result<u64> {
-        use promo_contracts::retail::v1::{Fault, InjectFaultRequest};
-        let fault = Fault { service: service.into(), method: method.into(), ..Default::default() };
-        Ok(self
-            .admin()
-            .await?
-            .inject_fault(InjectFaultRequest { fault: Some(fault) })
-            .await?
-            .into_inner()
-            .fault_id)
+        let fault = promo_contracts::retail::v1::Fault {
+            service: service.into(),
+            method: method.into(),
+            ..Default::default()
+        };
+        self.inject(fault).await
     }
 
     /// The calls a rule from [`Self::count_calls`] has seen so far.
@@ -366,54 +475,16 @@ impl PromoEnv {
             .ok_or_else(|| anyhow::anyhow!("no fault rule {rule}"))
     }
 
-    /// A client of the reference systems' process-event record (analytics service).
-    pub async fn events(
-        &self,
-    ) -> anyhow::Result<
-        promo_contracts::retail::v1::process_event_service_client::ProcessEventServiceClient<
-            tonic::transport::Channel,
-        >,
-    > {
-        Ok(promo_contracts::retail::v1::process_event_service_client::ProcessEventServiceClient::connect(
-            self.systems.url(),
-        )
-        .await?)
+    /// The promotion's price changes, as the ERP holds them now.
+    pub async fn price_changes(&self, id: &str) -> anyhow::Result<Vec<retail::PriceChange>> {
+        let request = retail::ListPriceChangesRequest { promotion_id: id.into(), ..Default::default() };
+        Ok(self.prices().await?.list_price_changes(request).await?.into_inner().price_changes)
     }
 
-    /// A client of the reference systems' publication service.
-    pub async fn publications(
-        &self,
-    ) -> anyhow::Result<
-        promo_contracts::retail::v1::publication_service_client::PublicationServiceClient<
-            tonic::transport::Channel,
-        >,
-    > {
-        Ok(promo_contracts::retail::v1::publication_service_client::PublicationServiceClient::connect(
-            self.systems.url(),
-        )
-        .await?)
-    }
-
-    /// A client of the reference systems' funding (trade-terms) service.
-    pub async fn funding(
-        &self,
-    ) -> anyhow::Result<
-        promo_contracts::retail::v1::funding_service_client::FundingServiceClient<tonic::transport::Channel>,
-    > {
-        Ok(promo_contracts::retail::v1::funding_service_client::FundingServiceClient::connect(
-            self.systems.url(),
-        )
-        .await?)
-    }
-
-    /// A client of the reference systems' price service.
-    pub async fn prices(
-        &self,
-    ) -> anyhow::Result<
-        promo_contracts::retail::v1::price_service_client::PriceServiceClient<tonic::transport::Channel>,
-    > {
-        Ok(promo_contracts::retail::v1::price_service_client::PriceServiceClient::connect(self.systems.url())
-            .await?)
+    /// The promotion's publications, as the channels hold them now.
+    pub async fn publications_of(&self, id: &str) -> anyhow::Result<Vec<retail::Publication>> {
+        let request = retail::ListPublicationsRequest { promotion_id: id.into() };
+        Ok(self.publications().await?.list_publications(request).await?.into_inner().publications)
     }
 }
 
@@ -439,6 +510,44 @@ impl PromoEnv {
             .fetch_history(temporalio_client::WorkflowFetchHistoryOptions::default())
             .into_events()
             .await?)
+    }
+
+    /// Waits until `region` of the promotion is live.
+    pub async fn region_live(&self, id: &str, region: &str) -> PromotionStatus {
+        self.wait_status(id, &format!("{region} live"), Duration::from_secs(60), |s| {
+            s.regions.iter().any(|r| {
+                r.region_id == region && r.state() == promo_contracts::promo::v1::RegionState::Active
+            })
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Starts the promotion, approves it as merchandising (E1001, enough for a one-region
+    /// promotion of the test catalogue) and waits until `region` is live.
+    pub async fn launch(&self, spec: PromotionSpec, region: &str) -> PromotionStatus {
+        let id = spec.promotion_id.clone();
+        self.start_promotion(spec).await.unwrap();
+        self.wait_status(&id, "approval", Duration::from_secs(60), |s| {
+            s.stage() == promo_contracts::promo::v1::Stage::Approval
+        })
+        .await
+        .unwrap();
+        self.approve(&id, "E1001", promo_contracts::promo::v1::Role::Merchandising).await.unwrap();
+        self.region_live(&id, region).await
+    }
+
+    /// Waits for the promotion's result; returns it with the audit trail's tail, after
+    /// recording the history as `name` ([`Self::record_history`]).
+    pub async fn finish(
+        &self,
+        promotion_id: &str,
+        name: &str,
+    ) -> (PromotionResult, promo_contracts::promo::v1::AuditTrail) {
+        let result = self.result(promotion_id).await.unwrap();
+        let trail = self.audit(promotion_id).await.unwrap();
+        self.record_history(promotion_id, name).await.unwrap();
+        (result, trail)
     }
 
     /// With `PROMO_RECORD_HISTORIES=1`, saves the promotion's history as

@@ -4,4 +4,5 @@
 
 pub mod env;
 pub mod process;
+pub mod promises;
 pub mod temporal;

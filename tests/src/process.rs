@@ -120,7 +120,8 @@ impl WorkerProcess {
 
     /// Everything the current worker process has written so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.config.dir.join(format!("worker-{}.log", self.starts))).unwrap_or_default()
+        std::fs::read_to_string(self.config.dir.join(format!("worker-{}.log", self.starts)))
+            .unwrap_or_default()
     }
 
     /// Fails if the worker exited by itself, with the end of its log.

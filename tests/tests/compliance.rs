@@ -105,18 +105,16 @@ async fn a_region_drained_after_approval_is_held_at_the_gate_until_an_operator_o
             // It went live at least the 2 s (one business day) it was held after R3.
             let at = |r: &str| region(&s, r).activated_at.map(|t| t.seconds).unwrap();
             assert!(at("R1") - at("R3") >= 86_400, "R1 at {}, R3 at {}", at("R1"), at("R3"));
-            let r = env.result(id).await.unwrap();
-            let trail = env.audit(id).await.unwrap();
-            env.record_history(id, "gate_hold_stock").await.unwrap();
+            let (r, trail) = env.finish(id, "gate_hold_stock").await;
             (r, trail)
         })
         .await
         .unwrap();
     assert_eq!(result.outcome(), Outcome::Completed, "{}", result.reason);
-    let actions: Vec<&str> = trail.entries.iter().map(|e| e.action.as_str()).collect();
-    for a in ["gate-hold", "choose-remediation-refused", "override", "gate-hold-released"] {
-        assert!(actions.contains(&a), "{a} missing from {actions:?}");
-    }
+    promo_tests::promises::with_actions(
+        &trail,
+        &["gate-hold", "choose-remediation-refused", "override", "gate-hold-released"],
+    );
     let released = trail.entries.iter().find(|e| e.action == "gate-hold-released").unwrap();
     assert_eq!(released.actor, "E4001");
     // R3's POS takes 5 s to load the revert, longer than the acknowledgment deadline: close
@@ -281,18 +279,16 @@ async fn a_channel_that_takes_its_acknowledgment_back_holds_its_region_until_it_
                 .map(|p| p.state())
                 .collect();
             assert_eq!(states, [PublicationState::AckWithdrawn, PublicationState::Acknowledged]);
-            let r = env.result(id).await.unwrap();
-            let trail = env.audit(id).await.unwrap();
-            env.record_history(id, "gate_hold_channel").await.unwrap();
+            let (r, trail) = env.finish(id, "gate_hold_channel").await;
             (r, trail)
         })
         .await
         .unwrap();
     assert_eq!(result.outcome(), Outcome::Completed, "{}", result.reason);
-    let actions: Vec<&str> = trail.entries.iter().map(|e| e.action.as_str()).collect();
-    for a in ["acknowledgment-withdrawn", "acknowledgment-restored", "region-activated"] {
-        assert!(actions.contains(&a), "{a} missing from {actions:?}");
-    }
+    let actions = promo_tests::promises::with_actions(
+        &trail,
+        &["acknowledgment-withdrawn", "acknowledgment-restored", "region-activated"],
+    );
     let withdrawn = actions.iter().position(|a| *a == "acknowledgment-withdrawn").unwrap();
     let restored = actions.iter().position(|a| *a == "acknowledgment-restored").unwrap();
     assert!(withdrawn < restored, "{actions:?}");
@@ -320,12 +316,7 @@ async fn a_channel_that_drifts_mid_window_is_caught_corrected_and_reported() {
     let (result, trail, drifted, during, after) = env
         .with_worker(async {
             // Launch in 3 business days (6 s), 6 days long (12 s, a monitoring round every 2 s).
-            env.start_promotion(spec(id, &["R1"], 0..4, 3.0, 6.0)).await.unwrap();
-            env.wait_status(id, "approval", LIMIT, |s| s.stage() == Stage::Approval).await.unwrap();
-            env.approve(id, "E1001", Role::Merchandising).await.unwrap();
-            env.wait_status(id, "R1 live", LIMIT, |s| region(s, "R1").state() == RegionState::Active)
-                .await
-                .unwrap();
+            env.launch(spec(id, &["R1"], 0..4, 3.0, 6.0), "R1").await;
             // Mid-window R1's POS silently goes back to the regular price for two SKUs, and the
             // POS takes 2 s to load any file sent to it from now on.
             let mut admin = env.admin().await.unwrap();
@@ -373,9 +364,7 @@ async fn a_channel_that_drifts_mid_window_is_caught_corrected_and_reported() {
             let after = hub.get_live_prices(live(drifted.clone())).await.unwrap().into_inner().prices;
             // The POS loads files at its usual speed again, so the revert at close is confirmed.
             admin.clear_faults(promo_contracts::retail::v1::ClearFaultsRequest {}).await.unwrap();
-            let r = env.result(id).await.unwrap();
-            let trail = env.audit(id).await.unwrap();
-            env.record_history(id, "price_drift_corrected").await.unwrap();
+            let (r, trail) = env.finish(id, "price_drift_corrected").await;
             (r, trail, drifted, during, after)
         })
         .await
@@ -424,12 +413,7 @@ async fn funding_is_claimed_per_agreement_within_its_validity_and_cap() {
             .timestamp();
     let result = env
         .with_worker(async {
-            env.start_promotion(s).await.unwrap();
-            env.wait_status(id, "approval", LIMIT, |s| s.stage() == Stage::Approval).await.unwrap();
-            env.approve(id, "E1001", Role::Merchandising).await.unwrap();
-            env.wait_status(id, "R1 live", LIMIT, |s| region(s, "R1").state() == RegionState::Active)
-                .await
-                .unwrap();
+            env.launch(s, "R1").await;
             // Mid-window the suppliers renegotiate: FA-001's cap drops to 1.00, FA-003 ends
             // halfway through the window.
             let mut admin = env.admin().await.unwrap();
@@ -533,8 +517,10 @@ async fn approvals_are_signed_verified_and_refused_when_forged_replayed_or_unsig
             env.start_promotion(spec(id, &["R1"], 0..4, 8.0, 2.0)).await.unwrap();
             env.wait_status(id, "approval", LIMIT, |s| s.stage() == Stage::Approval).await.unwrap();
             let json = |d: &ApprovalDecision| serde_json::to_value(d).unwrap();
+            let status = env.wait_status(id, "status", LIMIT, |_| true).await.unwrap();
             let merch = |secret: &str, revision: u32| {
-                signed_decision(id, revision, "E1001", Role::Merchandising, "go", secret)
+                let status = PromotionStatus { revision, ..status.clone() };
+                signed_decision(&status, "E1001", Role::Merchandising, "go", secret)
             };
 
             // Unsigned, from a client we did not write.
@@ -566,8 +552,11 @@ async fn approvals_are_signed_verified_and_refused_when_forged_replayed_or_unsig
             // sent again (a replay) is refused although its signature is valid.
             let trail = env.audit(id).await.unwrap();
             let approved = trail.entries.iter().find(|e| e.action == "approve").unwrap();
-            let head = "promo-decision/v1\nSIG-1\n1\nROLE_MERCHANDISING\napprove\n";
-            assert!(approved.signed_payload.starts_with(head), "{approved:?}");
+            let head = format!(
+                "promo-message/v1\npromotion-SIG-1\n{}\napprove\napproval\nr1\nE1001\nROLE_MERCHANDISING\n",
+                status.first_run_id
+            );
+            assert!(approved.signed_payload.starts_with(&head), "{approved:?}");
             let signed_at: i64 = approved.signed_payload.rsplit('\n').next().unwrap().parse().unwrap();
             let replay = ApprovalDecision {
                 revision: 1,
@@ -587,6 +576,54 @@ async fn approvals_are_signed_verified_and_refused_when_forged_replayed_or_unsig
         .await
         .unwrap();
     assert_eq!(result.outcome(), Outcome::Completed, "{}", result.reason);
-    assert!(verified.contains("1 signed decisions verify"), "{verified}");
+    assert!(verified.contains(": 1 signed messages of "), "{verified}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_revoked_mid_run_is_refused_at_the_next_message() {
+    use promo_tests::env::{signed_decision, test_keys};
+    let (e1001, e1001_pub) = test_keys(1);
+    let (e1002, e1002_pub) = test_keys(5);
+    let mut policy = test_policy();
+    policy.require_signatures = true;
+    policy.approver_keys.insert("E1001".into(), e1001_pub.clone());
+    policy.approver_keys.insert("E1002".into(), e1002_pub);
+    let env = PromoEnv::start(policy).await.unwrap();
+    let id = "REVOKED-1";
+    let (refused, accepted, revoked) = env
+        .with_worker(async {
+            env.start_promotion(spec(id, &["R1"], 0..4, 8.0, 2.0)).await.unwrap();
+            let s = env.wait_status(id, "approval", LIMIT, |s| s.stage() == Stage::Approval).await.unwrap();
+            // E1001 leaves while the promotion waits: the retailer revokes the key.
+            let mut c = promo_cli(&env);
+            c.args([
+                "revoke-key",
+                "--for",
+                "E1001",
+                "--public-key",
+                &e1001_pub,
+                "--reason",
+                "left the company",
+            ])
+            .args(["--systems", &env.systems.url()]);
+            let (ok, revoked) = run(c).await;
+            assert!(ok, "{revoked}");
+            // A decision E1001 signed (with a key the policy still lists) is refused...
+            let json = |d: &ApprovalDecision| serde_json::to_value(d).unwrap();
+            let d = signed_decision(&s, "E1001", Role::Merchandising, "go", &e1001);
+            let refused = raw_update(&env, id, "approve", &json(&d)).await.unwrap_err();
+            // ... and E1002's is applied.
+            let d = signed_decision(&s, "E1002", Role::Merchandising, "go", &e1002);
+            let accepted = raw_update(&env, id, "approve", &json(&d)).await;
+            (refused, accepted, revoked)
+        })
+        .await
+        .unwrap();
+    assert!(revoked.contains("running promotions refuse messages signed with it"), "{revoked}");
+    assert!(
+        refused.contains("\"E1001\"'s signing key was revoked") && refused.contains("left the company"),
+        "{refused}"
+    );
+    assert!(accepted.is_ok(), "{accepted:?}");
 }

@@ -4,21 +4,21 @@
 //! reference systems and no exception open, and every wait gives way to cancel, pause, resume and
 //! override within seconds — with the production policy's acknowledgment deadline.
 
-use futures::StreamExt;
 use promo_contracts::{
     promo::v1::*,
     retail::v1::{
         self as wire, ClearFaultsRequest, Fault, InjectFaultRequest, ListOrdersRequest,
-        ListPriceChangesRequest, ListPublicationsRequest, OrderState, PriceChangeState, PublicationKind,
-        PublicationState,
+        ListPriceChangesRequest, OrderState,
     },
 };
-use promo_tests::env::{PromoEnv, decision, spec, test_policy, update_message};
+use promo_tests::{
+    env::{PromoEnv, decision, spec, test_policy, update_message},
+    promises,
+};
 use promo_workflows::{PromotionWorkflow, api, policy::Policy};
 use std::time::{Duration, Instant};
 use temporalio_client::{
-    WorkflowDescribeOptions, WorkflowExecuteUpdateOptions, WorkflowListOptions,
-    errors::WorkflowGetResultError,
+    WorkflowDescribeOptions, WorkflowExecuteUpdateOptions, errors::WorkflowGetResultError,
 };
 use temporalio_common::protos::temporal::api::{
     enums::v1::PendingActivityState,
@@ -27,11 +27,15 @@ use temporalio_common::protos::temporal::api::{
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// The eight messages, each as its signal/update name with a well-formed input from someone the
+/// The nine messages, each as its signal/update name with a well-formed input from someone the
 /// default directory authorises (merchandising E1001, supply chain E3001, operations E4001).
 fn messages(promotion_id: &str) -> Vec<(&'static str, serde_json::Value)> {
     let json = |v: serde_json::Result<serde_json::Value>| v.expect("messages serialise");
-    let operator = |reason: &str| OperatorAction { operator_id: "E4001".into(), reason: reason.into() };
+    let operator = |reason: &str| OperatorAction {
+        operator_id: "E4001".into(),
+        reason: reason.into(),
+        ..Default::default()
+    };
     vec![
         ("approve", json(serde_json::to_value(decision("E1001", Role::Merchandising, "fine")))),
         ("reject", json(serde_json::to_value(decision("E1001", Role::Merchandising, "no")))),
@@ -53,6 +57,7 @@ fn messages(promotion_id: &str) -> Vec<(&'static str, serde_json::Value)> {
                 option_id: "delay".into(),
                 chosen_by: "E3001".into(),
                 comment: String::new(),
+                ..Default::default()
             })),
         ),
         ("pause", json(serde_json::to_value(operator("hold on")))),
@@ -63,6 +68,16 @@ fn messages(promotion_id: &str) -> Vec<(&'static str, serde_json::Value)> {
                 operator_id: "E4001".into(),
                 region_id: "R1".into(),
                 reason: "the store manager confirmed".into(),
+                ..Default::default()
+            })),
+        ),
+        (
+            "resolve_compensation",
+            json(serde_json::to_value(CompensationDecision {
+                operator_id: "E4001".into(),
+                resolution: CompensationResolution::Retry as i32,
+                reason: "the channel is back".into(),
+                ..Default::default()
             })),
         ),
         ("cancel", json(serde_json::to_value(operator("test over")))),
@@ -144,17 +159,10 @@ async fn history(env: &PromoEnv, id: &str) -> Vec<HistoryEvent> {
     env.history(id).await.expect("history")
 }
 
-/// No workflow task of the promotion failed: no handler or stage panicked, nothing retried.
+/// No workflow task of any run of the promotion failed: no handler or stage panicked, nothing
+/// retried.
 async fn assert_no_failed_task(env: &PromoEnv, id: &str) {
-    let failed: Vec<_> = history(env, id)
-        .await
-        .into_iter()
-        .filter_map(|e| match e.attributes {
-            Some(Attributes::WorkflowTaskFailedEventAttributes(a)) => Some(a),
-            _ => None,
-        })
-        .collect();
-    assert!(failed.is_empty(), "{id}: workflow tasks failed: {failed:#?}");
+    promises::no_failed_task(&env.client, id).await.unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// The activity id of a running acknowledgment wait (`promo.await_acknowledgments`, or
@@ -219,74 +227,18 @@ async fn wait_cancelled(env: &PromoEnv, id: &str, activity_id: &str) {
 /// The promotion's end is clean in the status and in visibility: DONE with no open exception and
 /// no pending approval.
 async fn assert_ended_clean(env: &PromoEnv, id: &str) {
-    let status = env.wait_status(id, "done", LIMIT, |s| s.stage() == Stage::Done).await.unwrap();
-    assert!(status.open_exceptions.is_empty(), "{id}: {:#?}", status.open_exceptions);
-    let wid = api::workflow_id(id);
-    let clean = format!("WorkflowId = '{wid}' AND PromotionStage = 'DONE' AND OpenExceptions = 0");
-    let deadline = Instant::now() + LIMIT;
-    while !listed(env, &clean).await.contains(&wid) {
-        assert!(Instant::now() < deadline, "{id}: not listed by {clean}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let stuck = format!(
-        "WorkflowId = '{wid}' AND (OpenExceptions > 0 OR PendingApprovals IN ('MERCHANDISING', 'FINANCE', \
-         'SUPPLY_CHAIN'))"
-    );
-    assert!(listed(env, &stuck).await.is_empty(), "{id} is listed as stuck by {stuck}");
+    promises::ended_clean(env, id, LIMIT).await.unwrap_or_else(|e| panic!("{e}"));
 }
 
-async fn listed(env: &PromoEnv, query: &str) -> Vec<String> {
-    env.client
-        .list_workflows(query, WorkflowListOptions::default())
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .filter_map(|w| w.ok().map(|w| w.id().to_owned()))
-        .collect()
-}
-
-/// Reads the reference systems: nothing of the promotion is live. No staged price change; every
-/// activation publication withdrawn or followed by an acknowledged revert on its target; no
-/// released transfer order (after a COMPLETED run, orders arriving by the window's end may stay).
+/// Reads the reference systems: nothing of the promotion is live (no staged price, no
+/// activation on its channel, no released transfer order unless `orders_may_stay`, no calendar
+/// reservation) — and it had written something to check.
 async fn assert_nothing_live(env: &PromoEnv, id: &str, orders_may_stay: bool) {
-    let prices = env
-        .prices()
+    let wrote = promises::nothing_live(&env.systems.url(), id, orders_may_stay)
         .await
-        .unwrap()
-        .list_price_changes(ListPriceChangesRequest { promotion_id: id.into(), ..Default::default() })
-        .await
-        .unwrap()
-        .into_inner()
-        .price_changes;
-    assert!(!prices.is_empty(), "{id} staged no price: nothing to check");
-    for p in &prices {
-        assert_eq!(p.state(), PriceChangeState::Reverted, "{id}: a promotional price is still staged: {p:?}");
-    }
-    let mut hub = env.publications().await.unwrap();
-    let pubs = hub
-        .list_publications(ListPublicationsRequest { promotion_id: id.into() })
-        .await
-        .unwrap()
-        .into_inner()
-        .publications;
-    assert!(pubs.iter().any(|p| p.kind() == PublicationKind::Activate), "{id} published nothing");
-    for a in pubs.iter().filter(|p| p.kind() == PublicationKind::Activate) {
-        let reverted = pubs.iter().any(|r| {
-            r.kind() == PublicationKind::Revert
-                && r.channel == a.channel
-                && r.region_id == a.region_id
-                && r.state() == PublicationState::Acknowledged
-        });
-        assert!(
-            a.state() == PublicationState::Withdrawn || reverted,
-            "{id}: an activation is still live on its channel: {a:?}"
-        );
-    }
-    if !orders_may_stay {
-        for o in &orders(env, id).await {
-            assert_eq!(o.state(), OrderState::Cancelled, "{id}: a transfer order is still open: {o:?}");
-        }
-    }
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(wrote.price_changes > 0, "{id} staged no price: nothing to check");
+    assert!(wrote.activations > 0, "{id} published nothing");
 }
 
 async fn orders(env: &PromoEnv, id: &str) -> Vec<wire::TransferOrder> {
@@ -307,8 +259,12 @@ async fn inject(env: &PromoEnv, fault: Fault) {
 async fn operator_update(env: &PromoEnv, id: &str, name: &str) -> Result<String, String> {
     let h = env.handle(id);
     let o = WorkflowExecuteUpdateOptions::default;
-    let action =
-        serde_json::to_value(OperatorAction { operator_id: "E4001".into(), reason: name.into() }).unwrap();
+    let action = serde_json::to_value(OperatorAction {
+        operator_id: "E4001".into(),
+        reason: name.into(),
+        ..Default::default()
+    })
+    .unwrap();
     update_message(match name {
         "cancel" => h.execute_update(PromotionWorkflow::cancel, action, o()).await,
         "pause" => h.execute_update(PromotionWorkflow::pause, action, o()).await,
@@ -322,6 +278,7 @@ async fn override_region(env: &PromoEnv, id: &str, region: &str) -> Result<Strin
         operator_id: "E4001".into(),
         region_id: region.into(),
         reason: "confirmed by phone".into(),
+        ..Default::default()
     };
     update_message(
         env.handle(id)
@@ -340,9 +297,9 @@ async fn every_message_sent_with_signal_with_start_is_applied_or_refused() {
     let mut ids = Vec::new();
     for (i, (name, input)) in messages("SWS-0").into_iter().enumerate() {
         let id = format!("SWS-{i}");
-        // Distinct SKUs: the eight promotions must not collide with each other.
+        // Distinct SKUs: the nine promotions must not collide with each other.
         // Launch far enough ahead that the last one is still awaiting approval when the test
-        // reaches it (eight are handled one after another; 40 business days are 80 s here).
+        // reaches it (nine are handled one after another; 40 business days are 80 s here).
         let spec = serde_json::to_string(&spec(&id, &["R1"], i * 4..i * 4 + 4, 40.0, 2.0)).unwrap();
         let wid = api::workflow_id(&id);
         let signal_input = input.to_string().replace("SWS-0", &id);
@@ -420,7 +377,7 @@ async fn every_message_sent_while_no_worker_runs_is_applied_or_refused_in_order(
         .await
         .unwrap();
     let queued = trail.entries.iter().filter(|e| e.action.ends_with("-queued")).count();
-    assert_eq!(queued, 8, "{trail:#?}");
+    assert_eq!(queued, messages("OFF-1").len(), "{trail:#?}");
     for (name, _) in messages("OFF-1") {
         assert!(answered(&trail, name), "{name} not answered: {trail:#?}");
     }
@@ -588,13 +545,13 @@ async fn an_erp_outage_at_close_shows_compensation_pending_until_the_prices_are_
             assert_eq!(s.stage(), Stage::Closing, "{s:?}");
             let stuck = format!("WorkflowId = '{wid}' AND OpenExceptions > 0");
             let deadline = Instant::now() + LIMIT;
-            while !listed(&env, &stuck).await.contains(&wid) {
+            while !promises::listed(&env, &stuck).await.contains(&wid) {
                 assert!(Instant::now() < deadline, "not listed by {stuck}");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             // Longer than a whole retry budget: the revert keeps being retried, nothing gives up.
             wait_audit(&env, "ERP-1", "two failed compensation rounds", |t| {
-                t.entries.iter().filter(|e| e.action == "compensation-retry").count() >= 2
+                t.entries.iter().filter(|e| e.action == "call-retry").count() >= 2
             })
             .await;
             let prices = env
@@ -635,16 +592,10 @@ async fn a_failure_while_live_is_compensated() {
                 option_id: "R2:delay".into(),
                 chosen_by: "E3001".into(),
                 comment: "wait for inbound".into(),
+                ..Default::default()
             };
-            let chosen = env
-                .handle("FAIL-1")
-                .execute_update(
-                    PromotionWorkflow::choose_remediation,
-                    serde_json::to_value(choice).unwrap(),
-                    WorkflowExecuteUpdateOptions::default(),
-                )
-                .await;
-            assert_eq!(update_message(chosen), Ok("R2:delay chosen for R2".into()));
+            let chosen = env.choose_remediation("FAIL-1", choice).await;
+            assert_eq!(chosen, Ok("R2:delay chosen for R2".into()));
             env.wait_status("FAIL-1", "approval", LIMIT, |s| s.stage() == Stage::Approval).await.unwrap();
             env.approve("FAIL-1", "E1001", Role::Merchandising).await.unwrap();
             env.approve("FAIL-1", "E3001", Role::SupplyChain).await.unwrap();
@@ -848,15 +799,8 @@ async fn collision_checks_follow_each_revision_of_the_other_promotion() {
             amended_spec: Some(spec("REV-A", &["R1"], 20..24, 3.0, 3.0)),
             ..Default::default()
         };
-        let asked = env
-            .handle("REV-A")
-            .execute_update(
-                PromotionWorkflow::request_changes,
-                serde_json::to_value(change).unwrap(),
-                WorkflowExecuteUpdateOptions::default(),
-            )
-            .await;
-        assert!(update_message(asked).is_ok());
+        let asked = env.request_changes("REV-A", change).await;
+        assert!(asked.is_ok());
         env.wait_status("REV-A", "revision 2 awaiting approval", LIMIT, |s| {
             s.revision == 2 && s.stage() == Stage::Approval
         })

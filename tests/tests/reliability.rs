@@ -11,8 +11,7 @@
 use promo_contracts::{
     promo::v1::*,
     retail::v1::{
-        self as wire, ClearFaultsRequest, Fault, InjectFaultRequest, ListPriceChangesRequest,
-        ListPublicationsRequest, PriceChangeState, PublicationState,
+        self as wire, ClearFaultsRequest, Fault, InjectFaultRequest, PriceChangeState, PublicationState,
     },
 };
 use promo_tests::{
@@ -47,15 +46,7 @@ struct Store {
 }
 
 async fn store(env: &PromoEnv, id: &str) -> Store {
-    let pubs = env
-        .publications()
-        .await
-        .unwrap()
-        .list_publications(ListPublicationsRequest { promotion_id: id.into() })
-        .await
-        .unwrap()
-        .into_inner()
-        .publications;
+    let pubs = env.publications_of(id).await.unwrap();
     let mut publications = BTreeMap::new();
     for p in &pubs {
         let correction =
@@ -63,15 +54,7 @@ async fn store(env: &PromoEnv, id: &str) -> Store {
         *publications.entry((p.revision, p.channel, p.region_id.clone(), p.kind, correction)).or_default() +=
             1;
     }
-    let pcs = env
-        .prices()
-        .await
-        .unwrap()
-        .list_price_changes(ListPriceChangesRequest { promotion_id: id.into(), ..Default::default() })
-        .await
-        .unwrap()
-        .into_inner()
-        .price_changes;
+    let pcs = env.price_changes(id).await.unwrap();
     let reverted = |a: &wire::Publication| {
         pubs.iter().any(|r| {
             r.kind() == wire::PublicationKind::Revert
@@ -277,7 +260,11 @@ async fn worker_killed_mid_assessment_publishing_and_timers_loses_and_duplicates
     })
     .await;
     crash(&mut worker, "waiting on launch timers; cancel sent while down", &mut kills, async {
-        let why = OperatorAction { operator_id: "E4001".into(), reason: "supplier recall".into() };
+        let why = OperatorAction {
+            operator_id: "E4001".into(),
+            reason: "supplier recall".into(),
+            ..Default::default()
+        };
         signal(&env, "KILL-4", "cancel", serde_json::to_value(why).unwrap()).await;
     })
     .await;

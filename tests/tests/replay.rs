@@ -1,6 +1,6 @@
 //! Replay of committed histories against the current workflow code. Each supported lifecycle
 //! version keeps the histories recorded when it was made (`tests/histories/v<N>/*.json`, from
-//! the lifecycle and compliance tests with `PROMO_RECORD_HISTORIES=1`): a change to the command
+//! the lifecycle, compliance, outages and generated tests with `PROMO_RECORD_HISTORIES=1`): a change to the command
 //! sequence that is not behind a new version fails here, and so does a version deleted while its
 //! histories are still kept.
 
@@ -11,7 +11,8 @@ use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOption
 
 /// The scenarios every version's histories cover: the happy path, each way a promotion ends, and
 /// each path of the stages that branch (remediation, finance, acknowledgments, gate holds, price
-/// corrections, replenishment, funding claims).
+/// corrections, replenishment, funding claims), a compensation blocked until an operator
+/// decides, an outage in the window and at close, and a run continued as new from its state.
 const SCENARIOS: &[&str] = &[
     "happy_path",
     "rejected",
@@ -25,6 +26,9 @@ const SCENARIOS: &[&str] = &[
     "price_drift_corrected",
     "replenished",
     "funding_claimed",
+    "compensation_blocked",
+    "systems_unavailable",
+    "continued_after_pause",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
