@@ -335,15 +335,7 @@ impl PromoEnv {
         approver: &str,
         role: promo_contracts::promo::v1::Role,
     ) -> Result<String, String> {
-        update_message(
-            self.handle(id)
-                .execute_update(
-                    PromotionWorkflow::approve,
-                    serde_json::to_value(decision(approver, role, "ok")).unwrap(),
-                    temporalio_client::WorkflowExecuteUpdateOptions::default(),
-                )
-                .await,
-        )
+        self.update(id, || PromotionWorkflow::approve, decision(approver, role, "ok")).await
     }
 
     /// Sends an operator's `cancel`, `pause` or `resume` (as E4001, unsigned) as an update.
@@ -354,9 +346,9 @@ impl PromoEnv {
             ..Default::default()
         };
         match name {
-            "cancel" => self.update(id, PromotionWorkflow::cancel, action).await,
-            "pause" => self.update(id, PromotionWorkflow::pause, action).await,
-            "resume" => self.update(id, PromotionWorkflow::resume, action).await,
+            "cancel" => self.update(id, || PromotionWorkflow::cancel, action).await,
+            "pause" => self.update(id, || PromotionWorkflow::pause, action).await,
+            "resume" => self.update(id, || PromotionWorkflow::resume, action).await,
             other => Err(format!("not an operator action: {other}")),
         }
     }
@@ -367,7 +359,7 @@ impl PromoEnv {
         id: &str,
         choice: promo_contracts::promo::v1::RemediationChoice,
     ) -> Result<String, String> {
-        self.update(id, PromotionWorkflow::choose_remediation, choice).await
+        self.update(id, || PromotionWorkflow::choose_remediation, choice).await
     }
 
     /// Sends a `request_changes` update; the workflow's answer or refusal.
@@ -376,11 +368,16 @@ impl PromoEnv {
         id: &str,
         change: promo_contracts::promo::v1::ChangeRequest,
     ) -> Result<String, String> {
-        self.update(id, PromotionWorkflow::request_changes, change).await
+        self.update(id, || PromotionWorkflow::request_changes, change).await
     }
 
-    /// Sends one of the workflow's updates; its answer or refusal.
-    pub async fn update<U>(&self, id: &str, update: U, input: impl serde::Serialize) -> Result<String, String>
+    /// Sends one of the workflow's updates (`update` names it); its answer or refusal.
+    pub async fn update<U>(
+        &self,
+        id: &str,
+        update: impl Fn() -> U,
+        input: impl serde::Serialize,
+    ) -> Result<String, String>
     where
         U: temporalio_common::UpdateDefinition<
                 Workflow = <PromotionWorkflow as temporalio_common::HasWorkflowDefinition>::Run,
@@ -389,8 +386,24 @@ impl PromoEnv {
             >,
     {
         let input = serde_json::to_value(input).unwrap();
-        let o = temporalio_client::WorkflowExecuteUpdateOptions::default();
-        update_message(self.handle(id).execute_update(update, input, o).await)
+        // One update id for every try: the server applies it once however often it is sent.
+        let update_id = format!("test-{}", now_nanos());
+        let mut tries = 0;
+        loop {
+            let o = temporalio_client::WorkflowExecuteUpdateOptions::builder()
+                .update_id(update_id.clone())
+                .build();
+            match self.handle(id).execute_update(update(), input.clone(), o).await {
+                // A server under load can lose an update it had not yet handed to the workflow
+                // ("not found on server ... fixed by retries"): sent again, as clients should.
+                Err(temporalio_client::errors::WorkflowUpdateError::NotFound(s)) if tries < 5 => {
+                    tries += 1;
+                    println!("{id}: update not found ({}), sent again", s.message());
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                r => return update_message(r),
+            }
+        }
     }
 
     /// Adds a fault rule to the reference systems; returns its id.
@@ -576,6 +589,9 @@ pub fn update_message(
     match r {
         Ok(a) => Ok(a.message),
         Err(temporalio_client::errors::WorkflowUpdateError::Failed(f)) => Err(f.message.clone()),
+        Err(temporalio_client::errors::WorkflowUpdateError::NotFound(s)) => {
+            Err(format!("update error: Workflow not found ({})", s.message()))
+        }
         Err(e) => Err(format!("update error: {e}")),
     }
 }

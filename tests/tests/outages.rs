@@ -37,7 +37,7 @@ async fn resolve(env: &PromoEnv, id: &str, resolution: CompensationResolution) -
         reason: "checked with the channel team".into(),
         ..Default::default()
     };
-    env.update(id, PromotionWorkflow::resolve_compensation, d).await
+    env.update(id, || PromotionWorkflow::resolve_compensation, d).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,7 +46,9 @@ async fn a_withdrawal_refused_for_good_blocks_the_compensation_until_an_operator
     let id = "BLOCKED-1";
     let (blocked, prices, trail) = env
         .with_worker(async {
-            env.launch(spec(id, &["R1"], 0..4, 2.0, 6.0), "R1").await;
+            // Four business days (8 s) to launch: its approval deadline, 12 business hours before,
+            // leaves room for the assessment on a busy machine.
+            env.launch(spec(id, &["R1"], 0..4, 4.0, 6.0), "R1").await;
             // R1's POS no longer knows the publication it acknowledged: its withdrawal is refused
             // for good (NOT_FOUND), while everything else can be undone.
             let pos = Fault {
@@ -114,7 +116,7 @@ async fn a_revert_the_channel_lost_is_republished_by_the_close_read_back() {
     let id = "LOST-REVERT";
     let result = env
         .with_worker(async {
-            env.launch(spec(id, &["R1"], 0..4, 2.0, 3.0), "R1").await;
+            env.launch(spec(id, &["R1"], 0..4, 4.0, 3.0), "R1").await;
             // At close, the read-back of R1's POS is slow (3 s), and once the channel has
             // acknowledged the revert it charges a wrong price again: the revert is lost.
             let slow = Fault {
@@ -200,7 +202,7 @@ async fn three_business_days_without_the_systems_in_the_window_and_at_close_cost
     let three_days = Duration::from_secs(6);
     let (in_window, at_close, result) = env
         .with_worker(async {
-            env.launch(spec(id, &["R1"], 0..4, 2.0, 8.0), "R1").await;
+            env.launch(spec(id, &["R1"], 0..4, 4.0, 8.0), "R1").await;
             // Every service down (the record too) for three business days in the window.
             let rules =
                 ["inventory", "demand", "sales", "publication", "price", "analytics", "replenishment"];
@@ -255,7 +257,7 @@ async fn the_end_is_recorded_once_the_record_is_back() {
     let id = "LAST-WORDS";
     let ended = env
         .with_worker(async {
-            env.start_promotion(spec(id, &["R1"], 0..3, 2.0, 2.0)).await.unwrap();
+            env.start_promotion(spec(id, &["R1"], 0..3, 4.0, 2.0)).await.unwrap();
             env.wait_status(id, "approval", LIMIT, |s| s.stage() == Stage::Approval).await.unwrap();
             // The record goes down before the promotion ends, and stays down past its end.
             env.inject(fault("analytics", "RecordEvents")).await.unwrap();
@@ -304,7 +306,7 @@ async fn a_failed_promotion_started_again_writes_records_of_its_own() {
                 ..fault("publication", "Publish")
             };
             env.inject(refuse).await.unwrap();
-            env.start_promotion(spec(id, &["R1"], 0..4, 2.0, 2.0)).await.unwrap();
+            env.start_promotion(spec(id, &["R1"], 0..4, 4.0, 2.0)).await.unwrap();
             env.wait_status(id, "approval", LIMIT, |s| s.stage() == Stage::Approval).await.unwrap();
             env.approve(id, "E1001", Role::Merchandising).await.unwrap();
             let failed = env.result(id).await;
@@ -315,7 +317,7 @@ async fn a_failed_promotion_started_again_writes_records_of_its_own() {
             let before = records(&env, id).await;
             // Fixed, and started again under the same id.
             env.clear_faults().await.unwrap();
-            env.start_promotion(spec(id, &["R1"], 0..4, 2.0, 2.0)).await.unwrap();
+            env.start_promotion(spec(id, &["R1"], 0..4, 4.0, 2.0)).await.unwrap();
             env.wait_status(id, "approval again", LIMIT, |s| {
                 s.stage() == Stage::Approval && s.first_run_id != first.first_run_id
             })

@@ -41,7 +41,7 @@ pub(super) async fn update<U>(
     client: &Client,
     id: &str,
     action: &str,
-    def: U,
+    def: impl Fn() -> U,
     message: impl serde::Serialize,
     timeout: Duration,
 ) -> Result<Output, CliError>
@@ -51,10 +51,23 @@ where
     let input = serde_json::to_value(message)
         .map_err(|e| CliError::Temporal(format!("{action} update: cannot encode the message: {e}")))?;
     let h = handle(client, id);
+    // One update id for every try: the server applies an update once however often it is sent.
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let update_id = format!("promo-{action}-{}", nanos.as_nanos());
     let r = bounded(id, &format!("{action} update"), timeout, async {
-        match h.execute_update(def, input, WorkflowExecuteUpdateOptions::default()).await {
-            Ok(r) => Ok(r),
-            Err(e) => Err(update_error(client, id, action, e).await),
+        let mut tries = 0;
+        loop {
+            let o = WorkflowExecuteUpdateOptions::builder().update_id(update_id.clone()).build();
+            match h.execute_update(def(), input.clone(), o).await {
+                Ok(r) => return Ok(r),
+                // A server under load can lose an update it had not yet handed to the workflow
+                // (NotFound, "fixed by retries"): sent again under the same id.
+                Err(WorkflowUpdateError::NotFound(_)) if tries < 3 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(e) => return Err(update_error(client, id, action, e).await),
+            }
         }
     })
     .await?;
@@ -128,9 +141,9 @@ pub(super) async fn decide(a: &DecisionArgs, approve: bool, timeout: Duration) -
             sign(key, &s, kind, &subject, d.revision, &d.approver_id, Some(role), &d.comment)?;
     }
     match (approve, a.delivery.signal) {
-        (true, false) => update(&c, &a.id, "approve", PromotionWorkflow::approve, d, timeout).await,
+        (true, false) => update(&c, &a.id, "approve", || PromotionWorkflow::approve, d, timeout).await,
         (true, true) => signal(&c, &a.id, "approve", PromotionWorkflow::approve_signal, d).await,
-        (false, false) => update(&c, &a.id, "reject", PromotionWorkflow::reject, d, timeout).await,
+        (false, false) => update(&c, &a.id, "reject", || PromotionWorkflow::reject, d, timeout).await,
         (false, true) => signal(&c, &a.id, "reject", PromotionWorkflow::reject_signal, d).await,
     }
 }
@@ -162,7 +175,7 @@ pub(super) async fn request_changes(a: &ChangeArgs, timeout: Duration) -> Result
     if a.delivery.signal {
         signal(&c, &a.id, "request-changes", PromotionWorkflow::request_changes_signal, m).await
     } else {
-        update(&c, &a.id, "request-changes", PromotionWorkflow::request_changes, m, timeout).await
+        update(&c, &a.id, "request-changes", || PromotionWorkflow::request_changes, m, timeout).await
     }
 }
 
@@ -226,7 +239,7 @@ pub(super) async fn choose(a: &RemediationArgs, timeout: Duration) -> Result<Out
     if a.delivery.signal {
         signal(&c, &a.id, "choose-remediation", PromotionWorkflow::choose_remediation_signal, m).await
     } else {
-        update(&c, &a.id, "choose-remediation", PromotionWorkflow::choose_remediation, m, timeout).await
+        update(&c, &a.id, "choose-remediation", || PromotionWorkflow::choose_remediation, m, timeout).await
     }
 }
 
@@ -248,12 +261,14 @@ pub(super) async fn operate(
     match (kind, a.delivery.signal) {
         (MessageKind::Cancel, true) => signal(&c, &a.id, action, PromotionWorkflow::cancel_signal, m).await,
         (MessageKind::Cancel, false) => {
-            update(&c, &a.id, action, PromotionWorkflow::cancel, m, timeout).await
+            update(&c, &a.id, action, || PromotionWorkflow::cancel, m, timeout).await
         }
         (MessageKind::Pause, true) => signal(&c, &a.id, action, PromotionWorkflow::pause_signal, m).await,
-        (MessageKind::Pause, false) => update(&c, &a.id, action, PromotionWorkflow::pause, m, timeout).await,
+        (MessageKind::Pause, false) => {
+            update(&c, &a.id, action, || PromotionWorkflow::pause, m, timeout).await
+        }
         (_, true) => signal(&c, &a.id, action, PromotionWorkflow::resume_signal, m).await,
-        (_, false) => update(&c, &a.id, action, PromotionWorkflow::resume, m, timeout).await,
+        (_, false) => update(&c, &a.id, action, || PromotionWorkflow::resume, m, timeout).await,
     }
 }
 
@@ -270,7 +285,7 @@ pub(super) async fn override_gate(a: &OverrideArgs, timeout: Duration) -> Result
     if a.delivery.signal {
         signal(&c, &a.id, "override", PromotionWorkflow::override_signal, m).await
     } else {
-        update(&c, &a.id, "override", PromotionWorkflow::override_gate, m, timeout).await
+        update(&c, &a.id, "override", || PromotionWorkflow::override_gate, m, timeout).await
     }
 }
 
@@ -298,7 +313,8 @@ pub(super) async fn resolve_compensation(
     if a.delivery.signal {
         signal(&c, &a.id, "resolve-compensation", PromotionWorkflow::resolve_compensation_signal, m).await
     } else {
-        update(&c, &a.id, "resolve-compensation", PromotionWorkflow::resolve_compensation, m, timeout).await
+        update(&c, &a.id, "resolve-compensation", || PromotionWorkflow::resolve_compensation, m, timeout)
+            .await
     }
 }
 
