@@ -12,8 +12,8 @@ use tonic::Status;
 
 /// What of a promotion is live in the systems now.
 struct Live {
-    /// Activation publications not superseded by an acknowledged revert: (id, what).
-    publications: Vec<(String, String)>,
+    /// Activation publications not superseded by an acknowledged revert: (id, what, channel).
+    publications: Vec<(String, String, i32)>,
     /// Staged price changes: (id, what).
     price_changes: Vec<(String, String)>,
     /// Orders to cancel: (id, what).
@@ -22,11 +22,9 @@ struct Live {
 
 impl Live {
     fn describe(&self) -> Vec<String> {
-        self.publications
-            .iter()
-            .chain(&self.price_changes)
-            .chain(&self.orders)
-            .map(|(_, what)| what.clone())
+        let publications = self.publications.iter().map(|(_, what, _)| what.clone());
+        publications
+            .chain(self.price_changes.iter().chain(&self.orders).map(|(_, what)| what.clone()))
             .collect()
     }
 }
@@ -45,8 +43,9 @@ pub(crate) async fn compensate(
         out.still_live = live.describe();
         return Ok(out);
     }
-    // A service that failed transiently is not called again in this sweep: during an outage
-    // one probe per service and attempt, not one per item (each with its own quick retries).
+    // A service (for publications, a channel) that failed transiently is not called again in
+    // this sweep: during an outage one probe per service and attempt, not one per item (each
+    // with its own quick retries).
     let mut transient: Vec<String> = Vec::new();
     let mut outcome = |down: &mut bool, what: &str, r: Option<Result<(), Status>>| -> bool {
         match r {
@@ -69,15 +68,21 @@ pub(crate) async fn compensate(
             }
         }
     };
-    let (mut withdrawn, mut down) = (0, false);
-    for (id, what) in &live.publications {
+    // Channels are separate systems behind the publication service: one that is down does not
+    // hold back the withdrawals on the others.
+    let (mut withdrawn, mut channels_down) = (0, HashSet::new());
+    for (id, what, channel) in &live.publications {
         let req = WithdrawRequest { publication_id: id.clone(), reason: input.reason.clone() };
+        let mut down = channels_down.contains(channel);
         let r = if down {
             None
         } else {
             Some(rpc!(systems.publication(), withdraw, req.clone()).await.map(drop))
         };
         withdrawn += u32::from(outcome(&mut down, what, r));
+        if down {
+            channels_down.insert(*channel);
+        }
     }
     let (mut reverted, mut down) = (false, false);
     for (id, what) in &live.price_changes {
@@ -147,7 +152,11 @@ async fn list(systems: &Systems, input: &CompensateInput) -> Result<Live, Activi
         .map(|p| {
             let place = if p.region_id.is_empty() { "national" } else { &p.region_id };
             let channel = Channel::try_from(p.channel).map_or("channel", |c| c.as_str_name());
-            (p.publication_id.clone(), format!("publication {} ({channel} {place})", p.publication_id))
+            (
+                p.publication_id.clone(),
+                format!("publication {} ({channel} {place})", p.publication_id),
+                p.channel,
+            )
         })
         .collect();
     let changes = rpc!(
