@@ -85,15 +85,7 @@ pub fn check_decision(
     Ok(())
 }
 
-/// Stage name as shown in search attributes (`APPROVAL`).
-pub fn stage_name(stage: Stage) -> &'static str {
-    stage.as_str_name().trim_start_matches("STAGE_")
-}
-
-/// Role name as shown to people and in search attributes (`FINANCE`).
-pub fn role_name(role: Role) -> &'static str {
-    role.as_str_name().trim_start_matches("ROLE_")
-}
+pub use crate::summary::{role_name, stage_name};
 
 fn dec(s: &str) -> Decimal {
     parse_decimal("", s, 12).unwrap_or_default()

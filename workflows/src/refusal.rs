@@ -2,7 +2,7 @@
 //! the audit trail and the tests read the same reason, and a handler that refuses can never
 //! forget to say why.
 
-use crate::decisions::{role_name, stage_name};
+use crate::summary::{role_name, stage_name};
 use promo_contracts::promo::v1::{Outcome, Role, Stage};
 
 /// A message refused, with the reason in words (its `Display`).

@@ -1,12 +1,26 @@
 //! What the Web UI shows of a promotion before it runs: the static summary (one line in the
-//! workflow list) and details (Markdown on the workflow's page), from the spec.
+//! workflow list) and details (Markdown on the workflow's page), from the spec; and the names of
+//! stages, roles and channels as people read them.
 
-use promo_contracts::{promo::v1::PromotionSpec, retail::v1::Channel};
+use promo_contracts::{
+    promo::v1::{PromotionSpec, Role, Stage},
+    retail::v1::Channel,
+};
 
 /// Longest static summary sent to Temporal (the Web UI shows one line).
 const MAX_SUMMARY_CHARS: usize = 200;
 /// Longest description copied into the static details.
 const MAX_DESCRIPTION_CHARS: usize = 2_000;
+
+/// Stage name as shown in search attributes (`APPROVAL`).
+pub fn stage_name(stage: Stage) -> &'static str {
+    stage.as_str_name().trim_start_matches("STAGE_")
+}
+
+/// Role name as shown to people and in search attributes (`FINANCE`).
+pub fn role_name(role: Role) -> &'static str {
+    role.as_str_name().trim_start_matches("ROLE_")
+}
 
 /// Channel name without its prefix (`POS`).
 pub fn channel_name(c: i32) -> String {

@@ -12,8 +12,8 @@
 use super::{
     input::StartInput,
     state::{Ctx, PromotionWorkflow},
+    stop::Stop,
     time::now,
-    wait::Stop,
 };
 use crate::policy::History;
 use temporalio_sdk::ContinueAsNewOptions;

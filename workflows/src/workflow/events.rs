@@ -15,7 +15,7 @@ use crate::{
     decisions::stage_name,
     workflow::{
         options::retry,
-        state::{Ctx, PromotionWorkflow, pb_ts},
+        state::{Ctx, OUTBOX_FULL, PromotionWorkflow, pb_ts},
         time::now,
     },
 };
@@ -151,10 +151,6 @@ pub(crate) const HANDLER_FLUSH_AT: usize = 250;
 /// The most events one flush sends (a long outage's backlog goes in several).
 const FLUSH_MAX: usize = 500;
 
-/// The outbox size past which refused messages are counted instead of itemized one by one
-/// (the record down during a flood of messages: the state must stay bounded).
-pub(crate) const OUTBOX_FULL: usize = 1_000;
-
 /// Hands the outbox's oldest events (up to [`FLUSH_MAX`]) to `promo.record_events` (a local activity), unless there is nothing to
 /// send or a failed flush is still cooling down.
 pub(crate) async fn flush(ctx: &Ctx) {
@@ -196,11 +192,11 @@ pub(crate) async fn flush(ctx: &Ctx) {
         }
         // Refused for good (the record found them invalid): sending them again would be refused
         // again, so they are dropped, saying so.
-        Err(e) if e.failure().is_some_and(super::persist::non_retryable) => {
+        Err(e) if e.failure().is_some_and(super::outage::non_retryable) => {
             s.outbox.drain(..n);
             s.carried = s.carried.saturating_sub(n);
             s.events_retry_at = 0;
-            let why = e.failure().map_or_else(|| e.to_string(), super::persist::innermost_message);
+            let why = e.failure().map_or_else(|| e.to_string(), super::outage::innermost_message);
             s.record(
                 t,
                 "system",
@@ -219,8 +215,8 @@ pub(crate) async fn flush(ctx: &Ctx) {
 
 /// Flushes until the record has every event (the end of a run: its report and end must not be
 /// lost to a record that is down), waiting 5 s, doubling to 5 min, between tries.
-pub(crate) async fn flush_until_recorded(ctx: &Ctx) -> Result<(), super::wait::Stop> {
-    let mut pauses = super::persist::pauses(ctx, None);
+pub(crate) async fn flush_until_recorded(ctx: &Ctx) -> Result<(), super::stop::Stop> {
+    let mut pauses = super::outage::pauses(ctx, None);
     loop {
         super::carry::checkpoint(ctx).await?;
         ctx.state_mut(|s| s.events_retry_at = 0);

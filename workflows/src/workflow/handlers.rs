@@ -7,7 +7,7 @@ use super::{
     lifecycle,
     messages::{self, Kind},
     stages::ending,
-    state::{self, PromotionWorkflow},
+    state::PromotionWorkflow,
 };
 use crate::version::Version;
 use promo_contracts::promo::v1::*;
@@ -23,7 +23,7 @@ impl PromotionWorkflow {
     /// `InvalidSpec` failure saying what is wrong, instead of failing every workflow task.
     #[init]
     pub fn new(_ctx: &WorkflowContextView, input: StartInput) -> Self {
-        PromotionWorkflow::from_input(input)
+        input.into_state()
     }
 
     /// The lifecycle. Every ending is compensated and leaves no exception open; an
@@ -58,7 +58,7 @@ impl PromotionWorkflow {
             ending::finish(ctx, end).await
         };
         // What the run kept back for its next wait: it ends here instead.
-        state::publish_pending(ctx);
+        super::publish::publish_pending(ctx);
         result
     }
 

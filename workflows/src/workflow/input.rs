@@ -25,6 +25,16 @@ impl From<PromotionSpec> for StartInput {
     }
 }
 
+impl StartInput {
+    /// The state the run starts from.
+    pub(crate) fn into_state(self) -> PromotionWorkflow {
+        match self {
+            Self::Spec(spec) => PromotionWorkflow::from_spec(spec),
+            Self::Continued(state) => PromotionWorkflow::continued(state),
+        }
+    }
+}
+
 /// The key of a continued run's input.
 const CONTINUED: &str = "continued";
 

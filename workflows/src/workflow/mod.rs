@@ -11,14 +11,20 @@
 //! exception. The rest, from the bottom up (each module uses only those above it in this list):
 //!
 //! - [`state`]: the workflow's state and what the outside sees of it (status query, search
-//!   attributes, Web UI details: one publisher, [`state::publish`]);
-//! - [`time`]: the run's clocks (workflow time, and the business clock of the spec);
+//!   attributes, Web UI details);
+//! - [`stop`]: how a stage ends the lifecycle early;
+//! - [`input`], [`publish`], [`time`]: what a run starts from (a spec, or the state handed on),
+//!   its one publisher of what the outside sees, its clocks;
 //! - [`options`]: the activity options every stage shares (timeouts, retries, heartbeats);
+//! - [`carry`]: the checkpoint where a run continues as new, its state handed on;
+//! - [`outage`]: how a failed call is read and the next one paced;
 //! - [`events`]: the outbox of process events and its flush to the record;
 //! - [`wait`]: the one wait primitive every stage uses (timers, activities, conditions), which
 //!   always wakes on cancel and on the nudges a stage asks for (pause, resume, override);
 //! - [`messages`]: the nine messages, each accepted as a signal and as an update through one
 //!   parse → check → apply path that never panics and audits every refusal;
+//! - [`persist`]: calls that must not give up (compensation, a live promotion's calls);
+//! - [`stages`]: one module per stage;
 //! - [`handlers`]: the surface Temporal sees (init, run, signals, updates, queries).
 //!
 //! The command sequence is versioned by one ordered value, [`crate::version::Version`].
@@ -29,9 +35,12 @@ pub mod handlers;
 pub mod input;
 pub mod messages;
 pub mod options;
+pub mod outage;
 pub mod persist;
+pub mod publish;
 pub mod stages;
 pub mod state;
+pub mod stop;
 pub mod time;
 pub mod wait;
 

@@ -10,14 +10,15 @@
 
 use super::{
     carry,
-    state::{Ctx, PromotionWorkflow, publish, publish_pending},
+    outage::{self, innermost_message, non_retryable},
+    publish::{publish, publish_pending},
+    state::{Ctx, PromotionWorkflow},
     time::now,
     wait::{self, Stop},
 };
 use crate::decisions;
 use promo_contracts::promo::v1::ExceptionKind;
 use std::time::Duration;
-use temporalio_common::protos::temporal::api::failure::v1::{Failure, failure::FailureInfo};
 use temporalio_sdk::{TimerOptions, WorkflowCancellationToken};
 
 /// Which exception shows while a call keeps failing, and whether an operator's cancel ends the
@@ -43,25 +44,6 @@ impl Shows {
 /// The first retries are audited each, then one in this many (the exception shows the rest).
 const AUDIT_EVERY: u32 = 12;
 
-/// The pauses between calls while the systems fail ([`crate::policy::Policy::outage_pauses`]),
-/// taken up where they were when an exception of `shows` is already open — raised before a
-/// continue-as-new — so that a long outage keeps its long cadence across runs instead of
-/// starting again from 5 s.
-pub(crate) fn pauses(ctx: &Ctx, shows: Option<ExceptionKind>) -> Box<dyn Iterator<Item = Duration>> {
-    let (policy, since) = ctx.state(|s| {
-        let since = shows.and_then(|k| {
-            s.open_exceptions()
-                .iter()
-                .find(|e| e.kind() == k)
-                .and_then(|e| e.raised_at.as_ref())
-                .map(|t| t.seconds)
-        });
-        (s.policy.clone().unwrap_or_default(), since)
-    });
-    let waited = since.map_or(0, |t| now(ctx).saturating_sub(t).max(0)).unsigned_abs();
-    Box::new(policy.outage_pauses_after(Duration::from_secs(waited)))
-}
-
 /// Calls `attempt` until it answers: `Ok(Ok(t))` when it succeeds, `Ok(Err(message))` when the
 /// systems refuse it for good (non-retryable), `Err` when the run stops (a cancel, for
 /// [`Shows::Systems`]; a continue-as-new at a checkpoint between attempts).
@@ -74,7 +56,7 @@ pub(crate) async fn until_answered<'a, T, F>(
 where
     F: Fn() -> wait::Call<'a, T>,
 {
-    let mut pauses = pauses(ctx, Some(shows.kind()));
+    let mut pauses = outage::pauses(ctx, Some(shows.kind()));
     let mut pause = pauses.next().unwrap_or(Duration::from_secs(5));
     let mut retries = 0u32;
     loop {
@@ -138,27 +120,4 @@ where
         }
         pause = pauses.next().unwrap_or(pause);
     }
-}
-
-/// The message of the deepest cause (the activity's own error, not "activity task failed").
-pub(crate) fn innermost_message(f: &Failure) -> String {
-    let mut f = f;
-    while let Some(c) = f.cause.as_deref() {
-        f = c;
-    }
-    f.message.clone()
-}
-
-/// Whether any failure in the chain is a non-retryable application failure.
-pub(crate) fn non_retryable(f: &Failure) -> bool {
-    let mut next = Some(f);
-    while let Some(f) = next {
-        if let Some(FailureInfo::ApplicationFailureInfo(info)) = &f.failure_info
-            && info.non_retryable
-        {
-            return true;
-        }
-        next = f.cause.as_deref();
-    }
-    false
 }

@@ -1,7 +1,7 @@
 //! The state of one promotion and what the outside sees of it: the `status` query, the search
 //! attributes and the Web UI's current details all come from [`PromotionWorkflow::outside`],
-//! published by [`publish`] (from the run) and [`PromotionWorkflow::publish_sync`] (from
-//! handlers) after every change.
+//! published by [`super::publish::publish`] (from the run) and
+//! [`PromotionWorkflow::publish_sync`] (from handlers) after every change.
 
 use crate::{
     api::{self, Adjustments, PublicationRef, RegionInfo, Target},
@@ -14,7 +14,7 @@ use pbjson_types::Timestamp as PbTimestamp;
 use promo_contracts::{promo::v1::*, retail::v1::PublicationKind};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use temporalio_common::search_attributes::{SearchAttributeUpdate, SearchAttributes};
+use temporalio_common::search_attributes::SearchAttributeUpdate;
 use temporalio_macros::workflow;
 use temporalio_sdk::WorkflowContext;
 
@@ -162,6 +162,10 @@ impl Tickets {
     }
 }
 
+/// The outbox size past which refused messages are counted instead of itemized one by one
+/// (the record down during a flood of messages: the state must stay bounded).
+pub(crate) const OUTBOX_FULL: usize = 1_000;
+
 /// Entries of the audit trail kept in the state (the `audit` query's tail).
 pub(crate) const AUDIT_TAIL: usize = 200;
 
@@ -222,18 +226,20 @@ pub(crate) fn region_of_target(t: &Target) -> Option<&str> {
 }
 
 impl PromotionWorkflow {
-    /// The initial state from the start input: the spec's, or the state the run before handed
-    /// on (its run-local fields reset).
-    pub(crate) fn from_input(input: super::input::StartInput) -> Self {
-        let (spec, input_error) = match input {
-            super::input::StartInput::Continued(mut state) => {
-                state.runs += 1;
-                // The new run upserts what the outside sees at its first wait.
-                state.attributes_pending = true;
-                return *state;
-            }
-            super::input::StartInput::Spec(Ok(spec)) => (spec, None),
-            super::input::StartInput::Spec(Err(why)) => (PromotionSpec::default(), Some(why)),
+    /// The state a run continued as new starts from: the one the run before handed on, its
+    /// run-local fields reset.
+    pub(crate) fn continued(mut state: Box<Self>) -> Self {
+        state.runs += 1;
+        // The new run upserts what the outside sees at its first wait.
+        state.attributes_pending = true;
+        *state
+    }
+
+    /// The initial state of a new promotion: its spec, or why what was sent is not one.
+    pub(crate) fn from_spec(spec: Result<PromotionSpec, String>) -> Self {
+        let (spec, input_error) = match spec {
+            Ok(spec) => (spec, None),
+            Err(why) => (PromotionSpec::default(), Some(why)),
         };
         Self {
             version: crate::version::Version::CURRENT,
@@ -326,7 +332,7 @@ impl PromotionWorkflow {
             queued.repeated = last.repeated;
             return;
         }
-        if self.outbox.len() >= super::events::OUTBOX_FULL {
+        if self.outbox.len() >= OUTBOX_FULL {
             self.refusals_uncounted += 1;
         } else {
             self.record(now, actor, action, detail);
@@ -780,40 +786,4 @@ impl PromotionWorkflow {
     pub(crate) fn policy(&self) -> Option<&Policy> {
         self.policy.as_ref()
     }
-}
-
-/// Publishes what the outside sees ([`PromotionWorkflow::outside`]) from the run: the search
-/// attributes are upserted at the run's next wait on the server ([`publish_pending`]), so that
-/// the steps of one workflow task cost one upsert; the details (a query-side value, no history
-/// event) go now.
-pub(crate) fn publish(ctx: &Ctx) {
-    let md = ctx.state_mut(|s| {
-        s.attributes_pending = true;
-        s.outside().1
-    });
-    ctx.set_current_details(md);
-}
-
-/// Upserts what [`publish`] kept back, if anything: called before the run waits
-/// on the server and when it ends.
-pub(crate) fn publish_pending(ctx: &Ctx) {
-    if ctx.state_mut(|s| std::mem::take(&mut s.attributes_pending)) {
-        upsert(ctx);
-    }
-}
-
-fn upsert(ctx: &Ctx) {
-    let (mut sas, md) = ctx.state(PromotionWorkflow::outside);
-    changed_only(&mut sas, &ctx.search_attributes());
-    if !sas.is_empty() {
-        ctx.upsert_search_attributes(sas);
-    }
-    ctx.set_current_details(md);
-}
-
-/// Keeps the updates that change a value (each upsert is a history event, and most stage steps
-/// leave the attributes as they were).
-fn changed_only(sas: &mut Vec<SearchAttributeUpdate>, current: &SearchAttributes) {
-    let next = SearchAttributes::new(sas.iter().cloned());
-    sas.retain(|u| next.raw_payload(u.name()) != current.raw_payload(u.name()));
 }

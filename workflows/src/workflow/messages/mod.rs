@@ -15,7 +15,8 @@ mod apply;
 use super::{
     events,
     options::retry,
-    state::{Ctx, PromotionWorkflow, publish},
+    publish::publish,
+    state::{Ctx, PromotionWorkflow},
     time::{business_now, now},
 };
 use crate::{

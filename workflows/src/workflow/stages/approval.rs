@@ -11,7 +11,8 @@ use crate::{
     policy::Policy,
     workflow::{
         carry,
-        state::{Ctx, PromotionWorkflow, publish},
+        publish::publish,
+        state::{Ctx, PromotionWorkflow},
         time::{now, until},
         wait::{self, Alarm, Nothing, Woke},
     },

@@ -11,7 +11,8 @@ use crate::{
     policy::Policy,
     workflow::{
         options::opts,
-        state::{Ctx, pb_ts, publish},
+        publish::publish,
+        state::{Ctx, pb_ts},
         time::{business_now, now},
         wait,
     },

@@ -16,7 +16,8 @@ use crate::{
     workflow::{
         carry,
         options::long_opts,
-        state::{Ctx, PromotionWorkflow, publish, region_of_target},
+        publish::publish,
+        state::{Ctx, PromotionWorkflow, region_of_target},
         time::{business_now, now, until},
         wait,
     },

@@ -20,7 +20,8 @@ pub mod scheduling;
 pub use super::wait::Stop;
 pub(crate) use super::wait::check_cancel;
 use super::{
-    state::{Ctx, pb_ts, publish},
+    publish::publish,
+    state::{Ctx, pb_ts},
     time::now,
 };
 use promo_contracts::{

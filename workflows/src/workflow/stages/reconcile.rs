@@ -16,7 +16,8 @@ use crate::{
     workflow::{
         carry,
         options::check_opts,
-        state::{Ctx, PromotionWorkflow, pb_ts, publish, region_of_target},
+        publish::publish,
+        state::{Ctx, PromotionWorkflow, pb_ts, region_of_target},
         time::{business_now, now},
         wait,
     },

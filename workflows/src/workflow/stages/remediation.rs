@@ -11,7 +11,8 @@ use crate::{
     policy::Policy,
     workflow::{
         carry,
-        state::{Ctx, pb_ts, publish},
+        publish::publish,
+        state::{Ctx, pb_ts},
         time::{now, until},
         wait::{self, Alarm, Nothing, Woke},
     },

@@ -17,8 +17,9 @@ use crate::{
     workflow::{
         carry,
         options::long_opts,
-        persist,
-        state::{Ctx, PromotionWorkflow, pb_ts, publish},
+        outage,
+        publish::publish,
+        state::{Ctx, PromotionWorkflow, pb_ts},
         time::{business_now, now, until},
         wait,
     },
@@ -46,7 +47,7 @@ pub async fn run(ctx: &Ctx, plan: &Plan, policy: &Policy) -> Result<Windows, Sto
     // on a timer rather than loop without yielding.
     let mut due_without_wait = None;
     // Pauses between calls while the systems do not answer the late-acknowledgment wait.
-    let mut outage_pauses = persist::pauses(ctx, Some(ExceptionKind::SystemsUnavailable));
+    let mut outage_pauses = outage::pauses(ctx, Some(ExceptionKind::SystemsUnavailable));
     loop {
         check_cancel(ctx)?;
         let bnow = business_now(ctx, policy);

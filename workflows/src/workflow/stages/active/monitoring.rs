@@ -16,7 +16,8 @@ use crate::{
     workflow::{
         options::{systems_opts, watch_opts},
         persist::{Shows, until_answered},
-        state::{Ctx, PromotionWorkflow, publish},
+        publish::publish,
+        state::{Ctx, PromotionWorkflow},
         time::{business_now, now, until},
         wait::{self, Stop},
     },
