@@ -43,67 +43,27 @@ pub(crate) async fn compensate(
         out.still_live = live.describe();
         return Ok(out);
     }
-    // A service (for publications, a channel) that failed transiently is not called again in
-    // this sweep: during an outage one probe per service and attempt, not one per item (each
-    // with its own quick retries).
-    let mut transient: Vec<String> = Vec::new();
-    let mut outcome = |down: &mut bool, what: &str, r: Option<Result<(), Status>>| -> bool {
-        match r {
-            Some(Ok(())) => true,
-            None => {
-                transient.push(format!("{what}: not tried, its service was unavailable"));
-                false
-            }
-            Some(Err(s)) if is_transient(&s) => {
-                *down = true;
-                transient.push(format!("{what}: {} ({:?})", s.message(), s.code()));
-                false
-            }
-            Some(Err(s)) => {
-                out.refused.push(RefusedUndo {
-                    item: what.to_owned(),
-                    reason: format!("{} ({:?})", s.message(), s.code()),
-                });
-                false
-            }
-        }
-    };
-    // Channels are separate systems behind the publication service: one that is down does not
-    // hold back the withdrawals on the others.
-    let (mut withdrawn, mut channels_down) = (0, HashSet::new());
+    let mut sweep = Sweep::default();
+    let mut withdrawn = 0;
     for (id, what, channel) in &live.publications {
         let req = WithdrawRequest { publication_id: id.clone(), reason: input.reason.clone() };
-        let mut down = channels_down.contains(channel);
-        let r = if down {
-            None
-        } else {
-            Some(rpc!(systems.publication(), withdraw, req.clone()).await.map(drop))
-        };
-        withdrawn += u32::from(outcome(&mut down, what, r));
-        if down {
-            channels_down.insert(*channel);
-        }
+        let call = rpc!(systems.publication(), withdraw, req.clone());
+        withdrawn += u32::from(sweep.undo(&format!("channel {channel}"), what, call).await);
     }
-    let (mut reverted, mut down) = (false, false);
+    let mut reverted = false;
     for (id, what) in &live.price_changes {
         let req = RevertPriceChangeRequest { price_change_id: id.clone(), reason: input.reason.clone() };
-        let r = if down {
-            None
-        } else {
-            Some(rpc!(systems.prices(), revert_price_change, req.clone()).await.map(drop))
-        };
-        reverted |= outcome(&mut down, what, r);
+        reverted |=
+            sweep.undo("prices", what, rpc!(systems.prices(), revert_price_change, req.clone())).await;
     }
-    let (mut cancelled, mut down) = (0, false);
+    let mut cancelled = 0;
     for (id, what) in &live.orders {
         let req = CancelOrderRequest { order_id: id.clone(), reason: input.reason.clone() };
-        let r = if down {
-            None
-        } else {
-            Some(rpc!(systems.replenishment(), cancel_order, req.clone()).await.map(drop))
-        };
-        cancelled += u32::from(outcome(&mut down, what, r));
+        let call = rpc!(systems.replenishment(), cancel_order, req.clone());
+        cancelled += u32::from(sweep.undo("orders", what, call).await);
     }
+    let Sweep { transient, refused, .. } = sweep;
+    out.refused = refused;
     out.withdrawn = withdrawn;
     out.reverted = reverted;
     out.cancelled = cancelled;
@@ -120,6 +80,49 @@ pub(crate) async fn compensate(
         out.calendar_released = Some(release_calendar(systems, &input.promotion_id).await?);
     }
     Ok(out)
+}
+
+/// One sweep's undo calls and what came of them. A service (for publications, a channel — each
+/// a system of its own behind the publication service) that failed transiently is not called
+/// again in the same sweep: during an outage one probe per service and attempt, not one per
+/// item with its own quick retries; a channel that is down holds back no other.
+#[derive(Default)]
+struct Sweep {
+    /// The services that failed transiently in this sweep.
+    down: HashSet<String>,
+    /// Items not undone now, for the attempt's retry.
+    transient: Vec<String>,
+    /// Items a system refused for good.
+    refused: Vec<RefusedUndo>,
+}
+
+impl Sweep {
+    /// Makes `call` (the undo of `what` on `service`) unless that service is down; whether
+    /// the item is undone.
+    async fn undo<T>(
+        &mut self,
+        service: &str,
+        what: &str,
+        call: impl std::future::Future<Output = Result<T, Status>>,
+    ) -> bool {
+        if self.down.contains(service) {
+            self.transient.push(format!("{what}: not tried, its service was unavailable"));
+            return false;
+        }
+        match call.await {
+            Ok(_) => true,
+            Err(s) if is_transient(&s) => {
+                self.down.insert(service.to_owned());
+                self.transient.push(format!("{what}: {} ({:?})", s.message(), s.code()));
+                false
+            }
+            Err(s) => {
+                let reason = format!("{} ({:?})", s.message(), s.code());
+                self.refused.push(RefusedUndo { item: what.to_owned(), reason });
+                false
+            }
+        }
+    }
 }
 
 /// What of the promotion is live: activation publications not superseded by an acknowledged
