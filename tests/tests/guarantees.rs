@@ -529,7 +529,7 @@ async fn an_erp_outage_at_close_shows_compensation_pending_until_the_prices_are_
     let wid = api::workflow_id("ERP-1");
     let result = env
         .with_worker(async {
-            env.start_promotion(spec("ERP-1", &["R1"], 0..4, 1.0, 2.0)).await.unwrap();
+            env.start_promotion(spec("ERP-1", &["R1"], 0..4, 3.0, 2.0)).await.unwrap();
             env.wait_status("ERP-1", "approval", LIMIT, |s| s.stage() == Stage::Approval).await.unwrap();
             env.approve("ERP-1", "E1001", Role::Merchandising).await.unwrap();
             env.wait_status("ERP-1", "active", LIMIT, |s| s.stage() == Stage::Active).await.unwrap();
