@@ -263,22 +263,23 @@ async fn send(
     let started = Instant::now();
     match tokio::time::timeout(ANSWER_LIMIT, answer).await {
         Err(_) => {
-            // What the promotion was doing: the last events of its history.
-            let tail: Vec<String> = env
-                .history(id)
-                .await
-                .map(|h| {
-                    h.iter()
-                        .rev()
-                        .take(16)
-                        .rev()
-                        .map(|e| format!("{} {:?}", e.event_id, e.event_type()))
-                        .collect()
-                })
-                .unwrap_or_default();
+            // What the promotion was doing: the last events of its history, and the whole of it
+            // in a file for the post-mortem.
+            let history = env.history(id).await.unwrap_or_default();
+            let dump = std::env::temp_dir().join(format!("promo-gen-{id}-history.txt"));
+            let lines: Vec<String> = history.iter().map(|e| format!("{e:?}")).collect();
+            let _ = std::fs::write(&dump, lines.join("\n"));
+            let tail: Vec<String> = history
+                .iter()
+                .rev()
+                .take(16)
+                .rev()
+                .map(|e| format!("{} {:?}", e.event_id, e.event_type()))
+                .collect();
             Err(format!(
-                "{id}: {} update not answered within {ANSWER_LIMIT:?}; last events: {tail:?}",
-                kind.name()
+                "{id}: {} update not answered within {ANSWER_LIMIT:?}; last events: {tail:?} (the whole history: {})",
+                kind.name(),
+                dump.display()
             ))
         }
         Ok(Ok(a)) => Ok(Ok(a.message)),

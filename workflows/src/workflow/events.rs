@@ -168,6 +168,8 @@ pub(crate) async fn flush(ctx: &Ctx) {
     opts.start_to_close_timeout = Some(Duration::from_secs(10));
     opts.schedule_to_close_timeout = Some(Duration::from_secs(30));
     opts.retry_policy = retry(3);
+    // The record down: each retry waits on a timer, not in the task (see `options::local`).
+    opts.timer_backoff_threshold = Some(super::options::LOCAL_RETRY_THRESHOLD);
     opts.summary = Some(format!("record {n} process events"));
     let sent = ctx.execute_local_activity(A::record_events, batch, opts).await;
     let t = now(ctx);

@@ -111,8 +111,9 @@ pub(crate) fn compensation_opts(attempts: u32, summary: String) -> ActivityOptio
         .build()
 }
 
-/// Longest backoff a local activity's retry waits inside its workflow task ([`local`]).
-const LOCAL_RETRY_THRESHOLD: Duration = Duration::from_secs(5);
+/// Longest backoff a local activity's retry waits inside its workflow task ([`local`]): below
+/// the first backoff (0.5 s), so every retry waits on a durable timer.
+pub(crate) const LOCAL_RETRY_THRESHOLD: Duration = Duration::from_millis(400);
 
 /// The local-activity equivalent of `opts`: same timeouts, retries, cancellation and summary
 /// (heartbeats are not needed: the worker running the workflow runs the activity, and a worker
@@ -122,9 +123,11 @@ pub(crate) fn local(opts: ActivityOptions) -> LocalActivityOptions {
     l.start_to_close_timeout = opts.close_timeouts.start_to_close();
     l.schedule_to_close_timeout = opts.close_timeouts.schedule_to_close();
     l.retry_policy = opts.retry_policy.unwrap_or_default();
-    // A local activity retries inside the workflow task, which meanwhile answers no query and
-    // applies no message until the task's next heartbeat: backoffs of 5 s and more (a system
-    // down for longer than a blip) become durable timers instead, releasing the task.
+    // While a local activity runs, its workflow task stays open, and the run accepts no update
+    // and applies no message (the task's heartbeats do not deliver them): retried in the task,
+    // a call to a system that is down (six quick tries per attempt, then the next attempt) held
+    // an operator's message for up to 20 s. Every retry waits on a durable timer instead, so a
+    // message waits for one attempt at most.
     l.timer_backoff_threshold = Some(LOCAL_RETRY_THRESHOLD);
     l.cancel_type = opts.cancellation_type;
     l.cancellation_token = opts.cancellation_token;
