@@ -14,7 +14,7 @@ use crate::{
     api::PromotionActivities as A,
     decisions::stage_name,
     workflow::{
-        options::retry,
+        options::{local, retry},
         state::{Ctx, OUTBOX_FULL, PromotionWorkflow, pb_ts},
         time::now,
     },
@@ -24,7 +24,8 @@ use promo_contracts::{
     retail::v1::{ProcessEvent, ProcessEventKind},
 };
 use std::time::Duration;
-use temporalio_sdk::LocalActivityOptions;
+use temporalio_common::ActivityCloseTimeouts;
+use temporalio_sdk::ActivityOptions;
 
 /// After a failed flush, the next try waits at least this long (workflow time).
 const RETRY_AFTER_SECS: i64 = 60;
@@ -164,14 +165,16 @@ pub(crate) async fn flush(ctx: &Ctx) {
     });
     let Some(batch) = batch else { return };
     let n = batch.len();
-    let mut opts = LocalActivityOptions::default();
-    opts.start_to_close_timeout = Some(Duration::from_secs(10));
-    opts.schedule_to_close_timeout = Some(Duration::from_secs(30));
-    opts.retry_policy = retry(3);
-    // The record down: each retry waits on a timer, not in the task (see `options::local`).
-    opts.timer_backoff_threshold = Some(super::options::LOCAL_RETRY_THRESHOLD);
-    opts.summary = Some(format!("record {n} process events"));
-    let sent = ctx.execute_local_activity(A::record_events, batch, opts).await;
+    // 10 s an attempt, three within 30 s; as every local activity, each retry on a timer.
+    let timeouts = ActivityCloseTimeouts::ScheduleAndStartToClose {
+        schedule_to_close: Duration::from_secs(30),
+        start_to_close: Duration::from_secs(10),
+    };
+    let opts = ActivityOptions::with_close_timeouts(timeouts)
+        .retry_policy(retry(3))
+        .summary(format!("record {n} process events"))
+        .build();
+    let sent = ctx.execute_local_activity(A::record_events, batch, local(opts)).await;
     let t = now(ctx);
     ctx.state_mut(|s| s.flushing = false);
     ctx.state_mut(|s| match sent {

@@ -113,7 +113,7 @@ pub(crate) fn compensation_opts(attempts: u32, summary: String) -> ActivityOptio
 
 /// Longest backoff a local activity's retry waits inside its workflow task ([`local`]): below
 /// the first backoff (0.5 s), so every retry waits on a durable timer.
-pub(crate) const LOCAL_RETRY_THRESHOLD: Duration = Duration::from_millis(400);
+const LOCAL_RETRY_THRESHOLD: Duration = Duration::from_millis(400);
 
 /// The local-activity equivalent of `opts`: same timeouts, retries, cancellation and summary
 /// (heartbeats are not needed: the worker running the workflow runs the activity, and a worker
